@@ -29,10 +29,14 @@ CREATE TABLE IF NOT EXISTS pair(
     concept_id TEXT NOT NULL, type TEXT, lang_a TEXT NOT NULL, text_a TEXT NOT NULL,
     lang_b TEXT NOT NULL, text_b TEXT NOT NULL, count INTEGER NOT NULL, source TEXT,
     UNIQUE(lang_a, text_a, lang_b, text_b, type, source));
+CREATE TABLE IF NOT EXISTS xref(
+    concept_id TEXT NOT NULL, db TEXT NOT NULL, xref_id TEXT NOT NULL, source TEXT,
+    UNIQUE(concept_id, db, xref_id, source));
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS name_lang_text ON name(lang, text);
 CREATE INDEX IF NOT EXISTS name_concept ON name(concept_id, lang);
 CREATE INDEX IF NOT EXISTS relation_head_tail ON relation(head_id, tail_id);
+CREATE INDEX IF NOT EXISTS xref_db_id ON xref(db, xref_id);
 """
 
 
@@ -72,6 +76,8 @@ class KnowledgeBase:
         c.execute("DELETE FROM name WHERE source = ?", (source,))
         c.execute("DELETE FROM relation WHERE source = ?", (source,))
         c.execute("DELETE FROM pair WHERE source = ?", (source,))
+        c.execute("DELETE FROM xref WHERE source = ?", (source,))
+        c.execute("DELETE FROM meta WHERE key = ?", (f"source:{source}",))
         c.execute("DELETE FROM concept WHERE source = ?", (source,))
 
     def add_concepts(self, rows: Iterable[tuple[str, str | None, str]]) -> None:
@@ -89,6 +95,38 @@ class KnowledgeBase:
         self.conn.executemany(
             "INSERT OR IGNORE INTO relation(head_id, rel, tail_id, source) VALUES (?, ?, ?, ?)", rows
         )
+
+    def upsert_names(self, rows: Iterable[tuple[str, str, str, int, str]]) -> None:
+        """Like :meth:`add_names`, but a repeated name becomes preferred if any of its rows is.
+
+        UMLS lists the same string once per source vocabulary, and only one of those atoms is the
+        preferred one; a plain INSERT OR IGNORE would keep whichever came first.
+        """
+        self.conn.executemany(
+            "INSERT INTO name(concept_id, lang, text, is_preferred, source) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(concept_id, lang, text, source) DO UPDATE SET "
+            "is_preferred = max(is_preferred, excluded.is_preferred)",
+            rows,
+        )
+
+    def add_xrefs(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """Rows of ``(concept_id, db, xref_id, source)``: identity links to other terminologies
+        (e.g. HPO term → UMLS CUI). Kept apart from ``relation`` so facts stay facts."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO xref(concept_id, db, xref_id, source) VALUES (?, ?, ?, ?)", rows
+        )
+
+    def add_pairs(self, rows: Iterable[tuple[str, str, str, str, str, str, int, str]]) -> None:
+        """Rows of ``(concept_id, type, lang_a, text_a, lang_b, text_b, count, source)``."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO pair(concept_id, type, lang_a, text_a, lang_b, text_b, count, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def add_default_relation_names(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Rows of ``(rel, lang, text)`` that never override a name already set (user extensions win)."""
+        self.conn.executemany("INSERT OR IGNORE INTO relation_name(rel, lang, text) VALUES (?, ?, ?)", rows)
 
     def set_relation_names(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Rows of ``(rel, lang, text)``; later rows override earlier ones (user extensions win)."""
@@ -133,6 +171,37 @@ class KnowledgeBase:
 
     def relation_names(self, lang: str) -> dict[str, str]:
         return dict(self.conn.execute("SELECT rel, text FROM relation_name WHERE lang = ?", (lang,)))
+
+    def xrefs(self, db: str) -> dict[str, list[str]]:
+        """concept id → its cross-references into ``db`` (e.g. ``"UMLS"`` → CUIs), sorted."""
+        out: dict[str, list[str]] = {}
+        for cid, xid in self.conn.execute(
+            "SELECT DISTINCT concept_id, xref_id FROM xref WHERE db = ? ORDER BY concept_id, xref_id", (db,)
+        ):
+            out.setdefault(cid, []).append(xid)
+        return out
+
+    def concept_ids(self) -> set[str]:
+        """Every concept id in the KB (used to check that imported relations have both ends)."""
+        return {r[0] for r in self.conn.execute("SELECT id FROM concept")}
+
+    def iter_pairs(self, source: str | None = None) -> Iterator[tuple[str, str, str, str, str, str, int]]:
+        """``(concept_id, type, lang_a, text_a, lang_b, text_b, count)`` mined pairs, most frequent first."""
+        sql = "SELECT concept_id, type, lang_a, text_a, lang_b, text_b, count FROM pair"
+        args: tuple[str, ...] = ()
+        if source is not None:
+            sql += " WHERE source = ?"
+            args = (source,)
+        yield from self.conn.execute(sql + " ORDER BY count DESC, type, text_a, text_b", args)
+
+    def source_stats(self) -> list[tuple[str, int, int, int]]:
+        """``(source, concepts, names, relations)`` per import source, for the readable ``kb stats``."""
+        c = self.conn
+        counts: dict[str, list[int]] = {}
+        for i, table in enumerate(("concept", "name", "relation")):
+            for src, n in c.execute(f"SELECT source, count(*) FROM {table} GROUP BY source"):  # noqa: S608
+                counts.setdefault(src or "", [0, 0, 0])[i] = n
+        return [(s, *v) for s, v in sorted(counts.items())]  # type: ignore[misc]
 
     def stats(self) -> dict[str, object]:
         """The ``kb stats --json`` document (DESIGN.md section 8)."""

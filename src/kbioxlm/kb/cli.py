@@ -1,0 +1,170 @@
+"""``kbioxlm kb ...``: import terminologies, mine entity pairs, print statistics (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..io import SkipCounter
+
+
+def _skip(args: argparse.Namespace) -> SkipCounter | None:
+    return SkipCounter() if getattr(args, "skip_invalid", False) else None
+
+
+def _print_summary(what: str, counts: dict[str, Any]) -> None:
+    parts = []
+    for k, v in counts.items():
+        if isinstance(v, list):
+            v = f"{len(v)}" + (f" ({', '.join(map(str, v[:8]))}{', ...' if len(v) > 8 else ''})" if v else "")
+        elif isinstance(v, dict):
+            v = json.dumps(v, ensure_ascii=False)
+        parts.append(f"{k}={v}")
+    print(f"{what}: " + " ".join(parts))
+
+
+def _umls(args: argparse.Namespace) -> int:
+    from .umls import import_umls
+
+    counts = import_umls(
+        args.kb, args.rrf_dir, languages=args.languages, sources=args.sources, translations=args.translations,
+        translation_lang=args.translation_lang, source=args.source, skip=_skip(args),
+    )  # fmt: skip
+    _print_summary(f"imported UMLS into {args.kb}", counts)
+    return 0
+
+
+def _obo(args: argparse.Namespace) -> int:
+    from .obo import import_obo
+
+    counts = import_obo(
+        args.kb, args.obo, translations=args.translations, lang=args.lang, source=args.source,
+        concept_type=args.type, drop=tuple(x for x in args.drop.split(",") if x),
+        synonym_scopes=tuple(x for x in args.synonym_scopes.split(",") if x),
+        accept_candidate=args.accept_candidate, skip=_skip(args),
+    )  # fmt: skip
+    _print_summary(f"imported OBO into {args.kb}", counts)
+    return 0
+
+
+def _icd10(args: argparse.Namespace) -> int:
+    from .icd10 import import_icd10
+
+    counts = import_icd10(
+        args.kb, args.xml, zh_categories=args.zh_categories, zh_blocks=args.zh_blocks, source=args.source,
+        concept_type=args.type, skip=_skip(args),
+    )  # fmt: skip
+    _print_summary(f"imported ICD-10 into {args.kb}", counts)
+    return 0
+
+
+def _tsv(args: argparse.Namespace) -> int:
+    from .tsv_import import import_tsv
+
+    counts = import_tsv(
+        args.kb, concepts=args.concepts, relations=args.relations, relation_names=args.relation_names,
+        source=args.source, skip=_skip(args),
+    )  # fmt: skip
+    _print_summary(f"imported into {args.kb}", counts)
+    return 0
+
+
+def _mine_pairs(args: argparse.Namespace) -> int:
+    from .pairs import mine_pairs
+
+    stats = mine_pairs(
+        args.kb, args.source, args.target, args.source_lang, args.target_lang, min_count=args.min_count,
+        source_name=args.source_name,
+    )  # fmt: skip
+    _print_summary(f"mined pairs into {args.kb}", stats)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .store import KnowledgeBase
+
+    with KnowledgeBase(args.kb) as kb:
+        stats = kb.stats()
+        if args.json:
+            print(json.dumps(stats, ensure_ascii=False))
+            return 0
+        names: dict[str, int] = stats["names"]  # type: ignore[assignment]
+        print(f"knowledge base {args.kb}")
+        print(f"  {'concepts':<12} {stats['concepts']:>10,}")
+        print(f"  {'relations':<12} {stats['relations']:>10,}")
+        for lang, n in names.items():
+            print(f"  {'names ' + lang:<12} {n:>10,}")
+        rows = kb.source_stats()
+        if rows:
+            print(f"  {'source':<24} {'concepts':>10} {'names':>10} {'relations':>10}")
+            for src, nc, nn, nr in rows:
+                print(f"  {src:<24} {nc:>10,} {nn:>10,} {nr:>10,}")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser, source_default: str | None, source_help: str) -> None:
+    p.add_argument("--kb", required=True, help="knowledge base file (created if absent)")
+    p.add_argument("--source", default=source_default, help=source_help)
+    p.add_argument("--skip-invalid", action="store_true", help="skip and count malformed lines instead of failing")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    kb = subparsers.add_parser("kb", help="build and inspect the bilingual knowledge base (kb.sqlite)")
+    kb_sub = kb.add_subparsers(dest="kb_command", metavar="KB_COMMAND")
+    kb_sub.required = True
+
+    imp = kb_sub.add_parser("import", help="import a terminology (re-import of a source replaces it)")
+    imp_sub = imp.add_subparsers(dest="import_format", metavar="FORMAT")
+    imp_sub.required = True
+
+    p = imp_sub.add_parser("umls", help="UMLS Metathesaurus RRF files (MRCONSO, MRREL, MRSTY)")
+    p.add_argument("--rrf-dir", required=True, help="folder holding MRCONSO.RRF (and MRREL.RRF, MRSTY.RRF)")
+    p.add_argument("--languages", help="comma-separated LAT or ISO codes, e.g. ENG,CHI (default: all)")
+    p.add_argument("--sources", help="comma-separated source vocabularies (SAB), e.g. MSH,SNOMEDCT_US (default: all)")
+    p.add_argument("--translations", help="translation TSV: cui<TAB>lang<TAB>name or english_name<TAB>target_name")
+    p.add_argument("--translation-lang", default="zh", help="target language of english_name<TAB>target_name tables")
+    _add_common(p, "umls", "source label (default: umls)")
+    p.set_defaults(func=_umls)
+
+    p = imp_sub.add_parser("obo", help="OBO ontology (e.g. HPO) plus Babelon translation TSVs")
+    p.add_argument("--obo", required=True, help="the .obo file")
+    p.add_argument("--translations", nargs="+", action="extend", default=[], metavar="F",
+                   help="Babelon TSV file(s); the option may be repeated")
+    p.add_argument("--lang", default="en", help="language of the OBO names (default: en)")
+    p.add_argument("--type", help="concept type (default: the term's namespace)")
+    p.add_argument("--drop", default="HP:0000001", help="comma-separated ids to leave out (default: the HPO root)")
+    p.add_argument("--synonym-scopes", default="EXACT,RELATED", help="synonym scopes kept as names (default: EXACT,RELATED)")
+    p.add_argument("--accept-candidate", action="store_true", help="also take Babelon rows with status CANDIDATE")
+    _add_common(p, None, "source label (default: obo:<ontology>)")
+    p.set_defaults(func=_obo)
+
+    p = imp_sub.add_parser("icd10", help="WHO ICD-10 XML plus Chinese category/block names")
+    p.add_argument("--xml", required=True, help="icd_10_v2019.xml")
+    p.add_argument("--zh-categories", help="TSV code<TAB>disease (disease.csv)")
+    p.add_argument("--zh-blocks", help="TSV code_lower_bound<TAB>code_upper_bound<TAB>level<TAB>catalog (disease_catalog.csv)")
+    p.add_argument("--type", default="Disease", help="concept type (default: Disease)")
+    _add_common(p, "icd10", "source label (default: icd10)")
+    p.set_defaults(func=_icd10)
+
+    p = imp_sub.add_parser("tsv", help="generic concepts / relations / relation names (TSV or JSONL)")
+    p.add_argument("--concepts", help="id<TAB>type<TAB>lang<TAB>name[<TAB>preferred] (or .jsonl)")
+    p.add_argument("--relations", help="head<TAB>rel<TAB>tail (or .jsonl)")
+    p.add_argument("--relation-names", help="rel<TAB>lang<TAB>text (or .jsonl); overrides earlier names")
+    _add_common(p, None, "source label (default: tsv:<concepts file stem>)")
+    p.set_defaults(func=_tsv)
+
+    p = kb_sub.add_parser("mine-pairs", help="mine bilingual entity pairs from two parallel CoNLL NER files")
+    p.add_argument("--source", required=True, help="CoNLL file in the source language")
+    p.add_argument("--target", required=True, help="CoNLL file in the target language, same document ids")
+    p.add_argument("--source-lang", required=True)
+    p.add_argument("--target-lang", required=True)
+    p.add_argument("--min-count", type=int, default=2, help="keep pairs seen at least this often (default: 2)")
+    p.add_argument("--source-name", help="source label in the KB (default: pairs:<src>-<tgt>)")
+    p.add_argument("--kb", required=True, help="knowledge base file (created if absent)")
+    p.set_defaults(func=_mine_pairs)
+
+    p = kb_sub.add_parser("stats", help="concept / name / relation counts")
+    p.add_argument("--kb", required=True)
+    p.add_argument("--json", action="store_true", help='print {"concepts": n, "names": {"en": n, ...}, "relations": n}')
+    p.set_defaults(func=_stats)

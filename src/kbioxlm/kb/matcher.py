@@ -1,0 +1,327 @@
+"""Dictionary matching of KB names in text: Aho-Corasick, longest-leftmost, non-overlapping.
+
+Why this shape (DESIGN.md section 4):
+
+* pyahocorasick's C automaton walks the text once, whatever the number of names; a Python dict
+  lookup of every n-gram costs one slice and one hash per (position, length).
+* ``Automaton.iter_long`` is NOT used: it returned wrong matches on Chinese text here. We take all
+  matches from ``iter()`` and do the longest-leftmost selection ourselves (a few lines of Python,
+  and only over the candidates the automaton reports).
+* Space-delimited languages: a match must not cut a word. Instead of filtering the (many) matches
+  that start or end inside words in Python, the automaton is built over *boundary keys*: text and
+  names are mapped character-for-character (offsets kept) so every non-alphanumeric character
+  becomes a space, and a name that begins (ends) with a letter/digit gets a leading (trailing)
+  space. Such a key can only occur at a word boundary, so the automaton reports almost nothing
+  else; the mapping is lossy for punctuation (``beta-catenin`` and ``beta catenin`` share a key),
+  so each candidate is verified against the case-folded text.
+* Unspaced scripts (zh, ja, ...) match on characters; only a Latin/digit run (``SARS`` inside
+  ``SARST细胞``) is protected from being cut.
+
+Case folding keeps offsets valid: ``str.lower`` is used when it keeps the length (it does for all
+but a handful of characters such as U+0130), otherwise the text is folded per character.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
+
+import ahocorasick
+
+from ..schema import is_unspaced
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import KnowledgeBase
+
+MAX_NAME_CHARS = 1023  # names longer than this are skipped (the length is packed into 10 bits)
+_LEN_MASK = 1023
+_FLAG = 1024  # boundary keys: the key has a trailing sentinel; unspaced: the name needs an edge check
+_SHIFT = 11
+
+# Characters of scripts written without spaces: each is a "word" by itself in unspaced mode.
+_UNSPACED_RANGES = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),
+    (0xFF66, 0xFF9F),  # half-width katakana
+    (0x20000, 0x3134F),
+)
+
+
+def is_unspaced_char(c: str) -> bool:
+    """True for a character of an unspaced script (CJK, kana, Thai, ...)."""
+    o = ord(c)
+    return any(lo <= o <= hi for lo, hi in _UNSPACED_RANGES)
+
+
+def is_word_char(c: str, unspaced: bool) -> bool:
+    """A character that belongs to a word a match must not cut.
+
+    In space-delimited languages every letter/digit; in unspaced languages only letters/digits
+    outside the unspaced scripts (Latin abbreviations, numbers), since each CJK character may start
+    or end a term.
+    """
+    return c.isalnum() and not (unspaced and is_unspaced_char(c))
+
+
+def fold_case(text: str) -> str:
+    """Lower-case ``text`` without changing its length (so offsets stay valid)."""
+    low = text.lower()
+    if len(low) == len(text):  # no character expanded (lower() never shrinks)
+        return low
+    out = []
+    for c in text:
+        lc = c.lower()
+        out.append(lc if len(lc) == 1 else c)
+    return "".join(out)
+
+
+# Non-alphanumeric -> space, character for character. ASCII text takes a bytes.translate fast path.
+_ASCII_PHI = bytes((b if chr(b).isalnum() else 0x20) for b in range(128)) + bytes(range(128, 256))
+_NON_ALNUM = re.compile(r"[\W_]")
+
+
+def boundary_map(text: str) -> str:
+    """Map every non-alphanumeric character to a space, keeping offsets."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_PHI).decode("ascii")
+    return _NON_ALNUM.sub(" ", text)
+
+
+class Match(NamedTuple):
+    """One selected match: ``text[start:end]`` is a name of ``concepts`` (sorted; first = chosen)."""
+
+    start: int
+    end: int
+    concepts: tuple[str, ...]
+
+    @property
+    def concept(self) -> str:
+        return self.concepts[0]
+
+
+class Matcher:
+    """Longest-leftmost, non-overlapping matcher over all names of one language.
+
+    ``case``: ``"fold"`` (case-insensitive) or ``"exact"``. ``min_length``: names shorter than this
+    (in characters) are ignored. ``stop_words``: names never matched (compared after folding).
+    A name shared by several concepts keeps all of them, sorted; :attr:`Match.concept` is the
+    smallest id, so the choice is deterministic.
+    """
+
+    def __init__(
+        self,
+        names: Iterable[tuple[str, str]],
+        lang: str,
+        case: str = "fold",
+        min_length: int = 2,
+        stop_words: Iterable[str] = (),
+    ) -> None:
+        if case not in ("fold", "exact"):
+            raise ValueError(f"case must be 'fold' or 'exact', got {case!r}")
+        self.lang = lang
+        self.case = case
+        self.min_length = max(1, int(min_length))
+        self.unspaced = is_unspaced(lang)
+        self._fold = case == "fold"
+        stop = {self._fold_text(s) for s in stop_words}
+        interned: dict[str, str] = {}
+        key_index: dict[str, int] = {}
+        # Per key: the concept(s) and, for boundary keys, the folded name(s) that verify it.
+        self._key_cids: list[str | tuple[str, ...]] = []
+        self._key_names: list[str | dict[str, str | tuple[str, ...]]] = []
+        self._key_variants: dict[int, tuple[tuple[str, int, int], ...]] = {}
+        auto = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
+        self.n_names = 0
+        self.max_name_chars = 0
+        for text, cid in names:
+            name = self._fold_text(text)
+            n = len(name)
+            if n < self.min_length or n > MAX_NAME_CHARS or name in stop or not _has_alnum(name):
+                continue
+            cid = interned.setdefault(cid, cid)
+            self.n_names += 1
+            if n > self.max_name_chars:
+                self.max_name_chars = n
+            if self.unspaced:
+                key, flag = name, _FLAG if (is_word_char(name[0], True) or is_word_char(name[-1], True)) else 0
+            else:
+                lead = name[0].isalnum()
+                trail = name[-1].isalnum()
+                key = (" " if lead else "") + boundary_map(name) + (" " if trail else "")
+                flag = _FLAG if trail else 0
+            idx = key_index.get(key)
+            if idx is None:
+                idx = len(self._key_cids)
+                key_index[key] = idx
+                self._key_cids.append(cid)
+                self._key_names.append(name)
+                auto.add_word(key, (idx << _SHIFT) | flag | n)
+                continue
+            # Several names/concepts behind one key.
+            if self.unspaced:
+                self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
+                continue
+            known = self._key_names[idx]
+            if isinstance(known, str):
+                if known == name:
+                    self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
+                    continue
+                self._key_variants[idx] = ((known, len(known), int(known[-1].isalnum())),)
+                known = {known: self._key_cids[idx]}
+                self._key_names[idx] = known
+                self._key_cids[idx] = ""
+            if name not in known:
+                # Variants of one key can differ in length ("é" -> " é " and ".é" -> " é "), so each
+                # keeps its own (length, trailing-sentinel) to locate its span.
+                self._key_variants[idx] = (*self._key_variants.get(idx, ()), (name, n, int(trail)))
+            known[name] = _add_cid(known.get(name, ()), cid)
+        self.n_keys = len(self._key_cids)
+        if self.unspaced:
+            self._key_names = []  # keys are the folded names themselves: no verification needed
+        del key_index
+        if self.n_keys:
+            auto.make_automaton()
+        self._auto = auto
+
+    @classmethod
+    def from_kb(cls, kb: KnowledgeBase, lang: str, **options: object) -> Matcher:
+        """All names of ``lang`` in the KB (raises KbioxlmError if it has none)."""
+        kb.require_language(lang)
+        return cls(((text, cid) for text, cid, _pref in kb.iter_names(lang)), lang, **options)  # type: ignore[arg-type]
+
+    def _fold_text(self, text: str) -> str:
+        return fold_case(text) if self._fold else text
+
+    def __len__(self) -> int:
+        return self.n_names
+
+    # ---- matching --------------------------------------------------------------------------
+    def find_spans(self, text: str) -> list[tuple[int, int, int]]:
+        """Selected matches as ``(start, end, key_index)``, in text order (the fast path)."""
+        if not self.n_keys or not text:
+            return []
+        t = self._fold_text(text)
+        best: dict[int, tuple[int, int]] = {}
+        if self.unspaced:
+            for end, v in self._auto.iter(t):
+                n = v & _LEN_MASK
+                s = end + 1 - n
+                if v & _FLAG and not _edges_ok(t, s, end + 1):
+                    continue
+                e = end + 1
+                b = best.get(s)
+                if b is None or e > b[0]:
+                    best[s] = (e, v >> _SHIFT)
+        else:
+            u = " " + boundary_map(t) + " "
+            names = self._key_names
+            for end, v in self._auto.iter(u):
+                idx = v >> _SHIFT
+                known = names[idx]
+                if isinstance(known, str):
+                    n = v & _LEN_MASK
+                    s = end - n - (1 if v & _FLAG else 0)
+                    e = s + n
+                    if t[s:e] != known:
+                        continue
+                    b = best.get(s)
+                    if b is None or e > b[0]:
+                        best[s] = (e, idx)
+                    continue
+                for name, n, trail in self._key_variants[idx]:  # rare: punctuation-variant names
+                    s = end - n - trail
+                    e = s + n
+                    if t[s:e] == name:
+                        b = best.get(s)
+                        if b is None or e > b[0]:
+                            best[s] = (e, idx)
+        out: list[tuple[int, int, int]] = []
+        last = 0
+        for s in sorted(best):
+            if s >= last:
+                e, idx = best[s]
+                out.append((s, e, idx))
+                last = e
+        return out
+
+    def concepts_of(self, text: str, start: int, end: int, key_index: int) -> tuple[str, ...]:
+        """Sorted concept ids of a span found by :meth:`find_spans`."""
+        cids = self._key_cids[key_index]
+        if not self.unspaced:
+            known = self._key_names[key_index]
+            if not isinstance(known, str):
+                cids = known[self._fold_text(text[start:end])]
+        return (cids,) if isinstance(cids, str) else cids
+
+    def find(self, text: str) -> list[Match]:
+        """Longest-leftmost non-overlapping matches of KB names in ``text``."""
+        return [Match(s, e, self.concepts_of(text, s, e, k)) for s, e, k in self.find_spans(text)]
+
+
+def _has_alnum(name: str) -> bool:
+    # A name without any letter/digit ("%", "--") is noise, and as a boundary key it would match
+    # every space of the text.
+    return any(c.isalnum() for c in name)
+
+
+def _add_cid(cids: str | tuple[str, ...], cid: str) -> str | tuple[str, ...]:
+    have = (cids,) if isinstance(cids, str) else cids
+    if cid in have:
+        return cids
+    return tuple(sorted((*have, cid)))
+
+
+def _edges_ok(t: str, s: int, e: int) -> bool:
+    """Unspaced mode: the match does not cut a Latin/digit run at either edge."""
+    if s > 0 and is_word_char(t[s], True) and is_word_char(t[s - 1], True):
+        return False
+    if e < len(t) and is_word_char(t[e - 1], True) and is_word_char(t[e], True):
+        return False
+    return True
+
+
+def brute_force_matches(
+    text: str, names: Iterable[tuple[str, str]], lang: str, case: str = "fold", min_length: int = 2,
+    stop_words: Iterable[str] = (),
+) -> list[Match]:
+    """Reference implementation of the matching semantics, O(n^2): for tests only.
+
+    Every substring is looked up; boundary rule: a match must not cut a word (see
+    :func:`is_word_char`); selection: smallest start first, longest at that start, no overlap.
+    """
+    fold = fold_case if case == "fold" else (lambda x: x)
+    unspaced = is_unspaced(lang)
+    stop = {fold(s) for s in stop_words}
+    table: dict[str, set[str]] = {}
+    for name, cid in names:
+        f = fold(name)
+        if len(f) < max(1, min_length) or len(f) > MAX_NAME_CHARS or f in stop or not _has_alnum(f):
+            continue
+        table.setdefault(f, set()).add(cid)
+    t = fold(text)
+    n = len(t)
+
+    def cuts(i: int) -> bool:  # boundary between t[i-1] and t[i] lies inside a word
+        return 0 < i < n and is_word_char(t[i - 1], unspaced) and is_word_char(t[i], unspaced)
+
+    out: list[Match] = []
+    s = 0
+    while s < n:
+        found = None
+        for e in range(n, s, -1):
+            if t[s:e] in table and not cuts(s) and not cuts(e):
+                found = e
+                break
+        if found is None:
+            s += 1
+            continue
+        out.append(Match(s, found, tuple(sorted(table[t[s:found]]))))
+        s = found
+    return out

@@ -1,0 +1,63 @@
+"""``kbioxlm llm-eval``: prompted LLM baselines over an OpenAI-compatible endpoint (docs/llm-baselines.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import KbioxlmError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "llm-eval",
+        help="score a chat LLM on NER / RE / DC by prompting (zero- or few-shot)",
+        description="Prompt an OpenAI-compatible endpoint, parse the answers, score with the fine-tuning metrics.",
+    )
+    p.add_argument("--task", required=True, choices=("ner", "re", "dc"))
+    p.add_argument("--test", required=True)
+    p.add_argument("--train", help="demonstrations are sampled from this file (few-shot)")
+    p.add_argument("--shots", type=int, default=0, help="K demonstrations (0 = zero-shot)")
+    p.add_argument("--seed", type=int, default=0, help="few-shot sampling seed (same sampler as fine-tuning)")
+    p.add_argument("--dataset", help="dataset name used in the sampling seed (default: ade / gad / hoc by task)")
+    p.add_argument("--base-url", help="default: $KBIOXLM_BASE_URL or $OPENAI_BASE_URL")
+    p.add_argument("--model", help="default: $KBIOXLM_MODEL")
+    p.add_argument("--api-key", help="default: $KBIOXLM_API_KEY or $OPENAI_API_KEY")
+    p.add_argument("--out", required=True, help="output directory (results.json, predictions.jsonl)")
+    p.add_argument("--lang", help="language of the test file (default: detected)")
+    p.add_argument("--prompt-dir", help="directory overriding the packaged prompt templates (ner.txt, re.txt, dc.txt)")
+    p.add_argument("--cache", help="SQLite answer cache (default: <out>/cache.sqlite)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--limit", type=int, help="only the first N test records (quick runs)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..translate.cache import Cache
+    from .client import ChatClient
+    from .evaluate import run_llm_eval
+
+    if args.shots < 0:
+        raise KbioxlmError("--shots must be >= 0")
+    if args.shots and not args.train:
+        raise KbioxlmError("--shots needs --train")
+    client = ChatClient(base_url=args.base_url, model=args.model, api_key=args.api_key, timeout=args.timeout,
+                        max_retries=args.max_retries, concurrency=args.concurrency, max_tokens=args.max_tokens)
+    cache = Cache(args.cache or Path(args.out) / "cache.sqlite")
+    try:
+        res = run_llm_eval(args.task, args.test, client, args.out, lang=args.lang, train_path=args.train,
+                           shots=args.shots, seed=args.seed, dataset=args.dataset, prompt_dir=args.prompt_dir,
+                           cache=cache, limit=args.limit, progress=not args.no_progress)
+    finally:
+        cache.close()
+        client.close()
+    brief = {k: res[k] for k in ("task", "metric", "f1", "precision", "recall", "n_test", "n_unparsed", "n_failed")}
+    json.dump(brief, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0

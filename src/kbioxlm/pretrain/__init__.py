@@ -1,0 +1,24 @@
+"""Continued pretraining with knowledge-anchored objectives (DESIGN.md section 5).
+
+Modules: :mod:`.vocab` (token counting, reduced output vocabulary, full vocabulary trimming),
+:mod:`.model` (encoder + MLM head over a reduced vocabulary + passage-pair head),
+:mod:`.export` (plain Hugging Face checkpoint with the full vocabulary restored), and the
+collator/trainer written beside them.
+
+This ``__init__`` stays import-light (no torch) so the CLI and data-only tools can import
+:data:`TASKS` cheaply.
+"""
+
+from __future__ import annotations
+
+TASKS: tuple[str, ...] = ("mlm", "entity", "fact", "passage")
+"""Pretraining tasks; a row's task id is the index into this tuple.
+
+``mlm``: monolingual text (whole-word / whole-entity masking); ``entity``: code-switched entity
+records; ``fact``: fact records (relation span masked); ``passage``: passage pairs (pair head; the
+MLM tokens of passage rows are counted under ``mlm``).
+"""
+
+TASK_IDS: dict[str, int] = {name: i for i, name in enumerate(TASKS)}
+
+__all__ = ["TASKS", "TASK_IDS"]

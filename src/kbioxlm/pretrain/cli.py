@@ -1,0 +1,98 @@
+"""``kbioxlm vocab reduce|trim`` and ``kbioxlm export`` (and ``pretrain`` via :mod:`.train_cli`).
+
+Heavy imports (torch, transformers) happen inside the handlers so ``kbioxlm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from ..errors import KbioxlmError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    vocab = sub.add_parser("vocab", help="reduced output vocabulary / vocabulary trimming")
+    vsub = vocab.add_subparsers(dest="vocab_command", metavar="ACTION")
+    vsub.required = True
+
+    p = vsub.add_parser("reduce", help="count token ids over JSONL corpora and write the kept-id list")
+    p.add_argument("--tokenizer", required=True, help="tokenizer name or folder (e.g. xlm-roberta-base)")
+    p.add_argument("--corpus", required=True, nargs="+", help="JSONL files (Document/Entity/Fact: text; Passage: text_a/text_b)")
+    p.add_argument("--out", required=True, help="output JSON {tokenizer, kept_ids, counts}")
+    p.add_argument("--min-count", type=int, default=1, help="keep ids seen at least this often (default 1)")
+    p.add_argument("--max-size", type=int, default=None, help="keep at most this many ids (most frequent)")
+    p.add_argument("--min-size", type=int, default=None, help="pad to this many ids with the tokenizer's most probable unseen pieces (paper: 37030)")
+    p.set_defaults(func=_vocab_reduce)
+
+    p = vsub.add_parser("trim", help="cut input embeddings, LM head and tokenizer to the kept pieces (exact for covered scripts)")
+    p.add_argument("--model", required=True, help="model folder or name")
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder holding tokenizer.json (SentencePiece-Unigram)")
+    p.add_argument("--kept", required=True, help="kept-id JSON written by 'vocab reduce'")
+    p.add_argument("--out", required=True, help="output folder (model, tokenizer, vocab_map.json)")
+    p.add_argument(
+        "--charsets",
+        default="latin1,greek,cjk,symbols",
+        help="character ranges whose pieces are always kept so any such text tokenizes exactly as before "
+        "(comma-separated from latin1,greek,cjk,symbols; 'none' = only the kept pieces' own characters)",
+    )
+    p.set_defaults(func=_vocab_trim)
+
+    p = sub.add_parser("export", help="write a plain Hugging Face checkpoint (full vocabulary restored, model card)")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint folder (kbioxlm_model.json + model.safetensors)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--full-vocab-from",
+        default=None,
+        help="original model (or tokenizer) to restore rows outside the kept ids from, and to undo a 'vocab trim'",
+    )
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder to ship (default: found in the checkpoint / base model)")
+    p.set_defaults(func=_export)
+
+    try:
+        from .train_cli import register_pretrain
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.train_cli":  # a real missing dependency inside train_cli: surface it
+            raise
+    else:
+        register_pretrain(sub)
+
+
+def _vocab_reduce(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from .vocab import count_token_frequencies, select_kept_ids, write_kept_ids
+
+    if args.min_count < 1:
+        raise KbioxlmError("--min-count must be at least 1")
+    try:
+        tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    except (OSError, ValueError) as exc:
+        raise KbioxlmError(f"{args.tokenizer}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
+    counts = count_token_frequencies(tok, args.corpus)
+    kept = select_kept_ids(counts, tok, min_count=args.min_count, max_size=args.max_size, min_size=args.min_size)
+    write_kept_ids(args.out, args.tokenizer, kept, counts, len(tok), files=args.corpus, min_count=args.min_count)
+    total = sum(counts.values())
+    print(f"kept {len(kept)} of {len(tok)} ids ({len(counts)} seen, {total} tokens) -> {args.out}")
+    return 0
+
+
+def _vocab_trim(args: argparse.Namespace) -> int:
+    from .vocab import load_kept_ids, trim_checkpoint
+
+    charsets = [] if args.charsets.strip() in ("", "none") else [c.strip() for c in args.charsets.split(",") if c.strip()]
+    kept = load_kept_ids(args.kept)
+    summary = trim_checkpoint(args.model, args.tokenizer, kept, args.out, charsets=charsets)
+    print(f"trimmed {summary['original_vocab_size']} -> {summary['trimmed_vocab_size']} ids -> {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    summary = export_checkpoint(args.checkpoint, args.out, full_vocab_from=args.full_vocab_from, tokenizer=args.tokenizer)
+    print(f"exported {summary['architecture']} ({summary['vocab_size']} ids) -> {args.out}")
+    return 0

@@ -1,0 +1,331 @@
+"""Training checkpoint → plain Hugging Face checkpoint (``kbioxlm export``).
+
+The result loads with ``AutoModel`` and ``AutoModelForMaskedLM`` and needs nothing from kbioxlm:
+
+* The MLM head is written under the architecture's own names (``lm_head.dense/layer_norm/
+  decoder/bias`` for XLM-R/RoBERTa, ``cls.predictions.transform.dense/LayerNorm`` +
+  ``cls.predictions.decoder/bias`` for BERT), with ``tie_word_embeddings=false`` because the
+  trained decoder no longer equals the input embeddings.
+* **Full output vocabulary restored.** Kept rows are the trained decoder rows/bias. Rows outside
+  the kept set come from the *original* checkpoint's LM head (``--full-vocab-from``, else the
+  ``base_model`` recorded at training time) with its original bias, so the exported model still
+  predicts them as the base model did; when no original head is available they are the trained
+  input embeddings (the usual tied-decoder initialisation) with zero bias.
+* **Undoing ``vocab trim``.** When the checkpoint's encoder was trimmed (``vocab_map.json``) and
+  ``--full-vocab-from`` names the untrimmed original, the input embeddings and head are scattered
+  back into the original vocabulary (rows not in the trimmed model keep their original values)
+  and the original tokenizer is shipped. With only a tokenizer there, missing rows get the mean
+  trained embedding and the lowest bias (documented in docs/pretrain-model.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import KbioxlmError
+from .model import VOCAB_MAP_FILE, KnowledgeAnchoredModel, _supports_masked_lm, lm_head_parts, read_meta
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "vocab.txt",
+    "added_tokens.json",
+)
+SETTINGS_FILES = ("kbioxlm_config.json", "training_args.json")
+
+
+@dataclass
+class Original:
+    """Rows of the original (pre-training) checkpoint used to fill in the full vocabulary."""
+
+    vocab_size: int
+    embeddings: torch.Tensor | None
+    decoder: torch.Tensor | None
+    bias: torch.Tensor | None
+    source: str
+
+
+def _load_original(name: str) -> Original | None:
+    """Embeddings / LM head rows of ``name`` (a model), or only its size (a tokenizer); None if unloadable."""
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError):
+        config = None
+    if config is not None:
+        try:
+            if _supports_masked_lm(config):
+                mlm, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
+                parts = lm_head_parts(mlm)
+                emb = mlm.get_input_embeddings().weight.detach().float()
+                missing = set(info.get("missing_keys", ()))
+                if parts is not None and not any(k.startswith(parts.prefix) for k in missing):
+                    return Original(emb.shape[0], emb, parts.decoder.weight.detach().float(), parts.bias.detach().float(), name)
+                return Original(emb.shape[0], emb, None, None, name)
+            enc = AutoModel.from_pretrained(name)
+            emb = enc.get_input_embeddings().weight.detach().float()
+            return Original(emb.shape[0], emb, None, None, name)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: cannot load the original weights (%s)", name, str(exc).splitlines()[0])
+            return None
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError):
+        return None
+    return Original(len(tok), None, None, None, name)
+
+
+def _find_settings(ckpt: Path) -> dict[str, Any]:
+    """Training settings for the model card, from the checkpoint folder or its parent (run folder)."""
+    settings: dict[str, Any] = {}
+    for folder in (ckpt.parent, ckpt):  # checkpoint-specific values win
+        for name in SETTINGS_FILES:
+            path = folder / name
+            if path.is_file():
+                try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError:
+                    log.warning("%s: unreadable, ignored for the model card", path)
+                    continue
+                if isinstance(data, dict):
+                    settings.update(data)
+        state = folder / "trainer_state.json"
+        if state.is_file():
+            try:
+                settings.setdefault("global_step", json.loads(state.read_text(encoding="utf-8")).get("global_step"))
+            except ValueError:
+                pass
+    return settings
+
+
+def _tokenizer_source(ckpt: Path, explicit: str | None, meta: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    if explicit:
+        return explicit
+    candidates = [str(ckpt), str(ckpt.parent)]
+    for key in ("tokenizer", "model"):
+        if isinstance(settings.get(key), str):
+            candidates.append(settings[key])
+    if meta.get("base_model"):
+        candidates.append(str(meta["base_model"]))
+    for cand in candidates:
+        p = Path(cand)
+        if p.is_dir() and any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            return cand
+    return None
+
+
+def _ship_tokenizer(source: str, out: Path) -> None:
+    src = Path(source)
+    if src.is_dir():
+        copied = [f for f in TOKENIZER_FILES if (src / f).is_file()]
+        for f in copied:
+            shutil.copyfile(src / f, out / f)
+        if copied:
+            return
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    except (OSError, ValueError) as exc:
+        raise KbioxlmError(f"{source}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    full_vocab_from: str | None = None,
+    tokenizer: str | None = None,
+) -> dict[str, Any]:
+    """Write a plain Hugging Face MLM checkpoint + tokenizer + model card; returns a summary."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    ckpt = Path(checkpoint)
+    meta = read_meta(ckpt)
+    model = KnowledgeAnchoredModel.load(ckpt).eval()
+    settings = _find_settings(ckpt)
+    encoder = model.encoder
+    config = encoder.config.__class__.from_dict(encoder.config.to_dict())
+    v_in = model.full_vocab_size
+    hidden = config.hidden_size
+    vocab_map = model.vocab_map
+
+    source = full_vocab_from or meta.get("base_model")
+    original = _load_original(str(source)) if source else None
+    if original is None and full_vocab_from:
+        raise KbioxlmError(f"{full_vocab_from}: cannot load it as a model or tokenizer")
+    untrim = bool(full_vocab_from) and vocab_map is not None and original is not None and original.vocab_size != v_in
+    if untrim and max(vocab_map) >= original.vocab_size:
+        raise KbioxlmError(f"{full_vocab_from}: has {original.vocab_size} ids but the checkpoint's vocab_map refers to id {max(vocab_map)}")
+    same_vocab = original is not None and original.vocab_size == v_in and original.embeddings is not None
+
+    emb_trained = encoder.get_input_embeddings().weight.detach().float()
+    with torch.no_grad():
+        # 1. head over the encoder's own vocabulary (v_in rows)
+        if same_vocab and original.decoder is not None:
+            dec, bias, rows_from = original.decoder.clone(), original.bias.clone(), f"LM head of {original.source}"
+        elif untrim and original.decoder is not None:
+            idx = torch.tensor(vocab_map)
+            dec, bias, rows_from = original.decoder[idx].clone(), original.bias[idx].clone(), f"LM head of {original.source}"
+        else:
+            dec, bias, rows_from = emb_trained.clone(), torch.zeros(v_in), "trained input embeddings, bias 0"
+        kept = torch.tensor(model.kept_ids) if model.kept_ids is not None else torch.arange(v_in)
+        dec[kept] = model.mlm_head.decoder.weight.detach().float()
+        bias[kept] = model.mlm_head.decoder.bias.detach().float()
+        emb = emb_trained
+        # 2. undo a vocabulary trim
+        if untrim:
+            idx = torch.tensor(vocab_map)
+            n = original.vocab_size
+            if original.embeddings is not None:
+                emb_full = original.embeddings.clone()
+            else:
+                emb_full = emb_trained.mean(0, keepdim=True).expand(n, hidden).clone()
+            emb_full[idx] = emb_trained
+            if original.decoder is not None:
+                dec_full, bias_full = original.decoder.clone(), original.bias.clone()
+            elif original.embeddings is not None:
+                dec_full, bias_full = original.embeddings.clone(), torch.zeros(n)
+            else:  # tokenizer only: unseen rows can be predicted but rank last
+                dec_full, bias_full = emb_full.clone(), torch.full((n,), float(bias.min()))
+            dec_full[idx] = dec
+            bias_full[idx] = bias
+            emb, dec, bias = emb_full, dec_full, bias_full
+            for attr in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id", "unk_token_id"):
+                value = getattr(config, attr, None)
+                if isinstance(value, int) and 0 <= value < len(vocab_map):
+                    setattr(config, attr, vocab_map[value])
+    final_vocab = emb.shape[0]
+    config.vocab_size = final_vocab
+    config.tie_word_embeddings = False
+
+    state = {k: v for k, v in encoder.state_dict().items()}
+    emb_key = next(k for k, v in encoder.named_parameters() if v is encoder.get_input_embeddings().weight)
+    state[emb_key] = emb.to(encoder.get_input_embeddings().weight.dtype)
+
+    has_mlm = _supports_masked_lm(config)
+    if has_mlm:
+        hf = AutoModelForMaskedLM.from_config(config)
+        base = getattr(hf, hf.base_model_prefix)
+        parts = lm_head_parts(hf)
+        if parts is None:
+            raise KbioxlmError(f"{type(hf).__name__}: unknown LM head layout, cannot export the MLM head")
+    else:
+        log.warning("%s has no masked-LM class: exporting the encoder only", config.model_type)
+        hf = base = AutoModel.from_config(config)
+        parts = None
+    _load_encoder_state(base, state)
+    if parts is not None:
+        with torch.no_grad():
+            parts.dense.load_state_dict(model.mlm_head.dense.state_dict())
+            parts.layer_norm.load_state_dict(model.mlm_head.layer_norm.state_dict())
+            parts.decoder.weight.copy_(dec)
+            parts.decoder.bias.copy_(bias)
+            parts.bias.copy_(bias)
+    config.architectures = [type(hf).__name__]
+    hf.config.architectures = config.architectures
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        hf.save_pretrained(tmp)
+        tok_src = tokenizer or (full_vocab_from if untrim else None) or _tokenizer_source(ckpt, None, meta, settings)
+        if tok_src:
+            _ship_tokenizer(tok_src, tmp)
+        else:
+            log.warning("no tokenizer found for %s; pass --tokenizer", ckpt)
+        if vocab_map is not None and not untrim:
+            shutil.copyfile(ckpt / VOCAB_MAP_FILE, tmp / VOCAB_MAP_FILE)
+        summary = {
+            "architecture": type(hf).__name__,
+            "vocab_size": final_vocab,
+            "kept_ids": len(model.kept_ids) if model.kept_ids is not None else None,
+            "rows_outside_kept_from": rows_from if model.kept_ids is not None else None,
+            "untrimmed_from": original.source if untrim else None,
+            "tokenizer": tok_src,
+            "base_model": meta.get("base_model"),
+            "checkpoint": str(ckpt),
+        }
+        (tmp / "README.md").write_text(_model_card(summary, meta, settings), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _load_encoder_state(base: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    result = base.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if "pooler" not in k]
+    unexpected = [k for k in result.unexpected_keys if "pooler" not in k]
+    if missing or unexpected:
+        raise KbioxlmError(f"encoder weights do not fit the exported architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[str, Any]) -> str:
+    """A short Markdown model card: what it was trained from, on what, how, for how many steps."""
+    files = settings.get("train_files") or settings.get("files")
+    if isinstance(files, str):
+        files = [f for f in files.split(",") if f]
+    steps = settings.get("global_step") or settings.get("max_steps")
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [kbioxlm, biomedical, cross-lingual, fill-mask]",
+        "---",
+        "",
+        "# KBioXLM-style continued-pretraining checkpoint",
+        "",
+        "Exported by `kbioxlm export` (knowledge-anchored pretraining: entity, fact and passage",
+        "objectives, Geng et al. 2023). Loads with `AutoModel` and `AutoModelForMaskedLM`.",
+        "",
+        f"- **Base model:** `{summary['base_model'] or 'random initialisation'}`",
+        f"- **Architecture:** `{summary['architecture']}`, {summary['vocab_size']} vocabulary ids",
+        f"- **Training steps:** {steps if steps is not None else 'unknown'}",
+    ]
+    if files:
+        lines.append("- **Training data:** " + ", ".join(f"`{f}`" for f in files))
+    if summary["kept_ids"] is not None:
+        lines.append(
+            f"- **Reduced output vocabulary during training:** {summary['kept_ids']} ids; the other rows of the"
+            f" LM head come from the {summary['rows_outside_kept_from']} (not trained)."
+        )
+    if summary["untrimmed_from"]:
+        lines.append(f"- **Vocabulary:** trimmed for training, restored to the full vocabulary of `{summary['untrimmed_from']}`.")
+    weights = meta.get("loss_weights")
+    if weights:
+        lines.append("- **Loss weights:** " + ", ".join(f"{k}={v:g}" for k, v in weights.items()))
+    shown = {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool)) and k not in ("train_files",)}
+    if shown:
+        lines += ["", "## Settings", "", "| key | value |", "|---|---|"]
+        lines += [f"| {k} | `{v}` |" for k, v in sorted(shown.items())]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForMaskedLM, AutoTokenizer",
+        'tok = AutoTokenizer.from_pretrained("PATH"); model = AutoModelForMaskedLM.from_pretrained("PATH")',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,631 @@
+"""Continued pretraining loop on :class:`accelerate.Accelerator` (DESIGN.md section 5).
+
+Why accelerate rather than the HF ``Trainer``: the same loop then runs unchanged on one CPU, under
+``torchrun`` (DDP, gloo or NCCL) and under ``accelerate launch`` with DeepSpeed, while exact
+resume stays in our hands: the collator's masking RNG and the data position are not objects the
+``Trainer`` knows how to checkpoint. ``accelerator.save_state`` stores model, optimizer, the
+registered LR scheduler and every process's Python/NumPy/torch RNG states; this module adds the
+data position (``trainer_state.json``) and each process's collator RNG (``collator_rank<i>.json``).
+
+Outputs under ``output_dir``: ``checkpoints/checkpoint-<step>/``, ``eval.jsonl`` (per-task
+masked-token accuracy and pair accuracy on the held-out split), ``train_log.jsonl``, tensorboard
+logs, ``kbioxlm_config.json`` (read by ``kbioxlm export`` for the model card) and ``final/``
+(:meth:`KnowledgeAnchoredModel.save_pretrained` plus the tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import KbioxlmError
+from ..io import SkipCounter, atomic_write, dumps, write_json
+from . import TASKS
+from .data import (
+    DEFAULT_MIX,
+    DataPosition,
+    MixedSchedule,
+    eval_batches,
+    load_records,
+    normalise_mix,
+    parse_train_files,
+    rank_slice,
+    resolve_path,
+    split_heldout,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    # model and vocabulary
+    "model": None,  # name or path of an encoder checkpoint (AutoModel-loadable)
+    "model_config": None,  # or a config dict (model_type + sizes) for a randomly initialised model
+    "tokenizer": None,  # defaults to `model`
+    "kept_ids": None,  # reduced output vocabulary from `kbioxlm vocab reduce`
+    "loss_weights": None,  # {task: weight}; model default when null (L = Le + Lf + Lp + Lmlm)
+    # data
+    "train_files": None,  # comma-separated or list; `path#mlm` reads entity records as monolingual text
+    "eval_files": None,  # held-out records; when null a split of train_files
+    "eval_fraction": 0.02,
+    "eval_max_per_task": 200,
+    "skip_invalid": False,
+    "mix": dict(DEFAULT_MIX),  # task proportions (paper: monolingual : knowledge = 1 : 1)
+    "epoch_size": None,  # draws per epoch of the mixed schedule (default: number of train records)
+    # masking
+    "max_length": 128,
+    "mlm_probability": 0.15,
+    "wwm_entity_ratio": 0.5,  # share of the Document masking budget for whole entities (paper A.1: 1:1)
+    "max_entity_tokens": None,  # paper A.1: 3
+    # optimisation
+    "output_dir": None,
+    "max_steps": 1000,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 32,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 5e-5,
+    "warmup_steps": 0,
+    "weight_decay": 0.01,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.98,
+    "adam_epsilon": 1e-6,
+    "max_grad_norm": 1.0,
+    "mixed_precision": "no",  # no | bf16 | fp16 (also `bf16: true` / `fp16: true`)
+    "bf16": False,
+    "fp16": False,
+    "fused_adamw": True,
+    # bookkeeping
+    "logging_steps": 10,
+    "eval_steps": 500,
+    "save_steps": 1000,
+    "save_total_limit": 2,
+    "eval_at_start": True,
+    "seed": 42,
+    "resume_from_checkpoint": None,  # null | auto | path
+    "stop_at_step": None,  # end this invocation after that step with a checkpoint (time-sliced jobs); schedule follows max_steps
+    "overwrite_output_dir": False,
+    "report_to": "tensorboard",  # tensorboard | none
+    "num_threads": None,  # torch CPU threads per process
+}
+ALIASES = {"lr": "learning_rate", "batch_size": "per_device_train_batch_size"}
+DICT_KEYS = ("model_config", "loss_weights", "mix")
+
+
+# ---------------------------------------------------------------------------------------- config
+def _set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    head, _, rest = key.partition(".")
+    head = ALIASES.get(head, head)
+    if head not in DEFAULTS:
+        raise KbioxlmError(f"unknown config key {head!r} (known: {', '.join(sorted(DEFAULTS))})")
+    if rest:
+        if head not in DICT_KEYS:
+            raise KbioxlmError(f"config key {head!r} is not a mapping; cannot set {key!r}")
+        if not isinstance(cfg.get(head), dict):
+            cfg[head] = {}
+        node = cfg[head]
+        parts = rest.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    else:
+        cfg[head] = value
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """YAML config + ``key=value`` overrides (values parsed as YAML; dotted keys reach into mappings).
+
+    Unknown keys are errors: a typo such as ``learning_rte=1e-4`` must not silently train with the
+    default learning rate.
+    """
+    cfg = json.loads(json.dumps(DEFAULTS))
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except OSError as exc:
+            raise KbioxlmError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+        except yaml.YAMLError as exc:
+            raise KbioxlmError(f"{path}: invalid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise KbioxlmError(f"{path}: a config must be a mapping of keys to values")
+        for k, v in data.items():
+            _set_dotted(cfg, str(k), v)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise KbioxlmError(f"override {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(cfg, key.strip(), value)
+    return _check(cfg)
+
+
+FLOAT_KEYS = ("learning_rate", "weight_decay", "mlm_probability", "wwm_entity_ratio", "eval_fraction", "max_grad_norm",
+              "adam_beta1", "adam_beta2", "adam_epsilon")
+INT_KEYS = ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+            "max_length", "logging_steps", "stop_at_step", "eval_steps", "save_steps", "warmup_steps", "seed", "eval_max_per_task")
+
+
+def _coerce_numbers(cfg: dict[str, Any]) -> None:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string and ``150_000``/``1.5e5`` vary; accept them."""
+    for key in FLOAT_KEYS:
+        v = cfg[key]
+        if isinstance(v, str):
+            try:
+                cfg[key] = float(v)
+            except ValueError:
+                raise KbioxlmError(f"config: {key} must be a number, got {v!r}") from None
+    for key in INT_KEYS:
+        v = cfg[key]
+        if v is None and key == "stop_at_step":
+            continue
+        if isinstance(v, (str, float)) and not isinstance(v, bool):
+            try:
+                f = float(str(v).replace("_", ""))
+            except ValueError:
+                raise KbioxlmError(f"config: {key} must be an integer, got {v!r}") from None
+            if not f.is_integer():
+                raise KbioxlmError(f"config: {key} must be an integer, got {v!r}")
+            cfg[key] = int(f)
+
+
+def _check(cfg: dict[str, Any]) -> dict[str, Any]:
+    _coerce_numbers(cfg)
+    if not cfg["output_dir"]:
+        raise KbioxlmError("config: output_dir is required")
+    if not cfg["model"] and not cfg["model_config"]:
+        raise KbioxlmError("config: set `model` (checkpoint name/path) or `model_config` (random init)")
+    if cfg["model"] and cfg["model_config"]:
+        raise KbioxlmError("config: set only one of `model` and `model_config`")
+    if cfg["model_config"] is not None and not isinstance(cfg["model_config"], dict):
+        raise KbioxlmError("config: model_config must be a mapping with model_type and sizes")
+    if not cfg["tokenizer"]:
+        if not cfg["model"]:
+            raise KbioxlmError("config: `tokenizer` is required with model_config")
+        cfg["tokenizer"] = cfg["model"]
+    if not parse_train_files(cfg["train_files"]):
+        raise KbioxlmError("config: train_files is required (comma-separated JSONL record files)")
+    for key in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "max_length"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise KbioxlmError(f"config: {key} must be a positive integer, got {cfg[key]!r}")
+    for key in ("logging_steps", "eval_steps", "save_steps", "warmup_steps", "seed"):
+        if not isinstance(cfg[key], int) or cfg[key] < 0:
+            raise KbioxlmError(f"config: {key} must be a non-negative integer, got {cfg[key]!r}")
+    for key in FLOAT_KEYS:
+        if not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool):
+            raise KbioxlmError(f"config: {key} must be a number, got {cfg[key]!r}")
+    mp = str(cfg["mixed_precision"] or "no").lower()
+    if cfg["bf16"] and cfg["fp16"]:
+        raise KbioxlmError("config: set only one of bf16 and fp16")
+    if cfg["bf16"]:
+        mp = "bf16"
+    elif cfg["fp16"]:
+        mp = "fp16"
+    if mp not in ("no", "bf16", "fp16"):
+        raise KbioxlmError(f"config: mixed_precision must be no, bf16 or fp16, got {mp!r}")
+    cfg["mixed_precision"] = mp
+    rfc = cfg["resume_from_checkpoint"]
+    if rfc is not None and not isinstance(rfc, str):
+        cfg["resume_from_checkpoint"] = None if rfc is False else "auto" if rfc is True else str(rfc)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------- pieces
+def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] | None:
+    """Reduced output vocabulary ids (the JSON written by ``kbioxlm vocab reduce``)."""
+    if not path:
+        return None
+    from .vocab import load_kept_ids as _load
+
+    return _load(resolve_path(path), vocab_size=vocab_size)
+
+
+def build_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> Any:
+    """KnowledgeAnchoredModel from a checkpoint (``model``) or a config dict (``model_config``)."""
+    from .model import KnowledgeAnchoredModel
+
+    weights = cfg["loss_weights"] or None
+    if cfg["model"]:
+        return KnowledgeAnchoredModel.from_pretrained(resolve_path(cfg["model"]), kept_ids=kept, loss_weights=weights)
+    from transformers import AutoConfig
+
+    mc = dict(cfg["model_config"])
+    model_type = mc.pop("model_type", None)
+    if not model_type:
+        raise KbioxlmError("config: model_config needs model_type (e.g. xlm-roberta, bert)")
+    mc.setdefault("vocab_size", len(tokenizer))
+    mc.setdefault("pad_token_id", tokenizer.pad_token_id)
+    mc.setdefault("max_position_embeddings", max(514, int(cfg["max_length"]) + 2))
+    try:
+        config = AutoConfig.for_model(model_type, **mc)
+    except (ValueError, KeyError) as exc:
+        raise KbioxlmError(f"config: model_config invalid ({exc})") from exc
+    return KnowledgeAnchoredModel.from_config(config, kept_ids=kept, loss_weights=weights)
+
+
+def make_optimizer(model: Any, cfg: dict[str, Any], device_type: str) -> Any:
+    """AdamW without weight decay on biases and LayerNorm weights; fused kernel where torch has one."""
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": float(cfg["weight_decay"])},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kwargs = dict(
+        lr=float(cfg["learning_rate"]),
+        betas=(float(cfg["adam_beta1"]), float(cfg["adam_beta2"])),
+        eps=float(cfg["adam_epsilon"]),
+    )
+    if cfg["fused_adamw"] and device_type in ("cuda", "cpu", "xpu", "mps"):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            log.info("fused AdamW unavailable here (%s); using the foreach implementation", exc)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+def find_checkpoint(output_dir: Path, spec: str | None) -> Path | None:
+    """``auto``: latest complete checkpoint under output_dir (None if none); a path: that one."""
+    if not spec:
+        return None
+    if spec != "auto":
+        p = Path(spec)
+        if not (p / "trainer_state.json").is_file():
+            raise KbioxlmError(f"{p}: not a complete checkpoint (no trainer_state.json)")
+        return p
+    root = output_dir / "checkpoints"
+    done = [d for d in root.glob("checkpoint-*") if (d / "trainer_state.json").is_file()] if root.is_dir() else []
+    if not done:
+        return None
+    return max(done, key=lambda d: int(d.name.split("-")[-1]))
+
+
+def _scalar(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str, bool)) else json.dumps(v, ensure_ascii=False)
+
+
+def _truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= max_step]
+    with atomic_write(path) as fh:
+        fh.writelines(ln + "\n" for ln in keep)
+
+
+def _append_jsonl(path: Path, rec: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(dumps(rec) + "\n")
+
+
+def _to_float(v: Any) -> float:
+    return float(v.detach().float().item()) if hasattr(v, "detach") else float(v)
+
+
+def weight_digest(model: Any) -> str:
+    """SHA-256 over every parameter's bytes, in name order (identical weights <=> identical digest)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def gather_objects(accelerator: Any, obj: Any) -> list[Any]:
+    """One picklable object per process, in rank order (a list of one when not distributed)."""
+    if accelerator.num_processes == 1:
+        return [obj]
+    from accelerate.utils import gather_object
+
+    return list(gather_object([obj]))
+
+
+# ---------------------------------------------------------------------------------------- eval
+def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, cfg: dict[str, Any], accelerator: Any, kept: list[int] | None) -> dict[str, Any]:
+    """Per-task masked-token accuracy and pair accuracy on the held-out split.
+
+    The masks are drawn by a collator with a fixed seed, so every evaluation of a run scores the
+    same masked positions and the numbers are comparable over steps (and across runs).
+    """
+    import torch
+
+    from .collator import KnowledgeCollator
+
+    coll = KnowledgeCollator(
+        tokenizer,
+        max_length=cfg["max_length"],
+        mlm_probability=cfg["mlm_probability"],
+        wwm_entity_ratio=cfg["wwm_entity_ratio"],
+        max_entity_tokens=cfg["max_entity_tokens"],
+        seed=[int(cfg["seed"]), 99991, accelerator.process_index],
+        random_token_ids=kept,
+        random_window=False,
+    )
+    n_t = len(TASKS)
+    # sums: correct[n_t], count[n_t], pair_correct, pair_count, loss_sum, n_batches
+    sums = torch.zeros(2 * n_t + 4, dtype=torch.float64, device=accelerator.device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for recs in eval_batches(held, cfg["per_device_eval_batch_size"], accelerator.process_index, accelerator.num_processes):
+            batch = {k: v.to(accelerator.device) for k, v in coll(recs).items()}
+            with accelerator.autocast():
+                out = model(**batch)
+            for i, task in enumerate(TASKS):
+                sums[i] += _to_float(out.mlm_correct.get(task, 0))
+                sums[n_t + i] += _to_float(out.mlm_count.get(task, 0))
+            sums[2 * n_t] += _to_float(out.pair_correct)
+            sums[2 * n_t + 1] += _to_float(out.pair_count)
+            sums[2 * n_t + 2] += _to_float(out.loss) * len(recs)
+            sums[2 * n_t + 3] += len(recs)
+    if was_training:
+        model.train()
+    sums = accelerator.reduce(sums, reduction="sum").tolist()
+    metrics: dict[str, Any] = {}
+    for i, task in enumerate(TASKS):
+        if sums[n_t + i] > 0:
+            metrics[f"acc_{task}"] = sums[i] / sums[n_t + i]
+            metrics[f"n_{task}"] = int(sums[n_t + i])
+    if sums[2 * n_t + 1] > 0:
+        metrics["pair_acc"] = sums[2 * n_t] / sums[2 * n_t + 1]
+        metrics["n_pair"] = int(sums[2 * n_t + 1])
+    if sums[2 * n_t + 3] > 0:
+        metrics["loss"] = sums[2 * n_t + 2] / sums[2 * n_t + 3]
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------- train
+def train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run (or resume) pretraining as configured; returns the last evaluation metrics."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    from .collator import KnowledgeCollator
+
+    if cfg["num_threads"]:
+        torch.set_num_threads(int(cfg["num_threads"]))
+    out_dir = Path(cfg["output_dir"])
+    mp = cfg["mixed_precision"]
+    if mp == "fp16" and not torch.cuda.is_available():
+        raise KbioxlmError("fp16 needs a CUDA GPU; use bf16 (supported on CPUs too) or mixed_precision=no")
+    ga = int(cfg["gradient_accumulation_steps"])
+    accelerator = Accelerator(
+        gradient_accumulation_steps=ga,
+        mixed_precision=mp,
+        log_with="tensorboard" if cfg["report_to"] == "tensorboard" else None,
+        project_dir=str(out_dir),
+        step_scheduler_with_optimizer=False,
+    )
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
+
+    ckpt = find_checkpoint(out_dir, cfg["resume_from_checkpoint"])
+    if ckpt is None and cfg["resume_from_checkpoint"] not in (None, "auto"):
+        raise KbioxlmError(f"{cfg['resume_from_checkpoint']}: checkpoint not found")
+    if ckpt is None and not cfg["overwrite_output_dir"] and find_checkpoint(out_dir, "auto") is not None:
+        raise KbioxlmError(
+            f"{out_dir}: already holds checkpoints; resume with resume_from_checkpoint=auto or set overwrite_output_dir=true"
+        )
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None and cfg["overwrite_output_dir"]:
+            for name in ("checkpoints", "final", "eval.jsonl", "train_log.jsonl"):
+                p = out_dir / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+
+    set_seed(int(cfg["seed"]))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_path(cfg["tokenizer"]))
+    except (OSError, ValueError) as exc:
+        raise KbioxlmError(f"{cfg['tokenizer']}: cannot load tokenizer ({exc})") from exc
+    kept = load_kept_ids(cfg["kept_ids"], len(tokenizer))
+
+    # data
+    skip = SkipCounter() if cfg["skip_invalid"] else None
+    pools = load_records(parse_train_files(cfg["train_files"]), skip)
+    if cfg["eval_files"]:
+        train_pools = pools
+        held = load_records(parse_train_files(cfg["eval_files"]), skip)
+    else:
+        train_pools, held = split_heldout(pools, float(cfg["eval_fraction"]), int(cfg["eval_max_per_task"]), int(cfg["seed"]))
+    if skip is not None and skip.count:
+        log.warning("skipped %d invalid records, e.g. %s", skip.count, "; ".join(skip.examples))
+    counts = {t: len(v) for t, v in train_pools.items()}
+    mix = normalise_mix(cfg["mix"], counts)
+    schedule = MixedSchedule(train_pools, mix, int(cfg["seed"]), cfg["epoch_size"])
+    per_device = int(cfg["per_device_train_batch_size"])
+    global_batch = per_device * world
+
+    # model, optimizer, schedule
+    model = build_model(cfg, tokenizer, kept)
+    model.train()
+    optimizer = make_optimizer(model, cfg, accelerator.device.type)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_steps"]), int(cfg["max_steps"]))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Stepped by us once per optimizer step (accelerate's wrapper would step it once per process).
+    accelerator.register_for_checkpointing(scheduler)
+    collator = KnowledgeCollator(
+        tokenizer,
+        max_length=cfg["max_length"],
+        mlm_probability=cfg["mlm_probability"],
+        wwm_entity_ratio=cfg["wwm_entity_ratio"],
+        max_entity_tokens=cfg["max_entity_tokens"],
+        seed=[int(cfg["seed"]), rank],
+        random_token_ids=kept,
+    )
+
+    global_step = 0
+    position = DataPosition()
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        global_step = int(state["global_step"])
+        position = DataPosition(**state["data_position"])
+        cpath = ckpt / f"collator_rank{rank}.json"
+        if state.get("world_size") == world and cpath.is_file():
+            collator.load_state_dict(json.loads(cpath.read_text(encoding="utf-8")))
+        else:
+            log.warning("resuming with %d processes (checkpoint had %s): masks will differ from an uninterrupted run", world, state.get("world_size"))
+            collator = KnowledgeCollator(
+                tokenizer, max_length=cfg["max_length"], mlm_probability=cfg["mlm_probability"],
+                wwm_entity_ratio=cfg["wwm_entity_ratio"], max_entity_tokens=cfg["max_entity_tokens"],
+                seed=[int(cfg["seed"]), rank, global_step], random_token_ids=kept,
+            )
+        if state.get("per_device_train_batch_size") != per_device or state.get("gradient_accumulation_steps") != ga:
+            log.warning("batch size or accumulation changed since the checkpoint; the data order continues from its position")
+        if main:
+            _truncate_jsonl(out_dir / "eval.jsonl", global_step)
+            _truncate_jsonl(out_dir / "train_log.jsonl", global_step)
+        log.info("resumed from %s at step %d (epoch %d, index %d)", ckpt, global_step, position.epoch, position.index)
+
+    run_info = {
+        "config": cfg,
+        "tasks": list(TASKS),
+        "mix": mix,
+        "train_records": counts,
+        "eval_records": {t: len(v) for t, v in held.items()},
+        "world_size": world,
+        "effective_batch_size": global_batch * ga,
+        "mixed_precision": mp,
+        "base_model": cfg["model"],
+        "tokenizer": cfg["tokenizer"],
+        "reduced_vocab_size": len(kept) if kept else None,
+    }
+    if main:
+        write_json(out_dir / "kbioxlm_config.json", run_info)
+    if cfg["report_to"] == "tensorboard":
+        flat = {k: _scalar(v) for k, v in cfg.items() if v is not None and not isinstance(v, dict)}
+        accelerator.init_trackers("tensorboard", config=flat)
+
+    last_eval = [-1]
+
+    def log_eval(step: int) -> dict[str, Any]:
+        last_eval[0] = step
+        metrics = evaluate(accelerator.unwrap_model(model), held, tokenizer, cfg, accelerator, kept)
+        if main:
+            _append_jsonl(out_dir / "eval.jsonl", {"step": step, **metrics})
+            log.info("eval step %d: %s", step, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+        return metrics
+
+    def save_checkpoint(step: int) -> None:
+        d = out_dir / "checkpoints" / f"checkpoint-{step}"
+        # Not safetensors: the MLM decoder may share storage with the input embeddings.
+        accelerator.save_state(str(d), safe_serialization=False)
+        write_json(d / f"collator_rank{rank}.json", collator.state_dict())
+        accelerator.wait_for_everyone()
+        if main:
+            # Written last: its presence marks the checkpoint complete for resume=auto.
+            write_json(d / "trainer_state.json", {
+                "global_step": step,
+                "data_position": position.to_dict(),
+                "world_size": world,
+                "per_device_train_batch_size": per_device,
+                "gradient_accumulation_steps": ga,
+                "seed": cfg["seed"],
+            })
+            done = sorted(
+                (c for c in d.parent.glob("checkpoint-*") if (c / "trainer_state.json").is_file()),
+                key=lambda c: int(c.name.split("-")[-1]),
+            )
+            limit = int(cfg["save_total_limit"] or 0)
+            for old in done[:-limit] if limit > 0 else []:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    max_steps = int(cfg["max_steps"])
+    stop_at = min(max_steps, int(cfg["stop_at_step"])) if cfg["stop_at_step"] else max_steps
+    metrics: dict[str, Any] = {}
+    if global_step == 0 and cfg["eval_at_start"] and max_steps > 0:
+        metrics = log_eval(0)
+    batches = schedule.global_batches(position, global_batch)
+    bar = tqdm(total=max_steps, initial=global_step, desc="pretrain", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    window: dict[str, list[float]] = {}
+    t0, n_examples = time.perf_counter(), 0
+    while global_step < stop_at:
+        grad_norm = None
+        for _ in range(ga):
+            recs, next_pos = next(batches)
+            batch = {k: v.to(accelerator.device) for k, v in collator(rank_slice(recs, rank, per_device)).items()}
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    out = model(**batch)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and cfg["max_grad_norm"]:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), float(cfg["max_grad_norm"]))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            position = next_pos
+            n_examples += len(recs)
+            window.setdefault("loss", []).append(_to_float(out.loss))
+            for task, v in (out.losses or {}).items():
+                window.setdefault(f"loss_{task}", []).append(_to_float(v))
+        if not accelerator.optimizer_step_was_skipped:
+            scheduler.step()
+        global_step += 1
+        bar.update(1)
+        if cfg["logging_steps"] and (global_step % int(cfg["logging_steps"]) == 0 or global_step == max_steps):
+            rec = {k: sum(v) / len(v) for k, v in window.items() if v}
+            rec["lr"] = scheduler.get_last_lr()[0]
+            if grad_norm is not None:
+                rec["grad_norm"] = _to_float(grad_norm)
+            rec["examples_per_s"] = n_examples / max(1e-9, time.perf_counter() - t0)
+            rec = {k: (v if math.isfinite(v) else None) for k, v in rec.items()}
+            if main:
+                _append_jsonl(out_dir / "train_log.jsonl", {"step": global_step, **rec})
+            accelerator.log({f"train/{k}": v for k, v in rec.items() if v is not None}, step=global_step)
+            bar.set_postfix(loss=f"{rec.get('loss') or float('nan'):.3f}", lr=f"{rec['lr']:.2e}")
+            window, t0, n_examples = {}, time.perf_counter(), 0
+        if cfg["eval_steps"] and global_step % int(cfg["eval_steps"]) == 0:
+            metrics = log_eval(global_step)
+        if (cfg["save_steps"] and global_step % int(cfg["save_steps"]) == 0) or (global_step == stop_at < max_steps):
+            save_checkpoint(global_step)
+    bar.close()
+    if global_step < max_steps:
+        log.info("stopped at step %d of %d (stop_at_step); continue with resume_from_checkpoint=auto", global_step, max_steps)
+        accelerator.end_training()
+        return metrics
+    if max_steps > 0 and last_eval[0] != global_step:
+        metrics = log_eval(global_step)
+
+    # final model: written beside, then renamed, so a crash never leaves a half-written final/
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    # One digest per process: equal digests prove the replicas stayed in sync (DDP sanity check).
+    digests = gather_objects(accelerator, weight_digest(unwrapped))
+    if main:
+        final = out_dir / "final"
+        tmp = out_dir / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        run_info.update({"global_step": global_step, "final_eval": metrics, "rank_weight_digests": digests})
+        write_json(out_dir / "kbioxlm_config.json", run_info)
+        log.info("final model saved to %s", final)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics

@@ -1,0 +1,73 @@
+"""``kbioxlm finetune`` (and ``kbioxlm benchmark`` when the benchmark module is present)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..errors import KbioxlmError
+
+
+def _extra(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path or not name.replace("_", "").replace("-", "").isalnum():
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {value!r}")
+    return name, path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune an encoder on NER/RE/DC, select on dev, score test",
+                       description="Fine-tune and evaluate; writes OUT/results.json and OUT/predictions.jsonl.")
+    p.add_argument("--task", required=True, choices=["ner", "re", "dc"])
+    p.add_argument("--model", required=True, help="HF model name or folder")
+    p.add_argument("--tokenizer", help="tokenizer name or folder (default: the model's)")
+    p.add_argument("--train", required=True)
+    p.add_argument("--dev", help="dev set for checkpoint selection (source language for zero-shot)")
+    p.add_argument("--test", required=True)
+    p.add_argument("--extra-test", action="append", type=_extra, default=[], metavar="NAME=FILE",
+                   help="further test sets scored with the selected model (repeatable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-train-examples", type=int)
+    p.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0 = off)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--save-model", action="store_true", help="also save the selected model to OUT/model")
+    p.add_argument("--train-lang"), p.add_argument("--test-lang")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-test-each-epoch", action="store_true",
+                   help="also score the test sets after every epoch (logged only; selection uses dev)")
+    p.set_defaults(func=_finetune)
+    try:
+        from .benchmark import register_benchmark
+    except ModuleNotFoundError as exc:
+        if exc.name != "kbioxlm.tasks.benchmark":
+            raise
+    else:
+        register_benchmark(sub)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneConfig, run_finetune
+
+    if args.max_train_examples is not None and args.max_train_examples < 1:
+        raise KbioxlmError("--max-train-examples must be >= 1")
+    cfg = FinetuneConfig(
+        task=args.task, model=args.model, tokenizer=args.tokenizer, train=args.train, dev=args.dev,
+        test=args.test, out=args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        max_length=args.max_length, seed=args.seed, max_train_examples=args.max_train_examples,
+        early_stopping_patience=args.patience or None, num_threads=args.threads, save_model=args.save_model,
+        train_lang=args.train_lang, dev_lang=args.train_lang, test_lang=args.test_lang,
+        extra_tests=dict(args.extra_test), progress=not args.no_progress,
+        log_test_each_epoch=args.log_test_each_epoch,
+    )
+    res = run_finetune(cfg)
+    extra = "".join(f" {k}_f1={v['f1']:.2f}" for k, v in res.get("extra_tests", {}).items())
+    logging.getLogger("kbioxlm.finetune").debug("results: %s", res)
+    print(f"{res['task']}: f1={res['f1']:.2f} p={res['precision']:.2f} r={res['recall']:.2f} "
+          f"n_test={res['n_test']} best_epoch={res['best_epoch']} dev_f1={res['dev_f1'] if res['dev_f1'] is None else round(res['dev_f1'], 2)}"
+          f"{extra} -> {args.out}/results.json")
+    return 0

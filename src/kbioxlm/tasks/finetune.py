@@ -1,0 +1,468 @@
+"""Fine-tune an encoder on NER / RE / DC, select the checkpoint on dev, score the test set.
+
+``run_finetune(FinetuneConfig(...))`` is the single entry point used by the CLI, the benchmark
+protocols (which pass sampled few-shot record lists instead of paths) and the docs. It:
+
+1. reads train/dev/test (paths or record lists), optionally sub-samples train (seeded);
+2. trains with AdamW, a linear warm-up + linear decay schedule stepped after every optimiser step,
+   gradient clipping at 1.0, and ``torch`` using all CPU cores unless told otherwise;
+3. evaluates dev after each epoch, keeps the best state in memory, stops early after
+   ``early_stopping_patience`` epochs without improvement (zero-shot: dev is the SOURCE language);
+4. reloads the best state, scores the test set (and any ``extra_tests``) and writes
+   ``out/results.json`` and ``out/predictions.jsonl`` atomically.
+
+Scores are percentages (see :mod:`kbioxlm.tasks.metrics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import KbioxlmError
+from ..io import write_json, write_jsonl
+from ..schema import is_unspaced
+
+log = logging.getLogger(__name__)
+
+TASKS = ("ner", "re", "dc")
+METRIC_NAMES = {
+    "ner": "entity_f1 (seqeval default mode)",
+    "re": "positive_class_f1",
+    "dc": "micro_f1 (abstract x label cells)",
+}
+
+Data = str | os.PathLike | list
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything one fine-tuning run depends on (stored verbatim in ``results.json``)."""
+
+    task: str
+    model: str
+    train: Data
+    dev: Data | None = None
+    test: Data | None = None
+    out: str | None = None
+    tokenizer: str | None = None
+    epochs: int = 4
+    lr: float = 5e-5
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = 256
+    seed: int = 42
+    max_train_examples: int | None = None
+    early_stopping_patience: int | None = 2
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    crf_lr: float = 1e-3  # CRF transitions start near 0 and need a larger step than the encoder
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    log_test_each_epoch: bool = False  # learning curves / a hedge for runs that may be cut short
+    threshold: float = 0.5  # DC: sigmoid threshold
+    num_threads: int | None = None
+    device: str | None = None
+    train_lang: str | None = None
+    dev_lang: str | None = None
+    test_lang: str | None = None
+    extra_tests: dict[str, Data] = field(default_factory=dict)
+    save_model: bool = False
+    progress: bool = True
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe view: record lists are summarised by their size."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                v = f"<{len(v)} records>"
+            elif isinstance(v, os.PathLike):
+                v = os.fspath(v)
+            elif isinstance(v, dict):
+                v = {k: (f"<{len(x)} records>" if isinstance(x, list) else os.fspath(x)) for k, x in v.items()}
+            out[f.name] = v
+        return out
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def load_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]]:
+    """Records from a path (release or project format) or a ready list (copied, lang optionally set)."""
+    from .readers import read_ner, read_seqcls
+
+    if isinstance(data, list):
+        recs = [dict(r) for r in data]
+        for i, r in enumerate(recs):
+            need = ("tokens", "tags") if task == "ner" else ("text", "label")
+            missing = [k for k in need if k not in r]
+            if missing:
+                raise KbioxlmError(f"record {i} given to the {task} trainer lacks {missing}")
+            if lang is not None:
+                r["lang"] = lang
+            r.setdefault("id", str(i))
+            if "lang" not in r:
+                from .readers import detect_lang
+
+                r["lang"] = detect_lang("".join(r["tokens"]) if task == "ner" else r["text"])
+        return recs
+    if task == "ner":
+        return [dict(r) for r in read_ner(data, lang)]
+    return [dict(r) for r in read_seqcls(data, lang, task)]
+
+
+def _subsample(records: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    if n is None or n >= len(records):
+        return records
+    keep = sorted(random.Random(seed).sample(range(len(records)), n))
+    return [records[i] for i in keep]
+
+
+# ------------------------------------------------------------------------------------------ task adapters
+
+
+class _NERTask:
+    """NER: encodings per sentence chunk, CRF loss, Viterbi decode, word-level scoring."""
+
+    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]]) -> None:
+        from .ner import build_label_list, entity_types_of
+
+        self.cfg, self.tok = cfg, tokenizer
+        self.labels = build_label_list(entity_types_of([r["tags"] for s in all_sets for r in s]))
+        self.label2id = {t: i for i, t in enumerate(self.labels)}
+
+    def encode(self, records: list[dict[str, Any]]) -> list[Any]:
+        from .ner import encode_ner
+
+        return encode_ner(self.tok, records, self.label2id, self.cfg.max_length, is_unspaced)
+
+    def build_model(self) -> Any:
+        from .ner import EncoderCRFTagger
+
+        return EncoderCRFTagger.from_pretrained(self.cfg.model, self.labels)
+
+    def length(self, enc: Any) -> int:
+        return len(enc.input_ids)
+
+    def loss(self, model: Any, batch: list[Any], device: Any) -> Any:
+        from .ner import collate_ner
+
+        t = {k: v.to(device) for k, v in collate_ner(batch, self.tok.pad_token_id).items()}
+        return model(**t)
+
+    def predict_batch(self, model: Any, batch: list[Any], device: Any) -> list[Any]:
+        from .ner import collate_ner
+
+        t = {k: v.to(device) for k, v in collate_ner(batch, self.tok.pad_token_id, with_labels=False).items()}
+        return model.decode(**t)
+
+    def finish(self, records: list[dict[str, Any]], encs: list[Any], preds: list[Any]) -> tuple[list[Any], dict]:
+        from .metrics import ner_scores
+        from .ner import decode_words
+
+        words = decode_words(encs, preds, self.labels, [len(r["tokens"]) for r in records])
+        return words, ner_scores([r["tags"] for r in records], words)
+
+    def rows(self, records: list[dict[str, Any]], preds: list[Any]) -> list[dict[str, Any]]:
+        return [{"id": r["id"], "lang": r["lang"], "tokens": r["tokens"], "tags": r["tags"], "pred": p}
+                for r, p in zip(records, preds)]
+
+    def after_step(self, model: Any) -> None:
+        model.crf.enforce()
+
+    def no_decay(self, name: str) -> bool:
+        return name.startswith("crf.")
+
+
+class _SeqClsTask:
+    """RE (binary, positive-class F1) and DC (multi-label, micro-F1)."""
+
+    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]]) -> None:
+        self.cfg, self.tok = cfg, tokenizer
+        self.multilabel = cfg.task == "dc"
+        labels = [r["label"] for s in all_sets for r in s]
+        if self.multilabel:
+            widths = {len(x) if isinstance(x, list) else -1 for x in labels}
+            if len(widths) != 1 or -1 in widths:
+                raise KbioxlmError("task 'dc' needs every record's label to be a 0/1 list of the same length")
+            self.num_labels = widths.pop()
+        else:
+            if any(isinstance(x, list) for x in labels):
+                raise KbioxlmError("task 're' needs integer labels (got a list: use --task dc for multi-label)")
+            if any(x < 0 for x in labels):
+                raise KbioxlmError("task 're' needs non-negative integer labels")
+            self.num_labels = max(2, max(labels) + 1)
+        self.n_truncated = 0
+
+    def encode(self, records: list[dict[str, Any]]) -> list[Any]:
+        from .seqcls import encode_seqcls
+
+        encs = encode_seqcls(self.tok, records, self.cfg.max_length)
+        n = sum(e.truncated for e in encs)
+        if n:
+            log.info("%d of %d texts truncated to %d pieces", n, len(encs), self.cfg.max_length)
+        return encs
+
+    def build_model(self) -> Any:
+        from .seqcls import build_seqcls_model
+
+        return build_seqcls_model(self.cfg.model, self.num_labels, self.multilabel)
+
+    def length(self, enc: Any) -> int:
+        return len(enc.input_ids)
+
+    def loss(self, model: Any, batch: list[Any], device: Any) -> Any:
+        from .seqcls import collate_seqcls
+
+        t = {k: v.to(device) for k, v in collate_seqcls(batch, self.tok.pad_token_id, self.multilabel).items()}
+        return model(**t).loss
+
+    def predict_batch(self, model: Any, batch: list[Any], device: Any) -> list[Any]:
+        from .seqcls import collate_seqcls, predict_seqcls
+
+        t = collate_seqcls(batch, self.tok.pad_token_id, self.multilabel)
+        logits = model(input_ids=t["input_ids"].to(device), attention_mask=t["attention_mask"].to(device)).logits
+        labels, scores = predict_seqcls(logits.float().cpu(), self.multilabel, self.cfg.threshold)
+        return list(zip(labels, scores))
+
+    def finish(self, records: list[dict[str, Any]], encs: list[Any], preds: list[Any]) -> tuple[list[Any], dict]:
+        from .metrics import binary_scores, multilabel_scores
+
+        gold = [r["label"] for r in records]
+        labels = [p[0] for p in preds]
+        scores = multilabel_scores(gold, labels) if self.multilabel else binary_scores(gold, labels)
+        return preds, scores
+
+    def rows(self, records: list[dict[str, Any]], preds: list[Any]) -> list[dict[str, Any]]:
+        return [{"id": r["id"], "lang": r["lang"], "label": r["label"], "pred": p[0],
+                 "scores": [round(x, 6) for x in p[1]]} for r, p in zip(records, preds)]
+
+    def after_step(self, model: Any) -> None:
+        pass
+
+    def no_decay(self, name: str) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------------------ loop
+
+
+def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[Any], bs: int, device: Any,
+              desc: str, progress: bool) -> tuple[list[Any], dict[str, Any], float]:
+    """Predict in length-sorted batches (little padding), restore order, score; returns seconds too."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model.eval()
+    order = sorted(range(len(encs)), key=lambda i: task.length(encs[i]))
+    preds: list[Any] = [None] * len(encs)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(order), bs), desc=desc, disable=not progress, leave=False):
+            idx = order[s : s + bs]
+            for i, p in zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)):
+                preds[i] = p
+    secs = time.perf_counter() - t0
+    out, scores = task.finish(records, encs, preds)
+    return out, scores, secs
+
+
+def _train_batches(lengths: list[int], bs: int, gen: Any, group_by_length: bool) -> list[list[int]]:
+    """Shuffled batches; with ``group_by_length`` each window of 50 batches is sorted by length first.
+
+    Grouping similar lengths (as transformers' ``group_by_length``) cuts padding, which on CPU is
+    most of the wasted time for sentence-level NER/RE, while batch order stays random.
+    """
+    import torch
+
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    if group_by_length:
+        win = bs * 50
+        perm = [i for s in range(0, len(perm), win) for i in sorted(perm[s : s + win], key=lambda i: -lengths[i])]
+    batches = [perm[s : s + bs] for s in range(0, len(perm), bs)]
+    if group_by_length:
+        order = torch.randperm(len(batches), generator=gen).tolist()
+        batches = [batches[i] for i in order]
+    return batches
+
+
+def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Train, select on dev, test; write ``results.json`` + predictions when ``cfg.out`` is set."""
+    if cfg.task not in TASKS:
+        raise KbioxlmError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 8:
+        raise KbioxlmError("epochs and batch size must be >= 1 and max_length >= 8")
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
+
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+
+    train = _subsample(load_records(cfg.task, cfg.train, cfg.train_lang), cfg.max_train_examples, cfg.seed)
+    dev = load_records(cfg.task, cfg.dev, cfg.dev_lang) if cfg.dev is not None else []
+    test = load_records(cfg.task, cfg.test, cfg.test_lang) if cfg.test is not None else []
+    extra = {name: load_records(cfg.task, d, None) for name, d in cfg.extra_tests.items()}
+    if not train:
+        raise KbioxlmError("empty training set")
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+    except (OSError, ValueError) as exc:
+        raise KbioxlmError(f"cannot load tokenizer {cfg.tokenizer or cfg.model!r}: {exc}") from exc
+    if not getattr(tokenizer, "is_fast", True):
+        raise KbioxlmError("a fast tokenizer (offset mappings) is required")
+    all_sets = [train, dev, test, *extra.values()]
+    task: Any = _NERTask(cfg, tokenizer, all_sets) if cfg.task == "ner" else _SeqClsTask(cfg, tokenizer, all_sets)
+
+    t_start = time.perf_counter()
+    train_enc = task.encode(train)
+    dev_enc = task.encode(dev) if dev else []
+    test_enc = task.encode(test) if test else []
+    extra_enc = {k: task.encode(v) for k, v in extra.items()}
+
+    set_seed(cfg.seed)
+    try:
+        model = task.build_model()
+    except OSError as exc:
+        raise KbioxlmError(f"cannot load model {cfg.model!r}: {exc}") from exc
+    model.to(device)
+
+    decay, no_decay, crf = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("crf."):
+            crf.append(p)
+        elif p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or task.no_decay(name):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if crf:
+        groups.append({"params": crf, "weight_decay": 0.0, "lr": cfg.crf_lr})
+    optim = torch.optim.AdamW(groups, lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup_ratio * total), total)
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, Any]] = []
+    best_f1, best_epoch, best_state, bad = -1.0, 0, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = _train_batches([task.length(e) for e in train_enc], cfg.batch_size, gen, cfg.group_by_length)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        running = 0.0
+        for n, idx in enumerate(bar, 1):
+            loss = task.loss(model, [train_enc[i] for i in idx], device)
+            if not torch.isfinite(loss):
+                raise KbioxlmError(f"non-finite loss at epoch {epoch}, step {n} (lower --lr?)")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optim.step()
+            sched.step()
+            optim.zero_grad(set_to_none=True)
+            task.after_step(model)
+            running += loss.item()
+            bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        entry: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(1, steps_per_epoch),
+                                 "lr_end": sched.get_last_lr()[0], "steps": sched.last_epoch}
+        if dev_enc:
+            _, dscores, _ = _evaluate(task, model, dev, dev_enc, cfg.eval_batch_size, device, "dev", cfg.progress)
+            entry["dev_f1"] = dscores["f1"]
+            log.info("epoch %d: train loss %.4f, dev F1 %.2f", epoch, entry["train_loss"], dscores["f1"])
+            improved = dscores["f1"] > best_f1
+        else:
+            log.info("epoch %d: train loss %.4f (no dev set: last epoch kept)", epoch, entry["train_loss"])
+            improved = True
+        if cfg.log_test_each_epoch:  # reporting only: selection never looks at these
+            for name, recs, encs in [("test", test, test_enc)] + [(k, extra[k], extra_enc[k]) for k in extra]:
+                if recs:
+                    _, ts, _ = _evaluate(task, model, recs, encs, cfg.eval_batch_size, device, name, cfg.progress)
+                    entry[f"{name}_f1"] = ts["f1"]
+                    log.info("epoch %d: %s F1 %.2f (not used for selection)", epoch, name, ts["f1"])
+        history.append(entry)
+        if improved:
+            best_f1, best_epoch, bad = entry.get("dev_f1", -1.0), epoch, 0
+            if epoch < cfg.epochs:
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                best_state = None  # the live weights are the best ones
+        else:
+            bad += 1
+            if cfg.early_stopping_patience is not None and bad >= cfg.early_stopping_patience:
+                log.info("early stop after epoch %d (best epoch %d)", epoch, best_epoch)
+                break
+    if best_state is not None and best_epoch != history[-1]["epoch"]:
+        model.load_state_dict(best_state)
+    if hasattr(model, "crf"):
+        model.crf.enforce()
+    train_seconds = time.perf_counter() - t_start
+
+    results: dict[str, Any] = {
+        "task": cfg.task,
+        "metric": METRIC_NAMES[cfg.task],
+        "f1": None,
+        "precision": None,
+        "recall": None,
+        "n_test": len(test),
+        "test_lang": sorted({r["lang"] for r in test}),
+        "train_lang": sorted({r["lang"] for r in train}),
+        "n_train": len(train),
+        "n_dev": len(dev),
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "dev_f1": best_f1 if dev else None,
+        "history": history,
+        "train_seconds": round(train_seconds, 2),
+        "config": cfg.describe(),
+    }
+    pred_rows: list[dict[str, Any]] = []
+    if test:
+        preds, scores, secs = _evaluate(task, model, test, test_enc, cfg.eval_batch_size, device, "test", cfg.progress)
+        results.update({k: v for k, v in scores.items()})
+        results["test_seconds"] = round(secs, 3)
+        results["test_examples_per_s"] = round(len(test) / secs, 2) if secs > 0 else None
+        pred_rows = task.rows(test, preds)
+    extra_rows: dict[str, list[dict[str, Any]]] = {}
+    if extra:
+        results["extra_tests"] = {}
+        for name, recs in extra.items():
+            preds, scores, _ = _evaluate(task, model, recs, extra_enc[name], cfg.eval_batch_size, device, name,
+                                         cfg.progress)
+            results["extra_tests"][name] = {"n_test": len(recs), **scores}
+            extra_rows[name] = task.rows(recs, preds)
+    if cfg.out:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if test:
+            write_jsonl(out / "predictions.jsonl", pred_rows)
+        for name, rows in extra_rows.items():
+            write_jsonl(out / f"predictions.{name}.jsonl", rows)
+        if cfg.save_model:
+            _save_model(model, tokenizer, out / "model", task)
+        write_json(out / "results.json", results)
+    return results
+
+
+def _save_model(model: Any, tokenizer: Any, path: Path, task: Any) -> None:
+    import torch
+
+    path.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "crf"):  # EncoderCRFTagger: encoder in HF format + head weights + labels
+        model.encoder.save_pretrained(path)
+        torch.save({"labels": model.labels, "classifier": model.classifier.state_dict(),
+                    "crf": model.crf.state_dict()}, path / "ner_head.pt")
+    else:
+        model.save_pretrained(path)
+    tokenizer.save_pretrained(path)

@@ -1,0 +1,256 @@
+"""Readers for the labelled downstream sets: the KBioXLM release files and the project's own JSONL.
+
+Both NER formats end up as :class:`~kbioxlm.schema.NERRecord` (word/character tokens + IOB2 tags) and
+both sequence-classification formats as :class:`~kbioxlm.schema.SeqClsRecord`, so the fine-tuning
+code never cares where a set came from. Every malformed line is reported as ``file:line: reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import KbioxlmError, where
+from ..io import iter_jsonl, open_text
+from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
+
+DOCSTART = "-DOCSTART-"
+
+
+def _is_han(ch: str) -> bool:
+    cp = ord(ch)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x3000 <= cp <= 0x303F  # CJK punctuation
+        or 0xFF00 <= cp <= 0xFFEF  # full-width forms
+    )
+
+
+def detect_lang(text: str) -> str:
+    """Guess ``zh`` or ``en`` from the script of the letters.
+
+    The release only holds English and Chinese; Chinese text keeps Latin gene names and numbers
+    (``C1772T``), so a text counts as Chinese once a fifth of its letters are Han characters.
+    """
+    han = latin = 0
+    for ch in text:
+        if _is_han(ch):
+            han += 1
+        elif ch.isalpha():
+            latin += 1
+    if han == 0 and latin == 0:
+        return "en"
+    return "zh" if han >= 0.2 * (han + latin) else "en"
+
+
+def _sniff_jsonl(path: Path) -> bool:
+    """True when the first non-blank character of the file opens a JSON object."""
+    with open_text(path) as fh:
+        for line in fh:
+            s = line.strip()
+            if s:
+                return s.startswith("{")
+    return False
+
+
+# --------------------------------------------------------------------------------------------- NER
+
+
+def read_ner(path: str | os.PathLike[str], lang: str | None = None) -> list[NERRecord]:
+    """Read a NER file: release CoNLL (``-DOCSTART-\\t<id>`` + ``token\\ttag`` lines) or NER JSONL.
+
+    ``lang`` overrides the per-record language; when ``None`` it is taken from JSONL ``lang`` fields
+    or detected from the script of each sentence. Tags are kept as written (the release's
+    ``I-ADE`` right after ``B-Drug`` survives here; seqeval's default mode reads it as a new span and
+    the trainer repairs it to ``B-ADE`` before the CRF sees it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise KbioxlmError(f"{p}: no such file")
+    if lang is not None:
+        try:
+            check_lang(lang)
+        except ValueError as exc:
+            raise KbioxlmError(f"{p}: {exc}") from exc
+    if p.suffix in (".jsonl", ".json") or _sniff_jsonl(p):
+        return _read_ner_jsonl(p, lang)
+    return _read_conll(p, lang)
+
+
+def _read_ner_jsonl(path: Path, lang: str | None) -> list[NERRecord]:
+    out: list[NERRecord] = []
+    for lineno, rec in iter_jsonl(path, validate_ner_record):
+        if not rec["tokens"]:
+            raise KbioxlmError(f"{where(path, lineno)}: empty token list")
+        if not all(isinstance(t, str) and t for t in rec["tokens"]):
+            raise KbioxlmError(f"{where(path, lineno)}: tokens must be non-empty strings")
+        rid = str(rec.get("id", f"{path.name}:{lineno}"))
+        rlang = lang or rec.get("lang")
+        if rlang is None:
+            rlang = detect_lang("".join(rec["tokens"]))
+        else:
+            try:
+                check_lang(rlang)
+            except ValueError as exc:
+                raise KbioxlmError(f"{where(path, lineno)}: {exc}") from exc
+        out.append({"id": rid, "lang": rlang, "tokens": list(rec["tokens"]), "tags": list(rec["tags"])})
+    return out
+
+
+def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
+    """CoNLL with optional ``-DOCSTART-`` headers; a blank line or a header ends a sentence.
+
+    Without DOCSTART headers (plain CoNLL) ids are ``<file name>:<sentence number>``.
+    """
+    out: list[NERRecord] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    doc_id: str | None = None
+    used_doc = False  # the DOCSTART id was already given to a sentence
+    n_plain = 0
+
+    def flush() -> None:
+        nonlocal tokens, tags, used_doc, n_plain
+        if tokens:
+            if doc_id is not None and not used_doc:
+                rid = doc_id
+            elif doc_id is not None:
+                rid = f"{doc_id}-{n_plain}"
+            else:
+                rid = f"{path.name}:{n_plain}"
+            n_plain += 1
+            used_doc = True
+            rlang = lang or "und"  # set for the whole file below
+            out.append({"id": rid, "lang": rlang, "tokens": tokens, "tags": tags})
+        tokens, tags = [], []
+
+    with open_text(path) as fh:
+        lineno = 0
+        while True:
+            try:
+                raw = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise KbioxlmError(f"{where(path, lineno + 1)}: not valid UTF-8 ({exc.reason})") from exc
+            if not raw:
+                break
+            lineno += 1
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                flush()
+                continue
+            if line.startswith(DOCSTART):
+                flush()
+                rest = line[len(DOCSTART):].strip()
+                doc_id = rest or f"{path.name}:{lineno}"
+                used_doc = False
+                n_plain = 0
+                continue
+            parts = line.split("\t")
+            if len(parts) < 2:
+                parts = line.split()
+            if len(parts) < 2:
+                raise KbioxlmError(f"{where(path, lineno)}: expected 'token<TAB>tag', got {line[:60]!r}")
+            token, tag = parts[0], parts[-1].strip()
+            if not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
+                raise KbioxlmError(f"{where(path, lineno)}: invalid BIO tag {tag!r}")
+            if not token.strip():
+                raise KbioxlmError(f"{where(path, lineno)}: empty token")
+            tokens.append(token)
+            tags.append(tag)
+    flush()
+    if not out:
+        raise KbioxlmError(f"{path}: no sentences found (expected CoNLL 'token<TAB>tag' lines or NER JSONL)")
+    if lang is None:
+        # One language per file: a Chinese sentence made mostly of Latin letters (drug names,
+        # untranslated residue) must still be joined without spaces like its neighbours.
+        file_lang = _file_lang(r["tokens"] for r in out)
+        for r in out:
+            r["lang"] = file_lang
+    return out
+
+
+def _file_lang(token_lists: Any) -> str:
+    sample: list[str] = []
+    size = 0
+    for toks in token_lists:
+        sample.extend(toks)
+        size += len(toks)
+        if size > 20000:
+            break
+    return detect_lang("".join(sample))
+
+
+# ------------------------------------------------------------------------------ sequence classification
+
+
+def _parse_label(value: Any, task: str | None, path: Path, lineno: int) -> int | list[int]:
+    if isinstance(value, bool):
+        raise KbioxlmError(f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1")
+    if isinstance(value, list):
+        if task == "re":
+            raise KbioxlmError(f"{where(path, lineno)}: task 're' expects a single label, got a list")
+        try:
+            labels = [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise KbioxlmError(f"{where(path, lineno)}: multi-label 'label' must be a list of 0/1") from None
+        if not labels or any(v not in (0, 1) for v in labels) or any(isinstance(v, bool) for v in value):
+            raise KbioxlmError(f"{where(path, lineno)}: multi-label 'label' must be a non-empty list of 0/1")
+        return labels
+    if task == "dc":
+        raise KbioxlmError(f"{where(path, lineno)}: task 'dc' expects a list of 0/1 labels")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise KbioxlmError(f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1, got {value!r}")
+
+
+def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str | None = None) -> list[SeqClsRecord]:
+    """Read release JSON lines ``{"id","sentence","label"}`` or the project's ``{"id","lang","text","label"}``.
+
+    GAD labels ``"0"``/``"1"`` become ints, HoC labels stay 10-dim 0/1 lists. ``task`` (``re``/``dc``)
+    checks the label shape; all rows of a file must have the same shape (and list length).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise KbioxlmError(f"{p}: no such file")
+    out: list[SeqClsRecord] = []
+    width: int | None = None
+    for lineno, rec in iter_jsonl(p):
+        text = rec.get("text", rec.get("sentence"))
+        if not isinstance(text, str) or not text.strip():
+            raise KbioxlmError(f"{where(p, lineno)}: missing or empty 'text'/'sentence'")
+        if "label" not in rec:
+            raise KbioxlmError(f"{where(p, lineno)}: missing field 'label'")
+        label = _parse_label(rec["label"], task, p, lineno)
+        w = len(label) if isinstance(label, list) else 0
+        if width is None:
+            width = w
+        elif w != width:
+            raise KbioxlmError(f"{where(p, lineno)}: label shape differs from the first row of the file")
+        rlang = lang or rec.get("lang") or "und"  # "und": detected for the whole file below
+        if rlang != "und":
+            try:
+                check_lang(rlang)
+            except ValueError as exc:
+                raise KbioxlmError(f"{where(p, lineno)}: {exc}") from exc
+        rid = rec.get("id", f"{p.name}:{lineno}")
+        out.append({"id": str(rid), "lang": rlang, "text": text, "label": label})
+    if not out:
+        raise KbioxlmError(f"{p}: no records found")
+    undetected = [r for r in out if r["lang"] == "und"]
+    if undetected:
+        file_lang = detect_lang("".join(r["text"] for r in undetected[:200]))
+        for r in undetected:
+            r["lang"] = file_lang
+    return out
+
+
+def ner_records_to_jsonl_lines(records: list[NERRecord]) -> list[str]:
+    """Serialise NER records in the project's JSONL form (used to save few-shot samples)."""
+    return [json.dumps(r, ensure_ascii=False) for r in records]

@@ -1,0 +1,1 @@
+"""Translation of labelled datasets with entity-anchored markers (DESIGN.md section 7)."""
