@@ -129,6 +129,7 @@ def test_benchmark_end_to_end_and_resume(tmp_path, tiny_model, capsys):
         assert 0.0 <= r["f1"] <= 100.0 and r["n_test"] == 4 and r["direction"] == "en-zh"
         folder = out / r["folder"]
         assert (folder / "results.json").is_file() and (folder / "cell.json").is_file()
+        assert json.loads((folder / "results.json").read_text(encoding="utf-8"))["config"]["out"] == str(folder)
         sampled = json.loads((folder / "sampled_ids.json").read_text(encoding="utf-8"))
         if r["setting"] == "few-shot":
             fs = sampled["fewshot"]

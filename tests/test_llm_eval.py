@@ -142,3 +142,16 @@ def test_real_command_registers_both_stages() -> None:
         pytest.skip(f"another stage's CLI does not import yet: {exc!r}")
     sub = next(a for a in parser._actions if a.dest == "command")
     assert {"translate", "llm-eval"} <= set(sub.choices)  # type: ignore[union-attr]
+
+
+def test_prompt_dir_overrides_template(tmp_path: Path) -> None:
+    gad = tmp_path / "gad.json"
+    gad.write_text(json.dumps({"id": "0", "sentence": "@GENE$ causes @DISEASE$ .", "label": "1"}) + "\n")
+    pdir = tmp_path / "prompts"
+    pdir.mkdir()
+    (pdir / "re.txt").write_text("[user]\nRelated? {{text}}\n", encoding="utf-8")
+    with OpenAIStub(lambda b: "yes") as stub:
+        custom = run_llm_eval("re", gad, _client(stub), tmp_path / "a", prompt_dir=str(pdir), progress=False)
+        default = run_llm_eval("re", gad, _client(stub), tmp_path / "b", progress=False)
+        assert stub.requests[0]["messages"] == [{"role": "user", "content": "Related? @GENE$ causes @DISEASE$ ."}]
+    assert custom["prompt_version"] != default["prompt_version"] and custom["f1"] == 100.0

@@ -57,6 +57,22 @@ def test_crf_decoding_never_illegal() -> None:
     assert em[7, 0].argmax().item() == L2I["I-ADE"]
 
 
+def test_vectorised_viterbi_matches_torchcrf() -> None:
+    torch.manual_seed(1)
+    crf = ConstrainedCRF(LABELS)
+    with torch.no_grad():  # random legal transitions so the paths are not trivial
+        crf.transitions.add_(torch.randn_like(crf.transitions))
+        crf.start_transitions.add_(torch.randn(len(LABELS)))
+        crf.end_transitions.add_(torch.randn(len(LABELS)))
+        crf.enforce()
+    em = torch.randn(40, 9, len(LABELS)) * 3
+    mask = torch.ones(40, 9, dtype=torch.bool)
+    for i in range(40):
+        mask[i, 1 + (i * 7) % 9:] = False
+    assert crf.decode(em, mask=mask) == crf.decode_reference(em, mask=mask)
+    assert crf.decode(em) == crf.decode_reference(em)
+
+
 def test_crf_constraints_stay_pinned_through_training() -> None:
     torch.manual_seed(0)
     crf = ConstrainedCRF(LABELS)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from openai_stub import OpenAIStub, fake_zh, last_user, stage_main
+from openai_stub import OpenAIStub, last_user, stage_main
 
 from kbioxlm.errors import KbioxlmError
 from kbioxlm.llm.client import ChatClient
@@ -84,7 +84,9 @@ def test_projection_english_splits_punctuation() -> None:
     text = "Aspirin-induced rash (severe), 1,200 mg."
     assert [t for t, _, _ in tokenize(text)] == ["Aspirin-induced", "rash", "(", "severe", ")", ",", "1,200", "mg", "."]
     toks, tags = project(text, [(16, 20, "ADE"), (0, 7, "Drug")], "en")
-    assert tags[:2] == ["B-Drug", "B-ADE"]  # a span inside a word marks the word
+    # Tokens are cut at entity boundaries: no token is half inside an entity.
+    assert toks[:5] == ["Aspirin", "-", "induced", "rash", "("]
+    assert tags[:5] == ["B-Drug", "O", "O", "B-ADE", "O"]
     with pytest.raises(ProjectionError):
         project(text, [(0, 7, "Drug"), (3, 10, "ADE")], "en")  # overlap
 
@@ -311,7 +313,7 @@ def test_hf_backend_plumbing_rejects_garbage(tmp_path: Path) -> None:
                                            ["B-Drug", "O", "B-ADE", "I-ADE", "O"]) for i in range(3)])
     from kbioxlm.translate.backends import HFBackend
 
-    backend = HFBackend(str(model_dir), batch_size=2, max_new_tokens=8, device="cpu")
+    backend = HFBackend(str(model_dir), batch_size=2, max_new_tokens=8, device="cpu", progress=False)
     res = translate_dataset("ner", f, "en", "zh", backend, Cache(None), progress=False)
     assert res.summary["n_input"] == 3 and res.summary["n_review"] == 3 and res.accepted == []
     assert all(r["raw"] is not None and r["reasons"] for r in res.review)

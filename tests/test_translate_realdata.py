@@ -37,13 +37,13 @@ class ReleaseZhBackend:
             on_result(i, self.answers.get(t, ""))
 
 
-def _marked_zh(en: dict, zh: dict) -> str:
-    """ZH sentence with markers numbered like the EN entities (type-wise order alignment)."""
+def _marked_zh(en: dict, zh: dict, target_lang: str = "zh") -> str:
+    """Target sentence (``zh``) with markers numbered like the source (``en``) entities (type-wise order)."""
     en_spans = bio_spans(en["tags"])
     by_type: dict[str, list[int]] = defaultdict(list)
     for n, (_, _, typ) in enumerate(en_spans, start=1):
         by_type[typ].append(n)
-    text, offsets = join_tokens(zh["tokens"], "zh")
+    text, offsets = join_tokens(zh["tokens"], target_lang)
     seen: dict[str, int] = defaultdict(int)
     spans: dict[int, tuple[int, int]] = {}
     extra = 1000
@@ -80,3 +80,23 @@ def test_release_ade_projection_reproduces_chinese_tags() -> None:
     missing = set(en) - set(zh)
     review_ids = {r["id"] for r in result.review}
     assert missing <= review_ids
+
+
+def test_release_ade_projection_reverse_direction_zh_to_en() -> None:
+    """ZH → EN: spaced-language projection (word tokens, punctuation split) on the same pairs."""
+    en_path = shared_path("data", "kbioxlm-release", "ner", "ade", "eng_to_zh", "train.txt")
+    zh_path = shared_path("data", "kbioxlm-release", "ner", "ade", "zh_to_eng", "train.txt")
+    en = {r["id"]: r for r in read_ner(en_path, "en")}
+    zh = {r["id"]: r for r in read_ner(zh_path, "zh")}
+    answers: dict[str, str] = {}
+    for rid, z in zh.items():
+        answers.setdefault(wrap_ner(z["tokens"], z["tags"], "zh").text, _marked_zh(z, en[rid], "en"))
+    result = translate_dataset("ner", zh_path, "zh", "en", ReleaseZhBackend(answers), Cache(None), progress=False)
+    assert result.summary["n_accepted"] + result.summary["n_review"] == len(zh)
+    accepted = {r["id"]: r for r in result.accepted}
+    same = sum(1 for rid in zh if rid in accepted and accepted[rid]["tokens"] == en[rid]["tokens"]
+               and accepted[rid]["tags"] == en[rid]["tags"])
+    ratio = same / len(zh)
+    print(f"\nADE ZH->EN projection: {same}/{len(zh)} = {ratio:.2%} of release EN sentences reproduced; "
+          f"review reasons {result.summary['reasons']}")
+    assert ratio >= 0.90

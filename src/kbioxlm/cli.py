@@ -24,6 +24,7 @@ STAGE_CLIS: tuple[str, ...] = (
     "kbioxlm.translate.cli",
     "kbioxlm.llm.cli",
     "kbioxlm.demo",
+    "kbioxlm.pipeline.cli",
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -28,6 +29,8 @@ import httpx
 from ..errors import KbioxlmError
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO; thousands of lines per dataset drown the progress bar.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -83,6 +86,7 @@ class ChatClient:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         self._http = httpx.Client(headers=headers, timeout=self.timeout, limits=limits)
         self._sleep: Callable[[float], None] = time.sleep
+        self._count_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -109,7 +113,8 @@ class ChatClient:
         for attempt in range(self.max_retries + 1):
             delay: float | None = None
             try:
-                self.n_requests += 1
+                with self._count_lock:
+                    self.n_requests += 1
                 resp = self._http.post(self.url, json=body)
             except httpx.TransportError as exc:  # connect/read errors, timeouts
                 last = f"{type(exc).__name__}: {exc}"

@@ -15,6 +15,7 @@ logs, ``kbioxlm_config.json`` (read by ``kbioxlm export`` for the model card) an
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -93,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
     "overwrite_output_dir": False,
     "report_to": "tensorboard",  # tensorboard | none
     "num_threads": None,  # torch CPU threads per process
+    "cpu": False,  # force CPU even when a GPU is visible
 }
 ALIASES = {"lr": "learning_rate", "batch_size": "per_device_train_batch_size"}
 DICT_KEYS = ("model_config", "loss_weights", "mix")
@@ -227,6 +229,21 @@ def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] 
     from .vocab import load_kept_ids as _load
 
     return _load(resolve_path(path), vocab_size=vocab_size)
+
+
+@functools.lru_cache(maxsize=2)
+def load_tokenizer(name: str) -> Any:
+    """Fast tokenizer by name/path, cached: loading XLM-R's 250k-piece tokenizer takes seconds and
+    repeated in-process runs (tests, benchmark matrices, time-sliced resumes) reuse it read-only."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise KbioxlmError(f"{name}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
+    if not getattr(tok, "is_fast", False):
+        raise KbioxlmError(f"{name}: needs a fast tokenizer (tokenizer.json) for offset mapping")
+    return tok
 
 
 def build_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> Any:
@@ -399,7 +416,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
     from .collator import KnowledgeCollator
 
@@ -410,7 +427,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     if mp == "fp16" and not torch.cuda.is_available():
         raise KbioxlmError("fp16 needs a CUDA GPU; use bf16 (supported on CPUs too) or mixed_precision=no")
     ga = int(cfg["gradient_accumulation_steps"])
+    # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
+    has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=bool(cfg["cpu"]) or not has_accel,
         gradient_accumulation_steps=ga,
         mixed_precision=mp,
         log_with="tensorboard" if cfg["report_to"] == "tensorboard" else None,
@@ -423,9 +443,11 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     ckpt = find_checkpoint(out_dir, cfg["resume_from_checkpoint"])
     if ckpt is None and cfg["resume_from_checkpoint"] not in (None, "auto"):
         raise KbioxlmError(f"{cfg['resume_from_checkpoint']}: checkpoint not found")
-    if ckpt is None and not cfg["overwrite_output_dir"] and find_checkpoint(out_dir, "auto") is not None:
+    previous = find_checkpoint(out_dir, "auto") is not None or (out_dir / "final").exists() or (out_dir / "eval.jsonl").exists()
+    if ckpt is None and not cfg["overwrite_output_dir"] and previous:
         raise KbioxlmError(
-            f"{out_dir}: already holds checkpoints; resume with resume_from_checkpoint=auto or set overwrite_output_dir=true"
+            f"{out_dir}: already holds a run (checkpoints, final/ or eval.jsonl); resume with "
+            "resume_from_checkpoint=auto or set overwrite_output_dir=true"
         )
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -436,10 +458,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     set_seed(int(cfg["seed"]))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_path(cfg["tokenizer"]))
-    except (OSError, ValueError) as exc:
-        raise KbioxlmError(f"{cfg['tokenizer']}: cannot load tokenizer ({exc})") from exc
+    tokenizer = load_tokenizer(resolve_path(cfg["tokenizer"]))
     kept = load_kept_ids(cfg["kept_ids"], len(tokenizer))
 
     # data

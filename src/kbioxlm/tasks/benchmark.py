@@ -226,6 +226,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
         settings = [P.parse_setting(s) for s in settings_raw]
     except KbioxlmError as exc:
         raise KbioxlmError(f"{src}: settings: {exc}") from None
+    for key, vals in (("directions", dirs), ("settings", settings)):
+        if len(set(vals)) != len(vals):
+            raise KbioxlmError(f"{src}: {key!r} lists the same entry twice")
     seeds = raw.get("seeds", [1, 2, 3])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -462,8 +465,14 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, reader:
     seconds = time.perf_counter() - t0
     if not isinstance(res, dict) or "f1" not in res:
         raise KbioxlmError(f"cell {cell.id}: fine-tuning returned no 'f1' in its results")
-    if not (partial / "results.json").exists():  # the finetune contract writes it; keep the folder self-contained
-        write_json(partial / "results.json", res)
+    saved = partial / "results.json"
+    if not saved.exists():  # the finetune contract writes it; keep the folder self-contained
+        write_json(saved, res)
+    else:  # it names the folder it was trained in; point it at the folder it will live in
+        stored = json.loads(saved.read_text(encoding="utf-8"))
+        if isinstance(stored.get("config"), dict) and stored["config"].get("out") == str(partial):
+            stored["config"]["out"] = str(final)
+            write_json(saved, stored)
     meta["seconds"] = round(seconds, 1)
     write_json(partial / "cell.json", meta)
     if final.exists():  # a stale folder of an unfinished/other run of this cell

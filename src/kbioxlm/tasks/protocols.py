@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError
+from ..schema import check_lang
 
 LANG_LABELS = {"en": "EN", "zh": "CN"}
 """How the paper writes the languages in its tables (``CN`` for Chinese)."""
@@ -158,6 +159,10 @@ def user_dataset(spec: dict[str, Any], where_: str = "config") -> DatasetSpec:
         raise KbioxlmError(f"{where_}: task {name!r}: 'files' must map a language to {{train, dev, test}} paths")
     out: dict[str, dict[str, Path | None]] = {}
     for lang, splits in files.items():
+        try:
+            check_lang(lang)
+        except ValueError as exc:
+            raise KbioxlmError(f"{where_}: task {name!r}: files: {exc}") from None
         if not isinstance(splits, dict):
             raise KbioxlmError(f"{where_}: task {name!r}: files.{lang} must map train/dev/test to paths")
         unknown = set(splits) - set(SPLITS)

@@ -195,7 +195,7 @@ def render_markdown(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | No
     parts = [
         "# Benchmark results",
         "",
-        f"{len(records)} finished cells. Scores are F1 × 100 ({metrics}); several seeds are shown as "
+        f"{len(records)} finished cell{'' if len(records) == 1 else 's'}. Scores are F1 × 100 ({metrics}); several seeds are shown as "
         f"mean ± sample std (seeds per score: {', '.join(map(str, n_seeds)) or '0'}). "
         f"{DASH} = not run (yet). AVG only when every dataset of the row has a score. Best of a row in bold.",
         "",

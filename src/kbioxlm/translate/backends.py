@@ -84,7 +84,8 @@ class HFBackend:
     code_switch = False
 
     def __init__(self, model: str, batch_size: int = 16, max_new_tokens: int = 256, prefix: str = "",
-                 forced_bos_token: str | None = None, device: str | None = None, num_beams: int = 1) -> None:
+                 forced_bos_token: str | None = None, device: str | None = None, num_beams: int = 1,
+                 progress: bool = True) -> None:
         try:
             import torch
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -95,6 +96,7 @@ class HFBackend:
         self.max_new_tokens = max_new_tokens
         self.prefix = prefix
         self.num_beams = num_beams
+        self.progress = progress
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.net = AutoModelForSeq2SeqLM.from_pretrained(model)
@@ -113,7 +115,8 @@ class HFBackend:
     def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None:
         from tqdm import tqdm
 
-        for start in tqdm(range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False):
+        for start in tqdm(range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False,
+                          disable=not self.progress):
             batch = [self.prefix + t for t in texts[start : start + self.batch_size]]
             try:
                 enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True).to(self.device)

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--concurrency", type=int, default=4, help="parallel requests (openai backend)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--max-tokens", type=int, default=4096, help="answer length limit per request (openai, --check)")
     p.add_argument("--prompt-dir", help="directory overriding the packaged prompt templates")
     p.add_argument("--check", action="store_true", help="second pass: LLM consistency check (reason llm_flagged)")
     p.add_argument("--check-model", help="model for --check (default: --model)")
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     def client(model: str | None) -> ChatClient:
         return ChatClient(base_url=args.base_url, model=model, api_key=args.api_key, timeout=args.timeout,
-                          max_retries=args.max_retries, concurrency=args.concurrency)
+                          max_retries=args.max_retries, concurrency=args.concurrency, max_tokens=args.max_tokens)
 
     if args.backend == "openai":
         backend = OpenAIBackend(client(args.model), args.prompt_dir)
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.model:
             raise KbioxlmError("--backend hf needs --model (a Hugging Face seq2seq model name or path)")
         backend = HFBackend(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            prefix=args.hf_prefix, forced_bos_token=args.hf_forced_bos)
+                            prefix=args.hf_prefix, forced_bos_token=args.hf_forced_bos,
+                            progress=not args.no_progress)
     else:
         if not args.kb:
             raise KbioxlmError("--backend kb needs --kb kb.sqlite")

@@ -1,0 +1,264 @@
+"""Reading a pipeline YAML: variables, defaults and validation.
+
+A pipeline config names *inputs* (terminologies, raw corpora, aligned texts, a base model, a
+benchmark config) and a few knobs; :mod:`kbioxlm.pipeline.plan` turns it into the stage commands.
+Strings may use ``${name}`` variables:
+
+* ``${shared}`` — ``$KBIOXLM_SHARED`` if set, else ``../shared`` (relative to the current directory,
+  like every relative path in the configs: run from the repository root);
+* ``${out}`` — the output folder (``--out``, else the config's ``out``);
+* ``${seed}`` — the config's ``seed``;
+* any key of the config's ``vars:`` mapping (evaluated in order, may use the ones above);
+* ``${env:NAME}`` — an environment variable.
+
+Unknown variables and unknown keys are errors: a typo must not silently drop a terminology.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import KbioxlmError, where
+
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|env:[A-Za-z_][A-Za-z0-9_]*)\}")
+TOP_KEYS = {
+    "name", "out", "seed", "vars", "languages", "base_model", "kb", "documents", "pairs", "corpus",
+    "vocab", "pretrain", "benchmark",
+}
+KB_KINDS = {"obo", "icd10", "mine_pairs", "umls", "tsv"}
+KB_FIELDS = {
+    "obo": {"obo", "translations", "args"},
+    "icd10": {"xml", "zh_categories", "zh_blocks", "args"},
+    "mine_pairs": {"source", "target", "source_lang", "target_lang", "min_count", "args"},
+    "umls": {"rrf_dir", "languages", "sources", "translations", "translation_lang", "args"},
+    "tsv": {"concepts", "relations", "relation_names", "args"},
+}
+KB_REQUIRED = {
+    "obo": ("obo",), "icd10": ("xml",), "mine_pairs": ("source", "target", "source_lang", "target_lang"),
+    "umls": ("rrf_dir",), "tsv": (),
+}
+LEVELS = ("entity", "fact", "passage")
+TRAIN_KEYS = ("entity", "fact", "passage", "mono", "entity_mono")
+STAGE_KEYS = {"name", "config", "model", "tokenizer", "train", "overrides", "launcher", "export_args"}
+BENCH_KEYS = {"config", "compare", "overrides", "names"}
+
+
+def default_shared() -> str:
+    """Where the shared data lives: ``$KBIOXLM_SHARED`` or ``../shared`` (relative to the cwd)."""
+    return os.environ.get("KBIOXLM_SHARED") or "../shared"
+
+
+@dataclass
+class PipelineConfig:
+    """The parsed config with every variable substituted (plain dicts/lists/strings below)."""
+
+    path: Path
+    name: str
+    out: Path
+    seed: int
+    languages: list[str]
+    base_model: dict[str, str]
+    kb: dict[str, list[dict[str, Any]]]
+    documents: dict[str, Any]
+    pairs: list[Any]
+    corpus: dict[str, Any]
+    vocab: dict[str, Any] | None
+    pretrain: list[dict[str, Any]]
+    benchmark: dict[str, Any] | None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def substitute(value: Any, variables: dict[str, str], what: str) -> Any:
+    """Replace ``${name}`` in every string of ``value`` (recursively)."""
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key.startswith("env:"):
+                env = os.environ.get(key[4:])
+                if env is None:
+                    raise KbioxlmError(f"{what}: environment variable {key[4:]} is not set")
+                return env
+            if key not in variables:
+                raise KbioxlmError(f"{what}: unknown variable ${{{key}}} (known: {', '.join(sorted(variables))})")
+            return variables[key]
+
+        return VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [substitute(v, variables, f"{what}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: substitute(v, variables, f"{what}.{k}") for k, v in value.items()}
+    return value
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, (dict, str)):
+        return [value]
+    raise KbioxlmError(f"{what}: expected a list, got {type(value).__name__}")
+
+
+def _check_keys(d: Any, allowed: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise KbioxlmError(f"{what}: expected a mapping, got {type(d).__name__}")
+    extra = set(d) - allowed
+    if extra:
+        raise KbioxlmError(f"{what}: unknown key(s) {', '.join(sorted(map(str, extra)))} (allowed: {', '.join(sorted(allowed))})")
+    return d
+
+
+def _args(value: Any, what: str) -> list[str]:
+    """Extra command-line arguments: a list of strings (numbers are turned into strings)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        import shlex
+
+        return shlex.split(value)
+    if not isinstance(value, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value):
+        raise KbioxlmError(f"{what}: args must be a list of strings")
+    return [str(a) for a in value]
+
+
+def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, shared: str | None = None) -> PipelineConfig:
+    """Read, substitute and validate a pipeline config; every problem is one ``file[:line]: reason``."""
+    p = Path(path)
+    if not p.is_file():
+        raise KbioxlmError(f"{p}: no such pipeline config")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise KbioxlmError(f"{where(p, mark.line + 1 if mark else None)}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise KbioxlmError(f"{p}: not valid UTF-8") from exc
+    if not isinstance(raw, dict):
+        raise KbioxlmError(f"{p}: a pipeline config must be a YAML mapping")
+    src = str(p)
+    _check_keys(raw, TOP_KEYS, src)
+
+    seed = raw.get("seed", 13)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise KbioxlmError(f"{src}: seed must be an integer")
+    variables: dict[str, str] = {"shared": shared or default_shared(), "seed": str(seed)}
+    out_raw = out if out is not None else raw.get("out")
+    if not out_raw:
+        raise KbioxlmError(f"{src}: no output folder (set `out:` in the config or pass --out)")
+    variables["out"] = str(substitute(str(out_raw), variables, f"{src}: out"))
+    vars_raw = raw.get("vars") or {}
+    if not isinstance(vars_raw, dict):
+        raise KbioxlmError(f"{src}: vars must be a mapping of name: value")
+    for k, v in vars_raw.items():
+        if k in ("shared", "out", "seed") or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+            raise KbioxlmError(f"{src}: vars: {k!r} is reserved or not a valid name")
+        variables[str(k)] = str(substitute(str(v), variables, f"{src}: vars.{k}"))
+    data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, src)
+
+    languages = data.get("languages", ["en", "zh"])
+    if not isinstance(languages, list) or len(languages) < 2 or not all(isinstance(x, str) for x in languages):
+        raise KbioxlmError(f"{src}: languages must list at least two language codes, e.g. [en, zh]")
+
+    base = data.get("base_model")
+    if isinstance(base, str):
+        base = {"path": base}
+    _check_keys(base, {"name", "path", "tokenizer"}, f"{src}: base_model")
+    if not base.get("path"):
+        raise KbioxlmError(f"{src}: base_model needs a path (hub name or folder)")
+    base = {"name": str(base.get("name") or Path(str(base["path"])).name), "path": str(base["path"]),
+            "tokenizer": str(base.get("tokenizer") or base["path"])}
+
+    kb_raw = _check_keys(data.get("kb") or {}, KB_KINDS, f"{src}: kb")
+    kb: dict[str, list[dict[str, Any]]] = {}
+    for kind in ("umls", "obo", "icd10", "tsv", "mine_pairs"):
+        entries = []
+        for i, e in enumerate(_as_list(kb_raw.get(kind), f"{src}: kb.{kind}")):
+            what = f"{src}: kb.{kind}[{i}]"
+            _check_keys(e, KB_FIELDS[kind], what)
+            for req in KB_REQUIRED[kind]:
+                if not e.get(req):
+                    raise KbioxlmError(f"{what}: missing {req!r}")
+            if kind == "tsv" and not any(e.get(k) for k in ("concepts", "relations", "relation_names")):
+                raise KbioxlmError(f"{what}: give concepts, relations and/or relation_names")
+            e = dict(e)
+            e["args"] = _args(e.get("args"), what)
+            entries.append(e)
+        kb[kind] = entries
+
+    documents = data.get("documents") or {}
+    _check_keys(documents, set(languages) | {"max_per_lang"}, f"{src}: documents")
+    pairs = _as_list(data.get("pairs"), f"{src}: pairs")
+
+    corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args"}, f"{src}: corpus")
+    levels = corpus.get("levels", list(LEVELS))
+    if not isinstance(levels, list) or any(lv not in LEVELS for lv in levels):
+        raise KbioxlmError(f"{src}: corpus.levels must be a subset of {list(LEVELS)}")
+    corpus = {
+        "levels": levels,
+        "directions": corpus.get("directions"),
+        "args": {lv: _args((corpus.get("args") or {}).get(lv), f"{src}: corpus.args.{lv}") for lv in LEVELS},
+    }
+
+    vocab = data.get("vocab")
+    if vocab is not None and vocab is not False:
+        if vocab is True:
+            vocab = {}
+        _check_keys(vocab, {"enabled", "args", "tokenizer"}, f"{src}: vocab")
+        vocab = None if vocab.get("enabled") is False else {"args": _args(vocab.get("args"), f"{src}: vocab"), "tokenizer": vocab.get("tokenizer")}
+    else:
+        vocab = None
+
+    stages = []
+    names = set()
+    for i, st in enumerate(_as_list(data.get("pretrain"), f"{src}: pretrain")):
+        what = f"{src}: pretrain[{i}]"
+        _check_keys(st, STAGE_KEYS, what)
+        name = str(st.get("name") or f"stage{i + 1}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in names or name == "base":
+            raise KbioxlmError(f"{what}: name {name!r} must be unique, not 'base', letters/digits/-/_ only")
+        names.add(name)
+        if not st.get("config"):
+            raise KbioxlmError(f"{what}: missing 'config' (a pretraining YAML, e.g. configs/pretrain-stage2.yaml)")
+        train = st.get("train", ["entity", "fact", "passage", "mono"])
+        if not isinstance(train, list) or not train:
+            raise KbioxlmError(f"{what}: train must list corpora ({', '.join(TRAIN_KEYS)}) or file paths")
+        overrides = st.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise KbioxlmError(f"{what}: overrides must be a mapping key: value")
+        launcher = _args(st.get("launcher"), what) if st.get("launcher") else []
+        stages.append({
+            "name": name, "config": str(st["config"]), "model": st.get("model"), "tokenizer": st.get("tokenizer"),
+            "train": [str(t) for t in train], "overrides": overrides, "launcher": launcher,
+            "export_args": _args(st.get("export_args"), what),
+        })
+
+    bench = data.get("benchmark")
+    if bench is not None:
+        _check_keys(bench, BENCH_KEYS, f"{src}: benchmark")
+        if not bench.get("config"):
+            raise KbioxlmError(f"{src}: benchmark needs 'config' (e.g. configs/benchmark-small-cpu.yaml)")
+        compare = bench.get("compare") or (["base"] + ([stages[-1]["name"]] if stages else []))
+        for c in compare:
+            if c != "base" and c not in names:
+                raise KbioxlmError(f"{src}: benchmark.compare: {c!r} is neither 'base' nor a pretraining stage")
+        overrides = bench.get("overrides") or {}
+        if not isinstance(overrides, dict) or "models" in overrides:
+            raise KbioxlmError(f"{src}: benchmark.overrides must be a mapping (without 'models': the pipeline sets them)")
+        labels = bench.get("names") or {}
+        if not isinstance(labels, dict):
+            raise KbioxlmError(f"{src}: benchmark.names must map base/stage names to table labels")
+        bench = {"config": str(bench["config"]), "compare": [str(c) for c in compare], "overrides": overrides,
+                 "names": {str(k): str(v) for k, v in labels.items()}}
+
+    return PipelineConfig(
+        path=p, name=str(data.get("name") or p.stem), out=Path(variables["out"]), seed=seed, languages=languages,
+        base_model=base, kb=kb, documents=documents, pairs=pairs, corpus=corpus, vocab=vocab, pretrain=stages,
+        benchmark=bench, variables=variables,
+    )

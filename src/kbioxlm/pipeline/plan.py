@@ -1,0 +1,369 @@
+"""A pipeline config → the ordered list of steps (stage commands) it stands for.
+
+Every step is either one documented ``kbioxlm`` command (run through :func:`kbioxlm.cli.main`, or
+through a launcher such as ``accelerate launch`` in a subprocess) or one of the pipeline's own
+conversions (raw corpora → Document JSONL, aligned texts → pair file). Each step declares its
+input and output paths; the runner uses them to skip finished steps and to redo a step when
+anything it reads has changed.
+
+Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`` or ``corpus.fact``):
+
+    kb.umls[.N]  kb.obo.<stem>  kb.icd10[.N]  kb.tsv.<stem>  kb.pairs.<src>-<tgt>  kb.stats
+    docs.<lang>  docs.pairs
+    corpus.entity.<src>-<tgt>  corpus.fact.<src>-<tgt>  corpus.passage
+    vocab
+    pretrain.<stage>  export.<stage>
+    benchmark.<model>  benchmark.report
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import KbioxlmError
+from ..io import atomic_write
+from . import sources
+from .config import LEVELS, PipelineConfig
+
+
+@dataclass
+class Step:
+    """One unit of work with declared inputs/outputs (paths) and how to run it."""
+
+    name: str
+    title: str
+    argv: list[str] | None = None  # a kbioxlm command line (without the program name)
+    action: Callable[[], dict[str, Any]] | None = None  # the pipeline's own conversions
+    inputs: list[Path] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    launcher: list[str] = field(default_factory=list)  # run `launcher + argv` in a subprocess
+    stdout_to: Path | None = None  # also save what the command prints (kb stats --json)
+    clean: list[Path] = field(default_factory=list)  # removed before a fresh (non-resumed) run
+    generated: dict[Path, str] = field(default_factory=dict)  # files written right before running
+    prepare: Callable[[], None] | None = None  # extra work right before the command runs
+    params: Any = None  # settings of an `action` step (part of its fingerprint, like argv)
+    note: str = ""
+
+    def command(self, pipeline_cmd: str = "kbioxlm pipeline --config CONFIG") -> str:
+        """The shell line a user can copy to do this step by hand (the pipeline's own conversions
+        are run by the pipeline command restricted to that step)."""
+        import shlex
+
+        if self.argv is not None:
+            prog = shlex.join(self.launcher) if self.launcher else "kbioxlm"
+            return f"{prog} {shlex.join(self.argv)}"
+        return f"{pipeline_cmd} --only {self.name}"
+
+
+def _yaml_value(v: Any) -> str:
+    """A value as the ``key=value`` override text ``kbioxlm pretrain`` parses back (YAML)."""
+    if isinstance(v, str):
+        try:
+            if yaml.safe_load(v) == v:
+                return v
+        except yaml.YAMLError:
+            pass
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name}.{i}", i + 1
+    taken.add(out)
+    return out
+
+
+def _local(path: str) -> list[Path]:
+    """``path`` as an input when it exists locally (a hub model name is no file to watch)."""
+    p = Path(path)
+    return [p] if p.exists() else []
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def build_plan(cfg: PipelineConfig) -> list[Step]:
+    out = cfg.out
+    steps: list[Step] = []
+    taken: set[str] = set()
+    kb = out / "kb" / "kb.sqlite"
+    seed = str(cfg.seed)
+    langs = cfg.languages
+
+    # ---------------------------------------------------------------------------- knowledge base
+    def kb_step(kind: str, label: str, argv: list[str], inputs: list[Path], title: str) -> None:
+        steps.append(Step(_unique(f"kb.{label}", taken), title, argv=argv + ["--kb", str(kb)], inputs=inputs, outputs=[kb]))
+
+    for e in cfg.kb["umls"]:
+        argv = ["kb", "import", "umls", "--rrf-dir", e["rrf_dir"]]
+        inputs = [Path(e["rrf_dir"])]
+        for key, flag in (("languages", "--languages"), ("sources", "--sources")):
+            if e.get(key):
+                argv += [flag, ",".join(e[key]) if isinstance(e[key], list) else str(e[key])]
+        if e.get("translations"):
+            argv += ["--translations", e["translations"]]
+            inputs.append(Path(e["translations"]))
+        if e.get("translation_lang"):
+            argv += ["--translation-lang", str(e["translation_lang"])]
+        kb_step("umls", "umls", argv + e["args"], inputs, "import UMLS (RRF) into the knowledge base")
+    for e in cfg.kb["obo"]:
+        trans = e.get("translations") or []
+        trans = [trans] if isinstance(trans, str) else list(trans)
+        argv = ["kb", "import", "obo", "--obo", e["obo"]] + (["--translations", *trans] if trans else [])
+        kb_step("obo", f"obo.{_slug(Path(e['obo']).stem)}", argv + e["args"], [Path(e["obo"]), *map(Path, trans)],
+                "import an OBO ontology + Babelon translations")
+    for e in cfg.kb["icd10"]:
+        argv = ["kb", "import", "icd10", "--xml", e["xml"]]
+        inputs = [Path(e["xml"])]
+        for key, flag in (("zh_categories", "--zh-categories"), ("zh_blocks", "--zh-blocks")):
+            if e.get(key):
+                argv += [flag, e[key]]
+                inputs.append(Path(e[key]))
+        kb_step("icd10", "icd10", argv + e["args"], inputs, "import ICD-10 (English XML + Chinese names)")
+    for e in cfg.kb["tsv"]:
+        argv, inputs = ["kb", "import", "tsv"], []
+        for key, flag in (("concepts", "--concepts"), ("relations", "--relations"), ("relation_names", "--relation-names")):
+            if e.get(key):
+                argv += [flag, e[key]]
+                inputs.append(Path(e[key]))
+        kb_step("tsv", f"tsv.{_slug(inputs[0].stem)}", argv + e["args"], inputs, "import concepts/relations (TSV/JSONL)")
+    for e in cfg.kb["mine_pairs"]:
+        argv = ["kb", "mine-pairs", "--source", e["source"], "--target", e["target"],
+                "--source-lang", str(e["source_lang"]), "--target-lang", str(e["target_lang"])]
+        if e.get("min_count") is not None:
+            argv += ["--min-count", str(e["min_count"])]
+        kb_step("mine_pairs", f"pairs.{e['source_lang']}-{e['target_lang']}", argv + e["args"],
+                [Path(e["source"]), Path(e["target"])], "mine bilingual entity pairs from parallel NER files")
+    have_kb = any(cfg.kb[k] for k in cfg.kb)
+    if have_kb:
+        stats = out / "kb" / "stats.json"
+        steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics", argv=["kb", "stats", "--kb", str(kb), "--json"],
+                          inputs=[kb], outputs=[stats], stdout_to=stats))
+
+    # ---------------------------------------------------------------------------- documents, pairs
+    docs: dict[str, Path] = {}
+    max_per_lang = cfg.documents.get("max_per_lang")
+    for lang in langs:
+        spec = cfg.documents.get(lang)
+        if not spec:
+            continue
+        path = out / "docs" / f"{lang}.jsonl"
+        docs[lang] = path
+        summary = out / "docs" / f"{lang}.summary.json"
+
+        def convert(spec: Any = spec, lang: str = lang, path: Path = path, summary: Path = summary) -> dict[str, Any]:
+            from ..io import write_json
+
+            s = sources.build_documents(spec, lang, path, max_docs=max_per_lang)
+            write_json(summary, s)
+            return s
+
+        steps.append(Step(_unique(f"docs.{lang}", taken), f"{lang} monolingual text → Document JSONL", action=convert,
+                          inputs=sources.document_inputs(spec, f"documents.{lang}"), outputs=[path, summary],
+                          params={"spec": spec, "max_per_lang": max_per_lang}))
+    pairs_path = out / "docs" / "pairs.jsonl"
+    pair_langs = (langs[0], langs[1])
+    if cfg.pairs:
+        summary = out / "docs" / "pairs.summary.json"
+
+        def convert_pairs(summary: Path = summary) -> dict[str, Any]:
+            from ..io import write_json
+
+            s = sources.build_pairs(cfg.pairs, pair_langs, pairs_path)
+            write_json(summary, s)
+            return s
+
+        steps.append(Step(_unique("docs.pairs", taken), "aligned texts → passage pair file", action=convert_pairs,
+                          inputs=sources.pair_inputs(cfg.pairs, pair_langs), outputs=[pairs_path, summary],
+                          params={"pairs": cfg.pairs, "langs": list(pair_langs)}))
+
+    # ---------------------------------------------------------------------------- corpora
+    corpus_files: dict[str, list[Path]] = {lv: [] for lv in LEVELS}
+    directions = cfg.corpus["directions"]
+    if directions is None:
+        directions = [f"{s}-{t}" for s in langs if s in docs for t in langs if t != s][: 2 * len(docs)]
+        if len(langs) > 2:  # with more languages, each text language switches into the first other one
+            directions = [f"{s}-{next(t for t in langs if t != s)}" for s in langs if s in docs]
+    for level in ("entity", "fact"):
+        if level not in cfg.corpus["levels"]:
+            continue
+        if not have_kb and docs:
+            raise KbioxlmError(f"{cfg.path}: corpus level {level!r} needs a knowledge base (kb: ...)")
+        for d in directions:
+            s, _, t = str(d).partition("-")
+            if s not in docs:
+                raise KbioxlmError(f"{cfg.path}: corpus direction {d}: no documents for {s!r}")
+            path = out / "corpus" / f"{level}.{s}-{t}.jsonl"
+            corpus_files[level].append(path)
+            steps.append(Step(
+                _unique(f"corpus.{level}.{s}-{t}", taken), f"{level}-level corpus {s}→{t}",
+                argv=["corpus", level, "--kb", str(kb), "--input", str(docs[s]), "--lang", s, "--target-lang", t,
+                      "--out", str(path), "--seed", seed, *cfg.corpus["args"][level]],
+                inputs=[kb, docs[s]], outputs=[path]))
+    if "passage" in cfg.corpus["levels"] and cfg.pairs:
+        path = out / "corpus" / "passage.jsonl"
+        corpus_files["passage"].append(path)
+        steps.append(Step(_unique("corpus.passage", taken), "passage-level corpus (positive / random / context pairs)",
+                          argv=["corpus", "passage", "--pairs", str(pairs_path), "--out", str(path), "--seed", seed,
+                                *cfg.corpus["args"]["passage"]],
+                          inputs=[pairs_path], outputs=[path]))
+
+    # ---------------------------------------------------------------------------- vocabulary
+    kept: Path | None = None
+    if cfg.vocab is not None:
+        kept = out / "vocab" / "kept.json"
+        files = [p for lv in LEVELS for p in corpus_files[lv]] + list(docs.values())
+        if not files:
+            raise KbioxlmError(f"{cfg.path}: vocab reduce needs corpora or documents to count tokens over")
+        tok = cfg.vocab.get("tokenizer") or cfg.base_model["tokenizer"]
+        steps.append(Step(_unique("vocab", taken), "reduced output vocabulary (ids the corpora use)",
+                          argv=["vocab", "reduce", "--tokenizer", tok, "--corpus", *map(str, files), "--out", str(kept),
+                                *cfg.vocab["args"]],
+                          inputs=[*files, *_local(tok)], outputs=[kept]))
+
+    # ---------------------------------------------------------------------------- pretraining
+    exports: dict[str, Path] = {}
+    previous = cfg.base_model["path"]
+    for st in cfg.pretrain:
+        name = st["name"]
+        model = st["model"]
+        if model is None:
+            model = previous
+        elif model == "base":
+            model = cfg.base_model["path"]
+        elif model in exports:
+            model = str(exports[model])
+        elif any(model == other["name"] for other in cfg.pretrain):
+            raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} starts from {model!r}, which comes later")
+        tokenizer = st["tokenizer"] or cfg.base_model["tokenizer"]
+        train, train_inputs = [], []
+        for item in st["train"]:
+            if item in ("entity", "fact", "passage", "entity_mono"):
+                level = "entity" if item == "entity_mono" else item
+                if not corpus_files[level]:
+                    raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} wants {item!r} records but the pipeline builds none "
+                                       f"(check corpus.levels, documents and pairs)")
+                train += [f"{p}#mlm" if item == "entity_mono" else str(p) for p in corpus_files[level]]
+                train_inputs += corpus_files[level]
+            elif item == "mono":
+                if not docs:
+                    raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} wants 'mono' but no documents are listed")
+                train += [str(p) for p in docs.values()]
+                train_inputs += list(docs.values())
+            else:
+                train.append(item)
+                train_inputs.append(Path(item.partition("#")[0]))
+        run_dir = out / "pretrain" / name
+        argv = ["pretrain", "--config", st["config"], f"model={model}", f"tokenizer={tokenizer}",
+                f"train_files={','.join(train)}", f"output_dir={run_dir}", f"seed={cfg.seed}"]
+        # always set: the shipped stage configs name a kept.json the pipeline may not build
+        argv.append(f"kept_ids={kept if kept is not None else 'null'}")
+        argv += [f"{k}={_yaml_value(v)}" for k, v in st["overrides"].items()]
+        argv.append("resume_from_checkpoint=auto")
+        steps.append(Step(_unique(f"pretrain.{name}", taken), f"continued pretraining, stage {name!r}", argv=argv,
+                          inputs=[Path(st["config"]), *train_inputs, *_local(model), *_local(tokenizer), *([kept] if kept else [])],
+                          outputs=[run_dir / "final"], launcher=st["launcher"], clean=[run_dir]))
+        export_dir = out / "models" / name
+        steps.append(Step(_unique(f"export.{name}", taken), f"export stage {name!r} as a plain Hugging Face checkpoint",
+                          argv=["export", "--checkpoint", str(run_dir / "final"), "--out", str(export_dir), *st["export_args"]],
+                          inputs=[run_dir / "final"], outputs=[export_dir / "config.json"], clean=[export_dir]))
+        exports[name] = export_dir
+        previous = str(export_dir)
+
+    # ---------------------------------------------------------------------------- benchmark
+    if cfg.benchmark is not None:
+        steps += _benchmark_steps(cfg, exports, taken)
+    return steps
+
+
+def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[str]) -> list[Step]:
+    bench = cfg.benchmark
+    assert bench is not None
+    base_cfg_path = Path(bench["config"])
+    if base_cfg_path.is_file():
+        try:
+            base_cfg = yaml.safe_load(base_cfg_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise KbioxlmError(f"{base_cfg_path}: invalid YAML ({exc})") from exc
+        if not isinstance(base_cfg, dict):
+            raise KbioxlmError(f"{base_cfg_path}: a benchmark config must be a YAML mapping")
+    else:
+        raise KbioxlmError(f"{base_cfg_path}: no such benchmark config")
+    merged = _deep_merge(base_cfg, bench["overrides"])
+    root = cfg.out / "benchmark"
+    steps: list[Step] = []
+    specs: list[dict[str, str]] = []
+    results: list[Path] = []
+    for key in bench["compare"]:
+        label = bench["names"].get(key) or (cfg.base_model["name"] if key == "base" else key)
+        if key == "base":
+            spec = {"name": label, "path": cfg.base_model["path"]}
+            if cfg.base_model["tokenizer"] != cfg.base_model["path"]:
+                spec["tokenizer"] = cfg.base_model["tokenizer"]
+            model_inputs = _local(cfg.base_model["path"])
+            if not model_inputs:
+                model_inputs = []
+        else:
+            spec = {"name": label, "path": str(exports[key])}
+            model_inputs = [exports[key] / "config.json", exports[key]]
+        specs.append(spec)
+        sub = root / _slug(key)
+        conf_path = root / f"{_slug(key)}.yaml"
+        text = _dump_bench({**merged, "models": [spec]}, bench["config"], f"model {label!r}")
+        results.append(sub / "results.jsonl")
+        steps.append(Step(_unique(f"benchmark.{_slug(key)}", taken), f"benchmark the {label!r} model",
+                          argv=["benchmark", "--config", str(conf_path), "--out", str(sub), "--no-progress"],
+                          inputs=[*model_inputs], outputs=[sub / "results.md"], clean=[sub],
+                          generated={conf_path: text}))
+    combined = root / "compare.yaml"
+    text = _dump_bench({**merged, "models": specs}, bench["config"], "all compared models, side by side")
+    merged_results = root / "results.jsonl"
+
+    def merge() -> None:
+        lines: list[str] = []
+        for r in results:
+            if not r.is_file():
+                raise KbioxlmError(f"{r}: missing; run the benchmark steps first")
+            lines += [ln for ln in r.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        with atomic_write(merged_results) as fh:
+            fh.writelines(ln + "\n" for ln in lines)
+
+    steps.append(Step(_unique("benchmark.report", taken), "side-by-side tables of every compared model",
+                      argv=["benchmark", "--config", str(combined), "--out", str(root), "--report-only"],
+                      inputs=results, outputs=[root / "results.md"], generated={combined: text}, prepare=merge,
+                      note="first merges the per-model results.jsonl files into benchmark/results.jsonl"))
+    return steps
+
+
+def _dump_bench(data: dict[str, Any], origin: str, what: str) -> str:
+    head = f"# Generated by `kbioxlm pipeline` from {origin} ({what}); edit the pipeline config, not this file.\n"
+    return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def remove_paths(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()

@@ -1,0 +1,263 @@
+"""Running a plan: print each command, skip finished steps, redo what changed, resume what broke.
+
+Each step leaves a marker ``OUT/.pipeline/<step>.json`` with a *fingerprint*: a hash of its
+command line (or conversion settings), of the files it generates right before running, and of
+every input path's content (files up to 64 MiB are hashed; larger ones and folders count by size
+and modification time). A step is skipped when its marker says ``done``, the fingerprint is the
+same and its outputs exist. So:
+
+* re-running the same command skips everything that finished;
+* changing a setting of one step, or an input file, redoes that step and — because its outputs
+  change — every step that reads them;
+* a step that was interrupted (marker ``running``, same fingerprint) is *resumed*: pretraining
+  continues from its last checkpoint, a benchmark from its last finished cell; a step whose
+  fingerprint changed starts fresh (its ``clean`` paths are removed first, so a stale
+  checkpoint or results file is never mixed with the new run);
+* ``--force STEP`` redoes a step from scratch; steps that read its outputs follow when the
+  outputs came out different.
+
+Why not make/snakemake: the steps are in-process calls of the documented CLI plus two conversions;
+a 60-line marker scheme keeps the contract (print the exact command) without another tool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import KbioxlmError
+from ..io import atomic_write, write_json
+from .plan import Step, remove_paths
+
+HASH_LIMIT = 64 << 20
+MARKERS = ".pipeline"
+
+
+def _file_fp(p: Path) -> str:
+    st = p.stat()
+    if st.st_size <= HASH_LIMIT:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return "sha256:" + h.hexdigest()
+    return f"stat:{st.st_size}:{st.st_mtime_ns}"
+
+
+def path_fingerprint(p: Path) -> Any:
+    """Content of a file (hash), of a folder (its files' sizes and times), or ``missing``."""
+    if p.is_file():
+        return _file_fp(p)
+    if p.is_dir():
+        entries = []
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
+                st = f.stat()
+                entries.append(f"{f.relative_to(p).as_posix()}:{st.st_size}:{st.st_mtime_ns}")
+        return "dir:" + hashlib.sha256("\n".join(entries).encode()).hexdigest()
+    return "missing"
+
+
+def step_fingerprint(step: Step) -> str:
+    material = {
+        "argv": step.argv,
+        "launcher": step.launcher,
+        "params": step.params,
+        "generated": {str(k): hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(step.generated.items())},
+        "inputs": {str(p): path_fingerprint(p) for p in step.inputs},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def matches(name: str, selectors: Iterable[str]) -> bool:
+    """``kb`` selects ``kb.obo.hp`` and ``kb.stats``; ``corpus.fact`` both fact directions; exact names too."""
+    return any(name == s or name.startswith(s + ".") for s in selectors)
+
+
+@dataclass
+class Outcome:
+    step: str
+    status: str  # ran | resumed | skipped | would-run | done
+    seconds: float = 0.0
+    reason: str = ""
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the terminal and keeps a copy (``kb stats --json`` output saved beside the KB)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.buf = stream, io.StringIO()
+
+    def write(self, s: str) -> int:
+        self.stream.write(s)
+        return self.buf.write(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class Runner:
+    def __init__(self, steps: list[Step], out: Path, pipeline_cmd: str, *, dry_run: bool = False,
+                 force: Iterable[str] = (), stream: Any = None) -> None:
+        self.steps, self.out, self.pipeline_cmd = steps, out, pipeline_cmd
+        self.dry_run = dry_run
+        self.force = list(force)
+        self.stream = stream or sys.stdout
+        self.markers = out / MARKERS
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def marker(self, step: Step) -> dict[str, Any] | None:
+        p = self.markers / f"{step.name}.json"
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _write_marker(self, step: Step, rec: dict[str, Any]) -> None:
+        write_json(self.markers / f"{step.name}.json", rec)
+
+    def run(self, selected: list[Step]) -> list[Outcome]:
+        if not self.dry_run:
+            self._preflight(selected)
+        outcomes: list[Outcome] = []
+        pending: set[Path] = set()  # outputs of steps a dry run would execute
+        total = len(selected)
+        for i, step in enumerate(selected, 1):
+            forced = matches(step.name, self.force)
+            old = self.marker(step)
+            outputs_ok = all(p.exists() for p in step.outputs)
+            upstream = [p for p in step.inputs if p in pending]
+            fp = step_fingerprint(step)
+            if forced:
+                reason, resume = "forced", False
+            elif upstream:
+                reason, resume = f"input {upstream[0]} will change", False
+            elif old and old.get("status") == "done" and old.get("fingerprint") == fp and outputs_ok:
+                reason, resume = "", None
+            elif old and old.get("status") == "running" and old.get("fingerprint") == fp:
+                reason, resume = "interrupted earlier: resuming", True
+            elif old is None:
+                reason, resume = "not run yet", False
+            elif old.get("fingerprint") != fp:
+                reason, resume = "settings or inputs changed", False
+            else:
+                reason, resume = "outputs missing", False
+            header = f"[{i}/{total}] {step.name}: {step.title}"
+            if resume is None:
+                self.say(f"{header}\n    skipped (done {old.get('finished', '?')}, {old.get('seconds', 0):.0f} s)")
+                outcomes.append(Outcome(step.name, "done" if self.dry_run else "skipped", reason="done"))
+                continue
+            self.say(f"\n{header}  ({reason})")
+            if step.note:
+                self.say(f"    # {step.note}")
+            self.say(f"$ {step.command(self.pipeline_cmd)}")
+            if self.dry_run:
+                pending.update(step.outputs)
+                outcomes.append(Outcome(step.name, "would-run", reason=reason))
+                continue
+            seconds = self._execute(step, fp, resume)
+            outcomes.append(Outcome(step.name, "resumed" if resume else "ran", seconds, reason))
+            self.say(f"    ({seconds:.1f} s)")
+            self._write_timings()
+        return outcomes
+
+    def _preflight(self, selected: list[Step]) -> None:
+        """Fail in the first second, not after an hour, when an input no step produces is missing."""
+        produced = {p for s in self.steps for p in (*s.outputs, *s.clean)}
+
+        def made_by_a_step(p: Path) -> bool:
+            return any(p == q or q.is_relative_to(p) or p.is_relative_to(q) for q in produced)
+
+        missing = []
+        for s in selected:
+            for p in s.inputs:
+                if not p.exists() and not made_by_a_step(p):
+                    missing.append(f"{p} (for {s.name})")
+        if missing:
+            raise KbioxlmError("missing input(s): " + "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else ""))
+
+    def _execute(self, step: Step, fp: str, resume: bool) -> float:
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        if not resume:
+            remove_paths(step.clean)
+        self._write_marker(step, {"step": step.name, "status": "running", "fingerprint": fp,
+                                  "command": step.command(self.pipeline_cmd), "started": started})
+        t0 = time.perf_counter()
+        for path, text in step.generated.items():
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                with atomic_write(path) as fh:
+                    fh.write(text)
+        if step.prepare is not None:
+            step.prepare()
+        if step.action is not None:
+            summary = step.action()
+            self.say("    " + json.dumps({k: v for k, v in summary.items() if k != "files"}, ensure_ascii=False))
+        elif step.launcher:
+            rc = subprocess.call([*step.launcher, *step.argv])  # type: ignore[list-item]
+            if rc:
+                raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
+        else:
+            self._run_cli(step)
+        seconds = time.perf_counter() - t0
+        missing = [str(p) for p in step.outputs if not p.exists()]
+        if missing:
+            raise KbioxlmError(f"pipeline step {step.name} finished but did not write {', '.join(missing)}")
+        self._write_marker(step, {"step": step.name, "status": "done", "fingerprint": fp,
+                                  "command": step.command(self.pipeline_cmd), "started": started,
+                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(seconds, 1)})
+        return seconds
+
+    def _run_cli(self, step: Step) -> None:
+        from ..cli import main
+
+        assert step.argv is not None
+        tee = _Tee(sys.stdout) if step.stdout_to else None
+        with contextlib.redirect_stdout(tee) if tee else contextlib.nullcontext():
+            try:
+                rc = main(step.argv)
+            except SystemExit as exc:  # argparse rejected the command line
+                rc = exc.code if isinstance(exc.code, int) else 2
+        if rc:
+            raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
+        if tee is not None and step.stdout_to is not None:
+            with atomic_write(step.stdout_to) as fh:
+                fh.write(tee.buf.getvalue())
+
+    def _write_timings(self) -> None:
+        """``OUT/timings.json``: seconds per finished step (for the results write-up)."""
+        rows = {}
+        for s in self.steps:
+            m = self.marker(s)
+            if m and m.get("status") == "done":
+                rows[s.name] = m.get("seconds")
+        write_json(self.out / "timings.json", {"steps": rows, "total_seconds": round(sum(v or 0 for v in rows.values()), 1)})
+
+
+def select_steps(steps: list[Step], only: list[str]) -> list[Step]:
+    if not only:
+        return list(steps)
+    names = [s.name for s in steps]
+    unknown = [o for o in only if not any(matches(n, [o]) for n in names)]
+    if unknown:
+        raise KbioxlmError(f"--only: no step matches {', '.join(unknown)} (steps: {', '.join(names)})")
+    return [s for s in steps if matches(s.name, only)]
+
+
+def check_force(steps: list[Step], force: list[str]) -> None:
+    names = [s.name for s in steps]
+    unknown = [f for f in force if not any(matches(n, [f]) for n in names)]
+    if unknown:
+        raise KbioxlmError(f"--force: no step matches {', '.join(unknown)} (steps: {', '.join(names)})")

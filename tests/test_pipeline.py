@@ -1,0 +1,249 @@
+"""``kbioxlm pipeline``: the whole chain on tiny inputs, skipping finished steps, redoing changed ones,
+dry runs, variables, and the raw-source conversions (documents, aligned pairs)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kbioxlm.cli import build_parser, main
+from kbioxlm.errors import KbioxlmError
+from kbioxlm.pipeline import sources
+from kbioxlm.pipeline.config import load_pipeline_config
+from kbioxlm.pipeline.plan import build_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _has_command(name: str) -> bool:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return name in sub.choices  # type: ignore[union-attr]
+
+
+HAS_CORPUS = _has_command("corpus")
+RAN = re.compile(r"^\[\d+/\d+\] (\S+): .*  \((.*)\)$", re.M)  # header of a step that runs (with its reason)
+
+
+# ------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Demo data, a tokenizer trained on it and a seeded 2-layer model: everything offline."""
+    from kbioxlm.demo.data import write_demo_data
+    from kbioxlm.demo.pipeline import _texts, build_tiny_model, train_demo_tokenizer
+
+    root = tmp_path_factory.mktemp("pipeline-inputs")
+    data = write_demo_data(root / "data", seed=3)
+    tok = train_demo_tokenizer(_texts(data), root / "tokenizer", vocab_size=1200)
+    model = build_tiny_model(tok, root / "base-model", seed=3)
+    # two line-aligned files (ParaMed-like, Moses-tokenised) from the demo articles
+    arts = [json.loads(line) for line in data["pairs"].read_text(encoding="utf-8").splitlines()]
+    (root / "lines.en").write_text("".join(a["sent1"].replace(",", " ,") + "\n" for a in arts[:6]), encoding="utf-8")
+    (root / "lines.zh").write_text("".join(" ".join(a["sent2"]) + "\n" for a in arts[:6]), encoding="utf-8")
+    pretrain = root / "pretrain.yaml"
+    pretrain.write_text(yaml.safe_dump({
+        "max_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 1,
+        "max_length": 48, "eval_fraction": 0.1, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
+        "mixed_precision": "no", "report_to": "none", "num_threads": 2,
+        "mix": {"mlm": 0.5, "entity": 0.1667, "fact": 0.1667, "passage": 0.1667},
+    }), encoding="utf-8")
+    bench = root / "bench.yaml"
+    bench.write_text(yaml.safe_dump({
+        "models": [{"name": "placeholder", "path": "set-by-the-pipeline"}],
+        "tasks": [{"name": "demo-ner", "type": "ner", "unit": "sentence", "files": {
+            lang: {s: str(data[f"ner_{s}_{lang}"]) for s in ("train", "dev", "test")} for lang in ("en", "zh")}}],
+        "directions": ["en-zh"], "settings": ["zero-shot"], "seeds": [1],
+        "finetune": {"epochs": 1, "lr": 1.0e-3, "batch_size": 16, "max_length": 48, "num_threads": 2, "progress": False},
+        "max_train_examples": 48, "max_dev_examples": 16, "max_test_examples": 24,
+    }, sort_keys=False), encoding="utf-8")
+    return {"root": root, "tokenizer": tok, "model": model, "bench": bench, "pretrain": pretrain, **data}
+
+
+def _write_config(tiny: dict[str, Path], path: Path, steps: int = 4) -> Path:
+    levels = ["entity", "fact", "passage"] if HAS_CORPUS else []
+    train = ["entity", "fact", "passage", "mono"] if HAS_CORPUS else ["mono"]
+    cfg = {
+        "name": "tiny",
+        "out": "${inputs}/../run",  # relative to vars: exercises substitution
+        "seed": 5,
+        "vars": {"inputs": str(tiny["root"])},
+        "base_model": {"name": "tiny-base", "path": str(tiny["model"]), "tokenizer": str(tiny["tokenizer"])},
+        "kb": {"tsv": [{"concepts": "${inputs}/data/kb_concepts.tsv", "relations": "${inputs}/data/kb_relations.tsv"}]},
+        "documents": {"en": ["${inputs}/data/docs_en.jsonl"], "zh": [{"path": "${inputs}/data/docs_zh.jsonl", "format": "jsonl"}]},
+        "pairs": ["${inputs}/data/article_pairs.jsonl",
+                  {"en": "${inputs}/lines.en", "zh": "${inputs}/lines.zh", "group": 2, "detokenize": True}],
+        "corpus": {"levels": levels},
+        "vocab": {"args": ["--min-count", "1"]},
+        "pretrain": [{"name": "kb", "config": str(tiny["pretrain"]), "train": train, "overrides": {"max_steps": steps}}],
+        "benchmark": {"config": str(tiny["bench"]), "names": {"kb": "tiny-kbioxlm"}},
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _markers(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (out / ".pipeline").glob("*.json")}
+
+
+def test_pipeline_runs_every_step_then_skips_them(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """All steps run through the CLI; a second run skips all; a changed pretraining setting redoes
+    exactly pretraining, export, that model's benchmark and the report (not the KB or the base model)."""
+    cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
+    out = tmp_path / "out"
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    steps = [s.name for s in build_plan(load_pipeline_config(cfg_path, out=str(out)))]
+    markers = _markers(out)
+    assert set(markers) == set(steps)
+    assert all(m["status"] == "done" for m in markers.values())
+    # the printed commands are the documented CLI, e.g. the KB import and the pretraining run
+    assert f"$ kbioxlm kb import tsv --concepts {tiny['root']}/data/kb_concepts.tsv" in first
+    assert "$ kbioxlm pretrain --config" in first and "resume_from_checkpoint=auto" in first
+    if HAS_CORPUS:
+        assert "$ kbioxlm corpus fact --kb" in first and "corpus.entity.zh-en" in steps
+    stats = json.loads((out / "kb" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["concepts"] > 0 and set(stats["names"]) == {"en", "zh"}
+    docs = [json.loads(x) for x in (out / "docs" / "zh.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert docs and all(d["lang"] == "zh" for d in docs)
+    assert (out / "models" / "kb" / "config.json").is_file()
+    report = (out / "benchmark" / "results.md").read_text(encoding="utf-8")
+    assert "tiny-base" in report and "tiny-kbioxlm" in report
+    merged = [json.loads(x) for x in (out / "benchmark" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["model"] for r in merged) == ["tiny-base", "tiny-kbioxlm"]
+
+    # second invocation: nothing runs
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and ".pipeline" not in p.parts}
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out)]) == 0
+    second = capsys.readouterr().out
+    assert second.count("skipped (done") == len(steps)
+    assert "$ kbioxlm" not in second
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+    # a changed pretraining setting: redo pretraining and what depends on it, nothing upstream
+    _write_config(tiny, cfg_path, steps=3)
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out)]) == 0
+    third = capsys.readouterr().out
+    ran = dict(RAN.findall(third))
+    assert set(ran) == {"pretrain.kb", "export.kb", "benchmark.kb", "benchmark.report"}, ran
+    assert ran["pretrain.kb"] == "settings or inputs changed"
+    assert json.loads((out / "pretrain" / "kb" / "kbioxlm_config.json").read_text(encoding="utf-8"))["global_step"] == 3
+
+
+def test_dry_run_prints_commands_and_writes_nothing(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
+    out = tmp_path / "dry"
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    assert "$ kbioxlm vocab reduce --tokenizer" in text
+    assert f"$ kbioxlm pipeline --config {cfg_path} --out {out} --only docs.en" in text
+    assert "would-run" in text.splitlines()[-1]
+
+
+def test_only_runs_selected_steps_and_rejects_unknown(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
+    out = tmp_path / "only"
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb,docs.pairs"]) == 0
+    capsys.readouterr()
+    assert set(_markers(out)) == {"kb.tsv.kb_concepts", "kb.stats", "docs.pairs"}
+    pairs = [json.loads(x) for x in (out / "docs" / "pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+    lined = [p for p in pairs if p["id"].startswith("lines:")]
+    assert len(lined) == 3 and " ," not in lined[0]["sent1"] and " " not in lined[0]["sent2"]
+    # --force redoes a finished step
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb.stats", "--force", "kb.stats"]) == 0
+    assert "(forced)" in capsys.readouterr().out
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "nosuch"]) == 2
+    assert "no step matches nosuch" in capsys.readouterr().err
+
+
+def test_missing_input_fails_before_any_step(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
+    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    raw["documents"]["en"] = ["${inputs}/data/no-such-file.json"]
+    cfg_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    out = tmp_path / "missing"
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "missing input(s)" in err and "no-such-file.json (for docs.en)" in err
+    assert not (out / ".pipeline").exists()
+
+
+# ------------------------------------------------------------------------------------ config
+def test_variables_shared_default_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("out: ${shared}/run-${seed}\nseed: 7\nvars: {a: '${out}/x'}\nbase_model: '${a}/m'\n", encoding="utf-8")
+    monkeypatch.delenv("KBIOXLM_SHARED", raising=False)
+    cfg = load_pipeline_config(p)
+    assert cfg.out == Path("../shared/run-7") and cfg.base_model["path"] == "../shared/run-7/x/m"
+    monkeypatch.setenv("KBIOXLM_SHARED", "/data/sh")
+    assert load_pipeline_config(p).out == Path("/data/sh/run-7")
+    p.write_text("out: o\nbase_model: ${nosuch}/m\n", encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"unknown variable \$\{nosuch\}"):
+        load_pipeline_config(p)
+    p.write_text("out: o\nbase_model: m\nkb: {obo: [{obo: x, translation: y}]}\n", encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"kb.obo\[0\]: unknown key\(s\) translation"):
+        load_pipeline_config(p)
+    p.write_text("out: o\nbase_model: m\nkb: {obo: [x: 1\n", encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"c.yaml:\d+: invalid YAML"):
+        load_pipeline_config(p)
+
+
+@pytest.mark.parametrize("name", ["e2e-small-cpu.yaml", "e2e-paper-gpu.yaml"])
+def test_shipped_configs_plan(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped configs parse and expand into the documented steps (no file needs to exist)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("KBIOXLM_SHARED", "/nonexistent/shared")
+    monkeypatch.setenv("UMLS_DIR", "/nonexistent/umls")
+    cfg = load_pipeline_config(ROOT / "configs" / name)
+    names = [s.name for s in build_plan(cfg)]
+    assert names[-1] == "benchmark.report" and "benchmark.base" in names
+    assert {"corpus.entity.en-zh", "corpus.entity.zh-en", "corpus.fact.en-zh", "corpus.fact.zh-en", "corpus.passage"} <= set(names)
+    assert any(n.startswith("pretrain.") for n in names) and any(n.startswith("export.") for n in names)
+
+
+# ------------------------------------------------------------------------------------ sources
+def test_document_formats_are_detected_and_deduplicated(tmp_path: Path) -> None:
+    pq = tmp_path / "ori_pqal.json"
+    pq.write_text(json.dumps({"1": {"CONTEXTS": ["A b.", "C d."], "LONG_ANSWER": "E."}, "2": {"CONTEXTS": ["F."]}}), encoding="utf-8")
+    lst = tmp_path / "cmeee.json"
+    lst.write_text(json.dumps([{"text": "头痛。", "entities": []}, {"text": "发热。"}], ensure_ascii=False), encoding="utf-8")
+    dia = tmp_path / "dialogue.txt"
+    dia.write_text("问1,问题\n答1\n\n\n问2,问题\n答2\n\n\n问1,问题\n答1\n", encoding="utf-8")
+    jl = tmp_path / "ex.json"
+    jl.write_text('{"text": "头痛。"}\n{"text": "头痛。"}\n', encoding="utf-8")
+    assert [sources.detect_format(p) for p in (pq, lst, dia, jl)] == ["pubmedqa", "json-list", "blocks", "jsonl"]
+    out = tmp_path / "zh.jsonl"
+    s = sources.build_documents([str(lst), str(dia), {"path": str(jl), "format": "jsonl"}], "zh", out)
+    recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in recs] == ["头痛。", "发热。", "问1,问题\n答1", "问2,问题\n答2"]
+    assert s["duplicates"] == 3 and recs[2]["id"] == "dialogue:0"
+    s = sources.build_documents([str(pq)], "en", tmp_path / "en.jsonl", max_docs=1)
+    assert s["documents"] == 1 and json.loads((tmp_path / "en.jsonl").read_text())["text"] == "A b. C d. E."
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": 3}\n', encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"bad.jsonl:2: no string field 'text'"):
+        sources.build_documents([str(bad)], "en", tmp_path / "x.jsonl")
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_pairs_are_put_in_language_order_and_line_files_must_align(tmp_path: Path) -> None:
+    pf = tmp_path / "pair_data.json"
+    pf.write_text('{"sent1": "阿司匹林是药。", "sent2": "Aspirin is a drug.", "label": "link"}\n'
+                  '{"sent1": "Fever.", "sent2": "发热。", "label": "link"}\n', encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    s = sources.build_pairs([str(pf)], ("en", "zh"), out)
+    recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert s["swapped"] == 1 and [r["sent1"] for r in recs] == ["Aspirin is a drug.", "Fever."]
+    (tmp_path / "a.en").write_text("x\ny\n", encoding="utf-8")
+    (tmp_path / "a.zh").write_text("甲\n", encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"a.en has 2 lines but .*a.zh has 1"):
+        sources.build_pairs([{"en": str(tmp_path / "a.en"), "zh": str(tmp_path / "a.zh")}], ("en", "zh"), out)
+
+
+def test_detokenize_moses_and_segmented_chinese() -> None:
+    assert sources.detokenize("the BCR @-@ ABL1 protein , the patient 's skin ( 95% CI ) .", "en") == \
+        "the BCR-ABL1 protein, the patient's skin (95% CI)."
+    assert sources.detokenize("在 C - PTP 低 的 1 , 970 例 患者 中 , NF - k B", "zh") == "在C-PTP低的1,970例患者中,NF-k B"
