@@ -260,3 +260,29 @@ def test_rejects_slow_tokenizer_and_bad_probability(tok):
 
     with pytest.raises(ValueError):
         KnowledgeCollator(Slow())
+
+
+def test_long_documents_get_random_windows_with_whole_entities(tok):
+    text = " ".join(f"Patient {i} received aspirin and developed gastric bleeding." for i in range(12))
+    ents = []
+    start = 0
+    while (k := text.find("gastric bleeding", start)) >= 0:
+        ents.append({"start": k, "end": k + 16, "concept": "A1", "lang": "en", "switched": False})
+        start = k + 1
+    coll = KnowledgeCollator(tok, max_length=24, seed=8, wwm_entity_ratio=1.0)
+    batch = coll([{"id": "long", "lang": "en", "text": text, "entities": ents}] * 30)
+    assert batch["input_ids"].shape[1] <= 24
+    windows = set()
+    for r in range(30):
+        labels = batch["mlm_labels"][r].tolist()
+        original = [lab if lab != IGNORE_INDEX else t for t, lab in zip(batch["input_ids"][r].tolist(), labels)]
+        pieces = tok.convert_ids_to_tokens(original)
+        windows.add(tuple(original[1:4]))
+        assert pieces[1].startswith("▁")  # windows start at a word
+        # every complete "gastric bleeding" in the window is masked whole or not at all
+        unit = tok.tokenize("gastric bleeding")
+        for k in range(len(pieces) - len(unit) + 1):
+            if pieces[k : k + len(unit)] == unit:
+                flags = {labels[k + m] != IGNORE_INDEX for m in range(len(unit))}
+                assert len(flags) == 1, (pieces, labels)
+    assert len(windows) > 5  # dynamic windows over the long document

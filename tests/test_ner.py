@@ -84,7 +84,7 @@ def test_crf_constraints_stay_pinned_through_training() -> None:
         ["B-Drug", "B-ADE", "I-ADE", "I-ADE", "O", "O"],
         ["O", "O", "O", "O", "O", "B-ADE"])])
     for _ in range(5):
-        loss = -crf(em, gold)
+        loss = -crf(em, gold, mask=torch.ones(4, 6, dtype=torch.bool))
         loss.backward()
         assert crf.transitions.grad[crf.trans_mask].abs().max() == 0  # hook zeroed illegal entries
         assert crf.start_transitions.grad[crf.start_mask].abs().max() == 0

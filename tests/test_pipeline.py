@@ -155,6 +155,17 @@ def test_only_runs_selected_steps_and_rejects_unknown(tiny: dict[str, Path], tmp
     # --force redoes a finished step
     assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb.stats", "--force", "kb.stats"]) == 0
     assert "(forced)" in capsys.readouterr().out
+    assert json.loads((out / "kb" / "stats.json").read_text(encoding="utf-8"))["relations"] > 0
+    # a changed KB recipe rebuilds the KB from an empty file (no stale rows of the old entry)
+    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    del raw["kb"]["tsv"][0]["relations"]
+    cfg_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb"]) == 0
+    assert "settings or inputs changed" in capsys.readouterr().out
+    assert json.loads((out / "kb" / "stats.json").read_text(encoding="utf-8"))["relations"] == 0
+    # a step whose input comes from a step left out of --only is refused up front
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "vocab"]) == 2
+    assert "which is not selected: add it to --only" in capsys.readouterr().err
     assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "nosuch"]) == 2
     assert "no step matches nosuch" in capsys.readouterr().err
 
@@ -247,3 +258,55 @@ def test_detokenize_moses_and_segmented_chinese() -> None:
     assert sources.detokenize("the BCR @-@ ABL1 protein , the patient 's skin ( 95% CI ) .", "en") == \
         "the BCR-ABL1 protein, the patient's skin (95% CI)."
     assert sources.detokenize("在 C - PTP 低 的 1 , 970 例 患者 中 , NF - k B", "zh") == "在C-PTP低的1,970例患者中,NF-k B"
+
+
+# ------------------------------------------------------------------------------------ runner
+def test_interrupted_step_is_resumed_and_changed_inputs_redo_dependants(tmp_path: Path) -> None:
+    """Marker logic on pure-Python steps: an interrupted step resumes (its folder kept), a step whose
+    input changed runs fresh (its `clean` folder removed first), an unchanged one is skipped."""
+    import io
+
+    from kbioxlm.pipeline.plan import Step
+    from kbioxlm.pipeline.runner import Runner
+
+    src, mid, work, final = tmp_path / "src.txt", tmp_path / "mid.txt", tmp_path / "work", tmp_path / "final.txt"
+    src.write_text("a", encoding="utf-8")
+    calls: list[str] = []
+    crash = {"on": True}
+
+    def first() -> dict:
+        calls.append("first")
+        mid.write_text(src.read_text(encoding="utf-8").upper(), encoding="utf-8")
+        return {}
+
+    def second() -> dict:
+        calls.append("second")
+        work.mkdir(exist_ok=True)
+        (work / "progress").write_text("half", encoding="utf-8")
+        if crash["on"]:
+            raise KbioxlmError("killed")
+        final.write_text(mid.read_text(encoding="utf-8") + "!", encoding="utf-8")
+        return {}
+
+    steps = [Step("one", "first", action=first, inputs=[src], outputs=[mid]),
+             Step("two", "second", action=second, inputs=[mid], outputs=[final], clean=[work])]
+
+    def run() -> str:
+        buf = io.StringIO()
+        Runner(steps, tmp_path / "out", "kbioxlm pipeline --config c.yaml", stream=buf).run(steps)
+        return buf.getvalue()
+
+    with pytest.raises(KbioxlmError, match="killed"):
+        run()
+    assert calls == ["first", "second"]
+    crash["on"] = False
+    text = run()
+    assert "interrupted earlier: resuming" in text and calls == ["first", "second", "second"]
+    assert final.read_text(encoding="utf-8") == "A!"
+    run()
+    assert calls == ["first", "second", "second"]  # all skipped
+    src.write_text("b", encoding="utf-8")
+    (work / "stale").write_text("x", encoding="utf-8")
+    text = run()
+    assert calls[-2:] == ["first", "second"] and final.read_text(encoding="utf-8") == "B!"
+    assert not (work / "stale").exists()  # a fresh run cleaned the step's folder

@@ -227,3 +227,29 @@ def test_torchrun_two_processes_keep_identical_weights(corpus, tmp_path):
     digests = info["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
+    from kbioxlm.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: m\noutput_dir: o\ntrain_files: a.jsonl\n")
+    assert main(["pretrain", "--config", str(cfg), "warmup_step=10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown config key 'warmup_step'") and "\n" not in err
+    assert main(["pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read config" in capsys.readouterr().err
+    assert main(["pretrain", "--config", str(cfg), f"train_files={tmp_path / 'none.jsonl'}"]) == 2
+    assert "no such record file" in capsys.readouterr().err
+
+
+def test_entity_records_read_as_monolingual_keep_spans(corpus):
+    path = corpus["files"]["entity"]
+    plain = load_records(parse_train_files(str(path)))
+    mono = load_records(parse_train_files(f"{path}#mlm"))
+    assert len(plain["entity"]) == len(mono["mlm"]) == 24 and not mono["entity"]
+    assert all("task" not in r and r["entities"] for r in mono["mlm"])
+    with pytest.raises(KbioxlmError, match="passage records cannot be read as monolingual"):
+        load_records(parse_train_files(f"{corpus['files']['passage']}#mlm"))
+    with pytest.raises(KbioxlmError, match="only '#mlm'"):
+        parse_train_files(f"{path}#fact")

@@ -46,7 +46,7 @@ KB_REQUIRED = {
 LEVELS = ("entity", "fact", "passage")
 TRAIN_KEYS = ("entity", "fact", "passage", "mono", "entity_mono")
 STAGE_KEYS = {"name", "config", "model", "tokenizer", "train", "overrides", "launcher", "export_args"}
-BENCH_KEYS = {"config", "compare", "overrides", "names"}
+BENCH_KEYS = {"config", "compare", "overrides", "names", "extra_models", "dir"}
 
 
 def default_shared() -> str:
@@ -193,7 +193,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         kb[kind] = entries
 
     documents = data.get("documents") or {}
-    _check_keys(documents, set(languages) | {"max_per_lang"}, f"{src}: documents")
+    _check_keys(documents, set(languages) | {"max_per_lang", "dedup"}, f"{src}: documents")
     pairs = _as_list(data.get("pairs"), f"{src}: pairs")
 
     corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args"}, f"{src}: corpus")
@@ -254,8 +254,17 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         labels = bench.get("names") or {}
         if not isinstance(labels, dict):
             raise KbioxlmError(f"{src}: benchmark.names must map base/stage names to table labels")
+        extra_models = []
+        for j, m in enumerate(_as_list(bench.get("extra_models"), f"{src}: benchmark.extra_models")):
+            if isinstance(m, str):
+                m = {"path": m}
+            _check_keys(m, {"name", "path", "tokenizer"}, f"{src}: benchmark.extra_models[{j}]")
+            if not m.get("path"):
+                raise KbioxlmError(f"{src}: benchmark.extra_models[{j}] needs a path")
+            extra_models.append({k: str(v) for k, v in m.items() if v})
         bench = {"config": str(bench["config"]), "compare": [str(c) for c in compare], "overrides": overrides,
-                 "names": {str(k): str(v) for k, v in labels.items()}}
+                 "names": {str(k): str(v) for k, v in labels.items()}, "extra_models": extra_models,
+                 "dir": str(bench.get("dir") or "benchmark")}
 
     return PipelineConfig(
         path=p, name=str(data.get("name") or p.stem), out=Path(variables["out"]), seed=seed, languages=languages,

@@ -50,6 +50,7 @@ class Step:
     clean: list[Path] = field(default_factory=list)  # removed before a fresh (non-resumed) run
     generated: dict[Path, str] = field(default_factory=dict)  # files written right before running
     prepare: Callable[[], None] | None = None  # extra work right before the command runs
+    can_resume: Callable[[], bool] | None = None  # an interrupted run left something to resume from
     params: Any = None  # settings of an `action` step (part of its fingerprint, like argv)
     note: str = ""
 
@@ -156,6 +157,15 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         kb_step("mine_pairs", f"pairs.{e['source_lang']}-{e['target_lang']}", argv + e["args"],
                 [Path(e["source"]), Path(e["target"])], "mine bilingual entity pairs from parallel NER files")
     have_kb = any(cfg.kb[k] for k in cfg.kb)
+    kb_steps = [st for st in steps if st.outputs == [kb]]
+    if kb_steps:
+        # The KB is one file written by several imports. Each import replaces only its own source,
+        # so a removed or changed entry could leave stale rows behind: every import carries the
+        # whole recipe, and the first one starts from an empty file when the recipe changed.
+        recipe = [st.argv for st in kb_steps]
+        for st in kb_steps:
+            st.params = {"kb_recipe": recipe}
+        kb_steps[0].clean = [kb]
     if have_kb:
         stats = out / "kb" / "stats.json"
         steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics", argv=["kb", "stats", "--kb", str(kb), "--json"],
@@ -164,6 +174,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     # ---------------------------------------------------------------------------- documents, pairs
     docs: dict[str, Path] = {}
     max_per_lang = cfg.documents.get("max_per_lang")
+    dedup = bool(cfg.documents.get("dedup", True))
     for lang in langs:
         spec = cfg.documents.get(lang)
         if not spec:
@@ -175,13 +186,13 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         def convert(spec: Any = spec, lang: str = lang, path: Path = path, summary: Path = summary) -> dict[str, Any]:
             from ..io import write_json
 
-            s = sources.build_documents(spec, lang, path, max_docs=max_per_lang)
+            s = sources.build_documents(spec, lang, path, max_docs=max_per_lang, dedup=dedup)
             write_json(summary, s)
             return s
 
         steps.append(Step(_unique(f"docs.{lang}", taken), f"{lang} monolingual text → Document JSONL", action=convert,
                           inputs=sources.document_inputs(spec, f"documents.{lang}"), outputs=[path, summary],
-                          params={"spec": spec, "max_per_lang": max_per_lang}))
+                          params={"spec": spec, "max_per_lang": max_per_lang, "dedup": dedup}))
     pairs_path = out / "docs" / "pairs.jsonl"
     pair_langs = (langs[0], langs[1])
     if cfg.pairs:
@@ -201,10 +212,8 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     # ---------------------------------------------------------------------------- corpora
     corpus_files: dict[str, list[Path]] = {lv: [] for lv in LEVELS}
     directions = cfg.corpus["directions"]
-    if directions is None:
-        directions = [f"{s}-{t}" for s in langs if s in docs for t in langs if t != s][: 2 * len(docs)]
-        if len(langs) > 2:  # with more languages, each text language switches into the first other one
-            directions = [f"{s}-{next(t for t in langs if t != s)}" for s in langs if s in docs]
+    if directions is None:  # each text language into the first other language (en→zh, zh→en)
+        directions = [f"{s}-{next(t for t in langs if t != s)}" for s in langs if s in docs]
     for level in ("entity", "fact"):
         if level not in cfg.corpus["levels"]:
             continue
@@ -283,7 +292,8 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         argv.append("resume_from_checkpoint=auto")
         steps.append(Step(_unique(f"pretrain.{name}", taken), f"continued pretraining, stage {name!r}", argv=argv,
                           inputs=[Path(st["config"]), *train_inputs, *_local(model), *_local(tokenizer), *([kept] if kept else [])],
-                          outputs=[run_dir / "final"], launcher=st["launcher"], clean=[run_dir]))
+                          outputs=[run_dir / "final"], launcher=st["launcher"], clean=[run_dir],
+                          can_resume=lambda d=run_dir: any((c / "trainer_state.json").is_file() for c in (d / "checkpoints").glob("checkpoint-*"))))
         export_dir = out / "models" / name
         steps.append(Step(_unique(f"export.{name}", taken), f"export stage {name!r} as a plain Hugging Face checkpoint",
                           argv=["export", "--checkpoint", str(run_dir / "final"), "--out", str(export_dir), *st["export_args"]],
@@ -311,19 +321,22 @@ def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[s
     else:
         raise KbioxlmError(f"{base_cfg_path}: no such benchmark config")
     merged = _deep_merge(base_cfg, bench["overrides"])
-    root = cfg.out / "benchmark"
+    root = cfg.out / bench["dir"]  # a folder of its own per matrix (e.g. the ablations beside Tables 4-6)
     steps: list[Step] = []
     specs: list[dict[str, str]] = []
     results: list[Path] = []
-    for key in bench["compare"]:
+    entries: list[tuple[str, dict[str, str] | None]] = [(k, None) for k in bench["compare"]]
+    entries += [(m.get("name") or Path(m["path"]).name, m) for m in bench["extra_models"]]
+    for key, extra in entries:
         label = bench["names"].get(key) or (cfg.base_model["name"] if key == "base" else key)
-        if key == "base":
+        if extra is not None:  # a further baseline (e.g. mBERT, InfoXLM by hub name)
+            spec = {"name": label, "path": extra["path"], **({"tokenizer": extra["tokenizer"]} if extra.get("tokenizer") else {})}
+            model_inputs = _local(extra["path"])
+        elif key == "base":
             spec = {"name": label, "path": cfg.base_model["path"]}
             if cfg.base_model["tokenizer"] != cfg.base_model["path"]:
                 spec["tokenizer"] = cfg.base_model["tokenizer"]
             model_inputs = _local(cfg.base_model["path"])
-            if not model_inputs:
-                model_inputs = []
         else:
             spec = {"name": label, "path": str(exports[key])}
             model_inputs = [exports[key] / "config.json", exports[key]]
@@ -332,9 +345,9 @@ def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[s
         conf_path = root / f"{_slug(key)}.yaml"
         text = _dump_bench({**merged, "models": [spec]}, bench["config"], f"model {label!r}")
         results.append(sub / "results.jsonl")
-        steps.append(Step(_unique(f"benchmark.{_slug(key)}", taken), f"benchmark the {label!r} model",
+        steps.append(Step(_unique(f"benchmark.{_slug(key)}", taken), f"benchmark the {spec['name']!r} model",
                           argv=["benchmark", "--config", str(conf_path), "--out", str(sub), "--no-progress"],
-                          inputs=[*model_inputs], outputs=[sub / "results.md"], clean=[sub],
+                          inputs=[*model_inputs], outputs=[sub / "results.md", sub / "results.jsonl"], clean=[sub],
                           generated={conf_path: text}))
     combined = root / "compare.yaml"
     text = _dump_bench({**merged, "models": specs}, bench["config"], "all compared models, side by side")

@@ -134,21 +134,28 @@ class Runner:
             self._preflight(selected)
         outcomes: list[Outcome] = []
         pending: set[Path] = set()  # outputs of steps a dry run would execute
+        reset: dict[Path, str] = {}  # paths a fresh run removed (its `clean`), by step
         total = len(selected)
         for i, step in enumerate(selected, 1):
             forced = matches(step.name, self.force)
             old = self.marker(step)
             outputs_ok = all(p.exists() for p in step.outputs)
             upstream = [p for p in step.inputs if p in pending]
+            wiped = [(p, reset[q]) for p in step.outputs for q in reset if p == q or p.is_relative_to(q)]
             fp = step_fingerprint(step)
             if forced:
                 reason, resume = "forced", False
+            elif wiped:
+                reason, resume = f"{wiped[0][0]} was reset by {wiped[0][1]}", False
             elif upstream:
                 reason, resume = f"input {upstream[0]} will change", False
             elif old and old.get("status") == "done" and old.get("fingerprint") == fp and outputs_ok:
                 reason, resume = "", None
             elif old and old.get("status") == "running" and old.get("fingerprint") == fp:
-                reason, resume = "interrupted earlier: resuming", True
+                if step.can_resume is None or step.can_resume():
+                    reason, resume = "interrupted earlier: resuming", True
+                else:
+                    reason, resume = "interrupted before its first checkpoint: starting again", False
             elif old is None:
                 reason, resume = "not run yet", False
             elif old.get("fingerprint") != fp:
@@ -164,6 +171,8 @@ class Runner:
             if step.note:
                 self.say(f"    # {step.note}")
             self.say(f"$ {step.command(self.pipeline_cmd)}")
+            if not resume:
+                reset.update({p: step.name for p in step.clean})
             if self.dry_run:
                 pending.update(step.outputs)
                 outcomes.append(Outcome(step.name, "would-run", reason=reason))
@@ -176,16 +185,25 @@ class Runner:
 
     def _preflight(self, selected: list[Step]) -> None:
         """Fail in the first second, not after an hour, when an input no step produces is missing."""
-        produced = {p for s in self.steps for p in (*s.outputs, *s.clean)}
+        producer = {p: s.name for s in self.steps for p in (*s.outputs, *s.clean)}
+        chosen = {s.name for s in selected}
 
-        def made_by_a_step(p: Path) -> bool:
-            return any(p == q or q.is_relative_to(p) or p.is_relative_to(q) for q in produced)
+        def made_by(p: Path) -> str | None:
+            for q, name in producer.items():
+                if p == q or q.is_relative_to(p) or p.is_relative_to(q):
+                    return name
+            return None
 
         missing = []
         for s in selected:
             for p in s.inputs:
-                if not p.exists() and not made_by_a_step(p):
+                if p.exists():
+                    continue
+                by = made_by(p)
+                if by is None:
                     missing.append(f"{p} (for {s.name})")
+                elif by not in chosen:
+                    missing.append(f"{p} (for {s.name}; made by step {by}, which is not selected: add it to --only)")
         if missing:
             raise KbioxlmError("missing input(s): " + "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else ""))
 

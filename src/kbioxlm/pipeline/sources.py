@@ -20,6 +20,8 @@ counted. Everything is deterministic: file order, no sampling.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import re
 import unicodedata
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
-from ..io import iter_jsonl, open_text, write_jsonl
+from ..io import atomic_write, dumps, iter_jsonl, open_text, write_jsonl
 from ..schema import is_unspaced
 
 DOC_FORMATS = ("auto", "jsonl", "pubmedqa", "json-list", "blocks", "lines")
@@ -58,14 +60,19 @@ def _first_char(path: Path) -> str:
 
 
 def _is_json_lines(path: Path) -> bool:
-    """True when the first non-blank line is a complete JSON object on its own."""
+    """True when the first non-blank line is a complete JSON object on its own that is a record
+    (not a one-line PubMedQA file: an object of objects with ``CONTEXTS``)."""
     with open_text(path) as fh:
         for line in fh:
             if line.strip():
                 try:
-                    return isinstance(json.loads(line), dict)
+                    first = json.loads(line)
                 except json.JSONDecodeError:
                     return False
+                if not isinstance(first, dict):
+                    return False
+                values = list(first.values())
+                return not (values and all(isinstance(v, dict) and "CONTEXTS" in v for v in values))
     return False
 
 
@@ -132,7 +139,9 @@ def iter_source_texts(path: Path, fmt: str = "auto") -> Iterator[tuple[str, str]
                     yield str(i), line.strip()
 
 
-def _entries(spec: Any, what: str) -> list[dict[str, Any]]:
+def _entries(spec: Any, what: str, strict: bool = True) -> list[dict[str, Any]]:
+    """Normalised ``{path, format, max}`` entries, globs expanded (``strict=False``: an unmatched
+    glob stays as it is, so a plan can be shown before the data exists)."""
     items = spec if isinstance(spec, list) else [spec]
     out = []
     for i, item in enumerate(items):
@@ -143,44 +152,59 @@ def _entries(spec: Any, what: str) -> list[dict[str, Any]]:
         extra = set(item) - {"path", "format", "max"}
         if extra:
             raise KbioxlmError(f"{what}[{i}]: unknown key(s) {', '.join(sorted(extra))}")
-        out.append(item)
+        pattern = str(item["path"])
+        if any(c in pattern for c in "*?["):  # sharded corpora: pubmed/part-*.jsonl (sorted)
+            found = sorted(glob.glob(pattern))
+            if not found and strict:
+                raise KbioxlmError(f"{what}[{i}]: no file matches {pattern}")
+            if not found:
+                out.append(item)
+            out += [{**item, "path": f} for f in found]
+        else:
+            out.append(item)
     return out
 
 
 def document_inputs(spec: Any, what: str = "documents") -> list[Path]:
-    return [Path(e["path"]) for e in _entries(spec, what)]
+    return [Path(e["path"]) for e in _entries(spec, what, strict=False)]
 
 
-def build_documents(spec: Any, lang: str, out: Path, max_docs: int | None = None, what: str = "documents") -> dict[str, Any]:
-    """Convert every raw file of one language into one Document JSONL; returns a summary."""
-    seen: set[str] = set()
+def build_documents(spec: Any, lang: str, out: Path, max_docs: int | None = None, what: str = "documents",
+                    dedup: bool = True) -> dict[str, Any]:
+    """Convert every raw file of one language into one Document JSONL (streamed); returns a summary.
+
+    Deduplication keeps a 16-byte digest per distinct text (about 100 bytes of memory each in a
+    Python set: ~3 GB for PubMed's 30 M abstracts; pass ``dedup=False`` for corpora that are clean).
+    """
+    seen: set[bytes] = set()
     stats: dict[str, Any] = {"lang": lang, "files": {}, "duplicates": 0, "empty": 0, "documents": 0, "chars": 0}
-    records: list[dict[str, Any]] = []
-    for entry in _entries(spec, f"{what}.{lang}"):
-        path = Path(entry["path"])
-        cap = entry.get("max")
-        n = 0
-        for local_id, text in iter_source_texts(path, entry.get("format", "auto")):
-            if max_docs is not None and len(records) >= max_docs:
-                break
-            if cap is not None and n >= int(cap):
-                break
-            text = unicodedata.normalize("NFC", text).strip()
-            if not text:
-                stats["empty"] += 1
-                continue
-            key = _norm(text)
-            if key in seen:
-                stats["duplicates"] += 1
-                continue
-            seen.add(key)
-            records.append({"id": f"{path.stem}:{local_id}", "lang": lang, "text": text})
-            stats["chars"] += len(text)
-            n += 1
-        stats["files"][str(path)] = n
-    if not records:
-        raise KbioxlmError(f"{what}.{lang}: no documents in {', '.join(stats['files']) or 'the listed files'}")
-    stats["documents"] = write_jsonl(out, records)
+    total = 0
+    with atomic_write(out) as fh:
+        for entry in _entries(spec, f"{what}.{lang}"):
+            path = Path(entry["path"])
+            cap = entry.get("max")
+            n = 0
+            for local_id, text in iter_source_texts(path, entry.get("format", "auto")):
+                if (max_docs is not None and total >= max_docs) or (cap is not None and n >= int(cap)):
+                    break
+                text = unicodedata.normalize("NFC", text).strip()
+                if not text:
+                    stats["empty"] += 1
+                    continue
+                if dedup:
+                    key = hashlib.blake2b(_norm(text).encode(), digest_size=16).digest()
+                    if key in seen:
+                        stats["duplicates"] += 1
+                        continue
+                    seen.add(key)
+                fh.write(dumps({"id": f"{path.stem}:{local_id}", "lang": lang, "text": text}) + "\n")
+                stats["chars"] += len(text)
+                n += 1
+                total += 1
+            stats["files"][str(path)] = n
+        if total == 0:
+            raise KbioxlmError(f"{what}.{lang}: no documents in {', '.join(stats['files']) or 'the listed files'}")
+    stats["documents"] = total
     return stats
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Any
 
 from ..errors import KbioxlmError
@@ -68,6 +69,9 @@ def _vocab_reduce(args: argparse.Namespace) -> int:
 
     if args.min_count < 1:
         raise KbioxlmError("--min-count must be at least 1")
+    for path in args.corpus:  # fail before the (slow) tokenizer load
+        if not os.path.isfile(path):
+            raise KbioxlmError(f"{path}: no such file")
     try:
         tok = AutoTokenizer.from_pretrained(args.tokenizer)
     except (OSError, ValueError) as exc:

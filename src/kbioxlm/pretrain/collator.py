@@ -190,14 +190,14 @@ class KnowledgeCollator:
 
         Over-long texts are cut at token boundaries and the cut is re-encoded: a fact record keeps
         its end (the appended fact lies there), a Document a random window (dynamic, so every part
-        of a long document is seen over epochs), an entity record the window holding most entities.
+        of a long document is seen over epochs), an entity record a window from its first entity.
         """
         tok = self.tokenizer
+        full = tok(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+        if len(full["input_ids"]) <= self.max_length:
+            return full, 0
         budget = self.max_length - tok.num_special_tokens_to_add(pair=False)
-        full = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        offs = full["offset_mapping"]
-        if len(offs) <= budget:
-            return tok(text, return_offsets_mapping=True, return_special_tokens_mask=True), 0
+        offs = [o for o, sp in zip(full["offset_mapping"], full["special_tokens_mask"]) if not sp]
         if task == "fact":
             # Keep the end of the last fact: its relation and both arguments (head/tail entities).
             ents = rec.get("entities") or []
@@ -220,6 +220,10 @@ class KnowledgeCollator:
             first = int(self.rng.integers(0, len(offs) - budget + 1))
         else:
             first = 0
+        # Never start a window inside a word (its tail would be re-tokenized as a fake word).
+        if not is_unspaced(rec.get("lang", "en")):
+            starts_word = [i for i in range(first, len(offs)) if offs[i][0] == 0 or text[offs[i][0] - 1].isspace()]
+            first = starts_word[0] if starts_word else first
         start_char = offs[first][0]
         # Re-encode the cut text (the tokenizer decides the final pieces); still cap at max_length.
         sub = text[start_char:]

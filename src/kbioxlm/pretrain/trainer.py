@@ -333,6 +333,22 @@ def _to_float(v: Any) -> float:
     return float(v.detach().float().item()) if hasattr(v, "detach") else float(v)
 
 
+def _reset_accelerate_state() -> None:
+    """Let a second run in the same process choose other settings (bf16, accumulation).
+
+    accelerate keeps its state in process-wide singletons; a new ``Accelerator`` with a different
+    ``mixed_precision`` raises otherwise. Only for single-process use: under a launcher the process
+    group belongs to this one run.
+    """
+    import torch
+    from accelerate.state import AcceleratorState, GradientState
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 def weight_digest(model: Any) -> str:
     """SHA-256 over every parameter's bytes, in name order (identical weights <=> identical digest)."""
     import hashlib
@@ -427,41 +443,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     if mp == "fp16" and not torch.cuda.is_available():
         raise KbioxlmError("fp16 needs a CUDA GPU; use bf16 (supported on CPUs too) or mixed_precision=no")
     ga = int(cfg["gradient_accumulation_steps"])
-    # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
-    has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
-    accelerator = Accelerator(
-        cpu=bool(cfg["cpu"]) or not has_accel,
-        gradient_accumulation_steps=ga,
-        mixed_precision=mp,
-        log_with="tensorboard" if cfg["report_to"] == "tensorboard" else None,
-        project_dir=str(out_dir),
-        step_scheduler_with_optimizer=False,
-    )
-    rank, world = accelerator.process_index, accelerator.num_processes
-    main = accelerator.is_main_process
-
-    ckpt = find_checkpoint(out_dir, cfg["resume_from_checkpoint"])
-    if ckpt is None and cfg["resume_from_checkpoint"] not in (None, "auto"):
-        raise KbioxlmError(f"{cfg['resume_from_checkpoint']}: checkpoint not found")
-    previous = find_checkpoint(out_dir, "auto") is not None or (out_dir / "final").exists() or (out_dir / "eval.jsonl").exists()
-    if ckpt is None and not cfg["overwrite_output_dir"] and previous:
-        raise KbioxlmError(
-            f"{out_dir}: already holds a run (checkpoints, final/ or eval.jsonl); resume with "
-            "resume_from_checkpoint=auto or set overwrite_output_dir=true"
-        )
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None and cfg["overwrite_output_dir"]:
-            for name in ("checkpoints", "final", "eval.jsonl", "train_log.jsonl"):
-                p = out_dir / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    accelerator.wait_for_everyone()
-
-    set_seed(int(cfg["seed"]))
-    tokenizer = load_tokenizer(resolve_path(cfg["tokenizer"]))
-    kept = load_kept_ids(cfg["kept_ids"], len(tokenizer))
-
-    # data
+    # Data first: a bad record file is reported before models are loaded or processes synchronised.
     skip = SkipCounter() if cfg["skip_invalid"] else None
     pools = load_records(parse_train_files(cfg["train_files"]), skip)
     if cfg["eval_files"]:
@@ -474,6 +456,48 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     counts = {t: len(v) for t, v in train_pools.items()}
     mix = normalise_mix(cfg["mix"], counts)
     schedule = MixedSchedule(train_pools, mix, int(cfg["seed"]), cfg["epoch_size"])
+    _reset_accelerate_state()
+    # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
+    has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=bool(cfg["cpu"]) or not has_accel,
+        gradient_accumulation_steps=ga,
+        mixed_precision=mp,
+        log_with="tensorboard" if cfg["report_to"] == "tensorboard" else None,
+        project_dir=str(out_dir),
+        step_scheduler_with_optimizer=False,
+    )
+    ds = getattr(accelerator.state, "deepspeed_plugin", None)
+    if ds is not None and int(getattr(ds, "zero_stage", 0) or 0) == 3:
+        # ZeRO-3 partitions the parameters; the final save_pretrained would write empty shards.
+        raise KbioxlmError("DeepSpeed ZeRO stage 3 is not supported; use stage 1 or 2 (the encoders here fit one GPU)")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
+
+    ckpt = find_checkpoint(out_dir, cfg["resume_from_checkpoint"])
+    if ckpt is None and cfg["resume_from_checkpoint"] not in (None, "auto"):
+        raise KbioxlmError(f"{cfg['resume_from_checkpoint']}: checkpoint not found")
+    previous = find_checkpoint(out_dir, "auto") is not None or (out_dir / "final").exists() or (out_dir / "eval.jsonl").exists()
+    # resume=auto without a checkpoint starts afresh (a pipeline always passes auto); no resume
+    # request at all into a used folder is refused rather than silently mixing two runs' logs.
+    fresh_ok = cfg["overwrite_output_dir"] or cfg["resume_from_checkpoint"] == "auto"
+    if ckpt is None and previous and not fresh_ok:
+        raise KbioxlmError(
+            f"{out_dir}: already holds a run (checkpoints, final/ or eval.jsonl); resume with "
+            "resume_from_checkpoint=auto or set overwrite_output_dir=true"
+        )
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None and previous:
+            for name in ("checkpoints", "final", "eval.jsonl", "train_log.jsonl"):
+                p = out_dir / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+
+    set_seed(int(cfg["seed"]))
+    tokenizer = load_tokenizer(resolve_path(cfg["tokenizer"]))
+    kept = load_kept_ids(cfg["kept_ids"], len(tokenizer))
+
     per_device = int(cfg["per_device_train_batch_size"])
     global_batch = per_device * world
 
@@ -519,17 +543,17 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             _truncate_jsonl(out_dir / "train_log.jsonl", global_step)
         log.info("resumed from %s at step %d (epoch %d, index %d)", ckpt, global_step, position.epoch, position.index)
 
+    # Flat: the resolved config keys at the top level (export's model card reads e.g.
+    # train_files, learning_rate, max_steps), then what this run derived from them.
     run_info = {
-        "config": cfg,
+        **cfg,
         "tasks": list(TASKS),
-        "mix": mix,
+        "mix_normalised": mix,
         "train_records": counts,
         "eval_records": {t: len(v) for t, v in held.items()},
         "world_size": world,
         "effective_batch_size": global_batch * ga,
-        "mixed_precision": mp,
         "base_model": cfg["model"],
-        "tokenizer": cfg["tokenizer"],
         "reduced_vocab_size": len(kept) if kept else None,
     }
     if main:
