@@ -166,6 +166,29 @@ def run_side(side: str, work: Path, steps: int, warmup: int, threads: int, bf16:
                       "params": n_params, "bf16": use_bf16, "loss": float(loss)}))
 
 
+def _available_mb() -> float:
+    """MemAvailable from /proc/meminfo (Linux), or infinity where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
+def _wait_for_memory(need_mb: float, max_wait_s: float) -> None:
+    """On a shared machine, start a side only when it will fit (else the OOM killer ends it)."""
+    deadline = time.time() + max_wait_s
+    while _available_mb() < need_mb and time.time() < deadline:
+        time.sleep(10)
+    if _available_mb() < need_mb:
+        print(f"warning: only {_available_mb():.0f} MB available, {need_mb:.0f} MB wanted", flush=True)
+
+
+NEED_MB = {"toolkit": 5500, "plain": 9000}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=3, help="timed steps per side")
@@ -175,6 +198,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto", help="toolkit side autocast")
     ap.add_argument("--no-trim", action="store_true", help="toolkit side keeps the full input vocabulary")
+    ap.add_argument("--wait-memory", type=float, default=0, metavar="S",
+                    help="wait up to S seconds for enough free memory before each side (shared machines)")
     ap.add_argument("--side", choices=("toolkit", "plain"), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -191,6 +216,8 @@ def main() -> None:
         results = {}
         load_start = os.getloadavg()[0]
         for side in ("toolkit", "plain"):
+            if args.wait_memory:
+                _wait_for_memory(NEED_MB[side], args.wait_memory)
             cmd = [sys.executable, __file__, "--side", side, "--work", str(work), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--bf16", args.bf16]
             proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,5 +1,5 @@
 """``kbioxlm pipeline``: the whole chain on tiny inputs, skipping finished steps, redoing changed ones,
-dry runs, variables, and the raw-source conversions (documents, aligned pairs)."""
+dry runs, variables, and the raw-document conversion."""
 
 from __future__ import annotations
 
@@ -73,8 +73,7 @@ def _write_config(tiny: dict[str, Path], path: Path, steps: int = 4) -> Path:
         "base_model": {"name": "tiny-base", "path": str(tiny["model"]), "tokenizer": str(tiny["tokenizer"])},
         "kb": {"tsv": [{"concepts": "${inputs}/data/kb_concepts.tsv", "relations": "${inputs}/data/kb_relations.tsv"}]},
         "documents": {"en": ["${inputs}/data/docs_en.jsonl"], "zh": [{"path": "${inputs}/data/docs_zh.jsonl", "format": "jsonl"}]},
-        "pairs": ["${inputs}/data/article_pairs.jsonl",
-                  {"en": "${inputs}/lines.en", "zh": "${inputs}/lines.zh", "group": 2, "detokenize": True}],
+        "pairs": ["${inputs}/data/article_pairs.jsonl", {"en": "${inputs}/lines.en", "zh": "${inputs}/lines.zh", "per_article": 2}],
         "corpus": {"levels": levels},
         "vocab": {"args": ["--min-count", "1"]},
         "pretrain": [{"name": "kb", "config": str(tiny["pretrain"]), "train": train, "overrides": {"max_steps": steps}}],
@@ -103,7 +102,8 @@ def test_pipeline_runs_every_step_then_skips_them(tiny: dict[str, Path], tmp_pat
     assert f"$ kbioxlm kb import tsv --concepts {tiny['root']}/data/kb_concepts.tsv" in first
     assert "$ kbioxlm pretrain --config" in first and "resume_from_checkpoint=auto" in first
     if HAS_CORPUS:
-        assert "$ kbioxlm corpus fact --kb" in first and "corpus.entity.zh-en" in steps
+        assert "$ kbioxlm corpus fact --kb" in first and "corpus.entity.en+zh" in steps
+        assert "$ kbioxlm corpus passage --parallel-a" in first
     stats = json.loads((out / "kb" / "stats.json").read_text(encoding="utf-8"))
     assert stats["concepts"] > 0 and set(stats["names"]) == {"en", "zh"}
     docs = [json.loads(x) for x in (out / "docs" / "zh.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -146,12 +146,9 @@ def test_dry_run_prints_commands_and_writes_nothing(tiny: dict[str, Path], tmp_p
 def test_only_runs_selected_steps_and_rejects_unknown(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
     out = tmp_path / "only"
-    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb,docs.pairs"]) == 0
+    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb,docs.en"]) == 0
     capsys.readouterr()
-    assert set(_markers(out)) == {"kb.tsv.kb_concepts", "kb.stats", "docs.pairs"}
-    pairs = [json.loads(x) for x in (out / "docs" / "pairs.jsonl").read_text(encoding="utf-8").splitlines()]
-    lined = [p for p in pairs if p["id"].startswith("lines:")]
-    assert len(lined) == 3 and " ," not in lined[0]["sent1"] and " " not in lined[0]["sent2"]
+    assert set(_markers(out)) == {"kb.tsv.kb_concepts", "kb.stats", "docs.en"}
     # --force redoes a finished step
     assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb.stats", "--force", "kb.stats"]) == 0
     assert "(forced)" in capsys.readouterr().out
@@ -211,7 +208,8 @@ def test_shipped_configs_plan(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
     cfg = load_pipeline_config(ROOT / "configs" / name)
     names = [s.name for s in build_plan(cfg)]
     assert names[-1] == "benchmark.report" and "benchmark.base" in names
-    assert {"corpus.entity.en-zh", "corpus.entity.zh-en", "corpus.fact.en-zh", "corpus.fact.zh-en", "corpus.passage"} <= set(names)
+    assert {"docs.en+zh", "corpus.entity.en+zh", "corpus.fact.en-zh", "corpus.fact.zh-en", "corpus.passage.pair_data",
+            "corpus.passage.nejm.dev", "corpus.passage.nejm.test"} <= set(names)
     assert any(n.startswith("pretrain.") for n in names) and any(n.startswith("export.") for n in names)
 
 
@@ -238,26 +236,6 @@ def test_document_formats_are_detected_and_deduplicated(tmp_path: Path) -> None:
     with pytest.raises(KbioxlmError, match=r"bad.jsonl:2: no string field 'text'"):
         sources.build_documents([str(bad)], "en", tmp_path / "x.jsonl")
     assert not (tmp_path / "x.jsonl").exists()
-
-
-def test_pairs_are_put_in_language_order_and_line_files_must_align(tmp_path: Path) -> None:
-    pf = tmp_path / "pair_data.json"
-    pf.write_text('{"sent1": "阿司匹林是药。", "sent2": "Aspirin is a drug.", "label": "link"}\n'
-                  '{"sent1": "Fever.", "sent2": "发热。", "label": "link"}\n', encoding="utf-8")
-    out = tmp_path / "pairs.jsonl"
-    s = sources.build_pairs([str(pf)], ("en", "zh"), out)
-    recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
-    assert s["swapped"] == 1 and [r["sent1"] for r in recs] == ["Aspirin is a drug.", "Fever."]
-    (tmp_path / "a.en").write_text("x\ny\n", encoding="utf-8")
-    (tmp_path / "a.zh").write_text("甲\n", encoding="utf-8")
-    with pytest.raises(KbioxlmError, match=r"a.en has 2 lines but .*a.zh has 1"):
-        sources.build_pairs([{"en": str(tmp_path / "a.en"), "zh": str(tmp_path / "a.zh")}], ("en", "zh"), out)
-
-
-def test_detokenize_moses_and_segmented_chinese() -> None:
-    assert sources.detokenize("the BCR @-@ ABL1 protein , the patient 's skin ( 95% CI ) .", "en") == \
-        "the BCR-ABL1 protein, the patient's skin (95% CI)."
-    assert sources.detokenize("在 C - PTP 低 的 1 , 970 例 患者 中 , NF - k B", "zh") == "在C-PTP低的1,970例患者中,NF-k B"
 
 
 # ------------------------------------------------------------------------------------ runner

@@ -2,15 +2,15 @@
 
 Every step is either one documented ``kbioxlm`` command (run through :func:`kbioxlm.cli.main`, or
 through a launcher such as ``accelerate launch`` in a subprocess) or one of the pipeline's own
-conversions (raw corpora → Document JSONL, aligned texts → pair file). Each step declares its
+small conversions (raw corpora → one Document JSONL per language, and both languages in one file). Each step declares its
 input and output paths; the runner uses them to skip finished steps and to redo a step when
 anything it reads has changed.
 
 Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`` or ``corpus.fact``):
 
     kb.umls[.N]  kb.obo.<stem>  kb.icd10[.N]  kb.tsv.<stem>  kb.pairs.<src>-<tgt>  kb.stats
-    docs.<lang>  docs.pairs
-    corpus.entity.<src>-<tgt>  corpus.fact.<src>-<tgt>  corpus.passage
+    docs.<lang>  docs.<a>+<b>  (the documents of both languages in one file)
+    corpus.entity.<a>+<b>  corpus.fact.<src>-<tgt>  corpus.passage.<source>
     vocab
     pretrain.<stage>  export.<stage>
     benchmark.<model>  benchmark.report
@@ -113,7 +113,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     langs = cfg.languages
 
     # ---------------------------------------------------------------------------- knowledge base
-    def kb_step(kind: str, label: str, argv: list[str], inputs: list[Path], title: str) -> None:
+    def kb_step(label: str, argv: list[str], inputs: list[Path], title: str) -> None:
         steps.append(Step(_unique(f"kb.{label}", taken), title, argv=argv + ["--kb", str(kb)], inputs=inputs, outputs=[kb]))
 
     for e in cfg.kb["umls"]:
@@ -127,12 +127,12 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             inputs.append(Path(e["translations"]))
         if e.get("translation_lang"):
             argv += ["--translation-lang", str(e["translation_lang"])]
-        kb_step("umls", "umls", argv + e["args"], inputs, "import UMLS (RRF) into the knowledge base")
+        kb_step("umls", argv + e["args"], inputs, "import UMLS (RRF) into the knowledge base")
     for e in cfg.kb["obo"]:
         trans = e.get("translations") or []
         trans = [trans] if isinstance(trans, str) else list(trans)
         argv = ["kb", "import", "obo", "--obo", e["obo"]] + (["--translations", *trans] if trans else [])
-        kb_step("obo", f"obo.{_slug(Path(e['obo']).stem)}", argv + e["args"], [Path(e["obo"]), *map(Path, trans)],
+        kb_step(f"obo.{_slug(Path(e['obo']).stem)}", argv + e["args"], [Path(e["obo"]), *map(Path, trans)],
                 "import an OBO ontology + Babelon translations")
     for e in cfg.kb["icd10"]:
         argv = ["kb", "import", "icd10", "--xml", e["xml"]]
@@ -141,20 +141,20 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             if e.get(key):
                 argv += [flag, e[key]]
                 inputs.append(Path(e[key]))
-        kb_step("icd10", "icd10", argv + e["args"], inputs, "import ICD-10 (English XML + Chinese names)")
+        kb_step("icd10", argv + e["args"], inputs, "import ICD-10 (English XML + Chinese names)")
     for e in cfg.kb["tsv"]:
         argv, inputs = ["kb", "import", "tsv"], []
         for key, flag in (("concepts", "--concepts"), ("relations", "--relations"), ("relation_names", "--relation-names")):
             if e.get(key):
                 argv += [flag, e[key]]
                 inputs.append(Path(e[key]))
-        kb_step("tsv", f"tsv.{_slug(inputs[0].stem)}", argv + e["args"], inputs, "import concepts/relations (TSV/JSONL)")
+        kb_step(f"tsv.{_slug(inputs[0].stem)}", argv + e["args"], inputs, "import concepts/relations (TSV/JSONL)")
     for e in cfg.kb["mine_pairs"]:
         argv = ["kb", "mine-pairs", "--source", e["source"], "--target", e["target"],
                 "--source-lang", str(e["source_lang"]), "--target-lang", str(e["target_lang"])]
         if e.get("min_count") is not None:
             argv += ["--min-count", str(e["min_count"])]
-        kb_step("mine_pairs", f"pairs.{e['source_lang']}-{e['target_lang']}", argv + e["args"],
+        kb_step(f"pairs.{e['source_lang']}-{e['target_lang']}", argv + e["args"],
                 [Path(e["source"]), Path(e["target"])], "mine bilingual entity pairs from parallel NER files")
     have_kb = any(cfg.kb[k] for k in cfg.kb)
     kb_steps = [st for st in steps if st.outputs == [kb]]
@@ -193,50 +193,69 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         steps.append(Step(_unique(f"docs.{lang}", taken), f"{lang} monolingual text → Document JSONL", action=convert,
                           inputs=sources.document_inputs(spec, f"documents.{lang}"), outputs=[path, summary],
                           params={"spec": spec, "max_per_lang": max_per_lang, "dedup": dedup}))
-    pairs_path = out / "docs" / "pairs.jsonl"
-    pair_langs = (langs[0], langs[1])
-    if cfg.pairs:
-        summary = out / "docs" / "pairs.summary.json"
-
-        def convert_pairs(summary: Path = summary) -> dict[str, Any]:
-            from ..io import write_json
-
-            s = sources.build_pairs(cfg.pairs, pair_langs, pairs_path)
-            write_json(summary, s)
-            return s
-
-        steps.append(Step(_unique("docs.pairs", taken), "aligned texts → passage pair file", action=convert_pairs,
-                          inputs=sources.pair_inputs(cfg.pairs, pair_langs), outputs=[pairs_path, summary],
-                          params={"pairs": cfg.pairs, "langs": list(pair_langs)}))
-
     # ---------------------------------------------------------------------------- corpora
     corpus_files: dict[str, list[Path]] = {lv: [] for lv in LEVELS}
     directions = cfg.corpus["directions"]
     if directions is None:  # each text language into the first other language (en→zh, zh→en)
         directions = [f"{s}-{next(t for t in langs if t != s)}" for s in langs if s in docs]
-    for level in ("entity", "fact"):
-        if level not in cfg.corpus["levels"]:
-            continue
-        if not have_kb and docs:
-            raise KbioxlmError(f"{cfg.path}: corpus level {level!r} needs a knowledge base (kb: ...)")
-        for d in directions:
-            s, _, t = str(d).partition("-")
-            if s not in docs:
-                raise KbioxlmError(f"{cfg.path}: corpus direction {d}: no documents for {s!r}")
-            path = out / "corpus" / f"{level}.{s}-{t}.jsonl"
-            corpus_files[level].append(path)
-            steps.append(Step(
-                _unique(f"corpus.{level}.{s}-{t}", taken), f"{level}-level corpus {s}→{t}",
-                argv=["corpus", level, "--kb", str(kb), "--input", str(docs[s]), "--lang", s, "--target-lang", t,
-                      "--out", str(path), "--seed", seed, *cfg.corpus["args"][level]],
-                inputs=[kb, docs[s]], outputs=[path]))
-    if "passage" in cfg.corpus["levels"] and cfg.pairs:
-        path = out / "corpus" / "passage.jsonl"
-        corpus_files["passage"].append(path)
-        steps.append(Step(_unique("corpus.passage", taken), "passage-level corpus (positive / random / context pairs)",
-                          argv=["corpus", "passage", "--pairs", str(pairs_path), "--out", str(path), "--seed", seed,
-                                *cfg.corpus["args"]["passage"]],
-                          inputs=[pairs_path], outputs=[path]))
+    pairs_dirs = []
+    for d in directions:
+        s, _, t = str(d).partition("-")
+        if s not in docs:
+            raise KbioxlmError(f"{cfg.path}: corpus direction {d}: no documents for {s!r}")
+        if t not in langs:
+            raise KbioxlmError(f"{cfg.path}: corpus direction {d}: {t!r} is not in languages")
+        pairs_dirs.append((s, t))
+    if ("entity" in cfg.corpus["levels"] or "fact" in cfg.corpus["levels"]) and docs and not have_kb:
+        raise KbioxlmError(f"{cfg.path}: the entity and fact levels need a knowledge base (kb: ...)")
+
+    def corpus_step(level: str, name: str, title: str, src_file: Path, s: str, t: str, path: Path) -> None:
+        corpus_files[level].append(path)
+        steps.append(Step(_unique(name, taken), title,
+                          argv=["corpus", level, "--kb", str(kb), "--input", str(src_file), "--lang", s, "--target-lang", t,
+                                "--out", str(path), "--seed", seed, *cfg.corpus["args"][level]],
+                          inputs=[kb, src_file], outputs=[path]))
+
+    if "entity" in cfg.corpus["levels"]:
+        both = [(s, t) for s, t in pairs_dirs if (t, s) in pairs_dirs][:1]
+        if both:
+            # One run over both languages: the builder then balances the switches into each
+            # language (DESIGN 4: "over the corpus the number of switches into each language is
+            # balanced"), which two separate runs do not do on their own.
+            a, b = both[0]
+            mixed = out / "docs" / f"{a}+{b}.jsonl"
+
+            def concat(a: str = a, b: str = b, mixed: Path = mixed) -> dict[str, Any]:
+                n = 0
+                with atomic_write(mixed) as fh:
+                    for lang in (a, b):
+                        with open(docs[lang], encoding="utf-8") as src:
+                            for line in src:
+                                fh.write(line)
+                                n += 1
+                return {"documents": n, "languages": [a, b]}
+
+            steps.append(Step(_unique(f"docs.{a}+{b}", taken), f"{a} and {b} documents in one file (balanced switching)",
+                              action=concat, inputs=[docs[a], docs[b]], outputs=[mixed], params={"langs": [a, b]}))
+            corpus_step("entity", f"corpus.entity.{a}+{b}", f"entity-level corpus {a}<->{b} (code-switching, balanced)",
+                        mixed, a, b, out / "corpus" / f"entity.{a}+{b}.jsonl")
+        for s, t in pairs_dirs:
+            if both and (s, t) in (both[0], both[0][::-1]):
+                continue
+            corpus_step("entity", f"corpus.entity.{s}-{t}", f"entity-level corpus {s}→{t}", docs[s], s, t,
+                        out / "corpus" / f"entity.{s}-{t}.jsonl")
+    if "fact" in cfg.corpus["levels"]:
+        for s, t in pairs_dirs:
+            corpus_step("fact", f"corpus.fact.{s}-{t}", f"fact-level corpus {s}→{t}", docs[s], s, t,
+                        out / "corpus" / f"fact.{s}-{t}.jsonl")
+    if "passage" in cfg.corpus["levels"]:
+        for src in _pair_sources(cfg):
+            path = out / "corpus" / f"passage.{src['label']}.jsonl"
+            corpus_files["passage"].append(path)
+            steps.append(Step(_unique(f"corpus.passage.{src['label']}", taken), f"passage-level corpus from {src['what']}",
+                              argv=["corpus", "passage", *src["argv"], "--lang-a", src["langs"][0], "--lang-b", src["langs"][1],
+                                    "--out", str(path), "--seed", seed, *cfg.corpus["args"]["passage"], *src["args"]],
+                              inputs=src["inputs"], outputs=[path]))
 
     # ---------------------------------------------------------------------------- vocabulary
     kept: Path | None = None
@@ -275,7 +294,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
                                        f"(check corpus.levels, documents and pairs)")
                 train += [f"{p}#mlm" if item == "entity_mono" else str(p) for p in corpus_files[level]]
                 train_inputs += corpus_files[level]
-            elif item == "mono":
+            elif item == "mono":  # the per-language documents (not the mixed file)
                 if not docs:
                     raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} wants 'mono' but no documents are listed")
                 train += [str(p) for p in docs.values()]
@@ -305,6 +324,49 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     if cfg.benchmark is not None:
         steps += _benchmark_steps(cfg, exports, taken)
     return steps
+
+
+def _pair_sources(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """``pairs:`` entries → the source options of ``kbioxlm corpus passage`` (one run each).
+
+    * ``F`` or ``{path: F}``: JSON lines ``{"sent1", "sent2"}`` (``--pairs``; the builder tells the
+      sides apart by script, so one language of the pair must be unspaced);
+    * ``{<lang_a>: F, <lang_b>: F}``: line-aligned files such as ParaMed (``--parallel-a/-b``; the
+      builder detokenises; ``per_article: N`` → ``--passages-per-article``);
+    * ``{<lang_a>: F, <lang_b>: F, format: articles}``: JSON lines ``{id, text}`` joined on ``id``;
+    * any entry may add ``args: [...]``, e.g. ``[--max-chars, "400"]``.
+    """
+    a, b = cfg.languages[0], cfg.languages[1]
+    out: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for i, e in enumerate(cfg.pairs):
+        what = f"{cfg.path}: pairs[{i}]"
+        if isinstance(e, str):
+            e = {"path": e}
+        if not isinstance(e, dict):
+            raise KbioxlmError(f"{what}: give a pair file, or {{{a}: F, {b}: F}} (line-aligned) / with format: articles")
+        extra = set(e) - {"path", "format", "per_article", "args", a, b}
+        if extra:
+            raise KbioxlmError(f"{what}: unknown key(s) {', '.join(sorted(extra))}")
+        args = [str(x) for x in (e.get("args") or [])]
+        if e.get("path"):
+            p = Path(str(e["path"]))
+            src: dict[str, Any] = {"argv": ["--pairs", str(p)], "inputs": [p], "what": p.name, "stem": p.stem}
+        elif e.get(a) and e.get(b):
+            pa, pb = Path(str(e[a])), Path(str(e[b]))
+            fmt = e.get("format", "parallel")
+            if fmt not in ("parallel", "articles"):
+                raise KbioxlmError(f"{what}: format must be parallel (line-aligned) or articles")
+            argv = [f"--{fmt}-a", str(pa), f"--{fmt}-b", str(pb)]
+            if e.get("per_article") is not None:
+                argv += ["--passages-per-article", str(e["per_article"])]
+            src = {"argv": argv, "inputs": [pa, pb], "what": f"{pa.name} + {pb.name}", "stem": pa.stem}
+        else:
+            raise KbioxlmError(f"{what}: needs 'path' or both {a!r} and {b!r}")
+        src["label"] = _unique(_slug(src.pop("stem")), taken)
+        src.update(langs=(a, b), args=args)
+        out.append(src)
+    return out
 
 
 def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[str]) -> list[Step]:

@@ -1,18 +1,15 @@
-"""Raw text sources → the record files the corpus builders read.
+"""Raw monolingual text sources → one Document JSONL per language.
 
-The corpus commands read Document JSONL (``{"id", "lang", "text"}``) and an aligned-pair file
-(``{"id", "sent1", "sent2", "label"}``, ``sent1`` in the first language of the pair — the layout of
-the release's ``pair_data.json`` and of the demo). Real corpora come in their own formats, so the
-pipeline's ``docs.*`` steps convert them:
+``kbioxlm corpus entity|fact`` read one ``--input`` file; a language usually has several sources in
+different formats (and the release's example files repeat the same abstracts), so the pipeline's
+``docs.<lang>`` steps merge them into ``{"id", "lang", "text"}`` lines:
 
 * JSON lines with a ``text`` field (the release's ``english_examples.json``; any Document JSONL);
 * PubMedQA's ``ori_pqal.json`` (one JSON object keyed by PMID): ``CONTEXTS`` + ``LONG_ANSWER`` per
   PMID, as its SOURCE.md recommends for monolingual text;
 * a JSON list of objects with ``text`` (CMeEE);
 * text files: blank-line separated records (the medical dialogue file: question line + answer line)
-  or one document per line;
-* line-aligned parallel files (ParaMed): consecutive lines grouped into passage-sized pairs,
-  Moses-tokenised text detokenised.
+  or one document per line.
 
 Exact duplicate texts are dropped (the release's example files repeat 4 abstracts 26 times) and
 counted. Everything is deterministic: file order, no sampling.
@@ -30,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
-from ..io import atomic_write, dumps, iter_jsonl, open_text, write_jsonl
-from ..schema import is_unspaced
+from ..io import atomic_write, dumps, iter_jsonl, open_text
 
 DOC_FORMATS = ("auto", "jsonl", "pubmedqa", "json-list", "blocks", "lines")
 
@@ -205,127 +201,4 @@ def build_documents(spec: Any, lang: str, out: Path, max_docs: int | None = None
         if total == 0:
             raise KbioxlmError(f"{what}.{lang}: no documents in {', '.join(stats['files']) or 'the listed files'}")
     stats["documents"] = total
-    return stats
-
-
-# ------------------------------------------------------------------------------------------ pairs
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_MOSES_ESCAPES = {"&amp;": "&", "&#124;": "|", "&lt;": "<", "&gt;": ">", "&apos;": "'", "&quot;": '"', "&#91;": "[", "&#93;": "]"}
-
-
-def cjk_ratio(text: str) -> float:
-    chars = [c for c in text if not c.isspace()]
-    return sum(1 for c in chars if _CJK.match(c)) / len(chars) if chars else 0.0
-
-
-def detokenize(text: str, lang: str) -> str:
-    """Undo Moses tokenisation (ParaMed): ``@-@`` joins, escapes, spaces around punctuation, and
-    the word-segmentation spaces of unspaced scripts.
-
-    Hand-written rather than sacremoses: these few rules cover the one tokenised source the
-    pipeline reads, and a dependency for them is not worth it.
-    """
-    for k, v in _MOSES_ESCAPES.items():
-        text = text.replace(k, v)
-    text = re.sub(r"\s*@([-/])@\s*", r"\1", text)
-    text = re.sub(r"\s+([,.;:!?%)\]}])", r"\1", text)
-    text = re.sub(r"([(\[{])\s+", r"\1", text)
-    text = re.sub(r"\s+('s|'re|'ve|'ll|'d|'m|n't)\b", r"\1", text)
-    if is_unspaced(lang):
-        # segmentation spaces go; only a space between two Latin letters/digits stays ("NF k")
-        text = re.sub(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])", "", text)
-    return " ".join(text.split())
-
-
-def _pair_entries(spec: list[Any], langs: tuple[str, str], what: str) -> list[dict[str, Any]]:
-    out = []
-    for i, item in enumerate(spec):
-        if isinstance(item, str):
-            item = {"path": item}
-        if not isinstance(item, dict):
-            raise KbioxlmError(f"{what}[{i}]: give a pair file path, or {{{langs[0]}: F, {langs[1]}: F, group: N}}")
-        allowed = {"path", "max", "group", "detokenize", *langs}
-        extra = set(item) - allowed
-        if extra:
-            raise KbioxlmError(f"{what}[{i}]: unknown key(s) {', '.join(sorted(extra))}")
-        if not item.get("path") and not (item.get(langs[0]) and item.get(langs[1])):
-            raise KbioxlmError(f"{what}[{i}]: needs 'path' (JSON-lines pairs) or both {langs[0]!r} and {langs[1]!r} (line-aligned files)")
-        out.append(item)
-    return out
-
-
-def pair_inputs(spec: list[Any], langs: tuple[str, str], what: str = "pairs") -> list[Path]:
-    paths = []
-    for e in _pair_entries(spec, langs, what):
-        paths += [Path(e["path"])] if e.get("path") else [Path(e[langs[0]]), Path(e[langs[1]])]
-    return paths
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise KbioxlmError(f"{path}: no such file")
-    with open_text(path) as fh:
-        try:
-            return fh.read().splitlines()
-        except UnicodeDecodeError as exc:
-            raise KbioxlmError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
-
-
-def build_pairs(spec: list[Any], langs: tuple[str, str], out: Path, what: str = "pairs") -> dict[str, Any]:
-    """Merge aligned-text sources into one pair file ``{"id", "sent1", "sent2", "label"}``.
-
-    ``sent1`` is always in ``langs[0]``: pair files whose sides come in either order (the release's
-    ``pair_data.json``: EN first in 259 pairs, ZH first in 241) are put in order when exactly one
-    side is written in an unspaced script; otherwise the file's order is kept.
-    """
-    a, b = langs
-    swap_by_script = is_unspaced(a) != is_unspaced(b)
-    records: list[dict[str, Any]] = []
-    stats: dict[str, Any] = {"sources": {}, "swapped": 0}
-    for entry in _pair_entries(spec, langs, what):
-        cap = entry.get("max")
-        n = 0
-        if entry.get("path"):
-            path = Path(entry["path"])
-            if not path.is_file():
-                raise KbioxlmError(f"{path}: no such pair file")
-            for lineno, rec in iter_jsonl(path):
-                if cap is not None and n >= int(cap):
-                    break
-                s1, s2 = rec.get("sent1"), rec.get("sent2")
-                if not isinstance(s1, str) or not isinstance(s2, str) or not s1.strip() or not s2.strip():
-                    raise KbioxlmError(f"{where(path, lineno)}: a pair needs non-empty string fields 'sent1' and 'sent2'")
-                if swap_by_script:
-                    unspaced_first = cjk_ratio(s1) > cjk_ratio(s2)
-                    if unspaced_first != is_unspaced(a):
-                        s1, s2 = s2, s1
-                        stats["swapped"] += 1
-                records.append({"id": f"{path.stem}:{rec.get('id', lineno)}", "sent1": s1, "sent2": s2,
-                                "label": str(rec.get("label", "link"))})
-                n += 1
-            stats["sources"][str(path)] = n
-        else:
-            pa, pb = Path(entry[a]), Path(entry[b])
-            la, lb = _read_lines(pa), _read_lines(pb)
-            if len(la) != len(lb):
-                raise KbioxlmError(f"{pa} has {len(la)} lines but {pb} has {len(lb)}: line-aligned files must match")
-            group = int(entry.get("group", 8))
-            if group < 1:
-                raise KbioxlmError(f"{what}: group must be at least 1")
-            detok = bool(entry.get("detokenize", False))
-            sep_a, sep_b = ("" if is_unspaced(a) else " "), ("" if is_unspaced(b) else " ")
-            for start in range(0, len(la), group):
-                if cap is not None and n >= int(cap):
-                    break
-                xa = [detokenize(x, a) if detok else x.strip() for x in la[start:start + group]]
-                xb = [detokenize(x, b) if detok else x.strip() for x in lb[start:start + group]]
-                ta, tb = sep_a.join(x for x in xa if x), sep_b.join(x for x in xb if x)
-                if ta and tb:
-                    records.append({"id": f"{pa.stem}:{start}", "sent1": ta, "sent2": tb, "label": "link"})
-                    n += 1
-            stats["sources"][f"{pa} + {pb}"] = n
-    if not records:
-        raise KbioxlmError(f"{what}: no aligned pairs in the listed sources")
-    stats["pairs"] = write_jsonl(out, records)
     return stats

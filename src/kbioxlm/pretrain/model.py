@@ -236,7 +236,8 @@ class KnowledgeAnchoredModel(nn.Module):
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
         name = str(name_or_path)
-        cfg_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code")}
+        hub_keys = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code")
+        cfg_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in hub_keys}
         try:
             config = AutoConfig.from_pretrained(name, **cfg_kwargs)
         except (OSError, ValueError) as exc:

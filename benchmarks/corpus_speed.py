@@ -1,0 +1,372 @@
+"""Corpus-stage speed and matcher memory, side by side with the naive dictionary method.
+
+Run by hand (not a test):  python benchmarks/corpus_speed.py [--scale 1.0] [--workdir D]
+
+Builds (and caches in --workdir) a synthetic bilingual KB of 880,000 x scale names per language
+from real vocabulary: English words of the PubMedQA abstracts, Chinese words (jieba) of the CMeEE
+sentences and the internal-medicine dialogues in ../shared. About a quarter of the names are real
+n-grams of those corpora (so the text really contains them), the rest combinations of 1-6 words
+with a tail of 7-15-word names, as in UMLS. Concept i has the i-th English and the i-th Chinese
+name; relations link random concepts plus concepts that co-occur in sentences. The text is the
+same corpora repeated and shuffled to about 20 M characters x scale per language.
+
+Measures, per language:
+1. matching alone: the toolkit's matcher vs the naive method of research scripts (every word
+   n-gram / every character substring up to the longest KB name looked up in a Python set,
+   greedy longest-leftmost), on the same sample; asserts both find the same spans;
+2. the whole entity and fact builds (JSONL in -> JSONL out, one process), the KB loaded once
+   beforehand (its load time is reported separately), and the same builds with the naive matcher
+   plugged in, on the sample documents;
+3. matcher memory: RSS growth and tracemalloc peak while building it from the KB, in a fresh
+   subprocess per language.
+Last line: ``mchar_per_s=<whole build, slower language> speedup_vs_naive=<matching, smaller of two>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from kbioxlm.kb.matcher import Matcher, fold_case  # noqa: E402
+from kbioxlm.kb.store import KnowledgeBase  # noqa: E402
+
+SHARED = Path(os.environ.get("KBIOXLM_SHARED", ROOT.parent / "shared")) / "data"
+EN_STOP = set(
+    "a an the of in on at to for from by with and or but not no is are was were be been being this that these those "
+    "it its as we our they their there which who whom what when where than then also may can could would should "
+    "has have had do does did into during after before between among about over under both each other such".split()
+)
+WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
+CJK_WORD = re.compile(r"^[\u4e00-\u9fff]+$")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# ---- data ---------------------------------------------------------------------------------------
+def load_corpora() -> tuple[list[str], list[str]]:
+    qa = json.loads((SHARED / "corpora/en/ori_pqal.json").read_text(encoding="utf-8"))
+    en = [" ".join([*r["CONTEXTS"], r["LONG_ANSWER"]]) for r in qa.values()]
+    sents = []
+    for f in ("cmeee_dev.json", "cmeee_test.json"):
+        sents += [r["text"] for r in json.loads((SHARED / "corpora/zh" / f).read_text(encoding="utf-8"))]
+    zh = ["".join(sents[i : i + 8]) for i in range(0, len(sents), 8)]  # paragraphs of 8 sentences
+    dia = (SHARED / "corpora/zh/medical_dialogue_internal_medicine.txt").read_text(encoding="utf-8")
+    zh += [r.strip() for r in dia.split("\n\n\n") if r.strip()]
+    return en, zh
+
+
+def make_names(docs: list[str], lang: str, n: int, seed: int) -> list[str]:
+    r = random.Random(seed)
+    if lang == "en":
+        toks = [[w.lower() for w in WORD.findall(d)] for d in docs]
+        ok = lambda w: w not in EN_STOP and len(w) > 1  # noqa: E731
+        join = " "
+    else:
+        import jieba
+
+        jieba.setLogLevel(60)
+        toks = [[w for w in jieba.lcut(d, HMM=False) if CJK_WORD.match(w)] for d in docs]
+        ok = lambda w: len(w) > 1  # noqa: E731
+        join = ""
+    freq = collections.Counter(w for t in toks for w in t if ok(w))
+    vocab = list(freq)
+    weights = [freq[w] ** 0.5 for w in vocab]
+    names: set[str] = set()
+    # Real n-grams: up to a quarter of the names, as many as the corpus has.
+    grams = set()
+    for t in toks:
+        for k in (1, 2, 3, 4):
+            for i in range(len(t) - k + 1):
+                g = t[i : i + k]
+                if ok(g[0]) and ok(g[-1]):
+                    grams.add(join.join(g))
+    grams = sorted(grams)
+    r.shuffle(grams)
+    names.update(g for g in grams[: n // 4] if len(g) >= 2)
+    sizes = [1, 2, 2, 3, 3, 3, 4, 4, 5, 6]
+    while len(names) < n:
+        k = r.choice(sizes) if r.random() > 0.03 else r.randint(7, 15)
+        names.add(join.join(r.choices(vocab, weights, k=k)))
+    out = sorted(names)
+    r.shuffle(out)
+    return out[:n]
+
+
+def build_kb(path: Path, en_docs: list[str], zh_docs: list[str], n: int) -> None:
+    t0 = time.perf_counter()
+    en = make_names(en_docs, "en", n, 1)
+    zh = make_names(zh_docs[:1500], "zh", n, 2)
+    print(f"  names generated in {time.perf_counter() - t0:.0f} s", flush=True)
+    tmp = path.with_suffix(".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    kb = KnowledgeBase(tmp, create=True)
+    kb.add_concepts((f"C{i:07d}", None, "bench") for i in range(n))
+    kb.add_names((f"C{i:07d}", "en", name, 1, "bench") for i, name in enumerate(en))
+    kb.add_names((f"C{i:07d}", "zh", name, 1, "bench") for i, name in enumerate(zh))
+    r = random.Random(3)
+    kb.add_relations((f"C{r.randrange(n):07d}", r.choice(["is_a", "part_of", "may_treat", "associated_with"]),
+                      f"C{r.randrange(n):07d}", "bench") for _ in range(n))
+    kb.set_relation_names([("is_a", "zh", "是一种"), ("part_of", "zh", "是…的一部分"), ("may_treat", "zh", "可治疗"),
+                           ("associated_with", "zh", "有关联"), ("may_treat", "en", "may treat")])
+    kb.commit()
+    # Relations between concepts that co-occur in the same document, so facts are found.
+    pairs = []
+    for lang, docs in (("en", en_docs[:300]), ("zh", zh_docs[:300])):
+        m = Matcher.from_kb(kb, lang)
+        for d in docs:
+            cs = [m.concepts_of(d, s, e, k)[0] for s, e, k in m.find_spans(d)]
+            for a, b in zip(cs, cs[1:]):
+                if a != b and r.random() < 0.5:
+                    pairs.append((a, "associated_with", b, "bench"))
+        del m
+    kb.add_relations(pairs)
+    kb.commit()
+    kb.close()
+    tmp.rename(path)
+    print(f"  KB built in {time.perf_counter() - t0:.0f} s ({len(pairs)} co-occurrence relations)", flush=True)
+
+
+def write_docs(path: Path, docs: list[str], lang: str, target_chars: int, seed: int) -> None:
+    r = random.Random(seed)
+    total = k = 0
+    with open(path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+        while total < target_chars:
+            order = list(range(len(docs)))
+            r.shuffle(order)
+            for i in order:
+                f.write(json.dumps({"id": f"{lang}-{k}", "lang": lang, "text": docs[i]}, ensure_ascii=False) + "\n")
+                total += len(docs[i])
+                k += 1
+                if total >= target_chars:
+                    break
+    path.with_suffix(".tmp").rename(path)
+
+
+# ---- the naive method ---------------------------------------------------------------------------
+_ALNUM_RUN = re.compile(r"[^\W_]+")
+
+
+class NaiveMatcher:
+    """What research scripts do: every word n-gram (EN) / character substring (ZH) up to the
+    longest KB name, looked up in a dict, greedy longest-leftmost. Same interface as Matcher."""
+
+    def __init__(self, kb: KnowledgeBase, lang: str) -> None:
+        self.lang = lang
+        self.table: dict[str, tuple[str, ...]] = {}
+        for text, cid, _p in kb.iter_names(lang):
+            f = fold_case(text)
+            if len(f) >= 2:
+                old = self.table.get(f)
+                self.table[f] = tuple(sorted({*old, cid})) if old else (cid,)
+        self.unspaced = lang == "zh"
+        if self.unspaced:
+            self.max_len = max(map(len, self.table))
+        else:
+            self.max_len = max(len(_ALNUM_RUN.findall(n)) for n in self.table)
+
+    def find_spans(self, text: str) -> list[tuple[int, int, int]]:
+        t = fold_case(text)
+        table = self.table
+        out = []
+        if self.unspaced:
+            n, i, L = len(t), 0, self.max_len
+            while i < n:
+                for e in range(min(n, i + L), i, -1):
+                    if t[i:e] in table:
+                        out.append((i, e, 0))
+                        i = e
+                        break
+                else:
+                    i += 1
+            return out
+        spans = [(m.start(), m.end()) for m in _ALNUM_RUN.finditer(t)]
+        n, i, L = len(spans), 0, self.max_len
+        while i < n:
+            s = spans[i][0]
+            for k in range(min(L, n - i), 0, -1):
+                e = spans[i + k - 1][1]
+                if t[s:e] in table:
+                    out.append((s, e, 0))
+                    i += k
+                    break
+            else:
+                i += 1
+        return out
+
+    def concepts_of(self, text: str, start: int, end: int, key: int) -> tuple[str, ...]:
+        return self.table[fold_case(text[start:end])]
+
+
+# ---- measurements -------------------------------------------------------------------------------
+def read_texts(path: Path, max_chars: int | None = None) -> list[str]:
+    out, total = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            t = json.loads(line)["text"]
+            out.append(t)
+            total += len(t)
+            if max_chars is not None and total >= max_chars:
+                break
+    return out
+
+
+def time_matching(m, texts: list[str]) -> tuple[float, list]:
+    t0 = time.perf_counter()
+    res = [[(s, e) for s, e, _k in m.find_spans(t)] for t in texts]
+    return time.perf_counter() - t0, res
+
+
+def measure_memory(kb_path: str, lang: str) -> None:
+    """Child process: build one matcher from the KB and print its memory as JSON."""
+    import gc
+    import tracemalloc
+
+    kb = KnowledgeBase(kb_path)
+    gc.collect()
+    before = rss_mb()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    m = Matcher.from_kb(kb, lang)
+    secs = time.perf_counter() - t0
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    after = rss_mb()
+    print(json.dumps({"lang": lang, "names": m.n_names, "keys": m.n_keys, "build_s": round(secs, 1),
+                      "rss_delta_mb": round(after - before), "traced_mb": round(current / 2**20),
+                      "traced_peak_mb": round(peak / 2**20), "automaton_mb": round(m._auto.get_stats()["total_size"] / 2**20)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0, help="1.0 = 880k names per language and ~20 M chars of text per language")
+    ap.add_argument("--workdir", default="/tmp/kbioxlm-corpus-bench")
+    ap.add_argument("--compare-chars", type=int, default=None, help="sample size of the side-by-side runs (default 2 M x scale)")
+    ap.add_argument("--measure-memory", nargs=2, metavar=("KB", "LANG"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure_memory:
+        measure_memory(*args.measure_memory)
+        return
+    work = Path(args.workdir) / f"scale{args.scale:g}"
+    work.mkdir(parents=True, exist_ok=True)
+    n_names = int(880_000 * args.scale)
+    target_chars = int(20_000_000 * args.scale)
+    cmp_chars = args.compare_chars or int(2_000_000 * args.scale)
+    print(f"corpus_speed: scale={args.scale:g} names/lang={n_names} text/lang~{target_chars} chars, workdir={work}", flush=True)
+
+    kb_path = work / "kb.sqlite"
+    en_docs, zh_docs = load_corpora()
+    if not kb_path.exists():
+        build_kb(kb_path, en_docs, zh_docs, n_names)
+    inputs = {}
+    for lang, docs in (("en", en_docs), ("zh", zh_docs)):
+        inputs[lang] = work / f"{lang}.jsonl"
+        if not inputs[lang].exists():
+            write_docs(inputs[lang], docs, lang, target_chars, 5 if lang == "en" else 6)
+        sample = work / f"{lang}.sample.jsonl"
+        if not sample.exists():
+            with open(inputs[lang], encoding="utf-8") as f, open(sample, "w", encoding="utf-8") as g:
+                total = 0
+                for line in f:
+                    g.write(line)
+                    total += len(json.loads(line)["text"])
+                    if total >= cmp_chars:
+                        break
+
+    from kbioxlm.corpus import build as B
+    from kbioxlm.corpus.knowledge import BuildOptions
+
+    results: dict[str, dict] = {}
+    kb = KnowledgeBase(kb_path)
+    for lang, target in (("en", "zh"), ("zh", "en")):
+        res = results[lang] = {}
+        print(f"\n[{lang}] building matchers ...", flush=True)
+        t0 = time.perf_counter()
+        matcher = Matcher.from_kb(kb, lang)
+        res["matcher_build_s"] = time.perf_counter() - t0
+        naive = NaiveMatcher(kb, lang)
+        sample_texts = read_texts(work / f"{lang}.sample.jsonl")
+        chars = sum(map(len, sample_texts))
+        t_m, ours = time_matching(matcher, sample_texts)
+        t_n, theirs = time_matching(naive, sample_texts)
+        assert ours == theirs, f"{lang}: the matcher and the naive method disagree"
+        n_matches = sum(map(len, ours))
+        full = read_texts(inputs[lang])
+        full_chars = sum(map(len, full))
+        t_full, _ = time_matching(matcher, full)
+        del full
+        res.update(match_cps=chars / t_m, naive_cps=chars / t_n, match_full_cps=full_chars / t_full,
+                   speedup=(chars / t_m) / (chars / t_n), matches=n_matches, sample_chars=chars,
+                   longest_name=naive.max_len)
+        unit = "chars" if lang == "zh" else "words"
+        print(f"  matching, {chars:,} chars, {n_matches:,} matches (identical): toolkit {chars / t_m / 1e6:.2f} M chars/s, "
+              f"naive {chars / t_n / 1e6:.2f} M chars/s (n-grams up to {naive.max_len} {unit}) -> {res['speedup']:.2f}x; "
+              f"toolkit on all {full_chars:,} chars: {full_chars / t_full / 1e6:.2f} M chars/s", flush=True)
+
+        # Whole builds: KB loaded once (reported), then entity + fact over the full input.
+        secs = {}
+        res["kb_load_s"] = 0.0
+        for task in ("entity", "fact"):
+            opts = BuildOptions(kb=str(kb_path), lang=lang, target_lang=target, task=task)
+            t0 = time.perf_counter()
+            B._init_worker(opts, (lang,))
+            res["kb_load_s"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            s = B.run_build(opts, str(inputs[lang]), str(work / f"{lang}.{task}.jsonl"), progress=False)
+            secs[task] = time.perf_counter() - t0
+            res[f"{task}_summary"] = s
+            # The same build with the naive matcher, on the sample.
+            B._KNOW.matchers[lang] = naive
+            t0 = time.perf_counter()
+            B.run_build(opts, str(work / f"{lang}.sample.jsonl"), str(work / f"{lang}.{task}.naive.jsonl"), progress=False)
+            res[f"{task}_naive_cps"] = chars / (time.perf_counter() - t0)
+            B._KNOW.matchers[lang] = matcher
+            t0 = time.perf_counter()
+            B.run_build(opts, str(work / f"{lang}.sample.jsonl"), str(work / f"{lang}.{task}.sample.jsonl"), progress=False)
+            res[f"{task}_sample_cps"] = chars / (time.perf_counter() - t0)
+            assert (work / f"{lang}.{task}.sample.jsonl").read_bytes() == (work / f"{lang}.{task}.naive.jsonl").read_bytes()
+        res["build_cps"] = full_chars / (secs["entity"] + secs["fact"])
+        print(f"  whole build (entity {secs['entity']:.1f} s + fact {secs['fact']:.1f} s over {full_chars:,} chars): "
+              f"{res['build_cps'] / 1e6:.2f} M chars/s; KB loads (not included) {res['kb_load_s']:.1f} s", flush=True)
+        for task in ("entity", "fact"):
+            print(f"  {task} build on the sample: toolkit {res[f'{task}_sample_cps'] / 1e6:.2f} M chars/s, with naive matching "
+                  f"{res[f'{task}_naive_cps'] / 1e6:.2f} M chars/s -> {res[f'{task}_sample_cps'] / res[f'{task}_naive_cps']:.2f}x "
+                  f"(identical output)", flush=True)
+        B._KNOW = None
+        B._KNOW_KEY = None
+        del matcher, naive
+    kb.close()
+
+    print("\nmatcher memory (fresh process each):", flush=True)
+    mem = {}
+    for lang in ("en", "zh"):
+        out = subprocess.run([sys.executable, __file__, "--measure-memory", str(kb_path), lang],
+                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        mem[lang] = json.loads(out)
+        print(f"  {lang}: {mem[lang]}", flush=True)
+
+    slow = min(results, key=lambda k: results[k]["build_cps"])
+    speedup = min(r["speedup"] for r in results.values())
+    print(f"\nsummary: whole build slower language = {slow}; matching speedup vs naive: "
+          + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in results.items())
+          + f"; matcher memory: " + ", ".join(f"{k} {v['rss_delta_mb']} MB RSS" for k, v in mem.items()))
+    print(f"mchar_per_s={results[slow]['build_cps'] / 1e6:.2f} speedup_vs_naive={speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()

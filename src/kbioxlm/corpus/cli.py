@@ -1,0 +1,141 @@
+"""``kbioxlm corpus entity|fact|passage`` (DESIGN.md sections 4 and 8; docs/corpus.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import KbioxlmError
+from ..io import open_text
+from .readers import INPUT_FORMATS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    corpus = subparsers.add_parser("corpus", help="build entity / fact / passage pretraining corpora")
+    sub = corpus.add_subparsers(dest="corpus_command", metavar="BUILDER")
+    sub.required = True
+    for task, text in (
+        ("entity", "code-switch matched KB entities into the other language"),
+        ("fact", "append KB facts between co-occurring entities, in the other language"),
+    ):
+        p = sub.add_parser(task, help=text, description=text)
+        p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
+        p.add_argument("--input", required=True, help="input documents")
+        p.add_argument("--input-format", default="jsonl", choices=INPUT_FORMATS,
+                       help="jsonl: {id,lang,text} lines (id/lang optional); pubmedqa: ori_pqal.json; "
+                       "cmeee: JSON list with 'text'; lines: one document per line; dialogue: blank-line separated records")
+        p.add_argument("--text-field", default="text", help="field holding the text (jsonl, cmeee)")
+        p.add_argument("--lang", required=True, help="language of the documents (default for records without 'lang')")
+        p.add_argument("--target-lang", required=True, help="the other language")
+        p.add_argument("--out", required=True, help="output JSONL")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--num-workers", type=int, default=1)
+        p.add_argument("--skip-invalid", action="store_true", help="count and skip bad records instead of stopping")
+        p.add_argument("--case", choices=("fold", "exact"), default="fold", help="case policy of the matcher")
+        p.add_argument("--min-length", type=int, default=2, help="shortest name matched, in characters")
+        p.add_argument("--stop-list", help="file with one name per line never to match")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if task == "entity":
+            p.add_argument("--max-switches", type=int, default=10, help="switches per document at most")
+            p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
+                           help="equal switch totals per direction when the input has both languages")
+            p.add_argument("--max-total-switches", type=int, default=None,
+                           help="cap the switches of each direction (to balance two separate runs)")
+        else:
+            p.add_argument("--fact-lang", choices=("target", "source"), default="target",
+                           help="language of the appended facts: the other language (default) or the document's")
+            p.add_argument("--window", type=int, default=1, help="sentences per window")
+            p.add_argument("--max-facts", type=int, default=5, help="facts per record at most")
+        p.set_defaults(func=_run_build, task=task)
+
+    p = sub.add_parser("passage", help="positive / random / context passage pairs from aligned texts")
+    p.add_argument("--pairs", help="JSONL of {sent1, sent2} aligned article pairs (e.g. the release's pair_data.json)")
+    p.add_argument("--articles-a", help="JSONL {id, text} articles in --lang-a")
+    p.add_argument("--articles-b", help="JSONL {id, text} articles in --lang-b, same ids")
+    p.add_argument("--parallel-a", help="line-aligned file in --lang-a (e.g. ParaMed nejm.*.en)")
+    p.add_argument("--parallel-b", help="line-aligned file in --lang-b (e.g. ParaMed nejm.*.zh)")
+    p.add_argument("--lang-a", default="en")
+    p.add_argument("--lang-b", default="zh")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-chars", type=int, default=512, help="longest passage, in characters")
+    p.add_argument("--passages-per-article", type=int, default=4, help="line-aligned input: passages per pseudo-article")
+    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--skip-invalid", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_passage)
+
+
+def _read_stop_list(path: str | None) -> tuple[str, ...]:
+    if not path:
+        return ()
+    with open_text(path) as fh:
+        return tuple(line.strip() for line in fh if line.strip())
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from .build import run_build
+    from .knowledge import BuildOptions
+
+    if args.num_workers < 1:
+        raise KbioxlmError(f"--num-workers must be at least 1, got {args.num_workers}")
+    if not Path(args.input).exists():
+        raise KbioxlmError(f"{args.input}: cannot read (no such file)")
+    opts = BuildOptions(
+        kb=args.kb,
+        lang=args.lang,
+        target_lang=args.target_lang,
+        task=args.task,
+        seed=args.seed,
+        max_switches=getattr(args, "max_switches", 10),
+        case=args.case,
+        min_length=args.min_length,
+        stop_words=_read_stop_list(args.stop_list),
+        fact_lang=getattr(args, "fact_lang", "target"),
+        window=getattr(args, "window", 1),
+        max_facts=getattr(args, "max_facts", 5),
+    )
+    if opts.max_switches < 0:
+        raise KbioxlmError("--max-switches must not be negative")
+    run_build(
+        opts,
+        args.input,
+        args.out,
+        input_format=args.input_format,
+        text_field=args.text_field,
+        num_workers=args.num_workers,
+        skip_invalid=args.skip_invalid,
+        balance=getattr(args, "balance", True),
+        max_total_switches=getattr(args, "max_total_switches", None),
+        progress=False if args.no_progress else None,
+    )
+    return 0
+
+
+def _run_passage(args: argparse.Namespace) -> int:
+    from .passage import run_passage
+
+    articles = parallel = None
+    if args.articles_a or args.articles_b:
+        if not (args.articles_a and args.articles_b):
+            raise KbioxlmError("--articles-a and --articles-b go together")
+        articles = (args.articles_a, args.articles_b)
+    if args.parallel_a or args.parallel_b:
+        if not (args.parallel_a and args.parallel_b):
+            raise KbioxlmError("--parallel-a and --parallel-b go together")
+        parallel = (args.parallel_a, args.parallel_b)
+    run_passage(
+        args.out,
+        pairs=args.pairs,
+        articles=articles,
+        parallel=parallel,
+        lang_a=args.lang_a,
+        lang_b=args.lang_b,
+        seed=args.seed,
+        max_chars=args.max_chars,
+        num_workers=args.num_workers,
+        skip_invalid=args.skip_invalid,
+        passages_per_article=args.passages_per_article,
+        progress=False if args.no_progress else None,
+    )
+    return 0

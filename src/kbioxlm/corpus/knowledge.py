@@ -1,0 +1,82 @@
+"""What the entity and fact builders need from the KB, loaded once per process.
+
+Loaded in the parent before the worker pool forks, so workers share it copy-on-write; on
+platforms without ``fork`` each worker loads it again from the same options (same result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import KbioxlmError
+from ..kb.matcher import Matcher
+from ..kb.store import KnowledgeBase
+from ..schema import is_unspaced
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything that determines a build's output (besides the input file)."""
+
+    kb: str
+    lang: str
+    target_lang: str
+    task: str = "entity"  # entity | fact
+    seed: int = 0
+    max_switches: int = 10
+    case: str = "fold"
+    min_length: int = 2
+    stop_words: tuple[str, ...] = ()
+    fact_lang: str = "target"  # target | source
+    window: int = 1
+    max_facts: int = 5
+
+
+@dataclass
+class Knowledge:
+    """Matchers per source language, names per language, relations and relation names."""
+
+    options: BuildOptions
+    matchers: dict[str, Matcher] = field(default_factory=dict)
+    names: dict[str, dict[str, str]] = field(default_factory=dict)  # lang -> concept -> name
+    relations: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    relation_names: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, options: BuildOptions, source_langs: tuple[str, ...]) -> Knowledge:
+        if not Path(options.kb).exists():
+            raise KbioxlmError(f"{options.kb}: knowledge base not found (build it with `kbioxlm kb import ...`)")
+        know = cls(options)
+        with KnowledgeBase(options.kb) as kb:
+            for lang in (options.lang, options.target_lang):
+                kb.require_language(lang)
+            for lang in source_langs:
+                know.matchers[lang] = Matcher.from_kb(
+                    kb, lang, case=options.case, min_length=options.min_length, stop_words=options.stop_words
+                )
+            for lang in {options.lang, options.target_lang}:
+                know.names[lang] = kb.preferred_names(lang)
+            if options.task == "fact":
+                rels: dict[tuple[str, str], list[str]] = {}
+                for head, rel, tail in kb.iter_relations():
+                    if head != tail:
+                        rels.setdefault((head, tail), []).append(rel)
+                know.relations = {k: tuple(sorted(set(v))) for k, v in rels.items()}
+                for lang in {options.lang, options.target_lang}:
+                    know.relation_names[lang] = kb.relation_names(lang)
+        return know
+
+    def other(self, lang: str) -> str:
+        """The language a document in ``lang`` is switched into / gets its facts in."""
+        o = self.options
+        return o.target_lang if lang == o.lang else o.lang
+
+    def relation_name(self, rel: str, lang: str) -> str:
+        """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""
+        return self.relation_names.get(lang, {}).get(rel) or rel.replace("_", " ")
+
+
+def joiner(lang: str) -> str:
+    """How the parts of an appended fact are joined: nothing for unspaced scripts, else a space."""
+    return "" if is_unspaced(lang) else " "
