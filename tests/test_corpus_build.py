@@ -75,7 +75,7 @@ def kb_names(tmp_path: Path) -> tuple[Path, dict[str, dict[str, str]]]:
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def entity_cmd(kb: Path, inp: Path, out: Path, *extra: str) -> int:
@@ -299,9 +299,11 @@ def test_unreadable_input_and_kb_without_target_language(tmp_path: Path, capsys)
     assert "no names in language 'zh'" in capsys.readouterr().err
     assert entity_cmd(kb, tmp_path / "missing.jsonl", tmp_path / "o.jsonl") == 2
     assert "missing.jsonl" in capsys.readouterr().err
+    good_kb = tmp_path / "good.sqlite"
+    make_kb(good_kb)
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"id": 1, "text": "ok"}\n{"id": 2, "text": "\xff\xfe"}\n')
-    assert entity_cmd(kb, bad, tmp_path / "o.jsonl") == 2
+    assert entity_cmd(good_kb, bad, tmp_path / "o.jsonl") == 2
     assert f"{bad}:2" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
 
@@ -355,3 +357,43 @@ def test_killed_build_leaves_no_output_and_rerun_completes(tmp_path: Path, kb_na
     assert main([*cmd[3:-3], "--out", str(ref), "--no-progress"]) == 0
     assert out.read_bytes() == ref.read_bytes()
     assert len(read(out)) == 20000
+
+
+def test_fast_record_serialisation_equals_generic_json(tmp_path: Path) -> None:
+    from kbioxlm.corpus.runner import dumps_record
+    from kbioxlm.io import dumps
+
+    recs = [
+        {"id": 3, "lang": "zh", "text": 'a"b\\c\u2028 高血压</s>x', "task": "fact",
+         "entities": [{"start": 0, "end": 1, "concept": 'C"1\\', "lang": "zh", "switched": False},
+                      {"start": 2, "end": 3, "concept": "HP:0000822", "lang": "en", "switched": True}],
+         "relations": [{"start": 1, "end": 2, "rel": "is_a\n", "lang": "en", "head": 0, "tail": 1}]},
+        {"id": "d", "lang": "en", "text": "x", "task": "entity", "entities": []},
+    ]
+    for rec in recs:
+        assert dumps_record(rec) == dumps(rec)
+        assert json.loads(dumps_record(rec)) == rec
+
+
+def test_passage_from_two_article_files(tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with open(a, "w", encoding="utf-8") as fa, open(b, "w", encoding="utf-8") as fb:
+        for i in range(12):
+            fa.write(json.dumps({"id": f"art{i}", "text": " ".join(f"Article {i} sentence {j}." for j in range(8))}) + "\n")
+            fb.write(json.dumps({"id": f"art{11 - i}", "text": "".join(f"第{11 - i}篇第{j}句。" for j in range(8))},
+                                ensure_ascii=False) + "\n")
+    out = tmp_path / "p.jsonl"
+    assert main(["corpus", "passage", "--articles-a", str(a), "--articles-b", str(b), "--out", str(out),
+                 "--max-chars", "60", "--no-progress"]) == 0
+    recs = read(out)
+    for x in recs:
+        validate_passage_record(x)
+        nums = [t.split("Article ")[1].split(" ")[0] if x[f"lang_{s}"] == "en" else t.split("第")[1].split("篇")[0]
+                for s, t in (("a", x["text_a"]), ("b", x["text_b"]))]
+        assert (nums[0] == nums[1]) == (x["label"] in ("positive", "context"))
+    assert set(Counter(x["label"] for x in recs)) == set(PASSAGE_LABELS)
+    # An article without a partner is an error naming its line (or skipped with --skip-invalid).
+    with open(a, "a", encoding="utf-8") as fa:
+        fa.write(json.dumps({"id": "lonely", "text": "No partner."}) + "\n")
+    assert main(["corpus", "passage", "--articles-a", str(a), "--articles-b", str(b), "--out", str(out), "--no-progress"]) == 2
+    assert f"{a}:13: id 'lonely' has no article" in capsys.readouterr().err

@@ -135,6 +135,18 @@ def test_long_sentences_are_chunked_without_dropping_words(tok) -> None:
     assert decode_words(encs, preds, LABELS, [60]) == [tags]
 
 
+def test_merge_adjacent_same_type_for_unspaced(tok) -> None:
+    from kbioxlm.tasks.ner import merge_adjacent_same_type
+
+    assert merge_adjacent_same_type(["B-Drug", "B-Drug", "I-Drug", "B-ADE", "O", "B-Drug", "B-ADE"]) == [
+        "B-Drug", "I-Drug", "I-Drug", "B-ADE", "O", "B-Drug", "B-ADE"]
+    chars = list("米诺环素")
+    (e,) = encode_ner(tok, [{"tokens": chars, "tags": ["O"] * 4, "lang": "zh"}], L2I, 64, is_unspaced)
+    per_unit_b = [[L2I["B-Drug"]] * len(e.unit_index)]
+    assert decode_words([e], per_unit_b, LABELS, [4], [True]) == [["B-Drug", "I-Drug", "I-Drug", "I-Drug"]]
+    assert decode_words([e], per_unit_b, LABELS, [4], [False])[0][:2] == ["B-Drug", "B-Drug"]
+
+
 def test_chunk_seam_continues_entity() -> None:
     a = NEREncoding([0, 5, 2], [1], [0], 0, 0, [0], [True])
     b = NEREncoding([0, 6, 2], [1], [0], 0, 1, [0], [True])

@@ -22,6 +22,7 @@ smaller run's reported total to the other. The summary reports switches per dire
 from __future__ import annotations
 
 import random
+import time
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +31,13 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import KbioxlmError, where
-from ..io import SkipCounter, atomic_write, dumps
+from ..io import SkipCounter, atomic_write
+from ..kb.store import KnowledgeBase
 from .entity import build_entity_record, count_switchable
 from .fact import build_fact_records
 from .knowledge import BuildOptions, Knowledge
 from .readers import iter_documents
-from .runner import Summary, chunked, doc_seed, ordered_map, remove_stale_temporaries
+from .runner import Summary, chunked, doc_seed, dumps_record, ordered_map, remove_stale_temporaries
 
 _KNOW: Knowledge | None = None
 _KNOW_KEY: tuple | None = None
@@ -74,7 +76,7 @@ def _entity_chunk(items: list[tuple[dict[str, Any], int]]) -> tuple[str, dict[st
         if k:
             d = f"{doc['lang']}->{know.other(doc['lang'])}"
             switches[d] = switches.get(d, 0) + k
-        lines.append(dumps(rec))
+        lines.append(dumps_record(rec))
     stats["switches"] = switches
     return ("\n".join(lines) + "\n") if lines else "", stats
 
@@ -90,7 +92,7 @@ def _fact_chunk(docs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         for rec in build_fact_records(doc, know):
             stats["records"] += 1
             stats["facts"] += len(rec["relations"])
-            lines.append(dumps(rec))
+            lines.append(dumps_record(rec))
     return ("\n".join(lines) + "\n") if lines else "", stats
 
 
@@ -127,7 +129,13 @@ def run_build(
         raise KbioxlmError(f"--lang and --target-lang are both {options.lang!r}")
     if options.task not in ("entity", "fact"):
         raise KbioxlmError(f"unknown task {options.task!r}")
-    summary = Summary(options.task)
+    t_start = time.perf_counter()
+    # Fail fast on a missing KB or one without the languages, before reading the input.
+    if not Path(options.kb).exists():
+        raise KbioxlmError(f"{options.kb}: knowledge base not found (build it with `kbioxlm kb import ...`)")
+    with KnowledgeBase(options.kb) as kb:
+        kb.require_language(options.lang)
+        kb.require_language(options.target_lang)
     # Pass 1: scan (validation + languages).
     skip = SkipCounter() if skip_invalid else None
     per_lang: dict[str, int] = {}
@@ -135,7 +143,10 @@ def run_build(
         per_lang[doc["lang"]] = per_lang.get(doc["lang"], 0) + 1
     n_docs = sum(per_lang.values())
     langs = tuple(sorted(per_lang)) or (options.lang,)
+    t_scan = time.perf_counter()
     _init_worker(options, langs)  # loads the KB in the parent (fails early on a bad KB)
+    summary = Summary(options.task)  # throughput is measured from here: without scan and KB load
+    summary.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(summary.t0 - t_scan, 3)}
     know = _KNOW
     assert know is not None
     remove_stale_temporaries(out)

@@ -23,8 +23,11 @@ def entity_candidates(doc: dict[str, Any], know: Knowledge) -> tuple[list[tuple[
     matcher = know.matchers[lang]
     text = doc["text"]
     out = []
-    for s, e, k in matcher.find_spans(text):
-        cids = matcher.concepts_of(text, s, e, k)
+    for s, e, cids in matcher.find_concepts(text):
+        if len(cids) == 1:
+            c = cids[0]
+            out.append((s, e, c, c in targets))
+            continue
         chosen = next((c for c in cids if c in targets), None)
         out.append((s, e, chosen or cids[0], chosen is not None))
     return out, other

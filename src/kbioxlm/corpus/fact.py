@@ -25,35 +25,45 @@ def build_fact_records(doc: dict[str, Any], know: Knowledge) -> list[dict[str, A
     names = know.names[fact_lang]
     text = doc["text"]
     matcher = know.matchers[lang]
-    spans = matcher.find_spans(text)
+    spans = matcher.find_concepts(text)
     if len(spans) < 2:
         return []
     sents = split_sentences(text)
     w = max(1, opts.window)
     windows = [(sents[i][0], sents[min(i + w, len(sents)) - 1][1]) for i in range(0, len(sents), w)]
     join = joiner(fact_lang)
+    tails_of = know.tails
+    relations_of = know.relations
     records: list[dict[str, Any]] = []
     mi = 0
     for wi, (ws, we) in enumerate(windows):
         ents: list[tuple[int, int, str]] = []  # matches inside the window
         while mi < len(spans) and spans[mi][0] < we:
-            s, e, k = spans[mi]
+            s, e, cids = spans[mi]
             mi += 1
             if s >= ws and e <= we:
-                ents.append((s, e, matcher.concepts_of(text, s, e, k)[0]))
+                ents.append((s, e, cids[0]))
         if len(ents) < 2:
             continue
-        order: list[str] = []
+        pos = {}  # concept -> rank of first mention
         for _s, _e, c in ents:
-            if c not in order:
-                order.append(c)
+            if c not in pos:
+                pos[c] = len(pos)
         facts: list[tuple[str, str, str]] = []
-        for h in order:
-            for t in order:
-                if h == t or h not in names or t not in names:
-                    continue
-                for rel in know.relations.get((h, t), ()):
+        cap = opts.max_facts
+        for h in pos:
+            outs = tails_of.get(h)
+            if not outs or h not in names:
+                continue
+            # Tails are few per head: look them up in the window rather than pairing every mention.
+            hits = [t for t in outs if t in pos and t != h and t in names]
+            if len(hits) > 1:
+                hits.sort(key=pos.__getitem__)
+            for t in hits:
+                for rel in relations_of[(h, t)]:
                     facts.append((h, rel, t))
+            if len(facts) >= cap:
+                break
         if not facts:
             continue
         facts = facts[: opts.max_facts]

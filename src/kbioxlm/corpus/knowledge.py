@@ -41,6 +41,7 @@ class Knowledge:
     matchers: dict[str, Matcher] = field(default_factory=dict)
     names: dict[str, dict[str, str]] = field(default_factory=dict)  # lang -> concept -> name
     relations: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    tails: dict[str, tuple[str, ...]] = field(default_factory=dict)  # head -> tails it has relations to
     relation_names: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +64,10 @@ class Knowledge:
                     if head != tail:
                         rels.setdefault((head, tail), []).append(rel)
                 know.relations = {k: tuple(sorted(set(v))) for k, v in rels.items()}
+                tails: dict[str, list[str]] = {}
+                for head, tail in know.relations:
+                    tails.setdefault(head, []).append(tail)
+                know.tails = {h: tuple(ts) for h, ts in tails.items()}
                 for lang in {options.lang, options.target_lang}:
                     know.relation_names[lang] = kb.relation_names(lang)
         return know

@@ -40,6 +40,13 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
+def cjk_share(text: str) -> float:
+    """Share of CJK/kana characters among the letters of (the start of) ``text``."""
+    sample = text[:2000]
+    letters = len(_LETTER.findall(sample))
+    return len(_CJK.findall(sample)) / letters if letters else 0.0
+
+
 def detect_lang(text: str, spaced: str = "en", unspaced: str = "zh") -> str:
     """``unspaced`` when at least 30% of the letters are CJK/kana, else ``spaced`` (EN/ZH pairs)."""
     sample = text[:2000]
@@ -115,9 +122,12 @@ def iter_pairs(path: str, max_chars: int, lang_a: str, lang_b: str, skip: SkipCo
                 if not rec[k].strip():
                     raise ValueError(f"empty {k}")
                 texts.append(rec[k])
-            langs = [detect_lang(t, spaced, unspaced) for t in texts]
-            if langs[0] == langs[1]:
-                raise ValueError(f"both sides look like {langs[0]!r}; a pair needs one {lang_a} and one {lang_b} text")
+            # The side with the larger share of CJK letters is the unspaced language (a Chinese
+            # article may quote English terms, sentences even, so no fixed threshold).
+            shares = [cjk_share(t) for t in texts]
+            if shares[0] == shares[1]:
+                raise ValueError(f"cannot tell the sides apart by script; a pair needs one {lang_a} and one {lang_b} text")
+            langs = [unspaced, spaced] if shares[0] > shares[1] else [spaced, unspaced]
             if langs[0] != lang_a:
                 texts.reverse()
         except json.JSONDecodeError as exc:

@@ -4,6 +4,7 @@ worker pool, chunking, stale temporary files, and the end-of-run summary."""
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import sys
 import time
@@ -11,6 +12,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+from ..io import dumps
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -88,6 +91,7 @@ class Summary:
         self.counts: dict[str, int] = {}
         self.switches: dict[str, int] = {}
         self.skip_examples: list[str] = []
+        self.extra: dict[str, Any] = {}
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -105,6 +109,7 @@ class Summary:
         d: dict[str, Any] = dict(self.counts)
         if self.switches or self.task == "entity":
             d["switches"] = dict(sorted(self.switches.items()))
+        d.update(self.extra)
         d["seconds"] = round(secs, 3)
         chars = self.counts.get("chars", 0)
         d["chars_per_s"] = round(chars / secs) if secs > 0 else 0
@@ -121,3 +126,45 @@ class Summary:
         for ex in self.skip_examples:
             print(f"  skipped: {ex}", file=stream)
         return d
+
+
+# ---- fast serialisation ---------------------------------------------------------------------
+_ENTITY = '{"start":%d,"end":%d,"concept":%s,"lang":%s,"switched":%s}'
+_RELATION = '{"start":%d,"end":%d,"rel":%s,"lang":%s,"head":%d,"tail":%d}'
+_json_str_cache: dict[str, str] = {}
+
+
+def _js(value: str) -> str:
+    """JSON string literal of ``value`` (cached: concept ids and languages repeat a lot)."""
+    out = _json_str_cache.get(value)
+    if out is None:
+        out = json.dumps(value, ensure_ascii=False)
+        if len(_json_str_cache) < 1 << 20:
+            _json_str_cache[value] = out
+    return out
+
+
+def dumps_record(rec: dict[str, Any]) -> str:
+    """Exactly ``io.dumps(rec)`` for Entity and Fact records, about 3x faster.
+
+    Why: with a match every few characters, encoding the span objects through the generic JSON
+    encoder was a fifth of the whole entity build; the span objects have a fixed shape.
+    """
+    head = {k: v for k, v in rec.items() if k not in ("entities", "relations")}
+    parts = [dumps(head)[:-1]]
+    if "entities" in rec:
+        parts.append(',"entities":[')
+        parts.append(",".join([
+            _ENTITY % (e["start"], e["end"], _js(e["concept"]), _js(e["lang"]), "true" if e["switched"] else "false")
+            for e in rec["entities"]
+        ]))
+        parts.append("]")
+    if "relations" in rec:
+        parts.append(',"relations":[')
+        parts.append(",".join([
+            _RELATION % (r["start"], r["end"], _js(r["rel"]), _js(r["lang"]), r["head"], r["tail"])
+            for r in rec["relations"]
+        ]))
+        parts.append("]")
+    parts.append("}")
+    return "".join(parts)

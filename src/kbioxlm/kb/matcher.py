@@ -133,10 +133,9 @@ class Matcher:
         self._fold = case == "fold"
         stop = {self._fold_text(s) for s in stop_words}
         interned: dict[str, str] = {}
-        key_index: dict[str, int] = {}
         # Per key: the concept(s) and, for boundary keys, the folded name(s) that verify it.
         self._key_cids: list[str | tuple[str, ...]] = []
-        self._key_names: list[str | dict[str, str | tuple[str, ...]]] = []
+        self._key_names: list[str | dict[str, str | tuple[str, ...]] | None] = []
         self._key_variants: dict[int, tuple[tuple[str, int, int], ...]] = {}
         auto = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
         self.n_names = 0
@@ -160,20 +159,26 @@ class Matcher:
                 trail = name[-1].isalnum()
                 key = (" " if lead else "") + boundary_map(name) + (" " if trail else "")
                 flag = _FLAG if trail else 0
-            idx = key_index.get(key)
-            if idx is None:
+            # The trie itself is the key -> index table (no second dict of 880k keys in memory).
+            packed = auto.get(key, -1)
+            if packed < 0:
                 idx = len(self._key_cids)
-                key_index[key] = idx
                 self._key_cids.append(cid)
-                self._key_names.append(name)
+                # A name of letters/digits/spaces only, with a letter/digit at both ends, is its
+                # own key minus the two sentinel spaces: store None, verify against the mapped text.
+                plain = not self.unspaced and lead and trail and boundary_map(name) == name
+                self._key_names.append(None if plain or self.unspaced else name)
                 auto.add_word(key, (idx << _SHIFT) | flag | n)
                 continue
+            idx = packed >> _SHIFT
             # Several names/concepts behind one key.
             if self.unspaced:
                 self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
                 continue
             known = self._key_names[idx]
-            if isinstance(known, str):
+            if known is None or known.__class__ is str:
+                if known is None:
+                    known = key[1:-1]
                 if known == name:
                     self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
                     continue
@@ -189,7 +194,6 @@ class Matcher:
         self.n_keys = len(self._key_cids)
         if self.unspaced:
             self._key_names = []  # keys are the folded names themselves: no verification needed
-        del key_index
         if self.n_keys:
             auto.make_automaton()
         self._auto = auto
@@ -212,56 +216,70 @@ class Matcher:
         if not self.n_keys or not text:
             return []
         t = self._fold_text(text)
-        best: dict[int, tuple[int, int]] = {}
+        # best[start] = (end << 40) | key_index of the longest candidate at that start. The
+        # automaton reports matches by increasing end, so in unspaced mode a later match at the
+        # same start is never shorter and simply overwrites.
+        best: dict[int, int] = {}
         if self.unspaced:
+            edges_ok = _edges_ok
             for end, v in self._auto.iter(_byte_pairs(_ASTRAL.sub("\uffff", t))):
-                if not end & 1:
-                    continue  # a key found across a character boundary (odd byte offset)
-                e = (end + 1) >> 1
-                s = e - (v & _LEN_MASK)
-                if v & _FLAG and not _edges_ok(t, s, e):
-                    continue
-                b = best.get(s)
-                if b is None or e > b[0]:
-                    best[s] = (e, v >> _SHIFT)
+                if end & 1:  # an even end is a key found across a character boundary
+                    e = (end + 1) >> 1
+                    s = e - (v & _LEN_MASK)
+                    if v & _FLAG and not edges_ok(t, s, e):
+                        continue
+                    best[s] = (e << 40) | (v >> _SHIFT)
         else:
             u = " " + boundary_map(t) + " "
             names = self._key_names
+            get = best.get
             for end, v in self._auto.iter(u):
                 idx = v >> _SHIFT
                 known = names[idx]
-                if isinstance(known, str):
+                if known is None or known.__class__ is str:
                     n = v & _LEN_MASK
                     s = end - n - (1 if v & _FLAG else 0)
                     e = s + n
-                    if t[s:e] != known:
+                    if known is None:
+                        if t[s:e] != u[s + 1 : e + 1]:
+                            continue
+                    elif t[s:e] != known:
                         continue
-                    b = best.get(s)
-                    if b is None or e > b[0]:
-                        best[s] = (e, idx)
+                    p = (e << 40) | idx
+                    if p > get(s, 0):
+                        best[s] = p
                     continue
                 for name, n, trail in self._key_variants[idx]:  # rare: punctuation-variant names
                     s = end - n - trail
                     e = s + n
                     if t[s:e] == name:
-                        b = best.get(s)
-                        if b is None or e > b[0]:
-                            best[s] = (e, idx)
+                        p = (e << 40) | idx
+                        if p > get(s, 0):
+                            best[s] = p
         out: list[tuple[int, int, int]] = []
         last = 0
+        mask = (1 << 40) - 1
         for s in sorted(best):
             if s >= last:
-                e, idx = best[s]
-                out.append((s, e, idx))
-                last = e
+                p = best[s]
+                last = p >> 40
+                out.append((s, last, p & mask))
         return out
+
+    def find_concepts(self, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
+        """Selected matches as ``(start, end, concepts)`` (the builders' entry point)."""
+        spans = self.find_spans(text)
+        cids_of = self._key_cids
+        if self.unspaced:
+            return [(s, e, (c,) if (c := cids_of[k]).__class__ is str else c) for s, e, k in spans]
+        return [(s, e, self.concepts_of(text, s, e, k)) for s, e, k in spans]
 
     def concepts_of(self, text: str, start: int, end: int, key_index: int) -> tuple[str, ...]:
         """Sorted concept ids of a span found by :meth:`find_spans`."""
         cids = self._key_cids[key_index]
         if not self.unspaced:
             known = self._key_names[key_index]
-            if not isinstance(known, str):
+            if known.__class__ is dict:
                 cids = known[self._fold_text(text[start:end])]
         return (cids,) if isinstance(cids, str) else cids
 

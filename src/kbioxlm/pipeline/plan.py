@@ -165,13 +165,13 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         recipe = [st.argv for st in kb_steps]
         for st in kb_steps:
             st.params = {"kb_recipe": recipe}
-        kb_steps[0].clean = [kb]
+        kb_steps[0].clean = [kb, *(kb.with_name(kb.name + x) for x in ("-wal", "-shm", "-journal"))]
     if have_kb:
         stats = out / "kb" / "stats.json"
         steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics", argv=["kb", "stats", "--kb", str(kb), "--json"],
                           inputs=[kb], outputs=[stats], stdout_to=stats))
 
-    # ---------------------------------------------------------------------------- documents, pairs
+    # ---------------------------------------------------------------------------- documents
     docs: dict[str, Path] = {}
     max_per_lang = cfg.documents.get("max_per_lang")
     dedup = bool(cfg.documents.get("dedup", True))

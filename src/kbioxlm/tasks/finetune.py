@@ -66,6 +66,7 @@ class FinetuneConfig:
     crf_lr: float = 1e-3  # CRF transitions start near 0 and need a larger step than the encoder
     max_grad_norm: float = 1.0
     group_by_length: bool = True
+    merge_adjacent_unspaced: bool = True  # NER, unspaced languages: B-X right after X continues it
     log_test_each_epoch: bool = False  # learning curves / a hedge for runs that may be cut short
     threshold: float = 0.5  # DC: sigmoid threshold
     num_threads: int | None = None
@@ -168,7 +169,8 @@ class _NERTask:
         from .metrics import ner_scores
         from .ner import decode_words
 
-        words = decode_words(encs, preds, self.labels, [len(r["tokens"]) for r in records])
+        merge = [self.cfg.merge_adjacent_unspaced and is_unspaced(r["lang"]) for r in records]
+        words = decode_words(encs, preds, self.labels, [len(r["tokens"]) for r in records], merge)
         return words, ner_scores([r["tags"] for r in records], words)
 
     def rows(self, records: list[dict[str, Any]], preds: list[Any]) -> list[dict[str, Any]]:
