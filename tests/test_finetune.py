@@ -140,3 +140,20 @@ def test_cli_finetune_and_bad_input(tmp_path: Path, tiny_model: str, capsys: pyt
     assert not (out2 / "results.json").exists()
     with pytest.raises(KbioxlmError, match="unknown task"):
         run_finetune(FinetuneConfig(task="qa", model=tiny_model, train=[], progress=False))
+
+
+def test_train_batches_cover_every_example_once() -> None:
+    import torch
+
+    from kbioxlm.tasks.finetune import _train_batches
+
+    lengths = [(i * 37) % 101 for i in range(250)]
+    for grouped in (True, False):
+        batches = _train_batches(lengths, 16, torch.Generator().manual_seed(3), grouped)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(250)) and all(1 <= len(b) <= 16 for b in batches)
+    again = _train_batches(lengths, 16, torch.Generator().manual_seed(3), True)
+    assert again == _train_batches(lengths, 16, torch.Generator().manual_seed(3), True)  # seeded
+    # grouping: within a batch lengths are close (sorted windows), so padding is small
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in again) / len(again)
+    assert spread < 20
