@@ -200,6 +200,9 @@ def main() -> None:
     ap.add_argument("--no-trim", action="store_true", help="toolkit side keeps the full input vocabulary")
     ap.add_argument("--wait-memory", type=float, default=0, metavar="S",
                     help="wait up to S seconds for enough free memory before each side (shared machines)")
+    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "default"), default="passive",
+                    help="OMP_WAIT_POLICY for both sides (default passive: on a shared machine, spinning "
+                    "OpenMP threads waiting for a descheduled partner tripled the toolkit's step time)")
     ap.add_argument("--side", choices=("toolkit", "plain"), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,7 +223,10 @@ def main() -> None:
                 _wait_for_memory(NEED_MB[side], args.wait_memory)
             cmd = [sys.executable, __file__, "--side", side, "--work", str(work), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--bf16", args.bf16]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            env = dict(os.environ)
+            if args.omp_wait_policy != "default":
+                env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 why = " (killed: out of memory?)" if proc.returncode in (-9, 137) else ""
                 sys.exit(f"{side} side failed with exit status {proc.returncode}{why}:\n{proc.stderr[-3000:]}")
@@ -232,7 +238,7 @@ def main() -> None:
     a, b = results["toolkit"], results["plain"]
     # Other processes on the machine stretch wall time (each parallel op waits for a descheduled
     # thread); CPU time per step is the less contention-sensitive figure, printed for reference.
-    print(f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end ({os.cpu_count()} CPUs); "
+    print(f"OMP_WAIT_POLICY={args.omp_wait_policy}; load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end ({os.cpu_count()} CPUs); "
           f"cpu_time_ratio={a['cpu_s'] / b['cpu_s']:.3f}")
     print(f"time_ratio={a['step_s'] / b['step_s']:.3f} mem_ratio={a['peak_mb'] / b['peak_mb']:.3f}")
 
