@@ -17,6 +17,9 @@ subprocess and reports its own peak RSS (``resource.getrusage(RUSAGE_SELF).ru_ma
 (b) baseline: ``XLMRobertaForMaskedLM`` with the standard full-vocabulary MLM loss, fp32,
     ``torch.optim.AdamW`` defaults.
 
+Both children run with ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``): on a shared machine
+OpenMP's default spin-waiting for a descheduled partner thread tripled the toolkit's step time.
+
 Run: ``nice -n 10 python benchmarks/pretrain_step.py`` (needs ../shared, or KBIOXLM_SHARED).
 Last line: ``time_ratio=<a/b> mem_ratio=<a/b>``.
 """

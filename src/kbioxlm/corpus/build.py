@@ -21,10 +21,12 @@ smaller run's reported total to the other. The summary reports switches per dire
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from array import array
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +35,34 @@ from tqdm import tqdm
 from ..errors import KbioxlmError, where
 from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
-from .entity import build_entity_record, count_switchable
-from .fact import build_fact_records
+from .entity import build_entity_line, count_switchable
+from .fact import build_fact_lines
 from .knowledge import BuildOptions, Knowledge
 from .readers import iter_documents
-from .runner import Summary, chunked, doc_seed, dumps_record, ordered_map, remove_stale_temporaries
+from .runner import Summary, chunked, doc_seed, ordered_map, remove_stale_temporaries
 
 _KNOW: Knowledge | None = None
 _KNOW_KEY: tuple | None = None
 
 
 def _init_worker(options: BuildOptions, langs: tuple[str, ...]) -> None:
-    """Load the KB once per process (a forked worker inherits the parent's copy)."""
+    """Load the KB once per process (a forked worker inherits the parent's copy).
+
+    A Knowledge already loaded for the same KB and options is reused when it holds everything
+    this build needs (matchers of ``langs``, relations if it builds facts); only its ``options``
+    (which select the levels) are swapped."""
     global _KNOW, _KNOW_KEY
-    key = (options, langs)
-    if _KNOW is None or _KNOW_KEY != key:
-        _KNOW = Knowledge.load(options, langs)
-        _KNOW_KEY = key
+    if _KNOW is not None and _KNOW_KEY is not None:
+        loaded, loaded_langs = _KNOW_KEY
+        if (
+            replace(loaded, task=options.task) == options
+            and set(langs) <= set(loaded_langs)
+            and ("fact" not in options.task.split("+") or "fact" in loaded.task.split("+"))
+        ):
+            _KNOW.options = options
+            return
+    _KNOW = Knowledge.load(options, langs)
+    _KNOW_KEY = (options, langs)
 
 
 def _count_chunk(docs: list[dict[str, Any]]) -> list[int]:
@@ -57,43 +70,57 @@ def _count_chunk(docs: list[dict[str, Any]]) -> list[int]:
     return [count_switchable(d, _KNOW) for d in docs]
 
 
-def _entity_chunk(items: list[tuple[dict[str, Any], int]]) -> tuple[str, dict[str, Any]]:
+def _levels(task: str) -> tuple[str, ...]:
+    return tuple(task.split("+"))
+
+
+def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Entity and/or fact records of a chunk of ``(document, switch quota)``, per level: the
+    chunk's JSONL text and its counts. Each document is matched once, whatever the levels."""
     know = _KNOW
     assert know is not None
-    lines = []
-    stats: dict[str, Any] = {"documents": 0, "records": 0, "entities": 0, "chars": 0, "no_match": 0}
+    levels = _levels(know.options.task)
+    do_entity = "entity" in levels
+    do_fact = "fact" in levels
+    seed = know.options.seed
+    matchers = know.matchers
+    e_lines: list[str] = []
+    f_lines: list[str] = []
+    n_docs = n_chars = 0
+    e_records = e_entities = no_match = 0
+    f_records = f_facts = 0
     switches: dict[str, int] = {}
     for doc, quota in items:
-        stats["documents"] += 1
-        stats["chars"] += len(doc["text"])
-        rng = random.Random(doc_seed(know.options.seed, "entity", doc["id"]))
-        rec, k = build_entity_record(doc, know, rng, quota)
-        if rec is None:
-            stats["no_match"] += 1
-            continue
-        stats["records"] += 1
-        stats["entities"] += len(rec["entities"])
-        if k:
-            d = f"{doc['lang']}->{know.other(doc['lang'])}"
-            switches[d] = switches.get(d, 0) + k
-        lines.append(dumps_record(rec))
-    stats["switches"] = switches
-    return ("\n".join(lines) + "\n") if lines else "", stats
-
-
-def _fact_chunk(docs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    know = _KNOW
-    assert know is not None
-    lines = []
-    stats: dict[str, Any] = {"documents": 0, "records": 0, "facts": 0, "chars": 0}
-    for doc in docs:
-        stats["documents"] += 1
-        stats["chars"] += len(doc["text"])
-        for rec in build_fact_records(doc, know):
-            stats["records"] += 1
-            stats["facts"] += len(rec["relations"])
-            lines.append(dumps_record(rec))
-    return ("\n".join(lines) + "\n") if lines else "", stats
+        n_docs += 1
+        text = doc["text"]
+        n_chars += len(text)
+        spans = matchers[doc["lang"]].find_spans(text)
+        if do_entity:
+            if not spans:
+                no_match += 1
+            else:
+                rng = random.Random(doc_seed(seed, "entity", doc["id"]))
+                line, k, n_ent = build_entity_line(doc, know, rng, quota, spans)
+                e_records += 1
+                e_entities += n_ent
+                if k:
+                    d = f"{doc['lang']}->{know.other(doc['lang'])}"
+                    switches[d] = switches.get(d, 0) + k
+                e_lines.append(line)
+        if do_fact and len(spans) > 1:
+            for line, n_facts in build_fact_lines(doc, know, spans):
+                f_records += 1
+                f_facts += n_facts
+                f_lines.append(line)
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    if do_entity:
+        stats = {"documents": n_docs, "records": e_records, "entities": e_entities, "chars": n_chars,
+                 "no_match": no_match, "switches": switches}
+        out["entity"] = (("\n".join(e_lines) + "\n") if e_lines else "", stats)
+    if do_fact:
+        stats = {"documents": n_docs, "records": f_records, "facts": f_facts, "chars": n_chars}
+        out["fact"] = (("\n".join(f_lines) + "\n") if f_lines else "", stats)
+    return out
 
 
 def _documents(path: str, fmt: str, options: BuildOptions, text_field: str, skip: SkipCounter | None) -> Iterator[dict[str, Any]]:
@@ -125,10 +152,36 @@ def run_build(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run an entity or fact build; returns (and prints) the summary."""
-    if options.lang == options.target_lang:
-        raise KbioxlmError(f"--lang and --target-lang are both {options.lang!r}")
     if options.task not in ("entity", "fact"):
         raise KbioxlmError(f"unknown task {options.task!r}")
+    return run_levels(options, input_path, {options.task: out}, input_format, text_field, num_workers,
+                      skip_invalid, balance, max_total_switches, progress)[options.task]
+
+
+def run_levels(
+    options: BuildOptions,
+    input_path: str,
+    outs: dict[str, str],
+    input_format: str = "jsonl",
+    text_field: str = "text",
+    num_workers: int = 1,
+    skip_invalid: bool = False,
+    balance: bool = True,
+    max_total_switches: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Entity and/or fact builds of one input in one pass: ``outs`` maps ``"entity"``/``"fact"`` to
+    output paths. Each document is read and matched once for all levels; every output is
+    byte-identical to the one the single-level build writes. Returns (and prints) one summary per
+    level (their seconds are those of the shared pass)."""
+    levels = tuple(lv for lv in ("entity", "fact") if lv in outs)
+    if not levels or set(outs) - set(levels):
+        raise KbioxlmError(f"unknown or no levels {sorted(outs)!r} (choose from entity, fact)")
+    if len({str(Path(p).resolve()) for p in outs.values()}) != len(outs):
+        raise KbioxlmError("the entity and fact outputs must be different files")
+    options = replace(options, task="+".join(levels))
+    if options.lang == options.target_lang:
+        raise KbioxlmError(f"--lang and --target-lang are both {options.lang!r}")
     t_start = time.perf_counter()
     # Fail fast on a missing KB or one without the languages, before reading the input.
     if not Path(options.kb).exists():
@@ -145,11 +198,15 @@ def run_build(
     langs = tuple(sorted(per_lang)) or (options.lang,)
     t_scan = time.perf_counter()
     _init_worker(options, langs)  # loads the KB in the parent (fails early on a bad KB)
-    summary = Summary(options.task)  # throughput is measured from here: without scan and KB load
-    summary.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(summary.t0 - t_scan, 3)}
+    summaries = {lv: Summary(lv) for lv in levels}  # throughput is measured from here: without scan and KB load
+    t0 = summaries[levels[0]].t0
+    for sm in summaries.values():
+        sm.t0 = t0
+        sm.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(t0 - t_scan, 3)}
     know = _KNOW
     assert know is not None
-    remove_stale_temporaries(out)
+    for out in outs.values():
+        remove_stale_temporaries(out)
 
     def docs() -> Iterator[dict[str, Any]]:
         return _documents(input_path, input_format, options, text_field, SkipCounter() if skip_invalid else None)
@@ -159,7 +216,7 @@ def run_build(
 
     workers = max(1, int(num_workers))
     quotas: array | None = None
-    if options.task == "entity":
+    if "entity" in levels:
         both = len(per_lang) == 2
         if (balance and both) or max_total_switches is not None:
             caps = array("I")
@@ -168,25 +225,32 @@ def run_build(
             quotas = _allocate(caps, [d["lang"] for d in docs()], balance and both, max_total_switches)
 
     bar = tqdm(total=n_docs, unit="doc", desc=f"corpus {options.task}", disable=None if progress is None else not progress)
-    with atomic_write(out) as fh:
-        if options.task == "entity":
-            q = quotas
+    with contextlib.ExitStack() as stack:
+        handles = {lv: stack.enter_context(atomic_write(outs[lv])) for lv in levels}
+        q = quotas
+        max_switches = options.max_switches
 
-            def items() -> Iterator[tuple[dict[str, Any], int]]:
+        def items() -> Iterator[tuple[dict[str, Any], int]]:
+            if q is None:
+                for d in docs():
+                    yield d, max_switches
+            else:
                 for i, d in enumerate(docs()):
-                    yield d, (q[i] if q is not None else options.max_switches)
+                    yield d, q[i]
 
-            results = ordered_map(_entity_chunk, chunked(items(), size=size), workers, _init_worker, (options, langs))
-        else:
-            results = ordered_map(_fact_chunk, chunked(docs(), size=size), workers, _init_worker, (options, langs))
-        for text, stats in results:
-            fh.write(text)
-            summary.merge(stats)
+        for res in ordered_map(_build_chunk, chunked(items(), size=size), workers, _init_worker, (options, langs)):
+            for lv, (text, stats) in res.items():
+                if text:
+                    handles[lv].write(text)
+                summaries[lv].merge(stats)
             bar.update(stats["documents"])
     bar.close()
-    summary.add("skipped", skip.count if skip else 0)
-    summary.skip_examples = skip.examples if skip else []
-    return summary.print(Path(out))
+    result = {}
+    for lv, sm in summaries.items():
+        sm.add("skipped", skip.count if skip else 0)
+        sm.skip_examples = skip.examples if skip else []
+        result[lv] = sm.print(Path(outs[lv]))
+    return result
 
 
 def _allocate(caps: array, langs: list[str], balance: bool, cap: int | None) -> array:

@@ -1,4 +1,4 @@
-"""``kbioxlm corpus entity|fact|passage`` (DESIGN.md sections 4 and 8; docs/corpus.md)."""
+"""``kbioxlm corpus entity|fact|build|passage`` (DESIGN.md sections 4 and 8; docs/corpus.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for task, text in (
         ("entity", "code-switch matched KB entities into the other language"),
         ("fact", "append KB facts between co-occurring entities, in the other language"),
+        ("build", "entity and fact corpora from one matching pass (same outputs as `entity` and `fact`)"),
     ):
         p = sub.add_parser(task, help=text, description=text)
         p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
@@ -27,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--text-field", default="text", help="field holding the text (jsonl, cmeee)")
         p.add_argument("--lang", required=True, help="language of the documents (default for records without 'lang')")
         p.add_argument("--target-lang", required=True, help="the other language")
-        p.add_argument("--out", required=True, help="output JSONL")
+        if task == "build":
+            p.add_argument("--levels", default="entity,fact", help="comma-separated levels to build: entity, fact")
+            p.add_argument("--entity-out", help="output JSONL of the entity level")
+            p.add_argument("--fact-out", help="output JSONL of the fact level")
+        else:
+            p.add_argument("--out", required=True, help="output JSONL")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--num-workers", type=int, default=1)
         p.add_argument("--skip-invalid", action="store_true", help="count and skip bad records instead of stopping")
@@ -35,13 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--min-length", type=int, default=2, help="shortest name matched, in characters")
         p.add_argument("--stop-list", help="file with one name per line never to match")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        if task == "entity":
+        if task in ("entity", "build"):
             p.add_argument("--max-switches", type=int, default=10, help="switches per document at most")
             p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
                            help="equal switch totals per direction when the input has both languages")
             p.add_argument("--max-total-switches", type=int, default=None,
                            help="cap the switches of each direction (to balance two separate runs)")
-        else:
+        if task in ("fact", "build"):
             p.add_argument("--fact-lang", choices=("target", "source"), default="target",
                            help="language of the appended facts: the other language (default) or the document's")
             p.add_argument("--window", type=int, default=1, help="sentences per window")
@@ -74,7 +80,7 @@ def _read_stop_list(path: str | None) -> tuple[str, ...]:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from .build import run_build
+    from .build import run_levels
     from .knowledge import BuildOptions
 
     if args.num_workers < 1:
@@ -85,7 +91,7 @@ def _run_build(args: argparse.Namespace) -> int:
         kb=args.kb,
         lang=args.lang,
         target_lang=args.target_lang,
-        task=args.task,
+        task="entity" if args.task == "build" else args.task,
         seed=args.seed,
         max_switches=getattr(args, "max_switches", 10),
         case=args.case,
@@ -97,10 +103,23 @@ def _run_build(args: argparse.Namespace) -> int:
     )
     if opts.max_switches < 0:
         raise KbioxlmError("--max-switches must not be negative")
-    run_build(
+    if args.task == "build":
+        levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+        bad = [lv for lv in levels if lv not in ("entity", "fact")]
+        if bad or not levels:
+            raise KbioxlmError(f"--levels: unknown level(s) {','.join(bad) or '(none)'} (choose from entity, fact)")
+        outs = {}
+        for lv in levels:
+            path = getattr(args, f"{lv}_out")
+            if not path:
+                raise KbioxlmError(f"--levels includes {lv}: --{lv}-out is required")
+            outs[lv] = path
+    else:
+        outs = {args.task: args.out}
+    run_levels(
         opts,
         args.input,
-        args.out,
+        outs,
         input_format=args.input_format,
         text_field=args.text_field,
         num_workers=args.num_workers,

@@ -5,60 +5,91 @@ arguments."""
 
 from __future__ import annotations
 
+import json
+from bisect import bisect_left
 from typing import Any
 
 from .knowledge import Knowledge, joiner
+from .runner import js
 from .sentences import split_sentences
 
 SEP = "</s>"
+_SPAN = '{"start":%d,"end":%d,"concept":%s'
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def build_fact_records(doc: dict[str, Any], know: Knowledge) -> list[dict[str, Any]]:
-    """One Fact record per sentence window holding at least one fact.
+def build_fact_records(doc: dict[str, Any], know: Knowledge, spans: list | None = None) -> list[dict[str, Any]]:
+    """One Fact record (a dict) per sentence window holding at least one fact (see :func:`build_fact_lines`)."""
+    return [json.loads(line) for line, _n in build_fact_lines(doc, know, spans)]
+
+
+def build_fact_lines(doc: dict[str, Any], know: Knowledge, spans: list | None = None) -> list[tuple[str, int]]:
+    """One Fact record per sentence window holding at least one fact, as ``(JSONL line, facts)``.
 
     Facts come from ordered pairs (head before tail in order of first mention, then by relation
-    id), so the order is deterministic; at most ``max_facts`` per record.
+    id), so the order is deterministic; at most ``max_facts`` per record. ``spans``: the
+    matcher's ``find_spans`` of the text when the caller already has them (combined builds).
+    The line is written directly (byte-identical to ``io.dumps`` of the record): a record lists
+    every match of its window, tens of span objects.
     """
     opts = know.options
     lang = doc["lang"]
-    fact_lang = know.other(lang) if opts.fact_lang == "target" else lang
-    names = know.names[fact_lang]
     text = doc["text"]
-    matcher = know.matchers[lang]
-    spans = matcher.find_concepts(text)
+    if spans is None:
+        spans = know.matchers[lang].find_spans(text)
     if len(spans) < 2:
         return []
+    spans = know.first_concepts(lang, text, spans)
+    tails_of = know.tails
+    # Most documents hold no related pair at all: check that on the whole document before the
+    # sentence split and the per-window work (a window's facts are a subset of the document's).
+    seen = {c for _s, _e, c in spans}
+    for c in seen:
+        outs = tails_of.get(c)
+        if outs is not None and any(t in seen and t != c for t in outs):
+            break
+    else:
+        return []
+    fact_lang = know.other(lang) if opts.fact_lang == "target" else lang
+    names = know.names[fact_lang]
     sents = split_sentences(text)
     w = max(1, opts.window)
     windows = [(sents[i][0], sents[min(i + w, len(sents)) - 1][1]) for i in range(0, len(sents), w)]
     join = joiner(fact_lang)
-    tails_of = know.tails
     relations_of = know.relations
-    records: list[dict[str, Any]] = []
+    cap = opts.max_facts
+    keep_tail = ',"lang":%s,"switched":false}' % js(lang)
+    fact_tail = ',"lang":%s,"switched":false}' % js(fact_lang)
+    rel_tail = ',"lang":%s,"head":%d,"tail":%d}'
+    fact_lang_js = js(fact_lang)
+    starts = [sp[0] for sp in spans]
+    n = len(spans)
+    out: list[tuple[str, int]] = []
     mi = 0
     for wi, (ws, we) in enumerate(windows):
-        ents: list[tuple[int, int, str]] = []  # matches inside the window
-        while mi < len(spans) and spans[mi][0] < we:
-            s, e, cids = spans[mi]
-            mi += 1
-            if s >= ws and e <= we:
-                ents.append((s, e, cids[0]))
+        j = bisect_left(starts, we, mi, n)  # matches starting before the window's end
+        if j - mi < 2:
+            mi = j
+            continue
+        ents = [sp for sp in spans[mi:j] if sp[0] >= ws and sp[1] <= we]
+        mi = j
         if len(ents) < 2:
             continue
-        pos = {}  # concept -> rank of first mention
-        for _s, _e, c in ents:
-            if c not in pos:
-                pos[c] = len(pos)
+        pos = dict.fromkeys([sp[2] for sp in ents])  # concepts in order of first mention
+        rank: dict[str, int] | None = None
         facts: list[tuple[str, str, str]] = []
-        cap = opts.max_facts
         for h in pos:
             outs = tails_of.get(h)
             if not outs or h not in names:
                 continue
             # Tails are few per head: look them up in the window rather than pairing every mention.
             hits = [t for t in outs if t in pos and t != h and t in names]
+            if not hits:
+                continue
             if len(hits) > 1:
-                hits.sort(key=pos.__getitem__)
+                if rank is None:
+                    rank = {c: i for i, c in enumerate(pos)}
+                hits.sort(key=rank.__getitem__)
             for t in hits:
                 for rel in relations_of[(h, t)]:
                     facts.append((h, rel, t))
@@ -66,39 +97,23 @@ def build_fact_records(doc: dict[str, Any], know: Knowledge) -> list[dict[str, A
                 break
         if not facts:
             continue
-        facts = facts[: opts.max_facts]
+        facts = facts[:cap]
         body = text[ws:we]
-        entities = [
-            {"start": s - ws, "end": e - ws, "concept": c, "lang": lang, "switched": False} for s, e, c in ents
-        ]
+        entities = [_SPAN % (s - ws, e - ws, js(c)) + keep_tail for s, e, c in ents]
         relations = []
         pieces = [body]
-        pos = len(body)
+        p = len(body)
         for h, rel, t in facts:
-            pieces.append(SEP)
-            pos += len(SEP)
-            parts = []
-            for kind, piece in (("head", names[h]), ("rel", know.relation_name(rel, fact_lang)), ("tail", names[t])):
-                if parts:
-                    pieces.append(join)
-                    pos += len(join)
-                parts.append((kind, pos, pos + len(piece)))
-                pieces.append(piece)
-                pos += len(piece)
-            (_, hs, he), (_, rs, re_), (_, ts, te) = parts
-            entities.append({"start": hs, "end": he, "concept": h, "lang": fact_lang, "switched": False})
-            entities.append({"start": ts, "end": te, "concept": t, "lang": fact_lang, "switched": False})
-            relations.append(
-                {"start": rs, "end": re_, "rel": rel, "lang": fact_lang, "head": len(entities) - 2, "tail": len(entities) - 1}
-            )
-        records.append(
-            {
-                "id": f"{doc['id']}#{wi}",
-                "lang": lang,
-                "text": "".join(pieces),
-                "task": "fact",
-                "entities": entities,
-                "relations": relations,
-            }
-        )
-    return records
+            hn, rn, tn = names[h], know.relation_name(rel, fact_lang), names[t]
+            hs = p + len(SEP)
+            rs = hs + len(hn) + len(join)
+            ts = rs + len(rn) + len(join)
+            p = ts + len(tn)
+            pieces.extend((SEP, hn, join, rn, join, tn))
+            entities.append(_SPAN % (hs, hs + len(hn), js(h)) + fact_tail)
+            entities.append(_SPAN % (ts, p, js(t)) + fact_tail)
+            k = len(entities)
+            relations.append('{"start":%d,"end":%d,"rel":%s' % (rs, rs + len(rn), js(rel)) + rel_tail % (fact_lang_js, k - 2, k - 1))
+        head = _encode({"id": f"{doc['id']}#{wi}", "lang": lang, "text": "".join(pieces), "task": "fact"})
+        out.append((head[:-1] + ',"entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}", len(facts)))
+    return out

@@ -6,6 +6,7 @@ platforms without ``fork`` each worker loads it again from the same options (sam
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ class BuildOptions:
     kb: str
     lang: str
     target_lang: str
-    task: str = "entity"  # entity | fact
+    task: str = "entity"  # entity | fact | entity+fact (one matching pass, two outputs)
     seed: int = 0
     max_switches: int = 10
     case: str = "fold"
@@ -43,6 +44,10 @@ class Knowledge:
     relations: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     tails: dict[str, tuple[str, ...]] = field(default_factory=dict)  # head -> tails it has relations to
     relation_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Per source language and matcher key: what the builders derive from the key's concepts,
+    # filled on first sight (a list of n_keys slots: 8 bytes per key, no per-document KB work).
+    _entity_keys: dict[str, tuple] = field(default_factory=dict, repr=False)
+    _first_keys: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, options: BuildOptions, source_langs: tuple[str, ...]) -> Knowledge:
@@ -58,7 +63,7 @@ class Knowledge:
                 )
             for lang in {options.lang, options.target_lang}:
                 know.names[lang] = kb.preferred_names(lang)
-            if options.task == "fact":
+            if "fact" in options.task.split("+"):
                 rels: dict[tuple[str, str], list[str]] = {}
                 for head, rel, tail in kb.iter_relations():
                     if head != tail:
@@ -77,9 +82,61 @@ class Knowledge:
         o = self.options
         return o.target_lang if lang == o.lang else o.lang
 
+    def entity_concepts(self, lang: str, text: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, str, str | None, str]]:
+        """Matches ``(start, end, key)`` of a ``lang`` text as ``(start, end, concept, target name,
+        concept as a JSON literal)``.
+
+        The concept is the first (smallest) of the key's concepts that has a preferred name in the
+        other language, else the smallest; the target name is that name, or ``None`` (not
+        switchable). Cached per key: the KB is not consulted per document.
+        """
+        matcher = self.matchers[lang]
+        slot = self._entity_keys.get(lang)
+        if slot is None or slot[0] is not matcher:  # (a matcher swapped in by a benchmark gets its own)
+            slot = self._entity_keys[lang] = (matcher, [None] * matcher.n_keys)
+        cache = slot[1]
+        out = []
+        append = out.append
+        for s, e, k in spans:
+            info = cache[k]
+            if info is None:
+                fixed = matcher.key_concepts(k)
+                info = _choose(fixed or matcher.concepts_of(text, s, e, k), self.names[self.other(lang)])
+                if fixed is not None:
+                    cache[k] = info
+            append((s, e, *info))
+        return out
+
+    def first_concepts(self, lang: str, text: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, str]]:
+        """Matches ``(start, end, key)`` as ``(start, end, smallest concept)`` (the fact builder's view)."""
+        matcher = self.matchers[lang]
+        slot = self._first_keys.get(lang)
+        if slot is None or slot[0] is not matcher:  # (a matcher swapped in by a benchmark gets its own)
+            slot = self._first_keys[lang] = (matcher, [None] * matcher.n_keys)
+        cache = slot[1]
+        out = []
+        append = out.append
+        for s, e, k in spans:
+            c = cache[k]
+            if c is None:
+                fixed = matcher.key_concepts(k)
+                c = (fixed or matcher.concepts_of(text, s, e, k))[0]
+                if fixed is not None:
+                    cache[k] = c
+            append((s, e, c))
+        return out
+
     def relation_name(self, rel: str, lang: str) -> str:
         """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""
         return self.relation_names.get(lang, {}).get(rel) or rel.replace("_", " ")
+
+
+def _choose(cids: tuple[str, ...], targets: dict[str, str]) -> tuple[str, str | None, str]:
+    for c in cids:
+        name = targets.get(c)
+        if name is not None:
+            return c, name, json.dumps(c, ensure_ascii=False)
+    return cids[0], None, json.dumps(cids[0], ensure_ascii=False)
 
 
 def joiner(lang: str) -> str:

@@ -134,7 +134,7 @@ _RELATION = '{"start":%d,"end":%d,"rel":%s,"lang":%s,"head":%d,"tail":%d}'
 _json_str_cache: dict[str, str] = {}
 
 
-def _js(value: str) -> str:
+def js(value: str) -> str:
     """JSON string literal of ``value`` (cached: concept ids and languages repeat a lot)."""
     out = _json_str_cache.get(value)
     if out is None:
@@ -142,6 +142,9 @@ def _js(value: str) -> str:
         if len(_json_str_cache) < 1 << 20:
             _json_str_cache[value] = out
     return out
+
+
+_js = js
 
 
 def dumps_record(rec: dict[str, Any]) -> str:

@@ -113,7 +113,7 @@ def run_demo(s: DemoSettings) -> dict[str, dict]:
                 "corpus", level, "--kb", str(kb), "--input", str(data[f"docs_{src}"]), "--lang", src,
                 "--target-lang", tgt, "--out", str(corpus / f"{level}_{src}.jsonl"), "--seed", seed])
     _cli("2/6 passage-level corpus", ["corpus", "passage", "--pairs", str(data["pairs"]),
-                                     "--out", str(corpus / "passage.jsonl"), "--seed", seed])
+                                     "--out", str(corpus / "passage.jsonl"), "--seed", seed, "--max-chars", "160"])
 
     if s.model:
         base = s.model

@@ -137,7 +137,9 @@ class Matcher:
         self._key_cids: list[str | tuple[str, ...]] = []
         self._key_names: list[str | dict[str, str | tuple[str, ...]] | None] = []
         self._key_variants: dict[int, tuple[tuple[str, int, int], ...]] = {}
-        auto = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
+        # STORE_INTS: the packed value lives inside the trie node (STORE_ANY would add one Python
+        # int object of 32 bytes per key, ~30 MB for 880k names).
+        auto = ahocorasick.Automaton(ahocorasick.STORE_INTS, ahocorasick.KEY_STRING)
         self.n_names = 0
         self.max_name_chars = 0
         for text, cid in names:
@@ -282,6 +284,17 @@ class Matcher:
             if known.__class__ is dict:
                 cids = known[self._fold_text(text[start:end])]
         return (cids,) if isinstance(cids, str) else cids
+
+    def key_concepts(self, key_index: int) -> tuple[str, ...] | None:
+        """Sorted concept ids of a key when they do not depend on the matched text, else ``None``.
+
+        Only keys shared by punctuation variants (``beta-catenin`` / ``beta catenin``) need the
+        text (:meth:`concepts_of`); the builders cache the answer per key for all others.
+        """
+        if not self.unspaced and self._key_names[key_index].__class__ is dict:
+            return None
+        cids = self._key_cids[key_index]
+        return (cids,) if cids.__class__ is str else cids
 
     def find(self, text: str) -> list[Match]:
         """Longest-leftmost non-overlapping matches of KB names in ``text``."""
