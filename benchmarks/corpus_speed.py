@@ -2,21 +2,29 @@
 
 Run by hand (not a test):  python benchmarks/corpus_speed.py [--scale 1.0] [--workdir D]
 
-Builds (and caches in --workdir) a synthetic bilingual KB of 880,000 x scale names per language
-from real vocabulary: English words of the PubMedQA abstracts, Chinese words (jieba) of the CMeEE
-sentences and the internal-medicine dialogues in ../shared. About a quarter of the names are real
-n-grams of those corpora (so the text really contains them), the rest combinations of 1-6 words
-with a tail of 7-15-word names, as in UMLS. Concept i has the i-th English and the i-th Chinese
-name; relations link random concepts plus concepts that co-occur in sentences. The text is the
-same corpora repeated and shuffled to about 20 M characters x scale per language.
+Builds (and caches in --workdir/scale<S>-<generator version>) a synthetic bilingual KB of
+880,000 x scale names per language from real vocabulary: English words of the PubMedQA abstracts,
+Chinese words (jieba) of the CMeEE sentences and the internal-medicine dialogues in ../shared.
+About a quarter of the names are real n-grams of those corpora (so the text really contains them),
+the rest combinations of 1-6 words with a tail of 7-15-word names, as in UMLS. Function words are
+never names, in either language (EN_STOP; ZH_STOP and ZH_STOP_TAGS, generator v2): generator v1
+had no Chinese stop list, so "可以", "如果", "什么", "这个" ... were KB names and the Chinese text
+matched an entity every 4-5 characters (English: every 24), denser than any real KB: the real HPO
+Chinese labels (18k) match once per 54 characters of CMeEE and the English ones once per 374
+characters of PubMedQA. With v2 the 880k-name KB still matches far more than HPO (it contains
+most content words of the very text it is run on, as UMLS contains most biomedical content
+words). Concept i has the i-th English and the i-th Chinese name; relations link random concepts
+plus concepts that co-occur in sentences. The text is the same real corpora repeated and shuffled
+to about 20 M characters x scale per language.
 
 Measures, per language:
 1. matching alone: the toolkit's matcher vs the naive method of research scripts (every word
-   n-gram / every character substring up to the longest KB name looked up in a Python set,
+   n-gram / every character substring up to the longest KB name looked up in a Python dict,
    greedy longest-leftmost), on the same sample; asserts both find the same spans;
-2. the whole entity and fact builds (JSONL in -> JSONL out, one process), the KB loaded once
-   beforehand (its load time is reported separately), and the same builds with the naive matcher
-   plugged in, on the sample documents;
+2. the whole build: one ``corpus build --levels entity,fact`` pass (JSONL in -> entity and fact
+   JSONL out, one process) over the full input, the KB loaded once beforehand (its load time is
+   reported separately); then, on the sample, each level alone and both together, each also with
+   the naive matcher plugged in (asserting byte-identical outputs);
 3. matcher memory: RSS growth of a fresh subprocess per language while building it from the KB.
 All speeds are characters per CPU second of the one process doing the work (see ``clock``).
 Last line: ``mchar_per_s=<whole build, slower language> speedup_vs_naive=<matching, smaller of two>``.

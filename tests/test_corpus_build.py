@@ -375,6 +375,68 @@ def test_fast_record_serialisation_equals_generic_json(tmp_path: Path) -> None:
         assert json.loads(dumps_record(rec)) == rec
 
 
+def test_combined_build_equals_separate_builds(tmp_path: Path, kb_names, capsys) -> None:
+    """`corpus build` matches each document once for both levels; its outputs are byte-identical
+    to `corpus entity` and `corpus fact` run separately (balance pass and workers included)."""
+    kb, names = kb_names
+    inp = tmp_path / "in.jsonl"
+    make_docs(inp, names, 400, langs=("en", "zh"), seed=3)
+    common = ["--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh", "--no-progress",
+              "--seed", "5", "--max-switches", "2"]
+    fact_opts = ["--window", "2", "--max-facts", "3"]
+    assert main(["corpus", "entity", *common[:-2], "--max-switches", "2", "--out", str(tmp_path / "e.jsonl")]) == 0
+    assert main(["corpus", "fact", *common[:-2], *fact_opts, "--out", str(tmp_path / "f.jsonl")]) == 0
+    for workers in ("1", "2"):
+        assert main(["corpus", "build", *common, *fact_opts, "--num-workers", workers,
+                     "--entity-out", str(tmp_path / f"be{workers}.jsonl"), "--fact-out", str(tmp_path / f"bf{workers}.jsonl")]) == 0
+        assert (tmp_path / f"be{workers}.jsonl").read_bytes() == (tmp_path / "e.jsonl").read_bytes()
+        assert (tmp_path / f"bf{workers}.jsonl").read_bytes() == (tmp_path / "f.jsonl").read_bytes()
+    out = capsys.readouterr().out
+    assert "corpus entity:" in out and "corpus fact:" in out
+    assert read(tmp_path / "f.jsonl") and read(tmp_path / "e.jsonl")
+    # One level only, and bad level / missing output / same file for both.
+    assert main(["corpus", "build", *common, *fact_opts, "--levels", "fact", "--fact-out", str(tmp_path / "only.jsonl")]) == 0
+    assert (tmp_path / "only.jsonl").read_bytes() == (tmp_path / "f.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(["corpus", "build", *common, "--levels", "entity,passage", "--entity-out", str(tmp_path / "x")]) == 2
+    assert "passage" in capsys.readouterr().err
+    assert main(["corpus", "build", *common, "--entity-out", str(tmp_path / "x")]) == 2
+    assert "--fact-out" in capsys.readouterr().err
+    assert main(["corpus", "build", *common, "--entity-out", str(tmp_path / "x"), "--fact-out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_direct_record_lines_equal_generic_json(tmp_path: Path) -> None:
+    """Entity and fact lines are written without building dicts: they must equal io.dumps of the
+    record, with characters JSON escapes (quotes, backslashes, U+2028) in ids, concepts and names."""
+    from kbioxlm.io import dumps
+
+    kb = KnowledgeBase(tmp_path / "kb.sqlite", create=True)
+    cids = ['C"1', "C\\2", "C\u20283", "C4"]
+    kb.add_concepts([(c, None, "t") for c in cids])
+    kb.add_names([(cids[0], "en", "fever", 1, "t"), (cids[1], "en", "cough", 1, "t"), (cids[2], "en", "rash", 1, "t"),
+                  (cids[3], "en", "fever", 0, "t"),  # a name shared by two concepts
+                  (cids[0], "zh", '发"热', 1, "t"), (cids[1], "zh", "咳\\嗽", 1, "t"), (cids[3], "zh", "热", 1, "t")])
+    kb.add_relations([(cids[0], 'is"a', cids[1], "t"), (cids[1], "may_treat", cids[2], "t")])
+    kb.commit()
+    kb.close()
+    inp = tmp_path / "in.jsonl"
+    docs = [{"id": 'd"1\u2028', "text": "Fever and cough. Cough with rash, fever."}, {"id": 7, "text": "rash and cough"},
+            {"text": "nothing here"}]
+    inp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    assert main(["corpus", "build", "--kb", str(tmp_path / "kb.sqlite"), "--input", str(inp), "--lang", "en",
+                 "--target-lang", "zh", "--no-progress", "--entity-out", str(tmp_path / "e.jsonl"),
+                 "--fact-out", str(tmp_path / "f.jsonl")]) == 0
+    lines = [ln for f in ("e.jsonl", "f.jsonl") for ln in (tmp_path / f).read_text(encoding="utf-8").split("\n") if ln]
+    assert len(lines) == 2 + 2
+    for line in lines:
+        rec = json.loads(line)
+        assert dumps(rec) == line
+        for e in rec["entities"]:
+            assert e["concept"] in cids
+    assert json.loads(lines[1])["id"] == 7
+
+
 def test_passage_from_two_article_files(tmp_path: Path, capsys) -> None:
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     with open(a, "w", encoding="utf-8") as fa, open(b, "w", encoding="utf-8") as fb:

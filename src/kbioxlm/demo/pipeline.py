@@ -168,7 +168,10 @@ def _tiny_config(work: Path) -> Path:
 
 
 def _table(results: dict[str, dict]) -> str:
-    rows = ["| model | task | setting | F1 | precision | recall | n_test |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | task | setting | F1 (%) | precision (%) | recall (%) | n_test |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         rows.append(
             f"| {name} | NER (Drug/ADE) | zero-shot EN→ZH | {r['f1']:.2f} | {r['precision']:.2f} | "

@@ -38,7 +38,11 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_NAME_CHARS = 1023  # names longer than this are skipped (the length is packed into 10 bits)
 _LEN_MASK = 1023
 _FLAG = 1024  # boundary keys: the key has a trailing sentinel; unspaced: the name needs an edge check
-_SHIFT = 11
+# Boundary keys of one word (letters/digits only, one name): any occurrence of the key is that name
+# (letters/digits map to themselves), so the per-candidate verification is skipped. Most
+# candidates the automaton reports are such single words.
+_NOCHECK = 2048
+_SHIFT = 12
 
 # Characters of scripts written without spaces: each is a "word" by itself in unspaced mode.
 _UNSPACED_RANGES = (
@@ -170,7 +174,8 @@ class Matcher:
                 # own key minus the two sentinel spaces: store None, verify against the mapped text.
                 plain = not self.unspaced and lead and trail and boundary_map(name) == name
                 self._key_names.append(None if plain or self.unspaced else name)
-                auto.add_word(key, (idx << _SHIFT) | flag | n)
+                one_word = plain and name.isalnum()
+                auto.add_word(key, (idx << _SHIFT) | (_NOCHECK if one_word else 0) | flag | n)
                 continue
             idx = packed >> _SHIFT
             # Several names/concepts behind one key.
@@ -185,6 +190,8 @@ class Matcher:
                     self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
                     continue
                 self._key_variants[idx] = ((known, len(known), int(known[-1].isalnum())),)
+                if packed & _NOCHECK:  # now shared by variants: verify again
+                    auto.add_word(key, packed & ~_NOCHECK)
                 known = {known: self._key_cids[idx]}
                 self._key_names[idx] = known
                 self._key_cids[idx] = ""
@@ -236,6 +243,12 @@ class Matcher:
             names = self._key_names
             get = best.get
             for end, v in self._auto.iter(u):
+                if v & _NOCHECK:
+                    s = end - (v & _LEN_MASK) - 1
+                    p = ((end - 1) << 40) | (v >> _SHIFT)
+                    if p > get(s, 0):
+                        best[s] = p
+                    continue
                 idx = v >> _SHIFT
                 known = names[idx]
                 if known is None or known.__class__ is str:
