@@ -91,3 +91,12 @@ def test_from_kb(tmp_path) -> None:
     with pytest.raises(KbioxlmError, match="no names in language 'fr'"):
         Matcher.from_kb(kb, "fr")
     kb.close()
+
+
+def test_single_word_key_shared_by_a_punctuation_variant() -> None:
+    """A one-word key skips verification until another name maps to the same key ("fever." and
+    "fever" both become " fever "); then each variant must be verified against the text."""
+    names = [("fever", "C1"), ("cough", "C3"), ("fever.", "C2"), ("fever", "C4"), ("a.b", "C5"), ("a b", "C6")]
+    for text in ("a fever. and fever cough.", "fever.fever fever", "a.b a b a-b", "cough, fever"):
+        m = Matcher(names, "en")
+        assert m.find(text) == brute_force_matches(text, names, "en")

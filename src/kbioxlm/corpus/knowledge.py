@@ -44,10 +44,10 @@ class Knowledge:
     relations: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     tails: dict[str, tuple[str, ...]] = field(default_factory=dict)  # head -> tails it has relations to
     relation_names: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Per source language and matcher key: what the builders derive from the key's concepts,
-    # filled on first sight (a list of n_keys slots: 8 bytes per key, no per-document KB work).
-    _entity_keys: dict[str, tuple] = field(default_factory=dict, repr=False)
-    _first_keys: dict[str, tuple] = field(default_factory=dict, repr=False)
+    # Per matcher and key: what the builders derive from the key's concepts, filled on first
+    # sight (a list of n_keys slots: 8 bytes per key, no per-document KB work).
+    _entity_keys: dict[object, list] = field(default_factory=dict, repr=False)
+    _first_keys: dict[object, list] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, options: BuildOptions, source_langs: tuple[str, ...]) -> Knowledge:
@@ -91,10 +91,9 @@ class Knowledge:
         switchable). Cached per key: the KB is not consulted per document.
         """
         matcher = self.matchers[lang]
-        slot = self._entity_keys.get(lang)
-        if slot is None or slot[0] is not matcher:  # (a matcher swapped in by a benchmark gets its own)
-            slot = self._entity_keys[lang] = (matcher, [None] * matcher.n_keys)
-        cache = slot[1]
+        cache = self._entity_keys.get(matcher)  # per matcher: a benchmark swaps in another one
+        if cache is None:
+            cache = self._entity_keys[matcher] = [None] * matcher.n_keys
         out = []
         append = out.append
         for s, e, k in spans:
@@ -110,10 +109,9 @@ class Knowledge:
     def first_concepts(self, lang: str, text: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, str]]:
         """Matches ``(start, end, key)`` as ``(start, end, smallest concept)`` (the fact builder's view)."""
         matcher = self.matchers[lang]
-        slot = self._first_keys.get(lang)
-        if slot is None or slot[0] is not matcher:  # (a matcher swapped in by a benchmark gets its own)
-            slot = self._first_keys[lang] = (matcher, [None] * matcher.n_keys)
-        cache = slot[1]
+        cache = self._first_keys.get(matcher)  # per matcher: a benchmark swaps in another one
+        if cache is None:
+            cache = self._first_keys[matcher] = [None] * matcher.n_keys
         out = []
         append = out.append
         for s, e, k in spans:
@@ -135,8 +133,16 @@ def _choose(cids: tuple[str, ...], targets: dict[str, str]) -> tuple[str, str | 
     for c in cids:
         name = targets.get(c)
         if name is not None:
-            return c, name, json.dumps(c, ensure_ascii=False)
-    return cids[0], None, json.dumps(cids[0], ensure_ascii=False)
+            return c, name, _json_str(c)
+    return cids[0], None, _json_str(cids[0])
+
+
+def _json_str(s: str) -> str:
+    """``json.dumps(s, ensure_ascii=False)``, without the encoder call for the usual ids
+    (printable ASCII without quote or backslash need no escape)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    return json.dumps(s, ensure_ascii=False)
 
 
 def joiner(lang: str) -> str:

@@ -25,6 +25,7 @@ but a handful of characters such as U+0130), otherwise the text is folded per ch
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -35,14 +36,13 @@ from ..schema import is_unspaced
 if TYPE_CHECKING:  # pragma: no cover
     from .store import KnowledgeBase
 
-MAX_NAME_CHARS = 1023  # names longer than this are skipped (the length is packed into 10 bits)
+MAX_NAME_CHARS = 1023  # names longer than this are skipped (the length is kept in 10 bits)
 _LEN_MASK = 1023
 _FLAG = 1024  # boundary keys: the key has a trailing sentinel; unspaced: the name needs an edge check
 # Boundary keys of one word (letters/digits only, one name): any occurrence of the key is that name
 # (letters/digits map to themselves), so the per-candidate verification is skipped. Most
 # candidates the automaton reports are such single words.
 _NOCHECK = 2048
-_SHIFT = 12
 
 # Characters of scripts written without spaces: each is a "word" by itself in unspaced mode.
 _UNSPACED_RANGES = (
@@ -141,8 +141,11 @@ class Matcher:
         self._key_cids: list[str | tuple[str, ...]] = []
         self._key_names: list[str | dict[str, str | tuple[str, ...]] | None] = []
         self._key_variants: dict[int, tuple[tuple[str, int, int], ...]] = {}
-        # STORE_INTS: the packed value lives inside the trie node (STORE_ANY would add one Python
-        # int object of 32 bytes per key, ~30 MB for 880k names).
+        # STORE_INTS: the key index lives inside the trie node (STORE_ANY would add one Python int
+        # object of 32 bytes per key, ~30 MB for 880k names). pyahocorasick's STORE_INTS values are
+        # 32-bit signed, so only the index is stored there; each key's length and flags are in
+        # ``_meta`` (2 bytes per key).
+        meta = array("H")
         auto = ahocorasick.Automaton(ahocorasick.STORE_INTS, ahocorasick.KEY_STRING)
         self.n_names = 0
         self.max_name_chars = 0
@@ -166,8 +169,8 @@ class Matcher:
                 key = (" " if lead else "") + boundary_map(name) + (" " if trail else "")
                 flag = _FLAG if trail else 0
             # The trie itself is the key -> index table (no second dict of 880k keys in memory).
-            packed = auto.get(key, -1)
-            if packed < 0:
+            idx = auto.get(key, -1)
+            if idx < 0:
                 idx = len(self._key_cids)
                 self._key_cids.append(cid)
                 # A name of letters/digits/spaces only, with a letter/digit at both ends, is its
@@ -175,9 +178,9 @@ class Matcher:
                 plain = not self.unspaced and lead and trail and boundary_map(name) == name
                 self._key_names.append(None if plain or self.unspaced else name)
                 one_word = plain and name.isalnum()
-                auto.add_word(key, (idx << _SHIFT) | (_NOCHECK if one_word else 0) | flag | n)
+                meta.append((_NOCHECK if one_word else 0) | flag | n)
+                auto.add_word(key, idx)
                 continue
-            idx = packed >> _SHIFT
             # Several names/concepts behind one key.
             if self.unspaced:
                 self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
@@ -190,8 +193,7 @@ class Matcher:
                     self._key_cids[idx] = _add_cid(self._key_cids[idx], cid)
                     continue
                 self._key_variants[idx] = ((known, len(known), int(known[-1].isalnum())),)
-                if packed & _NOCHECK:  # now shared by variants: verify again
-                    auto.add_word(key, packed & ~_NOCHECK)
+                meta[idx] &= ~_NOCHECK  # now shared by variants: verify again
                 known = {known: self._key_cids[idx]}
                 self._key_names[idx] = known
                 self._key_cids[idx] = ""
@@ -206,6 +208,7 @@ class Matcher:
         if self.n_keys:
             auto.make_automaton()
         self._auto = auto
+        self._meta = meta
 
     @classmethod
     def from_kb(cls, kb: KnowledgeBase, lang: str, **options: object) -> Matcher:
@@ -231,25 +234,28 @@ class Matcher:
         best: dict[int, int] = {}
         if self.unspaced:
             edges_ok = _edges_ok
-            for end, v in self._auto.iter(_byte_pairs(_ASTRAL.sub("\uffff", t))):
+            meta = self._meta
+            for end, idx in self._auto.iter(_byte_pairs(_ASTRAL.sub("\uffff", t))):
                 if end & 1:  # an even end is a key found across a character boundary
                     e = (end + 1) >> 1
+                    v = meta[idx]
                     s = e - (v & _LEN_MASK)
                     if v & _FLAG and not edges_ok(t, s, e):
                         continue
-                    best[s] = (e << 40) | (v >> _SHIFT)
+                    best[s] = (e << 40) | idx
         else:
             u = " " + boundary_map(t) + " "
             names = self._key_names
             get = best.get
-            for end, v in self._auto.iter(u):
+            meta = self._meta
+            for end, idx in self._auto.iter(u):
+                v = meta[idx]
                 if v & _NOCHECK:
                     s = end - (v & _LEN_MASK) - 1
-                    p = ((end - 1) << 40) | (v >> _SHIFT)
+                    p = ((end - 1) << 40) | idx
                     if p > get(s, 0):
                         best[s] = p
                     continue
-                idx = v >> _SHIFT
                 known = names[idx]
                 if known is None or known.__class__ is str:
                     n = v & _LEN_MASK
