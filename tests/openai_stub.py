@@ -105,31 +105,11 @@ def fake_zh(body: dict[str, Any]) -> str:
     return "".join(out) + "。"
 
 
-
 def stage_main(argv: list[str]) -> int:
-    """``kbioxlm translate`` / ``kbioxlm llm-eval`` exactly as the real command wires them.
+    """``kbioxlm translate`` / ``kbioxlm llm-eval`` through the real ``kbioxlm`` entry point."""
+    from kbioxlm.cli import main
 
-    The full ``kbioxlm`` parser imports every stage; these tests should not fail because another
-    stage's module is broken, so they build the same parser with only the two stages under test
-    (tests/test_llm_cli.py checks the real command registers them).
-    """
-    import argparse
-    import sys
-
-    from kbioxlm.errors import KbioxlmError
-    from kbioxlm.llm import cli as llm_cli
-    from kbioxlm.translate import cli as translate_cli
-
-    parser = argparse.ArgumentParser(prog="kbioxlm")
-    sub = parser.add_subparsers(dest="command", required=True)
-    translate_cli.register(sub)
-    llm_cli.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KbioxlmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return main(argv)
 
 
 if __name__ == "__main__":  # `python tests/openai_stub.py translate ...` (the kill/resume test)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -16,8 +15,7 @@ from transformers import (
     XLMRobertaForMaskedLM,
 )
 
-from kbioxlm.errors import KbioxlmError
-from kbioxlm.pretrain import cli as pretrain_cli
+from kbioxlm.cli import main
 from kbioxlm.pretrain.export import export_checkpoint
 from kbioxlm.pretrain.model import KnowledgeAnchoredModel
 
@@ -27,13 +25,8 @@ NOT_KEPT = [i for i in range(V) if i not in KEPT]
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="kbioxlm")
-    pretrain_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    try:
-        return int(args.func(args) or 0)
-    except KbioxlmError:
-        return 2
+    """Run a sub-command through the real ``kbioxlm`` entry point (one-line errors → exit 2)."""
+    return main(list(argv))
 
 
 def make_original(tmp_path, arch: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from kbioxlm.errors import KbioxlmError
-from kbioxlm.pretrain import cli as pretrain_cli
+from kbioxlm.cli import main
 from kbioxlm.pretrain.vocab import (
     count_token_frequencies,
     load_kept_ids,
@@ -24,14 +23,8 @@ from conftest import shared_path
 
 
 def run_cli(*argv: str) -> int:
-    """Run this stage's sub-commands the way ``kbioxlm`` does (KbioxlmError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="kbioxlm")
-    pretrain_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    try:
-        return int(args.func(args) or 0)
-    except KbioxlmError:
-        return 2
+    """Run a sub-command through the real ``kbioxlm`` entry point (one-line errors → exit 2)."""
+    return main(list(argv))
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
