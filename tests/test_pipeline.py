@@ -127,7 +127,10 @@ def test_pipeline_runs_every_step_then_skips_them(tiny: dict[str, Path], tmp_pat
     assert main(["pipeline", "--config", str(cfg_path), "--out", str(out)]) == 0
     third = capsys.readouterr().out
     ran = dict(RAN.findall(third))
-    assert set(ran) == {"pretrain.kb", "export.kb", "benchmark.kb", "benchmark.report"}, ran
+    # the report re-runs only when the re-benchmarked results differ (a tiny model may score the same)
+    assert {"pretrain.kb", "export.kb", "benchmark.kb"} <= set(ran) <= {
+        "pretrain.kb", "export.kb", "benchmark.kb", "benchmark.report"}, ran
+    assert not any(step.startswith(("kb.", "docs.", "corpus.")) for step in ran)
     assert ran["pretrain.kb"] == "settings or inputs changed"
     assert json.loads((out / "pretrain" / "kb" / "kbioxlm_config.json").read_text(encoding="utf-8"))["global_step"] == 3
 
