@@ -127,7 +127,7 @@ def run_demo(s: DemoSettings) -> dict[str, dict]:
 
     train_files = [corpus / f"{lvl}_{lang}.jsonl" for lvl in ("entity", "fact") for lang in ("en", "zh")]
     train_files += [corpus / "passage.jsonl", data["docs_en"], data["docs_zh"]]
-    steps = s.pretrain_steps or (300 if not s.model else 100)
+    steps = s.pretrain_steps or (1000 if not s.model else 100)
     ckpt = work / "pretrain"
     _cli("4/6 knowledge-anchored continued pretraining", [
         "pretrain", "--config", str(_tiny_config(work)),
@@ -150,7 +150,7 @@ def run_demo(s: DemoSettings) -> dict[str, dict]:
             "--lr", "1e-3" if not s.model else "5e-5"])
         results[name] = json.loads((out / "results.json").read_text(encoding="utf-8"))
 
-    table = _table(results)
+    table = _pretrain_table(ckpt / "eval.jsonl") + "\n\n" + _table(results)
     (work / "results.md").write_text(table + "\n", encoding="utf-8")
     print("\n" + table)
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; everything is under {work}")
@@ -165,6 +165,21 @@ def _tiny_config(work: Path) -> Path:
     path = work / "pretrain-demo.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _pretrain_table(eval_log: Path) -> str:
+    """Held-out accuracy before and after continued pretraining, per objective."""
+    evals = [json.loads(line) for line in eval_log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    first, last = evals[0], evals[-1]
+    rows = [
+        f"| held-out accuracy (%) | step {first['step']} | step {last['step']} |",
+        "|---|---|---|",
+    ]
+    for key, name in (("acc_mlm", "masked tokens, monolingual"), ("acc_entity", "masked entities"),
+                      ("acc_fact", "masked relations (facts)"), ("pair_acc", "passage relation")):
+        if key in first and key in last:
+            rows.append(f"| {name} | {100 * first[key]:.1f} | {100 * last[key]:.1f} |")
+    return "\n".join(rows)
 
 
 def _table(results: dict[str, dict]) -> str:
