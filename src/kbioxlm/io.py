@@ -39,6 +39,21 @@ def open_text(path: str | os.PathLike[str]) -> IO[str]:
         raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` of a UTF-8 text file; a decoding error names the file and line."""
+    with open_text(path) as fh:
+        lineno = 0
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise KbioxlmError(f"{where(path, lineno + 1)}: not valid UTF-8 ({exc.reason})") from exc
+            if not line:
+                return
+            lineno += 1
+            yield lineno, line
+
+
 def iter_jsonl(
     path: str | os.PathLike[str],
     validate: Callable[[dict[str, Any]], None] | None = None,
@@ -49,31 +64,22 @@ def iter_jsonl(
     ``validate`` raises ``ValueError`` with a reason; the reason is reported as ``file:line: reason``.
     With ``skip`` given, bad lines are counted and skipped instead of aborting.
     """
-    with open_text(path) as fh:
-        lineno = 0
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise KbioxlmError(f"{where(path, lineno + 1)}: not valid UTF-8 ({exc.reason})") from exc
-            if not line:
-                break
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict):
-                    raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
-                if validate is not None:
-                    validate(rec)
-            except (ValueError, TypeError) as exc:
-                reason = f"{where(path, lineno)}: {_reason(exc)}"
-                if skip is None:
-                    raise KbioxlmError(reason) from exc
-                skip.add(reason)
-                continue
-            yield lineno, rec
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+            if validate is not None:
+                validate(rec)
+        except (ValueError, TypeError) as exc:
+            reason = f"{where(path, lineno)}: {_reason(exc)}"
+            if skip is None:
+                raise KbioxlmError(reason) from exc
+            skip.add(reason)
+            continue
+        yield lineno, rec
 
 
 def _reason(exc: Exception) -> str:

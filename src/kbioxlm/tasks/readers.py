@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
-from ..io import iter_jsonl, open_text
+from ..io import iter_jsonl, iter_lines, open_text
 from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
 
 DOCSTART = "-DOCSTART-"
@@ -129,39 +129,30 @@ def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
             out.append({"id": rid, "lang": rlang, "tokens": tokens, "tags": tags})
         tokens, tags = [], []
 
-    with open_text(path) as fh:
-        lineno = 0
-        while True:
-            try:
-                raw = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise KbioxlmError(f"{where(path, lineno + 1)}: not valid UTF-8 ({exc.reason})") from exc
-            if not raw:
-                break
-            lineno += 1
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                flush()
-                continue
-            if line.startswith(DOCSTART):
-                flush()
-                rest = line[len(DOCSTART):].strip()
-                doc_id = rest or f"{path.name}:{lineno}"
-                used_doc = False
-                n_plain = 0
-                continue
-            parts = line.split("\t")
-            if len(parts) < 2:
-                parts = line.split()
-            if len(parts) < 2:
-                raise KbioxlmError(f"{where(path, lineno)}: expected 'token<TAB>tag', got {line[:60]!r}")
-            token, tag = parts[0], parts[-1].strip()
-            if not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
-                raise KbioxlmError(f"{where(path, lineno)}: invalid BIO tag {tag!r}")
-            if not token.strip():
-                raise KbioxlmError(f"{where(path, lineno)}: empty token")
-            tokens.append(token)
-            tags.append(tag)
+    for lineno, raw in iter_lines(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            flush()
+            continue
+        if line.startswith(DOCSTART):
+            flush()
+            rest = line[len(DOCSTART):].strip()
+            doc_id = rest or f"{path.name}:{lineno}"
+            used_doc = False
+            n_plain = 0
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2:
+            parts = line.split()
+        if len(parts) < 2:
+            raise KbioxlmError(f"{where(path, lineno)}: expected 'token<TAB>tag', got {line[:60]!r}")
+        token, tag = parts[0], parts[-1].strip()
+        if not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
+            raise KbioxlmError(f"{where(path, lineno)}: invalid BIO tag {tag!r}")
+        if not token.strip():
+            raise KbioxlmError(f"{where(path, lineno)}: empty token")
+        tokens.append(token)
+        tags.append(tag)
     flush()
     if not out:
         raise KbioxlmError(f"{path}: no sentences found (expected CoNLL 'token<TAB>tag' lines or NER JSONL)")
