@@ -157,3 +157,93 @@ def test_train_batches_cover_every_example_once() -> None:
     # grouping: within a batch lengths are close (sorted windows), so padding is small
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in again) / len(again)
     assert spread < 20
+
+
+def test_dc_normalized_head_with_head_lr_saves_head(tmp_path: Path, tiny_model: str) -> None:
+    recs = [{"id": str(i), "lang": "en", "text": f"abstract {i} about hallmark {i % 3} .",
+             "label": [int(i % 3 == j) for j in range(3)]} for i in range(13)]  # 13: last batch of one
+    cfg = FinetuneConfig(task="dc", model=tiny_model, train=recs, dev=recs[:4], test=recs[:5], head="normalized",
+                         head_lr=1e-2, out=str(tmp_path / "out"), epochs=1, batch_size=4, save_model=True,
+                         progress=False)
+    res = run_finetune(cfg)
+    _check_results(tmp_path / "out", "dc", 5)
+    assert res["config"]["head"] == "normalized" and res["config"]["head_lr"] == 1e-2
+    import torch
+
+    head = torch.load(tmp_path / "out" / "model" / "seqcls_head.pt")
+    assert head["multilabel"] is True
+    assert head["state"]["classifier.weight"].shape[0] == 3 and "norm.running_mean" in head["state"]
+    assert (tmp_path / "out" / "model" / "config.json").exists()
+    with pytest.raises(KbioxlmError, match="unknown head"):
+        run_finetune(FinetuneConfig(task="dc", model=tiny_model, train=recs, test=recs[:2], head="pooler",
+                                    out=str(tmp_path / "bad"), epochs=1, progress=False))
+
+
+def test_seqcls_model_reports_the_parameters_the_checkpoint_lacks(tiny_model: str) -> None:
+    from kbioxlm.tasks.seqcls import build_normalized_model, build_seqcls_model
+
+    model, new = build_seqcls_model(tiny_model, 2, multilabel=False, classifier_dropout=0.0)
+    names = {n for n, _ in model.named_parameters()}
+    assert new and new <= names and all(n.startswith("classifier.") for n in new)
+    assert model.config.classifier_dropout == 0.0
+    model, new = build_normalized_model(tiny_model, 4, multilabel=True)
+    assert new == {"classifier.weight", "classifier.bias"}
+
+
+class _ConstantishEncoder:
+    """Stands in for an embedding-trained encoder: every input maps to one large common vector plus a
+    small label-dependent offset, the regime where a raw linear head learns only the prior."""
+
+    def __init__(self, hidden: int) -> None:
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.common = torch.randn(hidden, generator=g) * 10.0
+        self.signal = torch.randn(hidden, generator=g) * 0.2
+        self.config = argparse.Namespace(hidden_size=hidden)
+
+
+def test_normalized_head_learns_small_offsets_a_raw_head_misses() -> None:
+    import torch
+
+    from kbioxlm.tasks.seqcls import NormalizedPoolingClassifier
+
+    torch.manual_seed(0)
+    fake = _ConstantishEncoder(16)
+
+    class Enc(torch.nn.Module):
+        config = fake.config
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> argparse.Namespace:
+            y = input_ids[:, :1].float()  # token 0 carries the label
+            noise = torch.randn(input_ids.shape[0], 1, 16) * 0.05
+            h = fake.common + y.unsqueeze(-1) * fake.signal + noise
+            return argparse.Namespace(last_hidden_state=h.expand(-1, input_ids.shape[1], -1))
+
+    def train(model: torch.nn.Module, forward: object) -> float:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(60):
+            y = torch.randint(0, 2, (8,))
+            ids = torch.cat([y[:, None], torch.ones(8, 3, dtype=torch.long)], 1)
+            loss = forward(ids, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        y = torch.arange(64) % 2
+        ids = torch.cat([y[:, None], torch.ones(64, 3, dtype=torch.long)], 1)
+        with torch.no_grad():
+            return float((forward(ids, None).argmax(-1) == y).float().mean())
+
+    net = NormalizedPoolingClassifier(Enc(), 2, multilabel=False, dropout=0.0)
+    acc_norm = train(net, lambda ids, y: net(ids, torch.ones_like(ids), y).loss if y is not None
+                     else net(ids, torch.ones_like(ids)).logits)
+    raw = torch.nn.Linear(16, 2)
+    enc = Enc()
+
+    def raw_forward(ids: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        logits = raw(enc.forward(ids, torch.ones_like(ids)).last_hidden_state.mean(1))
+        return torch.nn.functional.cross_entropy(logits, y) if y is not None else logits
+
+    acc_raw = train(raw, raw_forward)
+    assert acc_norm >= 0.95 and acc_raw <= 0.7, (acc_norm, acc_raw)

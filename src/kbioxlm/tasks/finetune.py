@@ -64,6 +64,17 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     crf_lr: float = 1e-3  # CRF transitions start near 0 and need a larger step than the encoder
+    # Parameters the checkpoint lacks (the task's classifier; BERT's pooler when, as in e5, it was not
+    # saved) start random: on small training sets at the encoder's rate they barely move before the
+    # schedule decays, and a multi-label head then predicts nothing (HoC micro-F1 0). None = ``lr``.
+    head_lr: float | None = None
+    # RE/DC: dropout on the pooled vector before the classifier (None = the checkpoint's default).
+    # An encoder trained for embeddings (e5) varies little between inputs along any one dimension;
+    # 10% dropout noise can drown that signal while the head is still random.
+    classifier_dropout: float | None = None
+    # RE/DC head: "model" = the architecture's own (paper); "normalized" = mean pooling + per-dimension
+    # standardisation, for embedding-trained encoders on small training sets (see tasks/seqcls.py).
+    head: str = "model"
     max_grad_norm: float = 1.0
     group_by_length: bool = True
     merge_adjacent_unspaced: bool = True  # NER, unspaced languages: B-X right after X continues it
@@ -150,6 +161,9 @@ class _NERTask:
 
         return EncoderCRFTagger.from_pretrained(self.cfg.model, self.labels)
 
+    def is_new(self, name: str) -> bool:
+        return name.startswith("classifier.")
+
     def length(self, enc: Any) -> int:
         return len(enc.input_ids)
 
@@ -216,7 +230,16 @@ class _SeqClsTask:
     def build_model(self) -> Any:
         from .seqcls import build_seqcls_model
 
-        return build_seqcls_model(self.cfg.model, self.num_labels, self.multilabel)
+        from .seqcls import build_normalized_model
+
+        if self.cfg.head not in ("model", "normalized"):
+            raise KbioxlmError(f"unknown head {self.cfg.head!r} (expected 'model' or 'normalized')")
+        build = build_normalized_model if self.cfg.head == "normalized" else build_seqcls_model
+        model, self.new_params = build(self.cfg.model, self.num_labels, self.multilabel, self.cfg.classifier_dropout)
+        return model
+
+    def is_new(self, name: str) -> bool:
+        return name in self.new_params
 
     def length(self, enc: Any) -> int:
         return len(enc.input_ids)
@@ -339,12 +362,14 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise KbioxlmError(f"cannot load model {cfg.model!r}: {exc}") from exc
     model.to(device)
 
-    decay, no_decay, crf = [], [], []
+    decay, no_decay, crf, head = [], [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if name.startswith("crf."):
             crf.append(p)
+        elif cfg.head_lr is not None and task.is_new(name):
+            head.append(p)
         elif p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or task.no_decay(name):
             no_decay.append(p)
         else:
@@ -352,6 +377,8 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if crf:
         groups.append({"params": crf, "weight_decay": 0.0, "lr": cfg.crf_lr})
+    if head:
+        groups.append({"params": head, "weight_decay": cfg.weight_decay, "lr": cfg.head_lr})
     optim = torch.optim.AdamW(groups, lr=cfg.lr)
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs

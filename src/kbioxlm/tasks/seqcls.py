@@ -8,6 +8,17 @@
   explicitly (so transformers uses BCE-with-logits even when a batch happens to look single-label),
   and a label is predicted when its sigmoid is >= 0.5.
 
+Two heads (``FinetuneConfig.head``):
+
+* ``model``: the architecture's own head (``AutoModelForSequenceClassification``: BERT's pooler on
+  the first token, XLM-R's dense + out_proj), as the paper uses.
+* ``normalized``: masked mean of the last hidden states, standardised per dimension with running
+  batch statistics (``BatchNorm1d`` without affine), dropout, linear. Encoders trained for sentence
+  embeddings (e5) give pooled vectors that differ between inputs by ~2% of their norm along every
+  dimension; a fresh linear head sees nearly constant input and, on a few hundred examples, learns
+  only the label prior (HoC micro-F1 0 with the ``model`` head). Measured on 300 HoC abstracts with
+  frozen e5-small features and the same Adam budget: micro-F1 0 raw vs 37 standardised.
+
 Texts longer than ``max_length`` pieces are truncated (HoC abstracts: the head of the abstract is
 kept); the truncation count is logged by the trainer.
 """
@@ -53,14 +64,86 @@ def collate_seqcls(batch: list[SeqClsEncoding], pad_id: int, multilabel: bool) -
     return {"input_ids": ids, "attention_mask": att, "labels": labels}
 
 
-def build_seqcls_model(model: str, num_labels: int, multilabel: bool) -> Any:
-    """Load any encoder with a fresh classification head of ``num_labels`` outputs."""
+def build_seqcls_model(model: str, num_labels: int, multilabel: bool,
+                       classifier_dropout: float | None = None) -> tuple[Any, set[str]]:
+    """Load any encoder with a fresh classification head of ``num_labels`` outputs.
+
+    Also returns the names of the parameters the checkpoint did not provide, so the trainer can give
+    the randomly initialised ones their own learning rate."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(model)
     config.num_labels = num_labels
     config.problem_type = "multi_label_classification" if multilabel else "single_label_classification"
-    return AutoModelForSequenceClassification.from_pretrained(model, config=config)
+    if classifier_dropout is not None:
+        config.classifier_dropout = classifier_dropout
+    loaded, info = AutoModelForSequenceClassification.from_pretrained(model, config=config, output_loading_info=True)
+    return loaded, set(info.get("missing_keys", ()))
+
+
+@dataclass
+class SeqClsOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+
+
+class NormalizedPoolingClassifier(torch.nn.Module):
+    """Encoder -> masked mean -> per-dimension standardisation -> dropout -> linear (see module doc)."""
+
+    def __init__(self, encoder: Any, num_labels: int, multilabel: bool, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.multilabel = multilabel
+        hidden = encoder.config.hidden_size
+        self.norm = torch.nn.BatchNorm1d(hidden, affine=False)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.classifier = torch.nn.Linear(hidden, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None) -> SeqClsOutput:
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        if self.training and pooled.shape[0] == 1:  # batch statistics need two rows: use the running ones
+            self.norm.eval()
+            z = self.norm(pooled)
+            self.norm.train()
+        else:
+            z = self.norm(pooled)
+        logits = self.classifier(self.dropout(z))
+        loss = None
+        if labels is not None:
+            if self.multilabel:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+        return SeqClsOutput(loss, logits)
+
+    def save_pretrained(self, path: Any) -> None:
+        """Encoder in Hugging Face format plus ``seqcls_head.pt`` (norm statistics and classifier)."""
+        from pathlib import Path
+
+        self.encoder.save_pretrained(path)
+        head = {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        torch.save({"multilabel": self.multilabel, "state": head}, Path(path) / "seqcls_head.pt")
+
+
+def build_normalized_model(model: str, num_labels: int, multilabel: bool,
+                           dropout: float | None = None) -> tuple[Any, set[str]]:
+    """The ``normalized`` head on any ``AutoModel`` encoder; every head parameter is new."""
+    from transformers import AutoModel
+
+    net = NormalizedPoolingClassifier(AutoModel.from_pretrained(model, add_pooling_layer=False)
+                                      if _has_pooler_arg(model) else AutoModel.from_pretrained(model),
+                                      num_labels, multilabel, 0.1 if dropout is None else dropout)
+    return net, {n for n, _ in net.named_parameters() if not n.startswith("encoder.")}
+
+
+def _has_pooler_arg(model: str) -> bool:
+    """BERT/RoBERTa-style encoders take ``add_pooling_layer``; the pooler is unused here."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model).model_type in {"bert", "roberta", "xlm-roberta"}
 
 
 @torch.no_grad()
