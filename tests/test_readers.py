@@ -39,7 +39,7 @@ def test_chinese_file_language_is_per_file(tmp_path: Path) -> None:
 
 def test_conll_malformed_line_reports_file_and_line(tmp_path: Path) -> None:
     p = _write(tmp_path, "bad.txt", "-DOCSTART-\t1\n\nfoo\tO\nbar\tX-ADE\n")
-    with pytest.raises(KbioxlmError, match=r"bad\.txt:4: invalid BIO tag"):
+    with pytest.raises(KbioxlmError, match=r"bad\.txt:4: bad tag 'X-ADE'"):
         read_ner(p)
     p = _write(tmp_path, "bad2.txt", "foo\tO\nlonely\n")
     with pytest.raises(KbioxlmError, match=r"bad2\.txt:2: expected"):

@@ -1,14 +1,7 @@
-"""A tiny reader for the CoNLL NER files ``kb mine-pairs`` aligns.
+"""CoNLL NER files as ``kb mine-pairs`` aligns them: whole documents by id, and their entities.
 
-Deliberately separate from the task readers (``kbioxlm.tasks``): the KB stage only needs document
-ids and entity strings, and must not depend on another stage's package. Format::
-
-    -DOCSTART-<TAB><doc id>
-    <blank>
-    token<TAB>BIO-tag
-    ...
-    <blank>
-    -DOCSTART-<TAB><next doc id>
+The line format is :mod:`kbioxlm.conll` (shared with the task readers); this module groups lines
+into documents, which must all have an id (``-DOCSTART-<TAB><id>``), each id once.
 """
 
 from __future__ import annotations
@@ -16,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..conll import iter_conll
 from ..errors import KbioxlmError, where
 from ..schema import is_unspaced
 from .importing import iter_lines
@@ -35,26 +29,19 @@ def read_conll_docs(path: str | os.PathLike[str]) -> dict[str, list[tuple[str, s
     """Document id → its ``(token, tag)`` list, in file order; duplicate ids and bad lines are errors."""
     docs: dict[str, list[tuple[str, str]]] = {}
     current: list[tuple[str, str]] | None = None
-    for lineno, line in iter_lines(path):
-        if not line.strip():
+    for row in iter_conll(path, iter_lines(path)):
+        if row.kind == "blank":
             continue
-        cells = line.split("\t")
-        if cells[0] == "-DOCSTART-":
-            doc_id = cells[1].strip() if len(cells) > 1 else ""
-            if not doc_id:
-                raise KbioxlmError(f"{where(path, lineno)}: -DOCSTART- line without a document id")
-            if doc_id in docs:
-                raise KbioxlmError(f"{where(path, lineno)}: duplicate document id {doc_id!r}")
-            current = docs[doc_id] = []
+        if row.kind == "doc":
+            if not row.text:
+                raise KbioxlmError(f"{where(path, row.lineno)}: -DOCSTART- line without a document id")
+            if row.text in docs:
+                raise KbioxlmError(f"{where(path, row.lineno)}: duplicate document id {row.text!r}")
+            current = docs[row.text] = []
             continue
-        if len(cells) != 2:
-            raise KbioxlmError(f"{where(path, lineno)}: expected token<TAB>tag, got {len(cells)} column(s)")
-        token, tag = cells[0], cells[1].strip()
-        if tag != "O" and not (tag[:2] in {"B-", "I-"} and len(tag) > 2):
-            raise KbioxlmError(f"{where(path, lineno)}: bad tag {tag!r} (expected O, B-<type> or I-<type>)")
         if current is None:
-            raise KbioxlmError(f"{where(path, lineno)}: token before the first -DOCSTART- line")
-        current.append((token, tag))
+            raise KbioxlmError(f"{where(path, row.lineno)}: token before the first -DOCSTART- line")
+        current.append((row.text, row.tag))
     return docs
 
 

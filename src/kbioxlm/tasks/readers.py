@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..conll import DOCSTART, iter_conll
 from ..errors import KbioxlmError, where
-from ..io import iter_jsonl, iter_lines, open_text
+from ..io import iter_jsonl, open_text
 from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
 
-DOCSTART = "-DOCSTART-"
 
 
 def _is_han(ch: str) -> bool:
@@ -129,30 +129,17 @@ def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
             out.append({"id": rid, "lang": rlang, "tokens": tokens, "tags": tags})
         tokens, tags = [], []
 
-    for lineno, raw in iter_lines(path):
-        line = raw.rstrip("\r\n")
-        if not line.strip():
+    for row in iter_conll(path):
+        if row.kind == "blank":
             flush()
-            continue
-        if line.startswith(DOCSTART):
+        elif row.kind == "doc":
             flush()
-            rest = line[len(DOCSTART):].strip()
-            doc_id = rest or f"{path.name}:{lineno}"
+            doc_id = row.text or f"{path.name}:{row.lineno}"
             used_doc = False
             n_plain = 0
-            continue
-        parts = line.split("\t")
-        if len(parts) < 2:
-            parts = line.split()
-        if len(parts) < 2:
-            raise KbioxlmError(f"{where(path, lineno)}: expected 'token<TAB>tag', got {line[:60]!r}")
-        token, tag = parts[0], parts[-1].strip()
-        if not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
-            raise KbioxlmError(f"{where(path, lineno)}: invalid BIO tag {tag!r}")
-        if not token.strip():
-            raise KbioxlmError(f"{where(path, lineno)}: empty token")
-        tokens.append(token)
-        tags.append(tag)
+        else:
+            tokens.append(row.text)
+            tags.append(row.tag)
     flush()
     if not out:
         raise KbioxlmError(f"{path}: no sentences found (expected CoNLL 'token<TAB>tag' lines or NER JSONL)")

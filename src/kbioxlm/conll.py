@@ -1,0 +1,62 @@
+"""The CoNLL NER line format, shared by the KB stage (``kb mine-pairs``) and the task readers.
+
+Only the line level lives here (what a line is, which tags are valid, where an error is); how lines
+group into sentences or documents is each caller's business: the task readers split sentences at
+blank lines, ``mine-pairs`` aligns whole documents by id. Format::
+
+    -DOCSTART-<TAB><doc id>
+    <blank>
+    token<TAB>BIO-tag          (or token<space>...<space>tag: the last column is the tag)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from .errors import KbioxlmError, where
+from .io import iter_lines
+
+DOCSTART = "-DOCSTART-"
+
+
+class ConllLine(NamedTuple):
+    """One line: ``kind`` is ``doc`` (``text`` = the id after ``-DOCSTART-``, maybe empty), ``blank``
+    or ``token`` (``text`` = the token, ``tag`` = its BIO tag)."""
+
+    lineno: int
+    kind: str
+    text: str = ""
+    tag: str = ""
+
+
+def is_bio_tag(tag: str) -> bool:
+    return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
+
+
+def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | None = None) -> Iterator[ConllLine]:
+    """Classified lines of a CoNLL file; a malformed line raises ``file:line: reason``.
+
+    ``lines``: ``(line number, line)`` pairs to read instead of the file (e.g. a reader with a
+    progress bar); ``path`` still names the file in errors.
+    """
+    for lineno, raw in iter_lines(path) if lines is None else lines:
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            yield ConllLine(lineno, "blank")
+            continue
+        if line.startswith(DOCSTART):
+            yield ConllLine(lineno, "doc", line[len(DOCSTART):].strip())
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2:
+            parts = line.split()
+        if len(parts) < 2:
+            raise KbioxlmError(f"{where(path, lineno)}: expected 'token<TAB>tag', got {line[:60]!r}")
+        token, tag = parts[0], parts[-1].strip()
+        if not is_bio_tag(tag):
+            raise KbioxlmError(f"{where(path, lineno)}: bad tag {tag!r} (expected O, B-<type> or I-<type>)")
+        if not token.strip():
+            raise KbioxlmError(f"{where(path, lineno)}: empty token")
+        yield ConllLine(lineno, "token", token, tag)
