@@ -296,7 +296,7 @@ def measure_memory(kb_path: str, lang: str) -> None:
     gc.collect()
     after = rss_mb()
     print(json.dumps({"lang": lang, "names": m.n_names, "keys": m.n_keys, "build_s": round(secs, 1),
-                      "rss_delta_mb": round(after - before), "automaton_mb": round(m._auto.get_stats()["total_size"] / 2**20)}))
+                      "rss_delta_mb": round(after - before)}))
 
 
 def main() -> None:

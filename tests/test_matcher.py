@@ -12,9 +12,9 @@ from kbioxlm.kb.store import KnowledgeBase
 ALPHABETS = {
     # Latin letters in two cases, digits, spaces and punctuation: exercises word boundaries,
     # punctuation-variant keys ("a-b" vs "a b") and case folding.
-    "en": "abAB -.'1é",
+    "en": "abAB -.'1é_\x00",  # "_" is no word character (str.isalnum); a text's own NUL is no sentinel
     # CJK characters mixed with Latin letters/digits and Chinese punctuation.
-    "zh": "甲乙丙丁aB1 。",
+    "zh": "甲乙丙丁aB1 。😀_",  # an astral character: offsets are code points
 }
 
 

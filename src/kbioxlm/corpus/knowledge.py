@@ -99,10 +99,7 @@ class Knowledge:
         for s, e, k in spans:
             info = cache[k]
             if info is None:
-                fixed = matcher.key_concepts(k)
-                info = _choose(fixed or matcher.concepts_of(text, s, e, k), self.names[self.other(lang)])
-                if fixed is not None:
-                    cache[k] = info
+                info = cache[k] = _choose(matcher.key_concepts(k), self.names[self.other(lang)])
             append((s, e, *info))
         return out
 
@@ -117,10 +114,7 @@ class Knowledge:
         for s, e, k in spans:
             c = cache[k]
             if c is None:
-                fixed = matcher.key_concepts(k)
-                c = (fixed or matcher.concepts_of(text, s, e, k))[0]
-                if fixed is not None:
-                    cache[k] = c
+                c = cache[k] = matcher.key_concepts(k)[0]
             append((s, e, c))
         return out
 
