@@ -18,32 +18,12 @@ from .runner import js
 
 Entity = dict[str, Any]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_SPAN = '{"start":%d,"end":%d,"concept":%s'
-
-
-def entity_candidates(doc: dict[str, Any], know: Knowledge, spans: list | None = None) -> tuple[list[tuple[int, int, str, str | None, str]], str]:
-    """Matches of ``doc`` as ``(start, end, concept, target name or None, concept as JSON)`` and the
-    other language.
-
-    The concept is the first (smallest) of the matched name's concepts that has a name in the other
-    language, else the smallest; the target name (``None``: not switchable) is that name.
-    ``spans``: the matcher's ``find_spans`` of the text when the caller already has them.
-    """
-    lang = doc["lang"]
-    text = doc["text"]
-    if spans is None:
-        spans = know.matchers[lang].find_spans(text)
-    return know.entity_concepts(lang, text, spans), know.other(lang)
 
 
 def count_switchable(doc: dict[str, Any], know: Knowledge) -> int:
     """How many switches ``doc`` can take (at most ``max_switches``): the balance pass."""
-    cands, _ = entity_candidates(doc, know)
-    n = 0
-    for c in cands:
-        if c[3] is not None:
-            n += 1
-    return min(know.options.max_switches, n)
+    infos = know.entity_infos(doc["lang"], know.matchers[doc["lang"]].find_spans(doc["text"]))
+    return min(know.options.max_switches, sum(1 for info in infos if info[0] is not None))
 
 
 def build_entity_line(
@@ -53,43 +33,44 @@ def build_entity_line(
     switches and of entities.
 
     Up to ``quota`` switchable entities, drawn with ``rng``, are replaced by the other language's
-    preferred name; spans of all entities are recomputed for the new text.
+    preferred name; spans of all entities are recomputed for the new text. ``spans``: the
+    matcher's ``find_spans`` of the text when the caller already has them.
     """
-    cands, other = entity_candidates(doc, know, spans)
-    if not cands:
-        return None, 0, 0
-    switchable = [i for i, c in enumerate(cands) if c[3] is not None]
-    k = min(quota, len(switchable))
-    chosen = set(rng.sample(switchable, k)) if k else ()
     text = doc["text"]
     lang = doc["lang"]
-    keep_tail = ',"lang":%s,"switched":false}' % js(lang)
-    switch_tail = ',"lang":%s,"switched":true}' % js(other)
-    pieces: list[str] = []
-    ents: list[str] = []
-    add_piece = pieces.append
-    add_ent = ents.append
-    pos = 0  # in the old text
-    shift = 0  # new offset - old offset
-    for i, (s, e, _cid, name, cid_js) in enumerate(cands):
-        if i in chosen:
-            add_piece(text[pos:s])
-            add_piece(name)
-            ns = s + shift
-            shift += len(name) - (e - s)
-            add_ent(_SPAN % (ns, e + shift, cid_js) + switch_tail)
-            pos = e
-        elif shift:
-            add_ent(_SPAN % (s + shift, e + shift, cid_js) + keep_tail)
-        else:
-            add_ent(_SPAN % (s, e, cid_js) + keep_tail)
-    if pieces:
+    if spans is None:
+        spans = know.matchers[lang].find_spans(text)
+    if not spans:
+        return None, 0, 0
+    infos = know.entity_infos(lang, spans)
+    switchable = [i for i, info in enumerate(infos) if info[0] is not None]
+    k = min(quota, len(switchable))
+    if not k:
+        ents = [info[1] % (s, e) for (s, e, _k), info in zip(spans, infos)]
+        new_text = text
+    else:
+        chosen = set(rng.sample(switchable, k))
+        pieces: list[str] = []
+        ents = []
+        add_piece = pieces.append
+        add_ent = ents.append
+        pos = 0  # in the old text
+        shift = 0  # new offset - old offset
+        for i, ((s, e, _k), info) in enumerate(zip(spans, infos)):
+            if i in chosen:
+                name = info[0]
+                add_piece(text[pos:s])
+                add_piece(name)
+                ns = s + shift
+                shift += len(name) - (e - s)
+                add_ent(info[2] % (ns, e + shift))
+                pos = e
+            else:
+                add_ent(info[1] % (s + shift, e + shift))
         pieces.append(text[pos:])
         new_text = "".join(pieces)
-    else:
-        new_text = text
     head = _encode({"id": doc["id"], "lang": lang, "text": new_text, "task": "entity"})
-    return head[:-1] + ',"entities":[' + ",".join(ents) + "]}", k, len(cands)
+    return head[:-1] + ',"entities":[' + ",".join(ents) + "]}", k, len(spans)
 
 
 def build_entity_record(doc: dict[str, Any], know: Knowledge, rng: random.Random, quota: int) -> tuple[dict | None, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
+from itertools import repeat
 from typing import Any
 
 from .knowledge import Knowledge, joiner
@@ -39,17 +40,15 @@ def build_fact_lines(doc: dict[str, Any], know: Knowledge, spans: list | None = 
         spans = know.matchers[lang].find_spans(text)
     if len(spans) < 2:
         return []
-    spans = know.first_concepts(lang, text, spans)
-    tails_of = know.tails
+    concepts = know.first_concepts(lang, spans)
     # Most documents hold no related pair at all: check that on the whole document before the
     # sentence split and the per-window work (a window's facts are a subset of the document's).
-    seen = {c for _s, _e, c in spans}
-    for c in seen:
-        outs = tails_of.get(c)
-        if outs is not None and any(t in seen and t != c for t in outs):
-            break
-    else:
+    # All in C (map/isdisjoint): this runs for every document. Tails never include their head.
+    tails_of = know.tails
+    seen = set(concepts)
+    if all(map(seen.isdisjoint, map(tails_of.get, seen, repeat(())))):
         return []
+    spans = [(s, e, c) for (s, e, _k), c in zip(spans, concepts)]
     fact_lang = know.other(lang) if opts.fact_lang == "target" else lang
     names = know.names[fact_lang]
     sents = split_sentences(text)

@@ -47,7 +47,6 @@ class Knowledge:
     # Per matcher and key: what the builders derive from the key's concepts, filled on first
     # sight (a list of n_keys slots: 8 bytes per key, no per-document KB work).
     _entity_keys: dict[object, list] = field(default_factory=dict, repr=False)
-    _first_keys: dict[object, list] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, options: BuildOptions, source_langs: tuple[str, ...]) -> Knowledge:
@@ -82,41 +81,43 @@ class Knowledge:
         o = self.options
         return o.target_lang if lang == o.lang else o.lang
 
-    def entity_concepts(self, lang: str, text: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, str, str | None, str]]:
-        """Matches ``(start, end, key)`` of a ``lang`` text as ``(start, end, concept, target name,
-        concept as a JSON literal)``.
+    def entity_infos(self, lang: str, spans: list[tuple[int, int, int]]) -> list[tuple[str | None, str, str, str]]:
+        """Per match ``(start, end, key)`` of a ``lang`` text: ``(target name, kept-entity format,
+        switched-entity format, smallest concept)``.
 
         The concept is the first (smallest) of the key's concepts that has a preferred name in the
         other language, else the smallest; the target name is that name, or ``None`` (not
-        switchable). Cached per key: the KB is not consulted per document.
+        switchable). The two formats are the entity's JSON object with ``%d`` for start and end.
+        Cached per key, filled on first sight: the KB is not consulted per document, and the
+        per-entity work of a build is one list look-up and one ``%`` (matches come every few
+        characters with a large KB, so this is the build's inner loop).
         """
         matcher = self.matchers[lang]
         cache = self._entity_keys.get(matcher)  # per matcher: a benchmark swaps in another one
         if cache is None:
             cache = self._entity_keys[matcher] = [None] * matcher.n_keys
-        out = []
-        append = out.append
-        for s, e, k in spans:
-            info = cache[k]
-            if info is None:
-                info = cache[k] = _choose(matcher.key_concepts(k), self.names[self.other(lang)])
-            append((s, e, *info))
-        return out
+        infos = [cache[sp[2]] for sp in spans]
+        if None in infos:
+            other = self.other(lang)
+            targets = self.names[other]
+            keep = ',"lang":%s,"switched":false}' % _json_str(lang)
+            switch = ',"lang":%s,"switched":true}' % _json_str(other)
+            for i, info in enumerate(infos):
+                if info is None:
+                    k = spans[i][2]
+                    info = cache[k]
+                    if info is None:
+                        cids = matcher.key_concepts(k)
+                        _cid, name, cid_js = _choose(cids, targets)
+                        head = '{"start":%d,"end":%d,"concept":' + cid_js.replace("%", "%%")
+                        info = cache[k] = (name, head + keep, head + switch, cids[0])
+                    infos[i] = info
+        return infos
 
-    def first_concepts(self, lang: str, text: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, str]]:
-        """Matches ``(start, end, key)`` as ``(start, end, smallest concept)`` (the fact builder's view)."""
-        matcher = self.matchers[lang]
-        cache = self._first_keys.get(matcher)  # per matcher: a benchmark swaps in another one
-        if cache is None:
-            cache = self._first_keys[matcher] = [None] * matcher.n_keys
-        out = []
-        append = out.append
-        for s, e, k in spans:
-            c = cache[k]
-            if c is None:
-                c = cache[k] = matcher.key_concepts(k)[0]
-            append((s, e, c))
-        return out
+    def first_concepts(self, lang: str, spans: list[tuple[int, int, int]]) -> list[str]:
+        """The smallest concept of each match ``(start, end, key)``: the fact builder's view. From
+        the entity cache, which a combined build has just read for the same matches."""
+        return [info[3] for info in self.entity_infos(lang, spans)]
 
     def relation_name(self, rel: str, lang: str) -> str:
         """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""
