@@ -7,7 +7,7 @@ Why this shape (DESIGN.md section 4; deviation noted in docs/design.md):
   (``MatchKind.LeftmostLongest``), so Python sees only the selected matches. pyahocorasick, used
   before, reports every candidate (its ``iter_long`` returned wrong matches on Chinese here), and
   the selection in Python cost more than the walk. Measured on the 880k-name benchmark KB:
-  matching 1.9x (EN) and 2.3x (ZH) faster, automaton memory 269 / 222 MB instead of 922 / 526 MB,
+  matching 2.1x (EN) and 1.9x (ZH) faster, matcher memory 457 / 387 MB instead of 922 / 526 MB,
   identical spans.
 * Word boundaries without per-candidate checks: text and names get a sentinel ``\x00`` before
   and after every run of word characters (:func:`mark_words`). A name's marked form then occurs
