@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import KbioxlmError
 from ..llm.client import ChatClient
 from ..llm.templates import lang_name, load_template
-from ..schema import is_unspaced
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..kb.matcher import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ class KBBackend:
         self.kb = KnowledgeBase(kb_path)
         self.model = str(kb_path)
         self._memo: dict[tuple[str, str, str], str | None] = {}
-        self._automata: dict[tuple[str, str], object] = {}
+        self._matchers: dict[str, Matcher] = {}  # per source language
 
     def version(self, kind: str) -> str:
         # The KB's content is part of the answer: a changed KB (re-import) must not hit old cache rows.
@@ -209,35 +211,16 @@ class KBBackend:
         return _respace("".join(out), target_lang)
 
     def _substitute_text(self, text: str, source_lang: str, target_lang: str) -> str:
-        import ahocorasick
+        """Replace every KB name found in running text (the corpus builders' matcher: longest-leftmost,
+        whole words) by its target-language name; placeholders such as ``@GENE$`` are left alone."""
+        from ..kb.matcher import Matcher
 
-        akey = (source_lang, target_lang)
-        if akey not in self._automata:
-            auto = ahocorasick.Automaton()
-            for name, _cid, _pref in self.kb.iter_names(source_lang):
-                k = name.lower()
-                if len(k) >= 2 and k not in auto:
-                    auto.add_word(k, len(k))
-            if len(auto):
-                auto.make_automaton()
-            self._automata[akey] = auto
-        auto = self._automata[akey]
-        low = text.lower()
-        spaced = not is_unspaced(source_lang)
-        cands: list[tuple[int, int]] = []
-        if len(auto):  # type: ignore[arg-type]
-            for end, length in auto.iter(low):  # type: ignore[attr-defined]
-                s, e = end - length + 1, end + 1
-                if spaced and ((s > 0 and low[s - 1].isalnum()) or (e < len(low) and low[e].isalnum())):
-                    continue
-                cands.append((s, e))
-        # Greedy longest-leftmost, non-overlapping (iter() + selection, see DESIGN.md section 4).
-        cands.sort(key=lambda se: (se[0], -(se[1] - se[0])))
+        matcher = self._matchers.get(source_lang)
+        if matcher is None:
+            matcher = self._matchers[source_lang] = Matcher.from_kb(self.kb, source_lang)
         out: list[str] = []
         cur = 0
-        for s, e in cands:
-            if s < cur:
-                continue
+        for s, e, _key in matcher.find_spans(text):
             name = self.lookup(text[s:e], source_lang, target_lang)
             if name is None or "@" in text[max(0, s - 1) : e + 1]:
                 continue
