@@ -247,3 +247,34 @@ def test_normalized_head_learns_small_offsets_a_raw_head_misses() -> None:
 
     acc_raw = train(raw, raw_forward)
     assert acc_norm >= 0.95 and acc_raw <= 0.7, (acc_norm, acc_raw)
+
+
+def test_adapt_norm_uses_the_evaluated_inputs_statistics_then_restores(tmp_path: Path, tiny_model: str) -> None:
+    import torch
+
+    from kbioxlm.tasks.seqcls import build_normalized_model
+
+    net, _ = build_normalized_model(tiny_model, 2, multilabel=False)
+    net.eval()
+    before = net.norm.running_mean.clone(), net.norm.running_var.clone()
+    ids = torch.tensor([[0, 5, 6, 2, 1], [0, 7, 2, 1, 1], [0, 9, 10, 11, 2]])
+    mask = (ids != 1).long()
+    batches = [{"input_ids": ids[:2], "attention_mask": mask[:2]}, {"input_ids": ids[2:], "attention_mask": mask[2:]}]
+    with torch.no_grad():
+        pooled = net.pool(ids, mask)
+        with net.statistics_of(batches):
+            assert torch.allclose(net.norm.running_mean, pooled.mean(0), atol=1e-6)
+            assert torch.allclose(net.norm.running_var, pooled.var(0), atol=1e-6)
+            z = net.norm(pooled)  # standardised with these inputs' own statistics
+            assert torch.allclose(z.mean(0), torch.zeros_like(z[0]), atol=1e-4)
+    assert torch.equal(net.norm.running_mean, before[0]) and torch.equal(net.norm.running_var, before[1])
+
+    recs = [{"id": str(i), "lang": "en", "text": f"gene {i} {'causes' if i % 2 else 'spares'} disease .",
+             "label": i % 2} for i in range(10)]
+    res = run_finetune(FinetuneConfig(task="re", model=tiny_model, train=recs, dev=recs[:4], test=recs[:6],
+                                      head="normalized", adapt_norm=True, out=str(tmp_path / "out"), epochs=1,
+                                      batch_size=4, progress=False))
+    assert res["config"]["adapt_norm"] is True and res["n_test"] == 6
+    with pytest.raises(KbioxlmError, match="adapt_norm needs head: normalized"):
+        run_finetune(FinetuneConfig(task="re", model=tiny_model, train=recs, test=recs[:2], adapt_norm=True,
+                                    out=str(tmp_path / "bad"), epochs=1, progress=False))

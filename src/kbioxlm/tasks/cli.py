@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="RE/DC: dropout before the classifier (default: the checkpoint's)")
     p.add_argument("--head", choices=["model", "normalized"], default="model",
                    help="RE/DC head: the architecture's own (default) or mean pooling + standardisation")
+    p.add_argument("--adapt-norm", action="store_true",
+                   help="normalized head: standardise each evaluated set with its own inputs' statistics (AdaBN)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--seed", type=int, default=42)
@@ -63,7 +65,7 @@ def _finetune(args: argparse.Namespace) -> int:
         raise KbioxlmError("--max-train-examples must be >= 1")
     cfg = FinetuneConfig(
         task=args.task, model=args.model, tokenizer=args.tokenizer, train=args.train, dev=args.dev,
-        test=args.test, out=args.out, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, classifier_dropout=args.classifier_dropout, head=args.head, batch_size=args.batch_size,
+        test=args.test, out=args.out, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, classifier_dropout=args.classifier_dropout, head=args.head, adapt_norm=args.adapt_norm, batch_size=args.batch_size,
         max_length=args.max_length, seed=args.seed, max_train_examples=args.max_train_examples,
         early_stopping_patience=args.patience or None, num_threads=args.threads, save_model=args.save_model,
         train_lang=args.train_lang, dev_lang=args.train_lang, test_lang=args.test_lang,

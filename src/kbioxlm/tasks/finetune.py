@@ -16,6 +16,8 @@ Scores are percentages (see :mod:`kbioxlm.tasks.metrics`).
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import logging
 import math
@@ -75,6 +77,10 @@ class FinetuneConfig:
     # RE/DC head: "model" = the architecture's own (paper); "normalized" = mean pooling + per-dimension
     # standardisation, for embedding-trained encoders on small training sets (see tasks/seqcls.py).
     head: str = "model"
+    # normalized head only: standardise each evaluated set (dev, test, extra tests) with its own
+    # inputs' statistics instead of the training ones (AdaBN; see tasks/seqcls.py). Unlabelled
+    # use of the evaluation inputs: off by default, the paper's protocol does not do it.
+    adapt_norm: bool = False
     max_grad_norm: float = 1.0
     group_by_length: bool = True
     merge_adjacent_unspaced: bool = True  # NER, unspaced languages: B-X right after X continues it
@@ -194,6 +200,9 @@ class _NERTask:
     def after_step(self, model: Any) -> None:
         model.crf.enforce()
 
+    def eval_context(self, model: Any, encs: list[Any], device: Any) -> Any:
+        return contextlib.nullcontext()
+
     def no_decay(self, name: str) -> bool:
         return name.startswith("crf.")
 
@@ -234,6 +243,8 @@ class _SeqClsTask:
 
         if self.cfg.head not in ("model", "normalized"):
             raise KbioxlmError(f"unknown head {self.cfg.head!r} (expected 'model' or 'normalized')")
+        if self.cfg.adapt_norm and self.cfg.head != "normalized":
+            raise KbioxlmError("adapt_norm needs head: normalized (the only head with statistics to adapt)")
         build = build_normalized_model if self.cfg.head == "normalized" else build_seqcls_model
         model, self.new_params = build(self.cfg.model, self.num_labels, self.multilabel, self.cfg.classifier_dropout)
         return model
@@ -273,6 +284,18 @@ class _SeqClsTask:
     def after_step(self, model: Any) -> None:
         pass
 
+    def eval_context(self, model: Any, encs: list[Any], device: Any) -> Any:
+        """AdaBN for the normalized head (``adapt_norm``), else nothing."""
+        if not self.cfg.adapt_norm:
+            return contextlib.nullcontext()
+        from .seqcls import collate_seqcls
+
+        bs = self.cfg.eval_batch_size
+        batches = ({k: v.to(device) for k, v in collate_seqcls(encs[i : i + bs], self.tok.pad_token_id,
+                                                                self.multilabel).items()}
+                   for i in range(0, len(encs), bs))
+        return model.statistics_of(batches)
+
     def no_decay(self, name: str) -> bool:
         return False
 
@@ -290,7 +313,7 @@ def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[A
     order = sorted(range(len(encs)), key=lambda i: task.length(encs[i]))
     preds: list[Any] = [None] * len(encs)
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with task.eval_context(model, encs, device), torch.inference_mode():
         for s in tqdm(range(0, len(order), bs), desc=desc, disable=not progress, leave=False):
             idx = order[s : s + bs]
             for i, p in zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)):
