@@ -318,3 +318,7 @@ def test_shipped_configs_parse():
     assert {s for s, _ in paper.settings} == {"monolingual", "zero-shot", "few-shot"}
     small = B.load_config(root / "benchmark-small-cpu.yaml")
     assert {s for s, _ in small.settings} == {"zero-shot"} and len(small.directions) == 2
+    adn = B.load_config(root / "adapt-norm-small-cpu.yaml")
+    cells = B.expand(adn)
+    assert len(cells) == 8 and all(B.finetune_kwargs(adn, c)["adapt_norm"] is True for c in cells)
+    assert {B.finetune_kwargs(adn, c)["head"] for c in cells} == {"normalized"}
