@@ -154,7 +154,7 @@ def build_kb(path: Path, en_docs: list[str], zh_docs: list[str], n: int) -> None
     for lang, docs in (("en", en_docs[:300]), ("zh", zh_docs[:300])):
         m = Matcher.from_kb(kb, lang)
         for d in docs:
-            cs = [m.concepts_of(d, s, e, k)[0] for s, e, k in m.find_spans(d)]
+            cs = [m.key_concepts(k)[0] for _s, _e, k in m.find_spans(d)]
             for a, b in zip(cs, cs[1:]):
                 if a != b and r.random() < 0.5:
                     pairs.append((a, "associated_with", b, "bench"))
@@ -243,9 +243,6 @@ class NaiveMatcher:
         return out
 
     def key_concepts(self, key: int) -> tuple[str, ...]:
-        return self.keys[key]
-
-    def concepts_of(self, text: str, start: int, end: int, key: int) -> tuple[str, ...]:
         return self.keys[key]
 
     def find_concepts(self, text: str) -> list[tuple[int, int, tuple[str, ...]]]:

@@ -14,7 +14,6 @@ import random
 from typing import Any
 
 from .knowledge import Knowledge
-from .runner import js
 
 Entity = dict[str, Any]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -198,24 +198,19 @@ class Matcher:
         return out
 
     def find_concepts(self, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
-        """Selected matches as ``(start, end, concepts)`` (the builders' entry point)."""
+        """Selected matches as ``(start, end, concepts)``."""
         cids_of = self._key_cids
         return [(s, e, (c,) if (c := cids_of[k]).__class__ is str else c) for s, e, k in self.find_spans(text)]
 
-    def concepts_of(self, text: str, start: int, end: int, key_index: int) -> tuple[str, ...]:
-        """Sorted concept ids of a span found by :meth:`find_spans` (they depend on the key only)."""
-        cids = self._key_cids[key_index]
-        return (cids,) if cids.__class__ is str else cids
-
     def key_concepts(self, key_index: int) -> tuple[str, ...]:
-        """Sorted concept ids of a key; the builders cache what they derive from them per key."""
+        """Sorted concept ids of a key (of a span from :meth:`find_spans`); the builders cache what
+        they derive from them per key."""
         cids = self._key_cids[key_index]
         return (cids,) if cids.__class__ is str else cids
 
     def find(self, text: str) -> list[Match]:
         """Longest-leftmost non-overlapping matches of KB names in ``text``."""
-        cids_of = self._key_cids
-        return [Match(s, e, (c,) if (c := cids_of[k]).__class__ is str else c) for s, e, k in self.find_spans(text)]
+        return [Match(*m) for m in self.find_concepts(text)]
 
 
 def _usable(name: str) -> bool:

@@ -65,7 +65,8 @@ def _finetune(args: argparse.Namespace) -> int:
         raise KbioxlmError("--max-train-examples must be >= 1")
     cfg = FinetuneConfig(
         task=args.task, model=args.model, tokenizer=args.tokenizer, train=args.train, dev=args.dev,
-        test=args.test, out=args.out, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, classifier_dropout=args.classifier_dropout, head=args.head, adapt_norm=args.adapt_norm, batch_size=args.batch_size,
+        test=args.test, out=args.out, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr,
+        classifier_dropout=args.classifier_dropout, head=args.head, adapt_norm=args.adapt_norm, batch_size=args.batch_size,
         max_length=args.max_length, seed=args.seed, max_train_examples=args.max_train_examples,
         early_stopping_patience=args.patience or None, num_threads=args.threads, save_model=args.save_model,
         train_lang=args.train_lang, dev_lang=args.train_lang, test_lang=args.test_lang,

@@ -17,7 +17,6 @@ Scores are percentages (see :mod:`kbioxlm.tasks.metrics`).
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 import logging
 import math
@@ -237,9 +236,7 @@ class _SeqClsTask:
         return encs
 
     def build_model(self) -> Any:
-        from .seqcls import build_seqcls_model
-
-        from .seqcls import build_normalized_model
+        from .seqcls import build_normalized_model, build_seqcls_model
 
         if self.cfg.head not in ("model", "normalized"):
             raise KbioxlmError(f"unknown head {self.cfg.head!r} (expected 'model' or 'normalized')")

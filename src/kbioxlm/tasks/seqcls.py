@@ -161,9 +161,9 @@ def build_normalized_model(model: str, num_labels: int, multilabel: bool,
     """The ``normalized`` head on any ``AutoModel`` encoder; every head parameter is new."""
     from transformers import AutoModel
 
-    net = NormalizedPoolingClassifier(AutoModel.from_pretrained(model, add_pooling_layer=False)
-                                      if _has_pooler_arg(model) else AutoModel.from_pretrained(model),
-                                      num_labels, multilabel, 0.1 if dropout is None else dropout)
+    kwargs = {"add_pooling_layer": False} if _has_pooler_arg(model) else {}
+    encoder = AutoModel.from_pretrained(model, **kwargs)
+    net = NormalizedPoolingClassifier(encoder, num_labels, multilabel, 0.1 if dropout is None else dropout)
     return net, {n for n, _ in net.named_parameters() if not n.startswith("encoder.")}
 
 
