@@ -22,7 +22,6 @@ smaller run's reported total to the other. The summary reports switches per dire
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from array import array
 from collections.abc import Iterator
@@ -95,12 +94,12 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str
         text = doc["text"]
         n_chars += len(text)
         spans = matchers[doc["lang"]].find_spans(text)
+        infos = know.entity_infos(doc["lang"], spans) if spans else []
         if do_entity:
             if not spans:
                 no_match += 1
             else:
-                rng = random.Random(doc_seed(seed, "entity", doc["id"]))
-                line, k, n_ent = build_entity_line(doc, know, rng, quota, spans)
+                line, k, n_ent = build_entity_line(doc, know, doc_seed(seed, "entity", doc["id"]), quota, spans, infos)
                 e_records += 1
                 e_entities += n_ent
                 if k:
@@ -108,7 +107,7 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str
                     switches[d] = switches.get(d, 0) + k
                 e_lines.append(line)
         if do_fact and len(spans) > 1:
-            for line, n_facts in build_fact_lines(doc, know, spans):
+            for line, n_facts in build_fact_lines(doc, know, spans, infos):
                 f_records += 1
                 f_facts += n_facts
                 f_lines.append(line)

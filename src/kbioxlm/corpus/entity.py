@@ -10,30 +10,42 @@ per-key cache of :class:`Knowledge`). The line is byte-identical to ``io.dumps``
 from __future__ import annotations
 
 import json
-import random
+from itertools import compress, repeat
+from operator import is_not, itemgetter
 from typing import Any
 
-from .knowledge import Knowledge
+from ..speedups import sample_indices, switch_entities
+from .knowledge import EntityInfo, Knowledge
 
 Entity = dict[str, Any]
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_target = itemgetter(0)
 
 
 def count_switchable(doc: dict[str, Any], know: Knowledge) -> int:
     """How many switches ``doc`` can take (at most ``max_switches``): the balance pass."""
     infos = know.entity_infos(doc["lang"], know.matchers[doc["lang"]].find_spans(doc["text"]))
-    return min(know.options.max_switches, sum(1 for info in infos if info[0] is not None))
+    return min(know.options.max_switches, len(infos) - list(map(_target, infos)).count(None))
 
 
 def build_entity_line(
-    doc: dict[str, Any], know: Knowledge, rng: random.Random, quota: int, spans: list | None = None
+    doc: dict[str, Any],
+    know: Knowledge,
+    seed: int,
+    quota: int,
+    spans: list | None = None,
+    infos: list[EntityInfo] | None = None,
 ) -> tuple[str | None, int, int]:
     """The Entity record of ``doc`` as a JSONL line (``None`` if nothing matched), its number of
     switches and of entities.
 
-    Up to ``quota`` switchable entities, drawn with ``rng``, are replaced by the other language's
-    preferred name; spans of all entities are recomputed for the new text. ``spans``: the
-    matcher's ``find_spans`` of the text when the caller already has them.
+    Up to ``quota`` switchable entities, drawn with :func:`kbioxlm.speedups.sample_indices` from
+    the document's 64-bit ``seed`` (``runner.doc_seed``), are replaced by the other language's
+    preferred name; spans of all entities are recomputed for the new text. ``spans`` / ``infos``:
+    the matcher's ``find_spans`` of the text and their :meth:`Knowledge.entity_infos` when the
+    caller already has them.
+
+    The per-entity work (offsets, JSON objects) is :func:`kbioxlm.speedups.switch_entities`.
     """
     text = doc["text"]
     lang = doc["lang"]
@@ -41,38 +53,17 @@ def build_entity_line(
         spans = know.matchers[lang].find_spans(text)
     if not spans:
         return None, 0, 0
-    infos = know.entity_infos(lang, spans)
-    switchable = [i for i, info in enumerate(infos) if info[0] is not None]
+    if infos is None:
+        infos = know.entity_infos(lang, spans)
+    switchable = list(compress(range(len(spans)), map(is_not, map(_target, infos), repeat(None))))
     k = min(quota, len(switchable))
-    if not k:
-        ents = [info[1] % (s, e) for (s, e, _k), info in zip(spans, infos)]
-        new_text = text
-    else:
-        chosen = set(rng.sample(switchable, k))
-        pieces: list[str] = []
-        ents = []
-        add_piece = pieces.append
-        add_ent = ents.append
-        pos = 0  # in the old text
-        shift = 0  # new offset - old offset
-        for i, ((s, e, _k), info) in enumerate(zip(spans, infos)):
-            if i in chosen:
-                name = info[0]
-                add_piece(text[pos:s])
-                add_piece(name)
-                ns = s + shift
-                shift += len(name) - (e - s)
-                add_ent(info[2] % (ns, e + shift))
-                pos = e
-            else:
-                add_ent(info[1] % (s + shift, e + shift))
-        pieces.append(text[pos:])
-        new_text = "".join(pieces)
+    chosen = list(map(switchable.__getitem__, sample_indices(seed, len(switchable), k))) if k else []
+    new_text, entities = switch_entities(text, spans, infos, chosen)
     head = _encode({"id": doc["id"], "lang": lang, "text": new_text, "task": "entity"})
-    return head[:-1] + ',"entities":[' + ",".join(ents) + "]}", k, len(spans)
+    return head[:-1] + ',"entities":[' + entities + "]}", k, len(spans)
 
 
-def build_entity_record(doc: dict[str, Any], know: Knowledge, rng: random.Random, quota: int) -> tuple[dict | None, int]:
+def build_entity_record(doc: dict[str, Any], know: Knowledge, seed: int, quota: int) -> tuple[dict | None, int]:
     """The Entity record of ``doc`` as a dict (``None`` if nothing matched) and its number of switches."""
-    line, k, _n = build_entity_line(doc, know, rng, quota)
+    line, k, _n = build_entity_line(doc, know, seed, quota)
     return (json.loads(line) if line is not None else None), k

@@ -7,6 +7,7 @@ platforms without ``fork`` each worker loads it again from the same options (sam
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from ..errors import KbioxlmError
 from ..kb.matcher import Matcher
 from ..kb.store import KnowledgeBase
 from ..schema import is_unspaced
+
+# Per matched key: (target name or None, kept-entity JSON format, switched-entity JSON format,
+# smallest concept, the concepts that one has relations to, kept-entity JSON format naming the
+# smallest concept). See Knowledge.entity_infos.
+EntityInfo = tuple[str | None, str, str, str, tuple[str, ...], str]
+_third = itemgetter(2)
 
 
 @dataclass(frozen=True)
@@ -81,25 +88,28 @@ class Knowledge:
         o = self.options
         return o.target_lang if lang == o.lang else o.lang
 
-    def entity_infos(self, lang: str, spans: list[tuple[int, int, int]]) -> list[tuple[str | None, str, str, str]]:
-        """Per match ``(start, end, key)`` of a ``lang`` text: ``(target name, kept-entity format,
-        switched-entity format, smallest concept)``.
+    def entity_infos(self, lang: str, spans: list[tuple[int, int, int]]) -> list[EntityInfo]:
+        """Per match ``(start, end, key)`` of a ``lang`` text, the key's :data:`EntityInfo`:
+        ``(target name, kept-entity format, switched-entity format, smallest concept, its tails,
+        kept-entity format of the smallest concept)``.
 
-        The concept is the first (smallest) of the key's concepts that has a preferred name in the
-        other language, else the smallest; the target name is that name, or ``None`` (not
-        switchable). The two formats are the entity's JSON object with ``%d`` for start and end.
-        Cached per key, filled on first sight: the KB is not consulted per document, and the
-        per-entity work of a build is one list look-up and one ``%`` (matches come every few
-        characters with a large KB, so this is the build's inner loop).
+        The target name is the preferred name, in the other language, of the first (smallest) of
+        the key's concepts that has one; ``None`` when none has (not switchable). The two formats
+        are the entity's JSON object with ``%d`` for start and end and that concept's id. The
+        smallest concept and the concepts it has relations to are the fact builder's view.
+        Cached per key, filled on first sight: the KB is not consulted per document, and reading
+        the infos of a document is one C-level ``map`` (matches come every few characters with a
+        large KB, so this is the build's inner loop).
         """
         matcher = self.matchers[lang]
         cache = self._entity_keys.get(matcher)  # per matcher: a benchmark swaps in another one
         if cache is None:
             cache = self._entity_keys[matcher] = [None] * matcher.n_keys
-        infos = [cache[sp[2]] for sp in spans]
+        infos = list(map(cache.__getitem__, map(_third, spans)))
         if None in infos:
             other = self.other(lang)
             targets = self.names[other]
+            tails = self.tails
             keep = ',"lang":%s,"switched":false}' % _json_str(lang)
             switch = ',"lang":%s,"switched":true}' % _json_str(other)
             for i, info in enumerate(infos):
@@ -108,16 +118,16 @@ class Knowledge:
                     info = cache[k]
                     if info is None:
                         cids = matcher.key_concepts(k)
-                        _cid, name, cid_js = _choose(cids, targets)
+                        cid, name, cid_js = _choose(cids, targets)
                         head = '{"start":%d,"end":%d,"concept":' + cid_js.replace("%", "%%")
-                        info = cache[k] = (name, head + keep, head + switch, cids[0])
+                        kept = head + keep
+                        if cid != cids[0]:  # the fact builder's entities name the smallest concept
+                            kept_first = '{"start":%d,"end":%d,"concept":' + _json_str(cids[0]).replace("%", "%%") + keep
+                        else:
+                            kept_first = kept
+                        info = cache[k] = (name, kept, head + switch, cids[0], tails.get(cids[0], ()), kept_first)
                     infos[i] = info
         return infos
-
-    def first_concepts(self, lang: str, spans: list[tuple[int, int, int]]) -> list[str]:
-        """The smallest concept of each match ``(start, end, key)``: the fact builder's view. From
-        the entity cache, which a combined build has just read for the same matches."""
-        return [info[3] for info in self.entity_infos(lang, spans)]
 
     def relation_name(self, rel: str, lang: str) -> str:
         """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""

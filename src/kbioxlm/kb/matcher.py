@@ -29,9 +29,10 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-import ahocorasick_rs
+import daachorse
 
 from ..schema import is_unspaced
+from ..speedups import unmark_spans
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import KnowledgeBase
@@ -155,10 +156,11 @@ class Matcher:
         if self.n_keys:
             patterns = list(index)  # in key-index order (dicts keep insertion order)
             del index
-            auto = ahocorasick_rs.AhoCorasick(
-                patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest, store_patterns=False
+            auto = daachorse.CharwiseDoubleArrayAhoCorasick(
+                patterns, match_kind=daachorse.MATCH_KIND_LEFTMOST_LONGEST
             )
-            self._find = auto.find_matches_as_indexes
+            del patterns
+            self._find = auto.find  # (start, end, key index), character offsets
         self._split = _RUNS[self.unspaced].split
 
     @classmethod
@@ -183,19 +185,9 @@ class Matcher:
             t = t.replace(SENTINEL, _NATIVE_SENTINEL_STANDIN)
         parts = self._split(t)
         if len(parts) == 1:  # no word run to mark (CJK-only text): offsets are the text's own
-            return [(s, e, k) for k, s, e in self._find(t)]
+            return self._find(t)
         u = SENTINEL.join(parts)
-        out = []
-        append = out.append
-        count = u.count
-        prev = shift = 0  # shift: sentinels before the current position of ``u``
-        for k, s, e in self._find(u):
-            shift += count(SENTINEL, prev, s)
-            start = s - shift
-            shift += count(SENTINEL, s, e)
-            append((start, e - shift, k))
-            prev = e
-        return out
+        return unmark_spans(u, self._find(u), SENTINEL)
 
     def find_concepts(self, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
         """Selected matches as ``(start, end, concepts)``."""

@@ -1,0 +1,554 @@
+/* Compiled inner loops of the entity and fact builders (optional; pure-Python twins in
+ * kbioxlm/speedups.py produce the same bytes and are used when this module is absent).
+ *
+ * Why hand-written C: with a large KB a match comes every few characters, and after the
+ * automaton walk (daachorse, compiled) the build's time is per-entity bookkeeping: mapping
+ * match offsets back from the word-marked text and writing one JSON span object per entity.
+ * No library writes KBioXLM records, and in Python each entity costs a few hundred ns of object
+ * traffic even through map/join; here it is a few integer writes into one buffer.
+ *
+ * Entity formats are the builders' per-key strings '{"start":%d,"end":%d' + rest, where rest is
+ * the rest of the JSON object with any literal '%' doubled (it is also a Python %-format).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static const char FMT_HEAD[] = "{\"start\":%d,\"end\":%d";
+#define FMT_HEAD_LEN ((Py_ssize_t)(sizeof(FMT_HEAD) - 1))
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) cap *= 2;
+    char *p = PyMem_Realloc(b->data, (size_t)cap);
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(Buf *b, const char *s, Py_ssize_t n) {
+    if (buf_reserve(b, n)) return -1;
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int buf_int(Buf *b, Py_ssize_t v) {
+    char tmp[24];
+    int n = 0;
+    int neg = v < 0;
+    size_t u = neg ? (size_t)0 - (size_t)v : (size_t)v;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (neg) tmp[sizeof(tmp) - 1 - n++] = '-';
+    return buf_put(b, tmp + sizeof(tmp) - n, n);
+}
+
+/* '{"start":<s>,"end":<e>' + rest of fmt with '%%' -> '%'. */
+static int buf_entity(Buf *b, PyObject *fmt, Py_ssize_t s, Py_ssize_t e) {
+    Py_ssize_t n;
+    const char *f;
+    if (!PyUnicode_Check(fmt)) {
+        PyErr_SetString(PyExc_TypeError, "entity format must be a str");
+        return -1;
+    }
+    f = PyUnicode_AsUTF8AndSize(fmt, &n);
+    if (!f) return -1;
+    if (n < FMT_HEAD_LEN || memcmp(f, FMT_HEAD, (size_t)FMT_HEAD_LEN) != 0) {
+        PyErr_Format(PyExc_ValueError, "entity format does not start with %s: %R", FMT_HEAD, fmt);
+        return -1;
+    }
+    if (buf_put(b, "{\"start\":", 9) || buf_int(b, s) || buf_put(b, ",\"end\":", 7) || buf_int(b, e)) return -1;
+    f += FMT_HEAD_LEN;
+    n -= FMT_HEAD_LEN;
+    if (buf_reserve(b, n)) return -1;
+    const char *pct = memchr(f, '%', (size_t)n);
+    if (!pct) {
+        memcpy(b->data + b->len, f, (size_t)n);
+        b->len += n;
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        b->data[b->len++] = f[i];
+        if (f[i] == '%' && i + 1 < n && f[i + 1] == '%') i++;
+    }
+    return 0;
+}
+
+static int span_offsets(PyObject *spans, Py_ssize_t i, Py_ssize_t *s, Py_ssize_t *e) {
+    PyObject *sp = PyList_GET_ITEM(spans, i);
+    if (!PyTuple_Check(sp) || PyTuple_GET_SIZE(sp) < 2) {
+        PyErr_Format(PyExc_TypeError, "span %zd is not a (start, end, ...) tuple", i);
+        return -1;
+    }
+    *s = PyLong_AsSsize_t(PyTuple_GET_ITEM(sp, 0));
+    if (*s == -1 && PyErr_Occurred()) return -1;
+    *e = PyLong_AsSsize_t(PyTuple_GET_ITEM(sp, 1));
+    if (*e == -1 && PyErr_Occurred()) return -1;
+    return 0;
+}
+
+static PyObject *info_item(PyObject *infos, Py_ssize_t i, Py_ssize_t k) {
+    PyObject *info = PyList_GET_ITEM(infos, i);
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) <= k) {
+        PyErr_Format(PyExc_TypeError, "entity info %zd is not a tuple of more than %zd items", i, k);
+        return NULL;
+    }
+    return PyTuple_GET_ITEM(info, k);
+}
+
+static PyObject *buf_finish(Buf *b) {
+    PyObject *out = PyUnicode_DecodeUTF8(b->data ? b->data : "", b->len, "strict");
+    PyMem_Free(b->data);
+    b->data = NULL;
+    return out;
+}
+
+PyDoc_STRVAR(switch_entities_doc,
+"switch_entities(text, spans, infos, chosen) -> (new_text, entities)\n\n"
+"spans: list of (start, end, key); infos: list of (target name, kept format, switched format, ...)\n"
+"per span; chosen: sorted indices of the spans to replace by their target name. Returns the new\n"
+"text and the comma-joined JSON objects of all entities with offsets in the new text.");
+
+static PyObject *switch_entities(PyObject *self, PyObject *args) {
+    PyObject *text, *spans, *infos, *chosen;
+    if (!PyArg_ParseTuple(args, "UO!O!O!:switch_entities", &text, &PyList_Type, &spans, &PyList_Type, &infos,
+                          &PyList_Type, &chosen))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(spans), nc = PyList_GET_SIZE(chosen);
+    if (PyList_GET_SIZE(infos) != n) {
+        PyErr_SetString(PyExc_ValueError, "spans and infos differ in length");
+        return NULL;
+    }
+    Buf b = {NULL, 0, 0};
+    PyObject *pieces = NULL, *new_text = NULL, *body = NULL;
+    if (nc && !(pieces = PyList_New(0))) goto fail;
+    Py_ssize_t shift = 0, pos = 0, ci = 0, next = -1, prev = -1;
+    if (nc) {
+        next = PyLong_AsSsize_t(PyList_GET_ITEM(chosen, 0));
+        if (next == -1 && PyErr_Occurred()) goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t s, e;
+        PyObject *fmt;
+        if (span_offsets(spans, i, &s, &e)) goto fail;
+        if (i == next) {
+            PyObject *name = info_item(infos, i, 0);
+            if (!name) goto fail;
+            if (!PyUnicode_Check(name)) {
+                PyErr_Format(PyExc_ValueError, "span %zd was chosen but has no target name", i);
+                goto fail;
+            }
+            if (s < pos || e < s || e > PyUnicode_GET_LENGTH(text)) {
+                PyErr_Format(PyExc_ValueError, "span %zd (%zd, %zd) is out of order or outside the text", i, s, e);
+                goto fail;
+            }
+            PyObject *piece = PyUnicode_Substring(text, pos, s);
+            if (!piece || PyList_Append(pieces, piece) || PyList_Append(pieces, name)) {
+                Py_XDECREF(piece);
+                goto fail;
+            }
+            Py_DECREF(piece);
+            Py_ssize_t ns = s + shift;
+            shift += PyUnicode_GET_LENGTH(name) - (e - s);
+            s = ns;
+            pos = e;
+            e += shift;
+            if (!(fmt = info_item(infos, i, 2))) goto fail;
+            prev = next;
+            if (++ci < nc) {
+                next = PyLong_AsSsize_t(PyList_GET_ITEM(chosen, ci));
+                if (next == -1 && PyErr_Occurred()) goto fail;
+                if (next <= prev) {
+                    PyErr_SetString(PyExc_ValueError, "chosen indices must be strictly increasing");
+                    goto fail;
+                }
+            } else {
+                next = -1;
+            }
+        } else {
+            s += shift;
+            e += shift;
+            if (!(fmt = info_item(infos, i, 1))) goto fail;
+        }
+        if ((i && buf_put(&b, ",", 1)) || buf_entity(&b, fmt, s, e)) goto fail;
+    }
+    if (ci < nc) {
+        PyErr_SetString(PyExc_ValueError, "a chosen index is not a span index");
+        goto fail;
+    }
+    if (nc) {
+        PyObject *piece = PyUnicode_Substring(text, pos, PyUnicode_GET_LENGTH(text));
+        if (!piece || PyList_Append(pieces, piece)) {
+            Py_XDECREF(piece);
+            goto fail;
+        }
+        Py_DECREF(piece);
+        PyObject *empty = PyUnicode_FromStringAndSize("", 0);
+        if (!empty) goto fail;
+        new_text = PyUnicode_Join(empty, pieces);
+        Py_DECREF(empty);
+        if (!new_text) goto fail;
+        Py_CLEAR(pieces);
+    } else {
+        Py_INCREF(text);
+        new_text = text;
+    }
+    if (!(body = buf_finish(&b))) goto fail;
+    return Py_BuildValue("(NN)", new_text, body);
+fail:
+    PyMem_Free(b.data);
+    Py_XDECREF(pieces);
+    Py_XDECREF(new_text);
+    return NULL;
+}
+
+PyDoc_STRVAR(format_entities_doc,
+"format_entities(spans, infos, indices, delta, field) -> str\n\n"
+"The comma-joined JSON objects of spans[i] for i in indices, written with format infos[i][field]\n"
+"and offsets (start - delta, end - delta).");
+
+static PyObject *format_entities(PyObject *self, PyObject *args) {
+    PyObject *spans, *infos, *indices;
+    Py_ssize_t delta, field;
+    if (!PyArg_ParseTuple(args, "O!O!Onn:format_entities", &PyList_Type, &spans, &PyList_Type, &infos, &indices,
+                          &delta, &field))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(spans);
+    if (PyList_GET_SIZE(infos) != n) {
+        PyErr_SetString(PyExc_ValueError, "spans and infos differ in length");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(indices, "indices must be a sequence");
+    if (!seq) return NULL;
+    Buf b = {NULL, 0, 0};
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t j = 0; j < m; j++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, j)), s, e;
+        if (i == -1 && PyErr_Occurred()) goto fail;
+        if (i < 0 || i >= n) {
+            PyErr_Format(PyExc_IndexError, "span index %zd out of range", i);
+            goto fail;
+        }
+        PyObject *fmt = info_item(infos, i, field);
+        if (!fmt || span_offsets(spans, i, &s, &e)) goto fail;
+        if ((j && buf_put(&b, ",", 1)) || buf_entity(&b, fmt, s - delta, e - delta)) goto fail;
+    }
+    Py_DECREF(seq);
+    return buf_finish(&b);
+fail:
+    Py_DECREF(seq);
+    PyMem_Free(b.data);
+    return NULL;
+}
+
+PyDoc_STRVAR(unmark_spans_doc,
+"unmark_spans(marked, matches, sentinel) -> list\n\n"
+"matches: (start, end, key) in ``marked``, in text order and not overlapping; returns them with\n"
+"offsets in the text without the sentinel characters (each sentinel is zero-width there).");
+
+static PyObject *unmark_spans(PyObject *self, PyObject *args) {
+    PyObject *marked, *matches, *sent;
+    if (!PyArg_ParseTuple(args, "UO!U:unmark_spans", &marked, &PyList_Type, &matches, &sent)) return NULL;
+    if (PyUnicode_GET_LENGTH(sent) != 1) {
+        PyErr_SetString(PyExc_ValueError, "sentinel must be one character");
+        return NULL;
+    }
+    Py_UCS4 sentinel = PyUnicode_READ_CHAR(sent, 0);
+    int kind = PyUnicode_KIND(marked);
+    const void *data = PyUnicode_DATA(marked);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(marked), n = PyList_GET_SIZE(matches);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    Py_ssize_t p = 0, count = 0;  /* sentinels in marked[:p] */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t s, e;
+        if (span_offsets(matches, i, &s, &e)) goto fail;
+        if (s < p || e < s || e > len) {
+            PyErr_Format(PyExc_ValueError, "match %zd (%zd, %zd) is out of order or outside the text", i, s, e);
+            goto fail;
+        }
+        for (; p < s; p++) count += PyUnicode_READ(kind, data, p) == sentinel;
+        Py_ssize_t ns = s - count;
+        for (; p < e; p++) count += PyUnicode_READ(kind, data, p) == sentinel;
+        PyObject *key = PyTuple_GET_SIZE(PyList_GET_ITEM(matches, i)) > 2 ? PyTuple_GET_ITEM(PyList_GET_ITEM(matches, i), 2)
+                                                                          : Py_None;
+        PyObject *t = Py_BuildValue("(nnO)", ns, e - count, key);
+        if (!t) goto fail;
+        PyList_SET_ITEM(out, i, t);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+
+/* ---- switch sampling ------------------------------------------------------------------- */
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+PyDoc_STRVAR(sample_indices_doc,
+"sample_indices(seed, n, k) -> list\n\n"
+"k distinct integers of range(n), sorted, drawn uniformly (Floyd's algorithm; each draw is\n"
+"(x * (j + 1)) >> 64 for the next SplitMix64 output x of the 64-bit ``seed``).");
+
+static PyObject *sample_indices(PyObject *self, PyObject *args) {
+    unsigned long long seed;
+    Py_ssize_t n, k;
+    if (!PyArg_ParseTuple(args, "Knn:sample_indices", &seed, &n, &k)) return NULL;
+    if (n < 0 || k < 0 || k > n) {
+        PyErr_Format(PyExc_ValueError, "cannot draw %zd of %zd", k, n);
+        return NULL;
+    }
+    unsigned char *taken = PyMem_Calloc((size_t)(n ? n : 1), 1);
+    if (!taken) return PyErr_NoMemory();
+    uint64_t state = (uint64_t)seed;
+    for (Py_ssize_t j = n - k; j < n; j++) {
+        uint64_t x = splitmix64(&state);
+        Py_ssize_t t = (Py_ssize_t)(((unsigned __int128)x * (unsigned __int128)(uint64_t)(j + 1)) >> 64);
+        taken[taken[t] ? j : t] = 1;
+    }
+    PyObject *out = PyList_New(k);
+    if (!out) {
+        PyMem_Free(taken);
+        return NULL;
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n && m < k; i++) {
+        if (taken[i]) {
+            PyObject *v = PyLong_FromSsize_t(i);
+            if (!v) {
+                Py_DECREF(out);
+                PyMem_Free(taken);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, m++, v);
+        }
+    }
+    PyMem_Free(taken);
+    return out;
+}
+
+/* ---- facts ------------------------------------------------------------------------------ */
+PyDoc_STRVAR(fact_heads_doc,
+"fact_heads(infos, concept_field, tails_field) -> list\n\n"
+"Indices of the mentions whose concept (infos[i][concept_field]) has a tail\n"
+"(infos[i][tails_field], a tuple) among the concepts of all mentions; [] when there is none.");
+
+static PyObject *fact_heads(PyObject *self, PyObject *args) {
+    PyObject *infos;
+    Py_ssize_t cf, tf;
+    if (!PyArg_ParseTuple(args, "O!nn:fact_heads", &PyList_Type, &infos, &cf, &tf)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(infos);
+    PyObject *seen = PySet_New(NULL), *out = PyList_New(0);
+    if (!seen || !out) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = info_item(infos, i, cf);
+        if (!c || PySet_Add(seen, c)) goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *tails = info_item(infos, i, tf);
+        if (!tails) goto fail;
+        if (!PyTuple_Check(tails)) {
+            PyErr_Format(PyExc_TypeError, "tails of mention %zd are not a tuple", i);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(tails); j++) {
+            int r = PySet_Contains(seen, PyTuple_GET_ITEM(tails, j));
+            if (r < 0) goto fail;
+            if (r) {
+                PyObject *v = PyLong_FromSsize_t(i);
+                if (!v || PyList_Append(out, v)) {
+                    Py_XDECREF(v);
+                    goto fail;
+                }
+                Py_DECREF(v);
+                break;
+            }
+        }
+    }
+    Py_DECREF(seen);
+    return out;
+fail:
+    Py_XDECREF(seen);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+PyDoc_STRVAR(window_facts_doc,
+"window_facts(concepts, tails, names, tails_of, relations, cap) -> list\n\n"
+"Facts (head, rel, tail) of one window: ``concepts`` are its mentions' concepts in text order,\n"
+"``tails`` their tails. Heads in order of first mention; a head's tails in ``tails_of[head]``\n"
+"that occur in the window, both with a name in ``names``, in order of first mention; per pair\n"
+"the relations ``relations[(head, tail)]`` (sorted); stop after the head that reaches ``cap``.");
+
+static PyObject *window_facts(PyObject *self, PyObject *args) {
+    PyObject *concepts, *tails, *names, *tails_of, *relations;
+    Py_ssize_t cap;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!n:window_facts", &PyList_Type, &concepts, &PyList_Type, &tails,
+                          &PyDict_Type, &names, &PyDict_Type, &tails_of, &PyDict_Type, &relations, &cap))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(concepts);
+    if (PyList_GET_SIZE(tails) != n) {
+        PyErr_SetString(PyExc_ValueError, "concepts and tails differ in length");
+        return NULL;
+    }
+    PyObject *rank = PyDict_New(), *done = PySet_New(NULL), *out = PyList_New(0), *hits = NULL;
+    if (!rank || !done || !out) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* concept -> rank of its first mention */
+        PyObject *c = PyList_GET_ITEM(concepts, i);
+        if (!PyDict_GetItemWithError(rank, c)) {
+            if (PyErr_Occurred()) goto fail;
+            PyObject *r = PyLong_FromSsize_t(PyDict_GET_SIZE(rank));
+            if (!r || PyDict_SetItem(rank, c, r)) {
+                Py_XDECREF(r);
+                goto fail;
+            }
+            Py_DECREF(r);
+        }
+    }
+    for (Py_ssize_t i = 0; i < n && PyList_GET_SIZE(out) < cap; i++) {
+        PyObject *h = PyList_GET_ITEM(concepts, i), *ts = PyList_GET_ITEM(tails, i);
+        if (!PyTuple_Check(ts)) {
+            PyErr_Format(PyExc_TypeError, "tails of mention %zd are not a tuple", i);
+            goto fail;
+        }
+        int any = 0;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(ts) && !any; j++) {
+            int r = PyDict_Contains(rank, PyTuple_GET_ITEM(ts, j));
+            if (r < 0) goto fail;
+            any = r;
+        }
+        if (!any) continue;
+        int r = PySet_Contains(done, h);  /* a head is handled at its first mention */
+        if (r < 0) goto fail;
+        if (r) continue;
+        if (PySet_Add(done, h)) goto fail;
+        r = PyDict_Contains(names, h);
+        if (r < 0) goto fail;
+        if (!r) continue;
+        PyObject *outs = PyDict_GetItemWithError(tails_of, h);
+        if (!outs) {
+            if (PyErr_Occurred()) goto fail;
+            continue;
+        }
+        PyObject *seq = PySequence_Fast(outs, "tails_of values must be sequences");
+        if (!seq) goto fail;
+        /* (rank, tail) of the hits, sorted by rank: stable for equal ranks (a tail listed twice). */
+        Py_ssize_t m = PySequence_Fast_GET_SIZE(seq), nh = 0;
+        hits = PyList_New(0);
+        if (!hits) {
+            Py_DECREF(seq);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *t = PySequence_Fast_GET_ITEM(seq, j);
+            PyObject *rk = PyDict_GetItemWithError(rank, t);
+            if (!rk) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(seq);
+                    goto fail;
+                }
+                continue;
+            }
+            int eq = PyObject_RichCompareBool(t, h, Py_EQ);
+            if (eq < 0) {
+                Py_DECREF(seq);
+                goto fail;
+            }
+            if (eq) continue;
+            r = PyDict_Contains(names, t);
+            if (r < 0) {
+                Py_DECREF(seq);
+                goto fail;
+            }
+            if (!r) continue;
+            PyObject *idx = PyLong_FromSsize_t(nh++);
+            PyObject *pair = idx ? PyTuple_Pack(3, rk, idx, t) : NULL;
+            Py_XDECREF(idx);
+            if (!pair) {
+                Py_DECREF(seq);
+                goto fail;
+            }
+            if (PyList_Append(hits, pair)) {
+                Py_DECREF(pair);
+                Py_DECREF(seq);
+                goto fail;
+            }
+            Py_DECREF(pair);
+        }
+        Py_DECREF(seq);
+        if (nh > 1 && PyList_Sort(hits)) goto fail;
+        for (Py_ssize_t j = 0; j < nh; j++) {
+            PyObject *t = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, j), 2);
+            PyObject *key = PyTuple_Pack(2, h, t);
+            if (!key) goto fail;
+            PyObject *rels = PyDict_GetItemWithError(relations, key);
+            Py_DECREF(key);
+            if (!rels) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "a tail has no relation to its head");
+                goto fail;
+            }
+            PyObject *rs = PySequence_Fast(rels, "relations values must be sequences");
+            if (!rs) goto fail;
+            for (Py_ssize_t q = 0; q < PySequence_Fast_GET_SIZE(rs); q++) {
+                PyObject *fact = PyTuple_Pack(3, h, PySequence_Fast_GET_ITEM(rs, q), t);
+                if (!fact || PyList_Append(out, fact)) {
+                    Py_XDECREF(fact);
+                    Py_DECREF(rs);
+                    goto fail;
+                }
+                Py_DECREF(fact);
+            }
+            Py_DECREF(rs);
+        }
+        Py_CLEAR(hits);
+    }
+    Py_DECREF(rank);
+    Py_DECREF(done);
+    if (PyList_GET_SIZE(out) > cap && PyList_SetSlice(out, cap, PyList_GET_SIZE(out), NULL)) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+fail:
+    Py_XDECREF(rank);
+    Py_XDECREF(done);
+    Py_XDECREF(out);
+    Py_XDECREF(hits);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"switch_entities", switch_entities, METH_VARARGS, switch_entities_doc},
+    {"format_entities", format_entities, METH_VARARGS, format_entities_doc},
+    {"unmark_spans", unmark_spans, METH_VARARGS, unmark_spans_doc},
+    {"sample_indices", sample_indices, METH_VARARGS, sample_indices_doc},
+    {"fact_heads", fact_heads, METH_VARARGS, fact_heads_doc},
+    {"window_facts", window_facts, METH_VARARGS, window_facts_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "kbioxlm._speedups",
+                                    "Compiled inner loops of the corpus builders (see speedups.py).", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

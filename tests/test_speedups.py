@@ -1,0 +1,161 @@
+"""The compiled inner loops (kbioxlm._speedups) and their pure-Python twins give the same values,
+on random inputs and through whole entity+fact builds."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from kbioxlm import speedups
+from kbioxlm.cli import main
+from kbioxlm.corpus import entity, fact
+from kbioxlm.kb import matcher
+from kbioxlm.kb.store import KnowledgeBase
+
+compiled = pytest.mark.skipif(not speedups.COMPILED, reason="kbioxlm._speedups was not built (no C compiler at install)")
+ALPHABET = "ab c%\"\\\u00e9\u4e2d\u6587\U0001f600\x00"
+
+
+def _rand_text(r: random.Random, n: int) -> str:
+    return "".join(r.choice(ALPHABET) for _ in range(n))
+
+
+def _rand_spans_infos(r: random.Random, text: str) -> tuple[list, list]:
+    spans, infos, pos = [], [], 0
+    while pos < len(text) - 1 and r.random() < 0.9:
+        s = r.randint(pos, len(text) - 1)
+        e = r.randint(s + 1, min(len(text), s + 4))
+        cid = json.dumps("C" + _rand_text(r, 2), ensure_ascii=False).replace("%", "%%")
+        head = '{"start":%d,"end":%d,"concept":' + cid
+        name = _rand_text(r, r.randint(1, 5)) if r.random() < 0.7 else None
+        spans.append((s, e, r.randrange(100)))
+        infos.append((name, head + ',"lang":"en","switched":false}', head + ',"lang":"zh","switched":true}'))
+        pos = e
+    return spans, infos
+
+
+@compiled
+def test_switch_and_format_match_the_python_twins() -> None:
+    r = random.Random(0)
+    for _ in range(400):
+        text = _rand_text(r, r.randint(0, 40))
+        spans, infos = _rand_spans_infos(r, text)
+        switchable = [i for i, info in enumerate(infos) if info[0] is not None]
+        chosen = sorted(r.sample(switchable, r.randint(0, len(switchable))))
+        got = speedups.switch_entities(text, spans, infos, chosen)
+        assert got == speedups.py_switch_entities(text, spans, infos, chosen)
+        new_text, body = got
+        for ent, (s, e, _k), i in zip(json.loads("[" + body + "]"), spans, range(len(spans))):
+            assert ent["switched"] == (i in chosen)
+            assert new_text[ent["start"]:ent["end"]] == (infos[i][0] if i in chosen else text[s:e])
+        idx = sorted(r.sample(range(len(spans)), r.randint(0, len(spans))))
+        delta = r.randint(0, 3)
+        assert speedups.format_entities(spans, infos, idx, delta, 1) == speedups.py_format_entities(spans, infos, idx, delta, 1)
+
+
+@compiled
+def test_unmark_and_sampling_match_the_python_twins() -> None:
+    r = random.Random(1)
+    for _ in range(300):
+        marked = _rand_text(r, r.randint(0, 30))
+        matches, pos = [], 0
+        while pos < len(marked) and r.random() < 0.8:
+            s = r.randint(pos, len(marked) - 1)
+            e = r.randint(s + 1, len(marked))
+            matches.append((s, e, r.randrange(9)))
+            pos = e
+        assert speedups.unmark_spans(marked, matches, "\x00") == speedups.py_unmark_spans(marked, matches, "\x00")
+    for seed in (0, 1, 2**64 - 1, 987654321987654321):
+        for n, k in ((0, 0), (1, 1), (5, 5), (40, 10), (1000, 3)):
+            got = speedups.sample_indices(seed, n, k)
+            assert got == speedups.py_sample_indices(seed, n, k)
+            assert len(set(got)) == k and got == sorted(got) and all(0 <= i < n for i in got)
+    # Uniform enough: every index of range(10) drawn about equally often.
+    counts = [0] * 10
+    for seed in range(5000):
+        for i in speedups.sample_indices(seed, 10, 3):
+            counts[i] += 1
+    assert min(counts) > 1300 and max(counts) < 1700
+
+
+@compiled
+def test_fact_helpers_match_the_python_twins() -> None:
+    r = random.Random(2)
+    pool = [f"C{i}" for i in range(12)]
+    for _ in range(300):
+        tails_of = {c: tuple(t for t in r.sample(pool, r.randint(0, 3)) if t != c) for c in pool}
+        relations = {(h, t): tuple(sorted(r.sample(["is_a", "part_of", "treats"], r.randint(1, 2))))
+                     for h, ts in tails_of.items() for t in ts}
+        names = {c: c.lower() for c in pool if r.random() < 0.8}
+        concepts = [r.choice(pool) for _ in range(r.randint(0, 10))]
+        tails = [tails_of[c] for c in concepts]
+        infos = [(None, "", "", c, ts) for c, ts in zip(concepts, tails)]
+        assert speedups.fact_heads(infos, 3, 4) == speedups.py_fact_heads(infos, 3, 4)
+        cap = r.randint(1, 6)
+        assert speedups.window_facts(concepts, tails, names, tails_of, relations, cap) == \
+            speedups.py_window_facts(concepts, tails, names, tails_of, relations, cap)
+
+
+@compiled
+def test_compiled_loops_reject_bad_input_clearly() -> None:
+    spans, infos = [(0, 2, 0)], [("x", '{"start":%d,"end":%d}', '{"start":%d,"end":%d}')]
+    with pytest.raises(ValueError, match="chosen index"):
+        speedups.switch_entities("ab", spans, infos, [3])
+    with pytest.raises(ValueError, match="does not start with"):
+        speedups.format_entities(spans, [(None, '{"end":%d}')], [0], 0, 1)
+    with pytest.raises(ValueError, match="cannot draw"):
+        speedups.sample_indices(0, 2, 3)
+    with pytest.raises(ValueError, match="outside the text"):
+        speedups.unmark_spans("ab", [(0, 5, 0)], "\x00")
+
+
+def _use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(entity, "switch_entities", speedups.py_switch_entities)
+    monkeypatch.setattr(entity, "sample_indices", speedups.py_sample_indices)
+    monkeypatch.setattr(fact, "fact_heads", speedups.py_fact_heads)
+    monkeypatch.setattr(fact, "format_entities", speedups.py_format_entities)
+    monkeypatch.setattr(fact, "window_facts", speedups.py_window_facts)
+    monkeypatch.setattr(matcher, "unmark_spans", speedups.py_unmark_spans)
+
+
+@compiled
+def test_whole_build_is_the_same_with_the_python_twins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbioxlm.corpus import build
+
+    kb = KnowledgeBase(tmp_path / "kb.sqlite", create=True)
+    words = ["fever", "cough", "rash", "renal failure", "x-ray", "50% burn", "IL-6", "covid 19"]
+    zh = ["发热", "咳嗽", "皮疹", "肾衰竭", "X光", "百分之五十烧伤", "白介素6", "新冠"]
+    cids = [f"C{i}" if i != 5 else "C%5" for i in range(len(words))]
+    kb.add_concepts([(c, None, "t") for c in cids])
+    kb.add_names([(c, "en", w, 1, "t") for c, w in zip(cids, words)] + [(c, "zh", z, 1, "t") for c, z in zip(cids, zh)])
+    kb.add_relations([(cids[i], "is_a", cids[(i + 1) % len(cids)], "t") for i in range(len(cids))]
+                     + [(cids[0], "may_treat", cids[2], "t")])
+    kb.commit()
+    kb.close()
+    r = random.Random(3)
+    docs = []
+    for d in range(60):
+        lang = "en" if d % 2 else "zh"
+        pool = words if lang == "en" else zh
+        sep = ". " if lang == "en" else "。"
+        text = sep.join(" ".join(r.choice(pool) for _ in range(r.randint(1, 5))) for _ in range(r.randint(1, 4)))
+        docs.append({"id": f"d{d}", "lang": lang, "text": text + ("ABC1" if d % 7 == 0 else "")})
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+
+    def run(tag: str) -> tuple[bytes, bytes]:
+        build._KNOW = build._KNOW_KEY = None
+        e, f = tmp_path / f"e.{tag}.jsonl", tmp_path / f"f.{tag}.jsonl"
+        assert main(["corpus", "build", "--kb", str(tmp_path / "kb.sqlite"), "--input", str(inp), "--lang", "en",
+                     "--target-lang", "zh", "--no-progress", "--entity-out", str(e), "--fact-out", str(f)]) == 0
+        return e.read_bytes(), f.read_bytes()
+
+    fast = run("compiled")
+    _use_python_twins(monkeypatch)
+    slow = run("python")
+    build._KNOW = build._KNOW_KEY = None
+    assert fast == slow
+    assert fast[0].count(b'"switched":true') > 20 and fast[1].count(b'"rel"') > 10
