@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,15 @@ def test_switch_and_format_match_the_python_twins() -> None:
         text = _rand_text(r, r.randint(0, 40))
         spans, infos = _rand_spans_infos(r, text)
         switchable = [i for i, info in enumerate(infos) if info[0] is not None]
-        chosen = sorted(r.sample(switchable, r.randint(0, len(switchable))))
-        got = speedups.switch_entities(text, spans, infos, chosen)
-        assert got == speedups.py_switch_entities(text, spans, infos, chosen)
-        new_text, body = got
-        for ent, (s, e, _k), i in zip(json.loads("[" + body + "]"), spans, range(len(spans))):
+        quota, seed = r.randint(-1, len(switchable) + 1), r.getrandbits(64)
+        got = speedups.switch_entities(text, spans, infos, quota, seed)
+        assert got == speedups.py_switch_entities(text, spans, infos, quota, seed)
+        new_text, body, k = got
+        assert k == max(0, min(quota, len(switchable)))
+        chosen = {switchable[j] for j in speedups.sample_indices(seed, len(switchable), k)}
+        ents = json.loads("[" + body + "]")
+        assert len(ents) == len(spans)
+        for ent, (s, e, _k), i in zip(ents, spans, range(len(spans))):
             assert ent["switched"] == (i in chosen)
             assert new_text[ent["start"]:ent["end"]] == (infos[i][0] if i in chosen else text[s:e])
         idx = sorted(r.sample(range(len(spans)), r.randint(0, len(spans))))
@@ -92,8 +97,9 @@ def test_fact_helpers_match_the_python_twins() -> None:
         names = {c: c.lower() for c in pool if r.random() < 0.8}
         concepts = [r.choice(pool) for _ in range(r.randint(0, 10))]
         tails = [tails_of[c] for c in concepts]
-        infos = [(None, "", "", c, ts) for c, ts in zip(concepts, tails)]
-        assert speedups.fact_heads(infos, 3, 4) == speedups.py_fact_heads(infos, 3, 4)
+        infos = [(None, "", "", c, ts, "", struct.pack(f"{len(ts) + 1}q", hash(c), *map(hash, ts)))
+                 for c, ts in zip(concepts, tails)]
+        assert speedups.fact_heads(infos) == speedups.py_fact_heads(infos)
         cap = r.randint(1, 6)
         assert speedups.window_facts(concepts, tails, names, tails_of, relations, cap) == \
             speedups.py_window_facts(concepts, tails, names, tails_of, relations, cap)
@@ -102,8 +108,10 @@ def test_fact_helpers_match_the_python_twins() -> None:
 @compiled
 def test_compiled_loops_reject_bad_input_clearly() -> None:
     spans, infos = [(0, 2, 0)], [("x", '{"start":%d,"end":%d}', '{"start":%d,"end":%d}')]
-    with pytest.raises(ValueError, match="chosen index"):
-        speedups.switch_entities("ab", spans, infos, [3])
+    with pytest.raises(TypeError, match="neither a str nor None"):
+        speedups.switch_entities("ab", spans, [(3, *infos[0][1:])], 1, 0)
+    with pytest.raises(TypeError, match="packed int64"):
+        speedups.fact_heads([(None, "", "", "C", (), "", b"abc")])
     with pytest.raises(ValueError, match="does not start with"):
         speedups.format_entities(spans, [(None, '{"end":%d}')], [0], 0, 1)
     with pytest.raises(ValueError, match="cannot draw"):
@@ -114,7 +122,6 @@ def test_compiled_loops_reject_bad_input_clearly() -> None:
 
 def _use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(entity, "switch_entities", speedups.py_switch_entities)
-    monkeypatch.setattr(entity, "sample_indices", speedups.py_sample_indices)
     monkeypatch.setattr(fact, "fact_heads", speedups.py_fact_heads)
     monkeypatch.setattr(fact, "format_entities", speedups.py_format_entities)
     monkeypatch.setattr(fact, "window_facts", speedups.py_window_facts)

@@ -117,41 +117,115 @@ static PyObject *buf_finish(Buf *b) {
     return out;
 }
 
+/* ---- switch sampling ------------------------------------------------------------------- */
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+PyDoc_STRVAR(sample_indices_doc,
+"sample_indices(seed, n, k) -> list\n\n"
+"k distinct integers of range(n), sorted, drawn uniformly (Floyd's algorithm; each draw is\n"
+"(x * (j + 1)) >> 64 for the next SplitMix64 output x of the 64-bit ``seed``).");
+
+/* Floyd's algorithm: marks k distinct indices of range(n) in taken[n] (zeroed by the caller). */
+static void floyd_sample(uint64_t seed, Py_ssize_t n, Py_ssize_t k, unsigned char *taken) {
+    uint64_t state = seed;
+    for (Py_ssize_t j = n - k; j < n; j++) {
+        uint64_t x = splitmix64(&state);
+        Py_ssize_t t = (Py_ssize_t)(((unsigned __int128)x * (unsigned __int128)(uint64_t)(j + 1)) >> 64);
+        taken[taken[t] ? j : t] = 1;
+    }
+}
+
+static PyObject *sample_indices(PyObject *self, PyObject *args) {
+    unsigned long long seed;
+    Py_ssize_t n, k;
+    if (!PyArg_ParseTuple(args, "Knn:sample_indices", &seed, &n, &k)) return NULL;
+    if (n < 0 || k < 0 || k > n) {
+        PyErr_Format(PyExc_ValueError, "cannot draw %zd of %zd", k, n);
+        return NULL;
+    }
+    unsigned char *taken = PyMem_Calloc((size_t)(n ? n : 1), 1);
+    if (!taken) return PyErr_NoMemory();
+    floyd_sample((uint64_t)seed, n, k, taken);
+    PyObject *out = PyList_New(k);
+    if (!out) {
+        PyMem_Free(taken);
+        return NULL;
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n && m < k; i++) {
+        if (taken[i]) {
+            PyObject *v = PyLong_FromSsize_t(i);
+            if (!v) {
+                Py_DECREF(out);
+                PyMem_Free(taken);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, m++, v);
+        }
+    }
+    PyMem_Free(taken);
+    return out;
+}
+
 PyDoc_STRVAR(switch_entities_doc,
-"switch_entities(text, spans, infos, chosen) -> (new_text, entities)\n\n"
-"spans: list of (start, end, key); infos: list of (target name, kept format, switched format, ...)\n"
-"per span; chosen: sorted indices of the spans to replace by their target name. Returns the new\n"
-"text and the comma-joined JSON objects of all entities with offsets in the new text.");
+"switch_entities(text, spans, infos, quota, seed) -> (new_text, entities, switches)\n\n"
+"spans: list of (start, end, key); infos: list of (target name or None, kept format, switched\n"
+"format, ...) per span. min(quota, switchable) of the spans with a target name, drawn as\n"
+"sample_indices(seed, switchable, k) picks among them, are replaced by their target name.\n"
+"Returns the new text, the comma-joined JSON objects of all entities with offsets in the new\n"
+"text, and the number of switches.");
 
 static PyObject *switch_entities(PyObject *self, PyObject *args) {
-    PyObject *text, *spans, *infos, *chosen;
-    if (!PyArg_ParseTuple(args, "UO!O!O!:switch_entities", &text, &PyList_Type, &spans, &PyList_Type, &infos,
-                          &PyList_Type, &chosen))
+    PyObject *text, *spans, *infos;
+    Py_ssize_t quota;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "UO!O!nK:switch_entities", &text, &PyList_Type, &spans, &PyList_Type, &infos,
+                          &quota, &seed))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(spans), nc = PyList_GET_SIZE(chosen);
+    Py_ssize_t n = PyList_GET_SIZE(spans), nc = 0, m = 0;
     if (PyList_GET_SIZE(infos) != n) {
         PyErr_SetString(PyExc_ValueError, "spans and infos differ in length");
         return NULL;
     }
     Buf b = {NULL, 0, 0};
     PyObject *pieces = NULL, *new_text = NULL, *body = NULL;
-    if (nc && !(pieces = PyList_New(0))) goto fail;
-    Py_ssize_t shift = 0, pos = 0, ci = 0, next = -1, prev = -1;
-    if (nc) {
-        next = PyLong_AsSsize_t(PyList_GET_ITEM(chosen, 0));
-        if (next == -1 && PyErr_Occurred()) goto fail;
+    Py_ssize_t *chosen = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
+    unsigned char *taken = PyMem_Calloc((size_t)(n ? n : 1), 1);
+    if (!chosen || !taken) {
+        PyErr_NoMemory();
+        goto fail;
     }
+    for (Py_ssize_t i = 0; i < n; i++) {  /* the switchable spans */
+        PyObject *name = info_item(infos, i, 0);
+        if (!name) goto fail;
+        if (name != Py_None) {
+            if (!PyUnicode_Check(name)) {
+                PyErr_Format(PyExc_TypeError, "target name of span %zd is neither a str nor None", i);
+                goto fail;
+            }
+            chosen[m++] = i;
+        }
+    }
+    nc = quota < m ? (quota > 0 ? quota : 0) : m;
+    if (nc) {
+        floyd_sample((uint64_t)seed, m, nc, taken);
+        Py_ssize_t c = 0;
+        for (Py_ssize_t j = 0; j < m; j++)
+            if (taken[j]) chosen[c++] = chosen[j];  /* c <= j: in place */
+    }
+    if (nc && !(pieces = PyList_New(0))) goto fail;
+    Py_ssize_t shift = 0, pos = 0, ci = 0, next = nc ? chosen[0] : -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t s, e;
         PyObject *fmt;
         if (span_offsets(spans, i, &s, &e)) goto fail;
         if (i == next) {
-            PyObject *name = info_item(infos, i, 0);
-            if (!name) goto fail;
-            if (!PyUnicode_Check(name)) {
-                PyErr_Format(PyExc_ValueError, "span %zd was chosen but has no target name", i);
-                goto fail;
-            }
+            PyObject *name = PyTuple_GET_ITEM(PyList_GET_ITEM(infos, i), 0);  /* checked above */
             if (s < pos || e < s || e > PyUnicode_GET_LENGTH(text)) {
                 PyErr_Format(PyExc_ValueError, "span %zd (%zd, %zd) is out of order or outside the text", i, s, e);
                 goto fail;
@@ -168,27 +242,13 @@ static PyObject *switch_entities(PyObject *self, PyObject *args) {
             pos = e;
             e += shift;
             if (!(fmt = info_item(infos, i, 2))) goto fail;
-            prev = next;
-            if (++ci < nc) {
-                next = PyLong_AsSsize_t(PyList_GET_ITEM(chosen, ci));
-                if (next == -1 && PyErr_Occurred()) goto fail;
-                if (next <= prev) {
-                    PyErr_SetString(PyExc_ValueError, "chosen indices must be strictly increasing");
-                    goto fail;
-                }
-            } else {
-                next = -1;
-            }
+            next = ++ci < nc ? chosen[ci] : -1;
         } else {
             s += shift;
             e += shift;
             if (!(fmt = info_item(infos, i, 1))) goto fail;
         }
         if ((i && buf_put(&b, ",", 1)) || buf_entity(&b, fmt, s, e)) goto fail;
-    }
-    if (ci < nc) {
-        PyErr_SetString(PyExc_ValueError, "a chosen index is not a span index");
-        goto fail;
     }
     if (nc) {
         PyObject *piece = PyUnicode_Substring(text, pos, PyUnicode_GET_LENGTH(text));
@@ -207,9 +267,16 @@ static PyObject *switch_entities(PyObject *self, PyObject *args) {
         Py_INCREF(text);
         new_text = text;
     }
-    if (!(body = buf_finish(&b))) goto fail;
-    return Py_BuildValue("(NN)", new_text, body);
+    PyMem_Free(chosen);
+    PyMem_Free(taken);
+    if (!(body = buf_finish(&b))) {
+        Py_DECREF(new_text);
+        return NULL;
+    }
+    return Py_BuildValue("(NNn)", new_text, body, nc);
 fail:
+    PyMem_Free(chosen);
+    PyMem_Free(taken);
     PyMem_Free(b.data);
     Py_XDECREF(pieces);
     Py_XDECREF(new_text);
@@ -297,84 +364,52 @@ fail:
 }
 
 
-/* ---- switch sampling ------------------------------------------------------------------- */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-PyDoc_STRVAR(sample_indices_doc,
-"sample_indices(seed, n, k) -> list\n\n"
-"k distinct integers of range(n), sorted, drawn uniformly (Floyd's algorithm; each draw is\n"
-"(x * (j + 1)) >> 64 for the next SplitMix64 output x of the 64-bit ``seed``).");
-
-static PyObject *sample_indices(PyObject *self, PyObject *args) {
-    unsigned long long seed;
-    Py_ssize_t n, k;
-    if (!PyArg_ParseTuple(args, "Knn:sample_indices", &seed, &n, &k)) return NULL;
-    if (n < 0 || k < 0 || k > n) {
-        PyErr_Format(PyExc_ValueError, "cannot draw %zd of %zd", k, n);
-        return NULL;
-    }
-    unsigned char *taken = PyMem_Calloc((size_t)(n ? n : 1), 1);
-    if (!taken) return PyErr_NoMemory();
-    uint64_t state = (uint64_t)seed;
-    for (Py_ssize_t j = n - k; j < n; j++) {
-        uint64_t x = splitmix64(&state);
-        Py_ssize_t t = (Py_ssize_t)(((unsigned __int128)x * (unsigned __int128)(uint64_t)(j + 1)) >> 64);
-        taken[taken[t] ? j : t] = 1;
-    }
-    PyObject *out = PyList_New(k);
-    if (!out) {
-        PyMem_Free(taken);
-        return NULL;
-    }
-    Py_ssize_t m = 0;
-    for (Py_ssize_t i = 0; i < n && m < k; i++) {
-        if (taken[i]) {
-            PyObject *v = PyLong_FromSsize_t(i);
-            if (!v) {
-                Py_DECREF(out);
-                PyMem_Free(taken);
-                return NULL;
-            }
-            PyList_SET_ITEM(out, m++, v);
-        }
-    }
-    PyMem_Free(taken);
-    return out;
-}
-
 /* ---- facts ------------------------------------------------------------------------------ */
 PyDoc_STRVAR(fact_heads_doc,
-"fact_heads(infos, concept_field, tails_field) -> list\n\n"
-"Indices of the mentions whose concept (infos[i][concept_field]) has a tail\n"
-"(infos[i][tails_field], a tuple) among the concepts of all mentions; [] when there is none.");
+"fact_heads(infos) -> list\n\n"
+"Indices of the mentions whose concept may have a tail among the concepts of all mentions:\n"
+"infos[i][6] is a bytes object of native int64 hashes, the mention's concept's first, then its\n"
+"tails'. A superset of the exact answer (hash collisions only add mentions); [] when none.");
 
 static PyObject *fact_heads(PyObject *self, PyObject *args) {
     PyObject *infos;
-    Py_ssize_t cf, tf;
-    if (!PyArg_ParseTuple(args, "O!nn:fact_heads", &PyList_Type, &infos, &cf, &tf)) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(infos);
-    PyObject *seen = PySet_New(NULL), *out = PyList_New(0);
-    if (!seen || !out) goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = info_item(infos, i, cf);
-        if (!c || PySet_Add(seen, c)) goto fail;
+    if (!PyArg_ParseTuple(args, "O!:fact_heads", &PyList_Type, &infos)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(infos), size = 16;
+    while (size < 2 * n) size *= 2;
+    /* Open addressing over the concepts' hashes; a slot holds hash + 1 so that 0 means empty
+     * (a concept hashing to -1 would collide with empty: Python never returns -1 as a hash). */
+    uint64_t *table = PyMem_Calloc((size_t)size, sizeof(uint64_t));
+    PyObject *out = PyList_New(0);
+    if (!table || !out) {
+        PyMem_Free(table);
+        Py_XDECREF(out);
+        return table ? NULL : PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *tails = info_item(infos, i, tf);
-        if (!tails) goto fail;
-        if (!PyTuple_Check(tails)) {
-            PyErr_Format(PyExc_TypeError, "tails of mention %zd are not a tuple", i);
+        PyObject *sig = info_item(infos, i, 6);
+        if (!sig) goto fail;
+        if (!PyBytes_Check(sig) || PyBytes_GET_SIZE(sig) < 8 || PyBytes_GET_SIZE(sig) % 8) {
+            PyErr_Format(PyExc_TypeError, "signature of mention %zd is not packed int64 hashes", i);
             goto fail;
         }
-        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(tails); j++) {
-            int r = PySet_Contains(seen, PyTuple_GET_ITEM(tails, j));
-            if (r < 0) goto fail;
-            if (r) {
+        uint64_t h;
+        memcpy(&h, PyBytes_AS_STRING(sig), 8);
+        h += 1;
+        size_t slot = (size_t)(h ^ (h >> 29)) & (size_t)(size - 1);
+        while (table[slot] && table[slot] != h) slot = (slot + 1) & (size_t)(size - 1);
+        table[slot] = h;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *sig = PyTuple_GET_ITEM(PyList_GET_ITEM(infos, i), 6);
+        const char *p = PyBytes_AS_STRING(sig);
+        Py_ssize_t nt = PyBytes_GET_SIZE(sig) / 8;
+        for (Py_ssize_t j = 1; j < nt; j++) {
+            uint64_t h;
+            memcpy(&h, p + 8 * j, 8);
+            h += 1;
+            size_t slot = (size_t)(h ^ (h >> 29)) & (size_t)(size - 1);
+            while (table[slot] && table[slot] != h) slot = (slot + 1) & (size_t)(size - 1);
+            if (table[slot]) {
                 PyObject *v = PyLong_FromSsize_t(i);
                 if (!v || PyList_Append(out, v)) {
                     Py_XDECREF(v);
@@ -385,11 +420,11 @@ static PyObject *fact_heads(PyObject *self, PyObject *args) {
             }
         }
     }
-    Py_DECREF(seen);
+    PyMem_Free(table);
     return out;
 fail:
-    Py_XDECREF(seen);
-    Py_XDECREF(out);
+    PyMem_Free(table);
+    Py_DECREF(out);
     return NULL;
 }
 

@@ -22,15 +22,20 @@ _keep_format = itemgetter(1)
 
 
 def py_switch_entities(
-    text: str, spans: list[tuple[int, int, Any]], infos: list[tuple], chosen: list[int]
-) -> tuple[str, str]:
-    """The text with ``spans[i]`` replaced by ``infos[i][0]`` for ``i`` in ``chosen`` (sorted), and
-    the comma-joined JSON objects of all entities (``infos[i][2]`` for switched ones, else
-    ``infos[i][1]``) with offsets in the new text."""
+    text: str, spans: list[tuple[int, int, Any]], infos: list[tuple], quota: int, seed: int
+) -> tuple[str, str, int]:
+    """Switch ``k = min(quota, switchable)`` of the spans whose ``infos[i][0]`` (target name) is not
+    ``None``, drawn by :func:`py_sample_indices` ``(seed, switchable, k)`` among them: the text
+    with those spans replaced by their target name, the comma-joined JSON objects of all entities
+    (``infos[i][2]`` for switched ones, else ``infos[i][1]``) with offsets in the new text, and
+    ``k``."""
+    switchable = [i for i, info in enumerate(infos) if info[0] is not None]
+    k = max(0, min(quota, len(switchable)))
+    chosen = [switchable[j] for j in py_sample_indices(seed, len(switchable), k)]
     offsets = list(chain.from_iterable(map(_start_end, spans)))  # s0, e0, s1, e1, ...
     fmts = list(map(_keep_format, infos))
     if not chosen:
-        return text, ",".join(fmts) % tuple(offsets)
+        return text, ",".join(fmts) % tuple(offsets), 0
     pieces: list[str] = []
     new: list[int] = []
     pos = 0  # in the old text
@@ -52,7 +57,7 @@ def py_switch_entities(
         done = i + 1
     new += map(add, offsets[2 * done :], repeat(shift)) if shift else offsets[2 * done :]
     pieces.append(text[pos:])
-    return "".join(pieces), ",".join(fmts) % tuple(new)
+    return "".join(pieces), ",".join(fmts) % tuple(new), k
 
 
 def py_format_entities(
@@ -106,11 +111,13 @@ def py_sample_indices(seed: int, n: int, k: int) -> list[int]:
     return sorted(taken)
 
 
-def py_fact_heads(infos: list[tuple], concept_field: int, tails_field: int) -> list[int]:
-    """Indices of the mentions whose concept (``infos[i][concept_field]``) has a tail
-    (``infos[i][tails_field]``) among the concepts of all mentions."""
-    seen = set(map(itemgetter(concept_field), infos))
-    return [i for i, info in enumerate(infos) if not seen.isdisjoint(info[tails_field])]
+def py_fact_heads(infos: list[tuple]) -> list[int]:
+    """Indices of the mentions whose concept (``infos[i][3]``) has a tail (``infos[i][4]``) among
+    the concepts of all mentions. (The compiled twin compares the hashes packed in
+    ``infos[i][6]`` instead, a superset only on a 64-bit hash collision, which only costs the
+    caller a look at one more window.)"""
+    seen = set(map(itemgetter(3), infos))
+    return [i for i, info in enumerate(infos) if not seen.isdisjoint(info[4])]
 
 
 def py_window_facts(

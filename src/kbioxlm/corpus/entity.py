@@ -10,15 +10,14 @@ per-key cache of :class:`Knowledge`). The line is byte-identical to ``io.dumps``
 from __future__ import annotations
 
 import json
-from itertools import compress, repeat
-from operator import is_not, itemgetter
+from operator import itemgetter
 from typing import Any
 
-from ..speedups import sample_indices, switch_entities
+from ..speedups import switch_entities
 from .knowledge import EntityInfo, Knowledge
+from .runner import record_head
 
 Entity = dict[str, Any]
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _target = itemgetter(0)
 
 
@@ -41,11 +40,10 @@ def build_entity_line(
 
     Up to ``quota`` switchable entities, drawn with :func:`kbioxlm.speedups.sample_indices` from
     the document's 64-bit ``seed`` (``runner.doc_seed``), are replaced by the other language's
-    preferred name; spans of all entities are recomputed for the new text. ``spans`` / ``infos``:
+    preferred name; spans of all entities are recomputed for the new text (all of it in
+    :func:`kbioxlm.speedups.switch_entities`). ``spans`` / ``infos``:
     the matcher's ``find_spans`` of the text and their :meth:`Knowledge.entity_infos` when the
     caller already has them.
-
-    The per-entity work (offsets, JSON objects) is :func:`kbioxlm.speedups.switch_entities`.
     """
     text = doc["text"]
     lang = doc["lang"]
@@ -55,12 +53,8 @@ def build_entity_line(
         return None, 0, 0
     if infos is None:
         infos = know.entity_infos(lang, spans)
-    switchable = list(compress(range(len(spans)), map(is_not, map(_target, infos), repeat(None))))
-    k = min(quota, len(switchable))
-    chosen = list(map(switchable.__getitem__, sample_indices(seed, len(switchable), k))) if k else []
-    new_text, entities = switch_entities(text, spans, infos, chosen)
-    head = _encode({"id": doc["id"], "lang": lang, "text": new_text, "task": "entity"})
-    return head[:-1] + ',"entities":[' + entities + "]}", k, len(spans)
+    new_text, entities, k = switch_entities(text, spans, infos, quota, seed)
+    return record_head(doc["id"], lang, new_text, "entity") + ',"entities":[' + entities + "]}", k, len(spans)
 
 
 def build_entity_record(doc: dict[str, Any], know: Knowledge, seed: int, quota: int) -> tuple[dict | None, int]:

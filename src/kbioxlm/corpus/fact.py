@@ -12,12 +12,11 @@ from typing import Any
 
 from ..speedups import fact_heads, format_entities, window_facts
 from .knowledge import EntityInfo, Knowledge, joiner
-from .runner import js
+from .runner import js, record_head
 from .sentences import split_sentences
 
 SEP = "</s>"
 _SPAN = '{"start":%d,"end":%d,"concept":%s'
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _start = itemgetter(0)
 _concept = itemgetter(3)
 _tails = itemgetter(4)
@@ -51,7 +50,7 @@ def build_fact_lines(
     # Most documents hold no related pair at all: check that on the whole document before any
     # per-sentence work (a window's facts are a subset of the document's). Only windows holding a
     # mention whose concept has a tail in the document ("heads") can hold a fact.
-    heads = fact_heads(infos, 3, 4)
+    heads = fact_heads(infos)
     if not heads:
         return []
     tails = list(map(_tails, infos))
@@ -105,6 +104,6 @@ def build_fact_lines(
             entities.append(_SPAN % (ts, p, js(t)) + fact_tail)
             n_ents += 2
             relations.append('{"start":%d,"end":%d,"rel":%s' % (rs, rs + len(rn), js(rel)) + rel_tail % (fact_lang_js, n_ents - 2, n_ents - 1))
-        head = _encode({"id": f"{doc['id']}#{wi}", "lang": lang, "text": "".join(pieces), "task": "fact"})
-        out.append((head[:-1] + ',"entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}", len(facts)))
+        head = record_head(f"{doc['id']}#{wi}", lang, "".join(pieces), "fact")
+        out.append((head + ',"entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}", len(facts)))
     return out

@@ -7,6 +7,7 @@ platforms without ``fork`` each worker loads it again from the same options (sam
 from __future__ import annotations
 
 import json
+import struct
 from operator import itemgetter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,14 @@ from ..schema import is_unspaced
 
 # Per matched key: (target name or None, kept-entity JSON format, switched-entity JSON format,
 # smallest concept, the concepts that one has relations to, kept-entity JSON format naming the
-# smallest concept). See Knowledge.entity_infos.
-EntityInfo = tuple[str | None, str, str, str, tuple[str, ...], str]
+# smallest concept, hashes of the smallest concept and its tails packed as int64 for
+# speedups.fact_heads). See Knowledge.entity_infos.
+EntityInfo = tuple[str | None, str, str, str, tuple[str, ...], str, bytes]
 _third = itemgetter(2)
+
+
+def _hashes(n: int, *values: int) -> bytes:
+    return struct.pack(f"{n}q", *values)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,8 @@ class Knowledge:
     def entity_infos(self, lang: str, spans: list[tuple[int, int, int]]) -> list[EntityInfo]:
         """Per match ``(start, end, key)`` of a ``lang`` text, the key's :data:`EntityInfo`:
         ``(target name, kept-entity format, switched-entity format, smallest concept, its tails,
-        kept-entity format of the smallest concept)``.
+        kept-entity format of the smallest concept, the hashes of that concept and its tails
+        packed as native int64)``.
 
         The target name is the preferred name, in the other language, of the first (smallest) of
         the key's concepts that has one; ``None`` when none has (not switchable). The two formats
@@ -125,7 +132,9 @@ class Knowledge:
                             kept_first = '{"start":%d,"end":%d,"concept":' + _json_str(cids[0]).replace("%", "%%") + keep
                         else:
                             kept_first = kept
-                        info = cache[k] = (name, kept, head + switch, cids[0], tails.get(cids[0], ()), kept_first)
+                        ts = tails.get(cids[0], ())
+                        sig = _hashes(len(ts) + 1, hash(cids[0]), *map(hash, ts))
+                        info = cache[k] = (name, kept, head + switch, cids[0], ts, kept_first, sig)
                     infos[i] = info
         return infos
 
