@@ -106,6 +106,35 @@ def test_fact_helpers_match_the_python_twins() -> None:
 
 
 @compiled
+def test_fact_line_matches_the_python_twin() -> None:
+    r = random.Random(4)
+    for _ in range(200):
+        text = _rand_text(r, r.randint(2, 40))
+        spans, infos = _rand_spans_infos(r, text)
+        infos = [(*info, "C", (), info[1], b"") for info in infos]  # field 5: the fact builder's format
+        lo = r.randint(0, len(spans))
+        hi = r.randint(lo, len(spans))
+        ws = spans[lo][0] if lo < hi else 0
+        pool = ["C1", 'C"2', "C\\3", "C\u20284", "C%5"]
+        names = {c: _rand_text(r, r.randint(1, 4)) for c in pool}
+        labels = {"is_a": "is a", "part\"of": _rand_text(r, 3)}
+        facts = [(r.choice(pool), r.choice(list(labels)), r.choice(pool)) for _ in range(r.randint(0, 4))]
+        join = r.choice(["", " "])
+        args = ('"d#1"', '"en"', text[ws:], spans, infos, lo, hi, ws, facts, names, labels, join, '"zh"')
+        line = speedups.fact_line(*args, {})
+        assert line == speedups.py_fact_line(*args, {})
+        rec = json.loads(line)
+        assert len(rec["entities"]) == hi - lo + 2 * len(facts) and len(rec["relations"]) == len(facts)
+        for rel, (h, lab, t) in zip(rec["relations"], facts):
+            assert rec["text"][rel["start"]:rel["end"]] == labels[lab] and rel["rel"] == lab
+            assert rec["text"][rec["entities"][rel["head"]]["start"]:rec["entities"][rel["head"]]["end"]] == names[h]
+            assert rec["entities"][rel["tail"]]["concept"] == t
+    with pytest.raises(KeyError, match="no name"):
+        speedups.fact_line('"d"', '"en"', "x", [], [], 0, 0, 0, [("C9", "is_a", "C1")], {"C1": "a"}, {"is_a": "b"}, " ",
+                           '"zh"', {})
+
+
+@compiled
 def test_compiled_loops_reject_bad_input_clearly() -> None:
     spans, infos = [(0, 2, 0)], [("x", '{"start":%d,"end":%d}', '{"start":%d,"end":%d}')]
     with pytest.raises(TypeError, match="neither a str nor None"):
@@ -123,7 +152,7 @@ def test_compiled_loops_reject_bad_input_clearly() -> None:
 def _use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(entity, "switch_entities", speedups.py_switch_entities)
     monkeypatch.setattr(fact, "fact_heads", speedups.py_fact_heads)
-    monkeypatch.setattr(fact, "format_entities", speedups.py_format_entities)
+    monkeypatch.setattr(fact, "fact_line", speedups.py_fact_line)
     monkeypatch.setattr(fact, "window_facts", speedups.py_window_facts)
     monkeypatch.setattr(matcher, "unmark_spans", speedups.py_unmark_spans)
 

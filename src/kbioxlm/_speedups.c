@@ -44,6 +44,8 @@ static int buf_put(Buf *b, const char *s, Py_ssize_t n) {
     return 0;
 }
 
+#define PUT(b, lit) buf_put((b), (lit), (Py_ssize_t)sizeof(lit) - 1)
+
 static int buf_int(Buf *b, Py_ssize_t v) {
     char tmp[24];
     int n = 0;
@@ -71,7 +73,7 @@ static int buf_entity(Buf *b, PyObject *fmt, Py_ssize_t s, Py_ssize_t e) {
         PyErr_Format(PyExc_ValueError, "entity format does not start with %s: %R", FMT_HEAD, fmt);
         return -1;
     }
-    if (buf_put(b, "{\"start\":", 9) || buf_int(b, s) || buf_put(b, ",\"end\":", 7) || buf_int(b, e)) return -1;
+    if (PUT(b, "{\"start\":") || buf_int(b, s) || PUT(b, ",\"end\":") || buf_int(b, e)) return -1;
     f += FMT_HEAD_LEN;
     n -= FMT_HEAD_LEN;
     if (buf_reserve(b, n)) return -1;
@@ -248,7 +250,7 @@ static PyObject *switch_entities(PyObject *self, PyObject *args) {
             e += shift;
             if (!(fmt = info_item(infos, i, 1))) goto fail;
         }
-        if ((i && buf_put(&b, ",", 1)) || buf_entity(&b, fmt, s, e)) goto fail;
+        if ((i && PUT(&b, ",")) || buf_entity(&b, fmt, s, e)) goto fail;
     }
     if (nc) {
         PyObject *piece = PyUnicode_Substring(text, pos, PyUnicode_GET_LENGTH(text));
@@ -312,7 +314,7 @@ static PyObject *format_entities(PyObject *self, PyObject *args) {
         }
         PyObject *fmt = info_item(infos, i, field);
         if (!fmt || span_offsets(spans, i, &s, &e)) goto fail;
-        if ((j && buf_put(&b, ",", 1)) || buf_entity(&b, fmt, s - delta, e - delta)) goto fail;
+        if ((j && PUT(&b, ",")) || buf_entity(&b, fmt, s - delta, e - delta)) goto fail;
     }
     Py_DECREF(seq);
     return buf_finish(&b);
@@ -572,6 +574,137 @@ fail:
     return NULL;
 }
 
+/* ---- fact lines ---------------------------------------------------------------------------- */
+static PyObject *encode_basestring_fn;  /* json's C string encoder (ensure_ascii=False) */
+
+static int buf_str(Buf *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    return u ? buf_put(b, u, n) : -1;
+}
+
+/* JSON literal of str ``s`` from ``cache`` (filled on a miss); a borrowed reference. */
+static PyObject *json_literal(PyObject *cache, PyObject *s) {
+    PyObject *v = PyDict_GetItemWithError(cache, s);
+    if (v || PyErr_Occurred()) return v;
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "concept and relation ids must be str");
+        return NULL;
+    }
+    v = PyObject_CallOneArg(encode_basestring_fn, s);
+    if (!v) return NULL;
+    int r = PyDict_SetItem(cache, s, v);
+    Py_DECREF(v);
+    return r ? NULL : v;  /* the cache holds it */
+}
+
+static PyObject *lookup(PyObject *dict, PyObject *key, const char *what) {
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (!v && !PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "no %s for %R", what, key);
+    if (v && !PyUnicode_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "the %s of %R is not a str", what, key);
+        return NULL;
+    }
+    return v;
+}
+
+PyDoc_STRVAR(fact_line_doc,
+"fact_line(id_js, lang_js, body, spans, infos, lo, hi, facts, names, labels, join, fact_lang_js, cache) -> str\n\n"
+"One Fact record as a JSON line: ``body`` (the window's text, starting at spans[lo]'s window\n"
+"start ``ws`` = its offset in the document, passed as spans' offsets minus ``ws`` through\n"
+"``lo``/``hi``: see fact.py) followed by '</s>' + head name + join + relation label + join +\n"
+"tail name per fact (head, rel, tail); entities: spans[lo:hi] with format infos[i][5], then\n"
+"head and tail of every fact; relations: one per fact. names/labels: concept -> name and\n"
+"relation -> label in the fact language; cache: str -> JSON literal.");
+
+static PyObject *fact_line(PyObject *self, PyObject *args) {
+    PyObject *id_js, *lang_js, *body, *spans, *infos, *facts, *names, *labels, *join, *fl_js, *cache;
+    Py_ssize_t lo, hi, ws;
+    if (!PyArg_ParseTuple(args, "UUUO!O!nnnO!O!O!UUO!:fact_line", &id_js, &lang_js, &body, &PyList_Type, &spans,
+                          &PyList_Type, &infos, &lo, &hi, &ws, &PyList_Type, &facts, &PyDict_Type, &names,
+                          &PyDict_Type, &labels, &join, &fl_js, &PyDict_Type, &cache))
+        return NULL;
+    if (lo < 0 || hi > PyList_GET_SIZE(spans) || hi > PyList_GET_SIZE(infos) || lo > hi) {
+        PyErr_SetString(PyExc_IndexError, "window span range out of range");
+        return NULL;
+    }
+    Buf ent = {NULL, 0, 0}, rel = {NULL, 0, 0}, out = {NULL, 0, 0};
+    PyObject *pieces = PyList_New(0), *text = NULL, *text_js = NULL, *sep = PyUnicode_FromString("</s>");
+    if (!pieces || !sep || PyList_Append(pieces, body)) goto fail;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        Py_ssize_t s, e;
+        PyObject *fmt = info_item(infos, i, 5);
+        if (!fmt || span_offsets(spans, i, &s, &e)) goto fail;
+        if ((i > lo && PUT(&ent, ",")) || buf_entity(&ent, fmt, s - ws, e - ws)) goto fail;
+    }
+    Py_ssize_t p = PyUnicode_GET_LENGTH(body), n_ents = hi - lo, lj = PyUnicode_GET_LENGTH(join);
+    for (Py_ssize_t f = 0; f < PyList_GET_SIZE(facts); f++) {
+        PyObject *fact = PyList_GET_ITEM(facts, f);
+        if (!PyTuple_Check(fact) || PyTuple_GET_SIZE(fact) != 3) {
+            PyErr_Format(PyExc_TypeError, "fact %zd is not a (head, rel, tail) tuple", f);
+            goto fail;
+        }
+        PyObject *h = PyTuple_GET_ITEM(fact, 0), *r = PyTuple_GET_ITEM(fact, 1), *t = PyTuple_GET_ITEM(fact, 2);
+        PyObject *hn = lookup(names, h, "name"), *rn = hn ? lookup(labels, r, "relation label") : NULL;
+        PyObject *tn = rn ? lookup(names, t, "name") : NULL;
+        if (!tn) goto fail;
+        PyObject *hj = json_literal(cache, h), *rj = hj ? json_literal(cache, r) : NULL;
+        PyObject *tj = rj ? json_literal(cache, t) : NULL;
+        if (!tj) goto fail;
+        Py_ssize_t hs = p + 4, rs = hs + PyUnicode_GET_LENGTH(hn) + lj, ts = rs + PyUnicode_GET_LENGTH(rn) + lj;
+        p = ts + PyUnicode_GET_LENGTH(tn);
+        if (PyList_Append(pieces, sep) || PyList_Append(pieces, hn) || PyList_Append(pieces, join) ||
+            PyList_Append(pieces, rn) || PyList_Append(pieces, join) || PyList_Append(pieces, tn))
+            goto fail;
+        if ((ent.len && PUT(&ent, ",")) || PUT(&ent, "{\"start\":") || buf_int(&ent, hs) ||
+            PUT(&ent, ",\"end\":") || buf_int(&ent, hs + PyUnicode_GET_LENGTH(hn)) ||
+            PUT(&ent, ",\"concept\":") || buf_str(&ent, hj) || PUT(&ent, ",\"lang\":") ||
+            buf_str(&ent, fl_js) || PUT(&ent, ",\"switched\":false},{\"start\":") || buf_int(&ent, ts) ||
+            PUT(&ent, ",\"end\":") || buf_int(&ent, p) || PUT(&ent, ",\"concept\":") ||
+            buf_str(&ent, tj) || PUT(&ent, ",\"lang\":") || buf_str(&ent, fl_js) ||
+            PUT(&ent, ",\"switched\":false}"))
+            goto fail;
+        n_ents += 2;
+        if ((f && PUT(&rel, ",")) || PUT(&rel, "{\"start\":") || buf_int(&rel, rs) ||
+            PUT(&rel, ",\"end\":") || buf_int(&rel, rs + PyUnicode_GET_LENGTH(rn)) ||
+            PUT(&rel, ",\"rel\":") || buf_str(&rel, rj) || PUT(&rel, ",\"lang\":") ||
+            buf_str(&rel, fl_js) || PUT(&rel, ",\"head\":") || buf_int(&rel, n_ents - 2) ||
+            PUT(&rel, ",\"tail\":") || buf_int(&rel, n_ents - 1) || PUT(&rel, "}"))
+            goto fail;
+    }
+    PyObject *empty = PyUnicode_FromStringAndSize("", 0);
+    if (!empty) goto fail;
+    text = PyUnicode_Join(empty, pieces);
+    Py_DECREF(empty);
+    if (!text || !(text_js = PyObject_CallOneArg(encode_basestring_fn, text))) goto fail;
+    if (!PyUnicode_Check(text_js)) {
+        PyErr_SetString(PyExc_TypeError, "the string encoder did not return a str");
+        goto fail;
+    }
+    if (PUT(&out, "{\"id\":") || buf_str(&out, id_js) || PUT(&out, ",\"lang\":") ||
+        buf_str(&out, lang_js) || PUT(&out, ",\"text\":") || buf_str(&out, text_js) ||
+        PUT(&out, ",\"task\":\"fact\",\"entities\":[") || buf_put(&out, ent.data ? ent.data : "", ent.len) ||
+        PUT(&out, "],\"relations\":[") || buf_put(&out, rel.data ? rel.data : "", rel.len) ||
+        PUT(&out, "]}"))
+        goto fail;
+    PyMem_Free(ent.data);
+    PyMem_Free(rel.data);
+    Py_DECREF(pieces);
+    Py_DECREF(sep);
+    Py_DECREF(text);
+    Py_DECREF(text_js);
+    return buf_finish(&out);
+fail:
+    PyMem_Free(ent.data);
+    PyMem_Free(rel.data);
+    PyMem_Free(out.data);
+    Py_XDECREF(pieces);
+    Py_XDECREF(sep);
+    Py_XDECREF(text);
+    Py_XDECREF(text_js);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"switch_entities", switch_entities, METH_VARARGS, switch_entities_doc},
     {"format_entities", format_entities, METH_VARARGS, format_entities_doc},
@@ -579,6 +712,7 @@ static PyMethodDef methods[] = {
     {"sample_indices", sample_indices, METH_VARARGS, sample_indices_doc},
     {"fact_heads", fact_heads, METH_VARARGS, fact_heads_doc},
     {"window_facts", window_facts, METH_VARARGS, window_facts_doc},
+    {"fact_line", fact_line, METH_VARARGS, fact_line_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -586,4 +720,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "kbioxlm._speedups",
                                     "Compiled inner loops of the corpus builders (see speedups.py).", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyObject *json = PyImport_ImportModule("json.encoder");
+    if (!json) return NULL;
+    encode_basestring_fn = PyObject_GetAttrString(json, "encode_basestring");
+    Py_DECREF(json);
+    if (!encode_basestring_fn) return NULL;
+    return PyModule_Create(&module);
+}

@@ -12,6 +12,7 @@ entity with ``%d`` for its offsets and any literal ``%`` doubled (see ``Knowledg
 from __future__ import annotations
 
 import os
+from json.encoder import encode_basestring
 from collections.abc import Sequence
 from itertools import chain, repeat
 from operator import add, itemgetter
@@ -147,17 +148,61 @@ def py_window_facts(
     return facts[:cap]
 
 
+_SEP = "</s>"
+
+
+def py_fact_line(
+    id_js: str, lang_js: str, body: str, spans: list[tuple[int, int, Any]], infos: list[tuple], lo: int, hi: int,
+    ws: int, facts: list[tuple[str, str, str]], names: dict[str, str], labels: dict[str, str], join: str,
+    fact_lang_js: str, cache: dict[str, str],
+) -> str:
+    """One Fact record as a JSON line. Text: ``body`` (the window, starting at document offset
+    ``ws``) then ``</s>`` + head name + ``join`` + relation label + ``join`` + tail name per fact.
+    Entities: ``spans[lo:hi]`` (format ``infos[i][5]``, offsets relative to ``ws``), then head and
+    tail of every fact in the fact language; relations: one per fact. ``names``/``labels``:
+    concept -> name and relation -> label in the fact language; ``cache``: str -> JSON literal."""
+
+    def literal(x: str) -> str:
+        v = cache.get(x)
+        if v is None:
+            v = cache[x] = encode_basestring(x)
+        return v
+
+    entities = [py_format_entities(spans, infos, range(lo, hi), ws, 5)] if hi > lo else []
+    n_ents = hi - lo
+    relations = []
+    pieces = [body]
+    p = len(body)
+    for h, rel, t in facts:
+        hn, rn, tn = names[h], labels[rel], names[t]
+        hs = p + len(_SEP)
+        rs = hs + len(hn) + len(join)
+        ts = rs + len(rn) + len(join)
+        p = ts + len(tn)
+        pieces.extend((_SEP, hn, join, rn, join, tn))
+        tail = ',"lang":' + fact_lang_js + ',"switched":false}'
+        entities.append('{"start":%d,"end":%d,"concept":' % (hs, hs + len(hn)) + literal(h) + tail)
+        entities.append('{"start":%d,"end":%d,"concept":' % (ts, p) + literal(t) + tail)
+        n_ents += 2
+        relations.append('{"start":%d,"end":%d,"rel":' % (rs, rs + len(rn)) + literal(rel) + ',"lang":' + fact_lang_js
+                         + ',"head":%d,"tail":%d}' % (n_ents - 2, n_ents - 1))
+    return ('{"id":' + id_js + ',"lang":' + lang_js + ',"text":' + encode_basestring("".join(pieces))
+            + ',"task":"fact","entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}")
+
+
 switch_entities = py_switch_entities
 format_entities = py_format_entities
 unmark_spans = py_unmark_spans
 sample_indices = py_sample_indices
 fact_heads = py_fact_heads
 window_facts = py_window_facts
+fact_line = py_fact_line
 COMPILED = False
 if not os.environ.get("KBIOXLM_PURE_PYTHON"):
     try:
         from ._speedups import (  # type: ignore[no-redef]
             fact_heads,
+            fact_line,
             format_entities,
             sample_indices,
             switch_entities,

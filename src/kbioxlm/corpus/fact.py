@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
+from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any
 
-from ..speedups import fact_heads, format_entities, window_facts
+from ..speedups import fact_heads, fact_line, window_facts
 from .knowledge import EntityInfo, Knowledge, joiner
-from .runner import js, record_head
+from .runner import js
 from .sentences import split_sentences
 
 SEP = "</s>"
-_SPAN = '{"start":%d,"end":%d,"concept":%s'
+_JSON_LITERALS: dict[str, str] = {}  # concept / relation id -> JSON string literal (fact_line's cache)
 _start = itemgetter(0)
 _concept = itemgetter(3)
 _tails = itemgetter(4)
@@ -66,9 +67,9 @@ def build_fact_lines(
     join = joiner(fact_lang)
     relations_of = know.relations
     cap = opts.max_facts
-    fact_tail = ',"lang":%s,"switched":false}' % js(fact_lang)
-    rel_tail = ',"lang":%s,"head":%d,"tail":%d}'
     fact_lang_js = js(fact_lang)
+    lang_js = js(lang)
+    labels = know.relation_labels(fact_lang)
     starts = list(map(_start, spans))
     out: list[tuple[str, int]] = []
     last = -1
@@ -87,23 +88,7 @@ def build_fact_lines(
         facts = window_facts(concepts[lo:hi], tails[lo:hi], names, tails_of, relations_of, cap)
         if not facts:
             continue
-        body = text[ws:we]
-        entities = [format_entities(spans, infos, range(lo, hi), ws, 5)]
-        n_ents = hi - lo
-        relations = []
-        pieces = [body]
-        p = len(body)
-        for h, rel, t in facts:
-            hn, rn, tn = names[h], know.relation_name(rel, fact_lang), names[t]
-            hs = p + len(SEP)
-            rs = hs + len(hn) + len(join)
-            ts = rs + len(rn) + len(join)
-            p = ts + len(tn)
-            pieces.extend((SEP, hn, join, rn, join, tn))
-            entities.append(_SPAN % (hs, hs + len(hn), js(h)) + fact_tail)
-            entities.append(_SPAN % (ts, p, js(t)) + fact_tail)
-            n_ents += 2
-            relations.append('{"start":%d,"end":%d,"rel":%s' % (rs, rs + len(rn), js(rel)) + rel_tail % (fact_lang_js, n_ents - 2, n_ents - 1))
-        head = record_head(f"{doc['id']}#{wi}", lang, "".join(pieces), "fact")
-        out.append((head + ',"entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}", len(facts)))
+        line = fact_line(encode_basestring(f"{doc['id']}#{wi}"), lang_js, text[ws:we], spans, infos, lo, hi, ws, facts,
+                         names, labels, join, fact_lang_js, _JSON_LITERALS)
+        out.append((line, len(facts)))
     return out

@@ -60,6 +60,7 @@ class Knowledge:
     # Per matcher and key: what the builders derive from the key's concepts, filled on first
     # sight (a list of n_keys slots: 8 bytes per key, no per-document KB work).
     _entity_keys: dict[object, list] = field(default_factory=dict, repr=False)
+    _labels: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, options: BuildOptions, source_langs: tuple[str, ...]) -> Knowledge:
@@ -141,6 +142,14 @@ class Knowledge:
     def relation_name(self, rel: str, lang: str) -> str:
         """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""
         return self.relation_names.get(lang, {}).get(rel) or rel.replace("_", " ")
+
+    def relation_labels(self, lang: str) -> dict[str, str]:
+        """:meth:`relation_name` in ``lang`` of every relation type of the loaded relations."""
+        labels = self._labels.get(lang)
+        if labels is None:
+            rels = {r for rs in self.relations.values() for r in rs}
+            labels = self._labels[lang] = {r: self.relation_name(r, lang) for r in sorted(rels)}
+        return labels
 
 
 def _choose(cids: tuple[str, ...], targets: dict[str, str]) -> tuple[str, str | None, str]:
