@@ -101,8 +101,10 @@ def test_fact_helpers_match_the_python_twins() -> None:
                  for c, ts in zip(concepts, tails)]
         assert speedups.fact_heads(infos) == speedups.py_fact_heads(infos)
         cap = r.randint(1, 6)
-        assert speedups.window_facts(concepts, tails, names, tails_of, relations, cap) == \
-            speedups.py_window_facts(concepts, tails, names, tails_of, relations, cap)
+        lo = r.randint(0, len(infos))
+        hi = r.randint(lo, len(infos))
+        assert speedups.window_facts(infos, lo, hi, names, tails_of, relations, cap) == \
+            speedups.py_window_facts(infos, lo, hi, names, tails_of, relations, cap)
 
 
 @compiled

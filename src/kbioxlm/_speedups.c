@@ -431,55 +431,72 @@ fail:
 }
 
 PyDoc_STRVAR(window_facts_doc,
-"window_facts(concepts, tails, names, tails_of, relations, cap) -> list\n\n"
-"Facts (head, rel, tail) of one window: ``concepts`` are its mentions' concepts in text order,\n"
-"``tails`` their tails. Heads in order of first mention; a head's tails in ``tails_of[head]``\n"
-"that occur in the window, both with a name in ``names``, in order of first mention; per pair\n"
-"the relations ``relations[(head, tail)]`` (sorted); stop after the head that reaches ``cap``.");
+"window_facts(infos, lo, hi, names, tails_of, relations, cap) -> list\n\n"
+"Facts (head, rel, tail) of the window of mentions lo..hi-1 (infos[i][3]: concept, [6]: packed\n"
+"hashes of the concept and its tails): heads in order of first mention; a head's tails in\n"
+"``tails_of[head]`` that occur in the window, both with a name in ``names``, in order of first\n"
+"mention; per pair the relations ``relations[(head, tail)]``; stop after the head that reaches\n"
+"``cap``. The hashes only preselect: every kept fact is checked on the strings.");
+
+static uint64_t sig_hash(PyObject *sig, Py_ssize_t j) {
+    uint64_t h;
+    memcpy(&h, PyBytes_AS_STRING(sig) + 8 * j, 8);
+    return h;
+}
 
 static PyObject *window_facts(PyObject *self, PyObject *args) {
-    PyObject *concepts, *tails, *names, *tails_of, *relations;
-    Py_ssize_t cap;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!n:window_facts", &PyList_Type, &concepts, &PyList_Type, &tails,
-                          &PyDict_Type, &names, &PyDict_Type, &tails_of, &PyDict_Type, &relations, &cap))
+    PyObject *infos, *names, *tails_of, *relations;
+    Py_ssize_t lo, hi, cap;
+    if (!PyArg_ParseTuple(args, "O!nnO!O!O!n:window_facts", &PyList_Type, &infos, &lo, &hi, &PyDict_Type, &names,
+                          &PyDict_Type, &tails_of, &PyDict_Type, &relations, &cap))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(concepts);
-    if (PyList_GET_SIZE(tails) != n) {
-        PyErr_SetString(PyExc_ValueError, "concepts and tails differ in length");
+    if (lo < 0 || hi > PyList_GET_SIZE(infos) || lo > hi) {
+        PyErr_SetString(PyExc_IndexError, "window mention range out of range");
         return NULL;
     }
-    PyObject *rank = PyDict_New(), *done = PySet_New(NULL), *out = PyList_New(0), *hits = NULL;
-    if (!rank || !done || !out) goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {  /* concept -> rank of its first mention */
-        PyObject *c = PyList_GET_ITEM(concepts, i);
-        if (!PyDict_GetItemWithError(rank, c)) {
-            if (PyErr_Occurred()) goto fail;
-            PyObject *r = PyLong_FromSsize_t(PyDict_GET_SIZE(rank));
-            if (!r || PyDict_SetItem(rank, c, r)) {
-                Py_XDECREF(r);
-                goto fail;
-            }
-            Py_DECREF(r);
-        }
+    Py_ssize_t m = hi - lo;
+    uint64_t *hs = PyMem_Malloc(sizeof(uint64_t) * (size_t)(m ? m : 1));
+    PyObject **cs = PyMem_Malloc(sizeof(PyObject *) * (size_t)(m ? m : 1));
+    unsigned char *done = PyMem_Calloc((size_t)(m ? m : 1), 1);  /* concept of mention handled */
+    Py_ssize_t *hit = NULL;
+    PyObject *out = PyList_New(0), *seq = NULL;
+    PyObject **hit_t = NULL;
+    if (!hs || !cs || !done || !out) {
+        if (out) PyErr_NoMemory();
+        goto fail;
     }
-    for (Py_ssize_t i = 0; i < n && PyList_GET_SIZE(out) < cap; i++) {
-        PyObject *h = PyList_GET_ITEM(concepts, i), *ts = PyList_GET_ITEM(tails, i);
-        if (!PyTuple_Check(ts)) {
-            PyErr_Format(PyExc_TypeError, "tails of mention %zd are not a tuple", i);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *sig = info_item(infos, lo + i, 6), *c = info_item(infos, lo + i, 3);
+        if (!sig || !c) goto fail;
+        if (!PyBytes_Check(sig) || PyBytes_GET_SIZE(sig) < 8 || PyBytes_GET_SIZE(sig) % 8) {
+            PyErr_Format(PyExc_TypeError, "signature of mention %zd is not packed int64 hashes", lo + i);
             goto fail;
         }
+        hs[i] = sig_hash(sig, 0);
+        cs[i] = c;
+    }
+    for (Py_ssize_t i = 0; i < m && PyList_GET_SIZE(out) < cap; i++) {
+        if (done[i]) continue;
+        PyObject *sig = PyTuple_GET_ITEM(PyList_GET_ITEM(infos, lo + i), 6);
+        Py_ssize_t nt = PyBytes_GET_SIZE(sig) / 8;
         int any = 0;
-        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(ts) && !any; j++) {
-            int r = PyDict_Contains(rank, PyTuple_GET_ITEM(ts, j));
-            if (r < 0) goto fail;
-            any = r;
+        for (Py_ssize_t j = 1; j < nt && !any; j++) {
+            uint64_t t = sig_hash(sig, j);
+            for (Py_ssize_t q = 0; q < m; q++)
+                if (hs[q] == t) {
+                    any = 1;
+                    break;
+                }
         }
-        if (!any) continue;
-        int r = PySet_Contains(done, h);  /* a head is handled at its first mention */
-        if (r < 0) goto fail;
-        if (r) continue;
-        if (PySet_Add(done, h)) goto fail;
-        r = PyDict_Contains(names, h);
+        if (!any) continue;  /* no tail of this concept may be in the window */
+        PyObject *h = cs[i];
+        for (Py_ssize_t q = i; q < m; q++) {  /* later mentions of the same concept: handled now */
+            if (hs[q] != hs[i]) continue;
+            int eq = q == i ? 1 : PyObject_RichCompareBool(cs[q], h, Py_EQ);
+            if (eq < 0) goto fail;
+            if (eq) done[q] = 1;
+        }
+        int r = PyDict_Contains(names, h);
         if (r < 0) goto fail;
         if (!r) continue;
         PyObject *outs = PyDict_GetItemWithError(tails_of, h);
@@ -487,56 +504,45 @@ static PyObject *window_facts(PyObject *self, PyObject *args) {
             if (PyErr_Occurred()) goto fail;
             continue;
         }
-        PyObject *seq = PySequence_Fast(outs, "tails_of values must be sequences");
-        if (!seq) goto fail;
-        /* (rank, tail) of the hits, sorted by rank: stable for equal ranks (a tail listed twice). */
-        Py_ssize_t m = PySequence_Fast_GET_SIZE(seq), nh = 0;
-        hits = PyList_New(0);
-        if (!hits) {
-            Py_DECREF(seq);
+        if (!(seq = PySequence_Fast(outs, "tails_of values must be sequences"))) goto fail;
+        Py_ssize_t nh = 0, ns = PySequence_Fast_GET_SIZE(seq);
+        PyMem_Free(hit_t);
+        PyMem_Free(hit);
+        hit = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(ns ? ns : 1));
+        if (!(hit_t = PyMem_Malloc(sizeof(PyObject *) * (size_t)(ns ? ns : 1))) || !hit) {
+            PyErr_NoMemory();
             goto fail;
         }
-        for (Py_ssize_t j = 0; j < m; j++) {
+        for (Py_ssize_t j = 0; j < ns; j++) {
             PyObject *t = PySequence_Fast_GET_ITEM(seq, j);
-            PyObject *rk = PyDict_GetItemWithError(rank, t);
-            if (!rk) {
-                if (PyErr_Occurred()) {
-                    Py_DECREF(seq);
-                    goto fail;
-                }
-                continue;
+            Py_hash_t th = PyObject_Hash(t);
+            if (th == -1) goto fail;
+            Py_ssize_t first = -1;  /* the tail's first mention in the window */
+            for (Py_ssize_t q = 0; q < m && first < 0; q++) {
+                if (hs[q] != (uint64_t)th) continue;
+                int eq = PyObject_RichCompareBool(cs[q], t, Py_EQ);
+                if (eq < 0) goto fail;
+                if (eq) first = q;
             }
-            int eq = PyObject_RichCompareBool(t, h, Py_EQ);
-            if (eq < 0) {
-                Py_DECREF(seq);
-                goto fail;
-            }
-            if (eq) continue;
+            if (first < 0) continue;
+            int same = PyObject_RichCompareBool(t, h, Py_EQ);
+            if (same < 0) goto fail;
+            if (same) continue;
             r = PyDict_Contains(names, t);
-            if (r < 0) {
-                Py_DECREF(seq);
-                goto fail;
-            }
+            if (r < 0) goto fail;
             if (!r) continue;
-            PyObject *idx = PyLong_FromSsize_t(nh++);
-            PyObject *pair = idx ? PyTuple_Pack(3, rk, idx, t) : NULL;
-            Py_XDECREF(idx);
-            if (!pair) {
-                Py_DECREF(seq);
-                goto fail;
+            /* insertion sort by first mention (stable: tails are few) */
+            Py_ssize_t k = nh++;
+            while (k > 0 && hit[k - 1] > first) {
+                hit[k] = hit[k - 1];
+                hit_t[k] = hit_t[k - 1];
+                k--;
             }
-            if (PyList_Append(hits, pair)) {
-                Py_DECREF(pair);
-                Py_DECREF(seq);
-                goto fail;
-            }
-            Py_DECREF(pair);
+            hit[k] = first;
+            hit_t[k] = t;
         }
-        Py_DECREF(seq);
-        if (nh > 1 && PyList_Sort(hits)) goto fail;
         for (Py_ssize_t j = 0; j < nh; j++) {
-            PyObject *t = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, j), 2);
-            PyObject *key = PyTuple_Pack(2, h, t);
+            PyObject *key = PyTuple_Pack(2, h, hit_t[j]);
             if (!key) goto fail;
             PyObject *rels = PyDict_GetItemWithError(relations, key);
             Py_DECREF(key);
@@ -547,7 +553,7 @@ static PyObject *window_facts(PyObject *self, PyObject *args) {
             PyObject *rs = PySequence_Fast(rels, "relations values must be sequences");
             if (!rs) goto fail;
             for (Py_ssize_t q = 0; q < PySequence_Fast_GET_SIZE(rs); q++) {
-                PyObject *fact = PyTuple_Pack(3, h, PySequence_Fast_GET_ITEM(rs, q), t);
+                PyObject *fact = PyTuple_Pack(3, h, PySequence_Fast_GET_ITEM(rs, q), hit_t[j]);
                 if (!fact || PyList_Append(out, fact)) {
                     Py_XDECREF(fact);
                     Py_DECREF(rs);
@@ -557,20 +563,23 @@ static PyObject *window_facts(PyObject *self, PyObject *args) {
             }
             Py_DECREF(rs);
         }
-        Py_CLEAR(hits);
+        Py_CLEAR(seq);
     }
-    Py_DECREF(rank);
-    Py_DECREF(done);
-    if (PyList_GET_SIZE(out) > cap && PyList_SetSlice(out, cap, PyList_GET_SIZE(out), NULL)) {
-        Py_DECREF(out);
-        return NULL;
-    }
+    if (PyList_GET_SIZE(out) > cap && PyList_SetSlice(out, cap, PyList_GET_SIZE(out), NULL)) goto fail;
+    PyMem_Free(hs);
+    PyMem_Free(cs);
+    PyMem_Free(done);
+    PyMem_Free(hit);
+    PyMem_Free(hit_t);
     return out;
 fail:
-    Py_XDECREF(rank);
-    Py_XDECREF(done);
+    PyMem_Free(hs);
+    PyMem_Free(cs);
+    PyMem_Free(done);
+    PyMem_Free(hit);
+    PyMem_Free(hit_t);
+    Py_XDECREF(seq);
     Py_XDECREF(out);
-    Py_XDECREF(hits);
     return NULL;
 }
 

@@ -122,20 +122,22 @@ def py_fact_heads(infos: list[tuple]) -> list[int]:
 
 
 def py_window_facts(
-    concepts: list[str],
-    tails: list[tuple[str, ...]],
+    infos: list[tuple],
+    lo: int,
+    hi: int,
     names: dict[str, str],
     tails_of: dict[str, tuple[str, ...]],
     relations: dict[tuple[str, str], tuple[str, ...]],
     cap: int,
 ) -> list[tuple[str, str, str]]:
-    """Facts ``(head, rel, tail)`` of one window whose mentions have ``concepts`` (text order) and
-    ``tails``: heads in order of first mention; per head its tails of ``tails_of`` that occur in
-    the window, both with a name in ``names``, in order of first mention; per pair its relations;
-    stop after the head that reaches ``cap``."""
-    rank = {c: r for r, c in enumerate(dict.fromkeys(concepts))}
+    """Facts ``(head, rel, tail)`` of the window of mentions ``lo..hi-1`` (``infos[i][3]``: concept,
+    ``[4]``: its tails): heads in order of first mention; per head its tails of ``tails_of`` that
+    occur in the window, both with a name in ``names``, in order of first mention; per pair its
+    relations; stop after the head that reaches ``cap``."""
+    window = infos[lo:hi]
+    rank = {c: r for r, c in enumerate(dict.fromkeys(map(itemgetter(3), window)))}
     facts: list[tuple[str, str, str]] = []
-    for h in dict.fromkeys(c for c, ts in zip(concepts, tails) if not rank.keys().isdisjoint(ts)):
+    for h in dict.fromkeys(info[3] for info in window if not rank.keys().isdisjoint(info[4])):
         if h not in names:
             continue
         hits = [t for t in tails_of.get(h, ()) if t in rank and t != h and t in names]

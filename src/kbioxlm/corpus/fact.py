@@ -19,8 +19,6 @@ from .sentences import split_sentences
 SEP = "</s>"
 _JSON_LITERALS: dict[str, str] = {}  # concept / relation id -> JSON string literal (fact_line's cache)
 _start = itemgetter(0)
-_concept = itemgetter(3)
-_tails = itemgetter(4)
 
 
 def build_fact_records(doc: dict[str, Any], know: Knowledge, spans: list | None = None) -> list[dict[str, Any]]:
@@ -54,8 +52,6 @@ def build_fact_lines(
     heads = fact_heads(infos)
     if not heads:
         return []
-    tails = list(map(_tails, infos))
-    concepts = list(map(_concept, infos))
     sents = split_sentences(text)
     w = max(1, opts.window)
     windows = [(sents[i][0], sents[min(i + w, len(sents)) - 1][1]) for i in range(0, len(sents), w)]
@@ -85,7 +81,7 @@ def build_fact_lines(
             hi -= 1
         if hi - lo < 2:
             continue
-        facts = window_facts(concepts[lo:hi], tails[lo:hi], names, tails_of, relations_of, cap)
+        facts = window_facts(infos, lo, hi, names, tails_of, relations_of, cap)
         if not facts:
             continue
         line = fact_line(encode_basestring(f"{doc['id']}#{wi}"), lang_js, text[ws:we], spans, infos, lo, hi, ws, facts,
