@@ -87,6 +87,19 @@ def test_unmark_and_sampling_match_the_python_twins() -> None:
 
 
 @compiled
+def test_word_run_marking_matches_the_python_twin() -> None:
+    from kbioxlm.kb.matcher import _UNSPACED_RANGES
+
+    r = random.Random(5)
+    # Letters, digits, numerals (Roman, fractions, Arabic-Indic), CJK, astral letters, "_", NUL.
+    pool = [chr(c) for c in [*range(0, 0x3000, 7), *range(0x4E00, 0x4E40), 0x1D7CE, 0x20000, 0x5F, 0x2160, 0xBD, 0x661]]
+    for _ in range(5000):
+        text = "".join(r.choice(pool) for _ in range(r.randint(0, 12)))
+        for excluded in ((), _UNSPACED_RANGES):
+            assert speedups.mark_runs(text, excluded) == speedups.py_mark_runs(text, excluded)
+
+
+@compiled
 def test_fact_helpers_match_the_python_twins() -> None:
     r = random.Random(2)
     pool = [f"C{i}" for i in range(12)]
@@ -157,6 +170,7 @@ def _use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fact, "fact_line", speedups.py_fact_line)
     monkeypatch.setattr(fact, "window_facts", speedups.py_window_facts)
     monkeypatch.setattr(matcher, "unmark_spans", speedups.py_unmark_spans)
+    monkeypatch.setattr(matcher, "mark_runs", speedups.py_mark_runs)
 
 
 @compiled

@@ -714,10 +714,69 @@ fail:
     return NULL;
 }
 
+static int excluded_char(Py_UCS4 c, const Py_UCS4 *lo_hi, Py_ssize_t nr) {
+    for (Py_ssize_t r = 0; r < nr; r++)
+        if (c >= lo_hi[2 * r] && c <= lo_hi[2 * r + 1]) return 1;
+    return 0;
+}
+
+/* ---- word-run marking ------------------------------------------------------------------------- */
+PyDoc_STRVAR(mark_runs_doc,
+"mark_runs(text, excluded) -> str | None\n\n"
+"``text`` with a NUL before and after every maximal run of word characters: str.isalnum()\n"
+"characters outside the code point ranges ``excluded`` (a tuple of (lo, hi) pairs, inclusive).\n"
+"None when the text has no such character (it would be returned unchanged).");
+
+static PyObject *mark_runs(PyObject *self, PyObject *args) {
+    PyObject *text, *excluded;
+    if (!PyArg_ParseTuple(args, "UO!:mark_runs", &text, &PyTuple_Type, &excluded)) return NULL;
+    Py_ssize_t nr = PyTuple_GET_SIZE(excluded);
+    Py_UCS4 lo_hi[64];
+    if (nr > 32) {
+        PyErr_SetString(PyExc_ValueError, "at most 32 excluded ranges");
+        return NULL;
+    }
+    for (Py_ssize_t r = 0; r < nr; r++) {
+        unsigned long lo, hi;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(excluded, r), "kk", &lo, &hi)) return NULL;
+        lo_hi[2 * r] = (Py_UCS4)lo;
+        lo_hi[2 * r + 1] = (Py_UCS4)hi;
+    }
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), runs = 0;
+#define IS_WORD(c) (Py_UNICODE_ISALNUM(c) && !excluded_char(c, lo_hi, nr))
+    int in_run = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        int w = IS_WORD(c);
+        if (w && !in_run) runs++;
+        in_run = w;
+    }
+    if (!runs) Py_RETURN_NONE;
+    PyObject *out = PyUnicode_New(n + 2 * runs, PyUnicode_MAX_CHAR_VALUE(text));
+    if (!out) return NULL;
+    int okind = PyUnicode_KIND(out);
+    void *odata = PyUnicode_DATA(out);
+    Py_ssize_t j = 0;
+    in_run = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        int w = IS_WORD(c);
+        if (w != in_run) PyUnicode_WRITE(okind, odata, j++, 0);
+        PyUnicode_WRITE(okind, odata, j++, c);
+        in_run = w;
+    }
+    if (in_run) PyUnicode_WRITE(okind, odata, j++, 0);
+#undef IS_WORD
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"switch_entities", switch_entities, METH_VARARGS, switch_entities_doc},
     {"format_entities", format_entities, METH_VARARGS, format_entities_doc},
     {"unmark_spans", unmark_spans, METH_VARARGS, unmark_spans_doc},
+    {"mark_runs", mark_runs, METH_VARARGS, mark_runs_doc},
     {"sample_indices", sample_indices, METH_VARARGS, sample_indices_doc},
     {"fact_heads", fact_heads, METH_VARARGS, fact_heads_doc},
     {"window_facts", window_facts, METH_VARARGS, window_facts_doc},

@@ -12,8 +12,10 @@ entity with ``%d`` for its offsets and any literal ``%`` doubled (see ``Knowledg
 from __future__ import annotations
 
 import os
+import re
 from json.encoder import encode_basestring
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import chain, repeat
 from operator import add, itemgetter
 from typing import Any
@@ -192,9 +194,24 @@ def py_fact_line(
             + ',"task":"fact","entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}")
 
 
+@lru_cache(maxsize=8)
+def _runs_pattern(excluded: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
+    # ``[^\W_]`` is exactly str.isalnum (CPython's \w is isalnum() or "_").
+    ranges = "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in excluded)
+    return re.compile(f"([^\\W_{ranges}]+)")
+
+
+def py_mark_runs(text: str, excluded: tuple[tuple[int, int], ...]) -> str | None:
+    """``text`` with a NUL before and after every maximal run of word characters (``isalnum``
+    and outside the inclusive code point ranges ``excluded``); ``None`` when there is none."""
+    parts = _runs_pattern(excluded).split(text)
+    return None if len(parts) == 1 else "\x00".join(parts)
+
+
 switch_entities = py_switch_entities
 format_entities = py_format_entities
 unmark_spans = py_unmark_spans
+mark_runs = py_mark_runs
 sample_indices = py_sample_indices
 fact_heads = py_fact_heads
 window_facts = py_window_facts
@@ -206,6 +223,7 @@ if not os.environ.get("KBIOXLM_PURE_PYTHON"):
             fact_heads,
             fact_line,
             format_entities,
+            mark_runs,
             sample_indices,
             switch_entities,
             unmark_spans,

@@ -89,12 +89,15 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str
     e_records = e_entities = no_match = 0
     f_records = f_facts = 0
     switches: dict[str, int] = {}
+    direction = {lang: f"{lang}->{know.other(lang)}" for lang in matchers}
+    entity_infos = know.entity_infos
     for doc, quota in items:
         n_docs += 1
         text = doc["text"]
+        lang = doc["lang"]
         n_chars += len(text)
-        spans = matchers[doc["lang"]].find_spans(text)
-        infos = know.entity_infos(doc["lang"], spans) if spans else []
+        spans = matchers[lang].find_spans(text)
+        infos = entity_infos(lang, spans) if spans else []
         if do_entity:
             if not spans:
                 no_match += 1
@@ -103,7 +106,7 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str
                 e_records += 1
                 e_entities += n_ent
                 if k:
-                    d = f"{doc['lang']}->{know.other(doc['lang'])}"
+                    d = direction[lang]
                     switches[d] = switches.get(d, 0) + k
                 e_lines.append(line)
         if do_fact and len(spans) > 1:

@@ -20,6 +20,8 @@ from ..schema import check_lang
 INPUT_FORMATS = ("jsonl", "pubmedqa", "cmeee", "lines", "dialogue")
 
 Doc = dict[str, Any]
+_DECODER = json.JSONDecoder()
+_CHECKED_LANGS: set[str] = set()  # language codes check_lang accepted (it runs per document)
 
 
 def iter_documents(
@@ -64,7 +66,7 @@ def _document(rec: Any, path: Path, line: int, default_lang: str | None, text_fi
     text = rec[text_field]
     if not isinstance(text, str):
         raise ValueError(f"field {text_field!r} must be str, got {type(text).__name__}")
-    if not text.strip():
+    if not text or text.isspace():
         raise ValueError("empty text")
     doc_id = rec.get("id", f"{path.name}:{line}")
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
@@ -74,7 +76,9 @@ def _document(rec: Any, path: Path, line: int, default_lang: str | None, text_fi
         raise ValueError("missing field 'lang' (or pass --lang)")
     if not isinstance(lang, str):
         raise ValueError(f"field 'lang' must be str, got {type(lang).__name__}")
-    check_lang(lang)
+    if lang not in _CHECKED_LANGS:
+        check_lang(lang)
+        _CHECKED_LANGS.add(lang)
     return {"id": doc_id, "lang": lang, "text": text}
 
 
@@ -97,11 +101,12 @@ _readline_loop = iter_text_lines
 
 
 def _raw_jsonl(path: Path, text_field: str) -> Iterator[tuple[int, Any]]:
+    decode = _DECODER.decode
     for lineno, line in _readline_loop(path):
-        if not line.strip():
+        if not line or line.isspace():
             continue
         try:
-            yield lineno, json.loads(line)
+            yield lineno, decode(line)
         except json.JSONDecodeError as exc:
             yield lineno, ValueError(f"malformed JSON ({exc.msg} at column {exc.colno})")
 
