@@ -73,6 +73,11 @@ def test_unmark_and_sampling_match_the_python_twins() -> None:
             matches.append((s, e, r.randrange(9)))
             pos = e
         assert speedups.unmark_spans(marked, matches, "\x00") == speedups.py_unmark_spans(marked, matches, "\x00")
+    cache = [None, ("a",), ("b",), None]
+    for spans in ([], [(0, 1, 1), (2, 3, 2)], [(0, 1, 1), (1, 2, 3)], [(5, 6, 0)]):
+        assert speedups.cached_infos(cache, spans) == speedups.py_cached_infos(cache, spans)
+    with pytest.raises(IndexError):
+        speedups.cached_infos(cache, [(0, 1, 4)])
     for seed in (0, 1, 2**64 - 1, 987654321987654321):
         for n, k in ((0, 0), (1, 1), (5, 5), (40, 10), (1000, 3)):
             got = speedups.sample_indices(seed, n, k)

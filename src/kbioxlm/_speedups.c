@@ -745,7 +745,10 @@ static PyObject *mark_runs(PyObject *self, PyObject *args) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), runs = 0;
-#define IS_WORD(c) (Py_UNICODE_ISALNUM(c) && !excluded_char(c, lo_hi, nr))
+    /* ASCII first (the common word characters), then the excluded ranges (cheap comparisons:
+     * most characters of unspaced text fall in one), then the Unicode tables. */
+#define IS_WORD(c)                                                                                       \
+    ((c) < 128 ? (((c) | 32) - 'a' < 26u || (c) - '0' < 10u) : !excluded_char(c, lo_hi, nr) && Py_UNICODE_ISALNUM(c))
     int in_run = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
@@ -772,11 +775,51 @@ static PyObject *mark_runs(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- per-key cache -------------------------------------------------------------------------- */
+PyDoc_STRVAR(cached_infos_doc,
+"cached_infos(cache, spans) -> list | None\n\n"
+"[cache[key] for (start, end, key) in spans], or None when one of them is None (not cached yet).");
+
+static PyObject *cached_infos(PyObject *self, PyObject *args) {
+    PyObject *cache, *spans;
+    if (!PyArg_ParseTuple(args, "O!O!:cached_infos", &PyList_Type, &cache, &PyList_Type, &spans)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(spans), nc = PyList_GET_SIZE(cache);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *sp = PyList_GET_ITEM(spans, i);
+        if (!PyTuple_Check(sp) || PyTuple_GET_SIZE(sp) < 3) {
+            PyErr_Format(PyExc_TypeError, "span %zd is not a (start, end, key) tuple", i);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(sp, 2));
+        if (k == -1 && PyErr_Occurred()) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (k < 0 || k >= nc) {
+            PyErr_Format(PyExc_IndexError, "key %zd of span %zd is not in the cache", k, i);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *info = PyList_GET_ITEM(cache, k);
+        if (info == Py_None) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        Py_INCREF(info);
+        PyList_SET_ITEM(out, i, info);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"switch_entities", switch_entities, METH_VARARGS, switch_entities_doc},
     {"format_entities", format_entities, METH_VARARGS, format_entities_doc},
     {"unmark_spans", unmark_spans, METH_VARARGS, unmark_spans_doc},
     {"mark_runs", mark_runs, METH_VARARGS, mark_runs_doc},
+    {"cached_infos", cached_infos, METH_VARARGS, cached_infos_doc},
     {"sample_indices", sample_indices, METH_VARARGS, sample_indices_doc},
     {"fact_heads", fact_heads, METH_VARARGS, fact_heads_doc},
     {"window_facts", window_facts, METH_VARARGS, window_facts_doc},

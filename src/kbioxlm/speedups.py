@@ -208,10 +208,17 @@ def py_mark_runs(text: str, excluded: tuple[tuple[int, int], ...]) -> str | None
     return None if len(parts) == 1 else "\x00".join(parts)
 
 
+def py_cached_infos(cache: list, spans: list[tuple[int, int, int]]) -> list | None:
+    """``[cache[key] for (start, end, key) in spans]``, or ``None`` when one of them is ``None``."""
+    infos = [cache[sp[2]] for sp in spans]
+    return None if None in infos else infos
+
+
 switch_entities = py_switch_entities
 format_entities = py_format_entities
 unmark_spans = py_unmark_spans
 mark_runs = py_mark_runs
+cached_infos = py_cached_infos
 sample_indices = py_sample_indices
 fact_heads = py_fact_heads
 window_facts = py_window_facts
@@ -220,6 +227,7 @@ COMPILED = False
 if not os.environ.get("KBIOXLM_PURE_PYTHON"):
     try:
         from ._speedups import (  # type: ignore[no-redef]
+            cached_infos,
             fact_heads,
             fact_line,
             format_entities,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from operator import itemgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,13 +15,13 @@ from ..errors import KbioxlmError
 from ..kb.matcher import Matcher
 from ..kb.store import KnowledgeBase
 from ..schema import is_unspaced
+from ..speedups import cached_infos
 
 # Per matched key: (target name or None, kept-entity JSON format, switched-entity JSON format,
 # smallest concept, the concepts that one has relations to, kept-entity JSON format naming the
 # smallest concept, hashes of the smallest concept and its tails packed as int64 for
 # speedups.fact_heads). See Knowledge.entity_infos.
 EntityInfo = tuple[str | None, str, str, str, tuple[str, ...], str, bytes]
-_third = itemgetter(2)
 
 
 def _hashes(n: int, *values: int) -> bytes:
@@ -106,15 +105,16 @@ class Knowledge:
         are the entity's JSON object with ``%d`` for start and end and that concept's id. The
         smallest concept and the concepts it has relations to are the fact builder's view.
         Cached per key, filled on first sight: the KB is not consulted per document, and reading
-        the infos of a document is one C-level ``map`` (matches come every few characters with a
-        large KB, so this is the build's inner loop).
+        the infos of a document is one call of :func:`kbioxlm.speedups.cached_infos` (matches come
+        every few characters with a large KB, so this is the build's inner loop).
         """
         matcher = self.matchers[lang]
         cache = self._entity_keys.get(matcher)  # per matcher: a benchmark swaps in another one
         if cache is None:
             cache = self._entity_keys[matcher] = [None] * matcher.n_keys
-        infos = list(map(cache.__getitem__, map(_third, spans)))
-        if None in infos:
+        infos = cached_infos(cache, spans)
+        if infos is None:
+            infos = [cache[sp[2]] for sp in spans]
             other = self.other(lang)
             targets = self.names[other]
             tails = self.tails
