@@ -46,12 +46,15 @@ def test_switch_and_format_match_the_python_twins() -> None:
         spans, infos = _rand_spans_infos(r, text)
         switchable = [i for i, info in enumerate(infos) if info[0] is not None]
         quota, seed = r.randint(-1, len(switchable) + 1), r.getrandbits(64)
-        got = speedups.switch_entities(text, spans, infos, quota, seed)
-        assert got == speedups.py_switch_entities(text, spans, infos, quota, seed)
-        new_text, body, k = got
+        prefix = '{"id":' + json.dumps(_rand_text(r, 3), ensure_ascii=False) + ',"lang":"en"'
+        got = speedups.switch_entities(text, spans, infos, quota, seed, prefix)
+        assert got == speedups.py_switch_entities(text, spans, infos, quota, seed, prefix)
+        line, k = got
         assert k == max(0, min(quota, len(switchable)))
         chosen = {switchable[j] for j in speedups.sample_indices(seed, len(switchable), k)}
-        ents = json.loads("[" + body + "]")
+        rec = json.loads(line)
+        assert rec["task"] == "entity" and line.decode().startswith(prefix + ',"text":')
+        new_text, ents = rec["text"], rec["entities"]
         assert len(ents) == len(spans)
         for ent, (s, e, _k), i in zip(ents, spans, range(len(spans))):
             assert ent["switched"] == (i in chosen)
@@ -140,7 +143,7 @@ def test_fact_line_matches_the_python_twin() -> None:
         labels = {"is_a": "is a", "part\"of": _rand_text(r, 3)}
         facts = [(r.choice(pool), r.choice(list(labels)), r.choice(pool)) for _ in range(r.randint(0, 4))]
         join = r.choice(["", " "])
-        args = ('"d#1"', '"en"', text[ws:], spans, infos, lo, hi, ws, facts, names, labels, join, '"zh"')
+        args = ('{"id":"d#1","lang":"en"', text[ws:], spans, infos, lo, hi, ws, facts, names, labels, join, '"zh"')
         line = speedups.fact_line(*args, {})
         assert line == speedups.py_fact_line(*args, {})
         rec = json.loads(line)
@@ -150,15 +153,15 @@ def test_fact_line_matches_the_python_twin() -> None:
             assert rec["text"][rec["entities"][rel["head"]]["start"]:rec["entities"][rel["head"]]["end"]] == names[h]
             assert rec["entities"][rel["tail"]]["concept"] == t
     with pytest.raises(KeyError, match="no name"):
-        speedups.fact_line('"d"', '"en"', "x", [], [], 0, 0, 0, [("C9", "is_a", "C1")], {"C1": "a"}, {"is_a": "b"}, " ",
-                           '"zh"', {})
+        speedups.fact_line('{"id":"d","lang":"en"', "x", [], [], 0, 0, 0, [("C9", "is_a", "C1")], {"C1": "a"},
+                           {"is_a": "b"}, " ", '"zh"', {})
 
 
 @compiled
 def test_compiled_loops_reject_bad_input_clearly() -> None:
     spans, infos = [(0, 2, 0)], [("x", '{"start":%d,"end":%d}', '{"start":%d,"end":%d}')]
     with pytest.raises(TypeError, match="neither a str nor None"):
-        speedups.switch_entities("ab", spans, [(3, *infos[0][1:])], 1, 0)
+        speedups.switch_entities("ab", spans, [(3, *infos[0][1:])], 1, 0, '{"id":1')
     with pytest.raises(TypeError, match="packed int64"):
         speedups.fact_heads([(None, "", "", "C", (), "", b"abc")])
     with pytest.raises(ValueError, match="does not start with"):

@@ -174,20 +174,82 @@ static PyObject *sample_indices(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* prefix + ',"text":' + JSON(text) + ',"task":"<task>","entities":[' + ent + ']' [+ ',"relations":[' + rel + ']'] + '}'
+ * as a bytes object. */
+static PyObject *encode_basestring_fn;  /* json's C string encoder (ensure_ascii=False) */
+
+static PyObject *line_bytes(PyObject *prefix, PyObject *text, const char *task, Buf *ent, Buf *rel) {
+    Py_ssize_t np, nt;
+    const char *p = PyUnicode_AsUTF8AndSize(prefix, &np);
+    if (!p) return NULL;
+    PyObject *text_js = PyObject_CallOneArg(encode_basestring_fn, text);
+    if (!text_js) return NULL;
+    if (!PyUnicode_Check(text_js)) {
+        Py_DECREF(text_js);
+        PyErr_SetString(PyExc_TypeError, "the string encoder did not return a str");
+        return NULL;
+    }
+    const char *t = PyUnicode_AsUTF8AndSize(text_js, &nt);
+    if (!t) {
+        Py_DECREF(text_js);
+        return NULL;
+    }
+    Py_ssize_t ntask = (Py_ssize_t)strlen(task);
+#define L(lit) ((Py_ssize_t)sizeof(lit) - 1)
+    Py_ssize_t total = np + L(",\"text\":") + nt + L(",\"task\":\"") + ntask + L("\",\"entities\":[") + ent->len + 1 +
+                       (rel ? L(",\"relations\":[") + rel->len + 1 : 0) + 1;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (!out) {
+        Py_DECREF(text_js);
+        return NULL;
+    }
+    char *o = PyBytes_AS_STRING(out);
+#define CAT(src, n)                      \
+    do {                                 \
+        memcpy(o, (src), (size_t)(n));   \
+        o += (n);                        \
+    } while (0)
+    CAT(p, np);
+    CAT(",\"text\":", L(",\"text\":"));
+    CAT(t, nt);
+    CAT(",\"task\":\"", L(",\"task\":\""));
+    CAT(task, ntask);
+    CAT("\",\"entities\":[", L("\",\"entities\":["));
+    if (ent->len) CAT(ent->data, ent->len);
+    CAT("]", 1);
+    if (rel) {
+        CAT(",\"relations\":[", L(",\"relations\":["));
+        if (rel->len) CAT(rel->data, rel->len);
+        CAT("]", 1);
+    }
+    CAT("}", 1);
+#undef CAT
+#undef L
+    if (o != PyBytes_AS_STRING(out) + total) {
+        Py_DECREF(text_js);
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_SystemError, "line length mismatch");
+        return NULL;
+    }
+    Py_DECREF(text_js);
+    return out;
+}
+
 PyDoc_STRVAR(switch_entities_doc,
-"switch_entities(text, spans, infos, quota, seed) -> (new_text, entities, switches)\n\n"
+"switch_entities(text, spans, infos, quota, seed, prefix) -> (line, switches)\n\n"
 "spans: list of (start, end, key); infos: list of (target name or None, kept format, switched\n"
 "format, ...) per span. min(quota, switchable) of the spans with a target name, drawn as\n"
 "sample_indices(seed, switchable, k) picks among them, are replaced by their target name.\n"
-"Returns the new text, the comma-joined JSON objects of all entities with offsets in the new\n"
-"text, and the number of switches.");
+"Returns the Entity record as one UTF-8 JSON line (bytes, no newline): ``prefix`` (its\n"
+"'{\"id\":..,\"lang\":..' part), the new text, and the JSON objects of all entities with offsets\n"
+"in the new text; and the number of switches.");
 
 static PyObject *switch_entities(PyObject *self, PyObject *args) {
-    PyObject *text, *spans, *infos;
+    PyObject *text, *spans, *infos, *prefix;
     Py_ssize_t quota;
     unsigned long long seed;
-    if (!PyArg_ParseTuple(args, "UO!O!nK:switch_entities", &text, &PyList_Type, &spans, &PyList_Type, &infos,
-                          &quota, &seed))
+    if (!PyArg_ParseTuple(args, "UO!O!nKU:switch_entities", &text, &PyList_Type, &spans, &PyList_Type, &infos,
+                          &quota, &seed, &prefix))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(spans), nc = 0, m = 0;
     if (PyList_GET_SIZE(infos) != n) {
@@ -271,11 +333,12 @@ static PyObject *switch_entities(PyObject *self, PyObject *args) {
     }
     PyMem_Free(chosen);
     PyMem_Free(taken);
-    if (!(body = buf_finish(&b))) {
-        Py_DECREF(new_text);
-        return NULL;
-    }
-    return Py_BuildValue("(NNn)", new_text, body, nc);
+    chosen = NULL;
+    taken = NULL;
+    if (!(body = line_bytes(prefix, new_text, "entity", &b, NULL))) goto fail;
+    Py_DECREF(new_text);
+    PyMem_Free(b.data);
+    return Py_BuildValue("(Nn)", body, nc);
 fail:
     PyMem_Free(chosen);
     PyMem_Free(taken);
@@ -584,7 +647,6 @@ fail:
 }
 
 /* ---- fact lines ---------------------------------------------------------------------------- */
-static PyObject *encode_basestring_fn;  /* json's C string encoder (ensure_ascii=False) */
 
 static int buf_str(Buf *b, PyObject *s) {
     Py_ssize_t n;
@@ -618,8 +680,8 @@ static PyObject *lookup(PyObject *dict, PyObject *key, const char *what) {
 }
 
 PyDoc_STRVAR(fact_line_doc,
-"fact_line(id_js, lang_js, body, spans, infos, lo, hi, facts, names, labels, join, fact_lang_js, cache) -> str\n\n"
-"One Fact record as a JSON line: ``body`` (the window's text, starting at spans[lo]'s window\n"
+"fact_line(prefix, body, spans, infos, lo, hi, ws, facts, names, labels, join, fact_lang_js, cache) -> bytes\n\n"
+"One Fact record as a UTF-8 JSON line (no newline), ``prefix`` its '{\"id\":..,\"lang\":..' part: ``body`` (the window's text, starting at spans[lo]'s window\n"
 "start ``ws`` = its offset in the document, passed as spans' offsets minus ``ws`` through\n"
 "``lo``/``hi``: see fact.py) followed by '</s>' + head name + join + relation label + join +\n"
 "tail name per fact (head, rel, tail); entities: spans[lo:hi] with format infos[i][5], then\n"
@@ -627,9 +689,9 @@ PyDoc_STRVAR(fact_line_doc,
 "relation -> label in the fact language; cache: str -> JSON literal.");
 
 static PyObject *fact_line(PyObject *self, PyObject *args) {
-    PyObject *id_js, *lang_js, *body, *spans, *infos, *facts, *names, *labels, *join, *fl_js, *cache;
+    PyObject *prefix, *body, *spans, *infos, *facts, *names, *labels, *join, *fl_js, *cache;
     Py_ssize_t lo, hi, ws;
-    if (!PyArg_ParseTuple(args, "UUUO!O!nnnO!O!O!UUO!:fact_line", &id_js, &lang_js, &body, &PyList_Type, &spans,
+    if (!PyArg_ParseTuple(args, "UUO!O!nnnO!O!O!UUO!:fact_line", &prefix, &body, &PyList_Type, &spans,
                           &PyList_Type, &infos, &lo, &hi, &ws, &PyList_Type, &facts, &PyDict_Type, &names,
                           &PyDict_Type, &labels, &join, &fl_js, &PyDict_Type, &cache))
         return NULL;
@@ -637,8 +699,8 @@ static PyObject *fact_line(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_IndexError, "window span range out of range");
         return NULL;
     }
-    Buf ent = {NULL, 0, 0}, rel = {NULL, 0, 0}, out = {NULL, 0, 0};
-    PyObject *pieces = PyList_New(0), *text = NULL, *text_js = NULL, *sep = PyUnicode_FromString("</s>");
+    Buf ent = {NULL, 0, 0}, rel = {NULL, 0, 0};
+    PyObject *pieces = PyList_New(0), *text = NULL, *sep = PyUnicode_FromString("</s>");
     if (!pieces || !sep || PyList_Append(pieces, body)) goto fail;
     for (Py_ssize_t i = lo; i < hi; i++) {
         Py_ssize_t s, e;
@@ -685,32 +747,21 @@ static PyObject *fact_line(PyObject *self, PyObject *args) {
     if (!empty) goto fail;
     text = PyUnicode_Join(empty, pieces);
     Py_DECREF(empty);
-    if (!text || !(text_js = PyObject_CallOneArg(encode_basestring_fn, text))) goto fail;
-    if (!PyUnicode_Check(text_js)) {
-        PyErr_SetString(PyExc_TypeError, "the string encoder did not return a str");
-        goto fail;
-    }
-    if (PUT(&out, "{\"id\":") || buf_str(&out, id_js) || PUT(&out, ",\"lang\":") ||
-        buf_str(&out, lang_js) || PUT(&out, ",\"text\":") || buf_str(&out, text_js) ||
-        PUT(&out, ",\"task\":\"fact\",\"entities\":[") || buf_put(&out, ent.data ? ent.data : "", ent.len) ||
-        PUT(&out, "],\"relations\":[") || buf_put(&out, rel.data ? rel.data : "", rel.len) ||
-        PUT(&out, "]}"))
-        goto fail;
+    if (!text) goto fail;
+    PyObject *line = line_bytes(prefix, text, "fact", &ent, &rel);
+    if (!line) goto fail;
     PyMem_Free(ent.data);
     PyMem_Free(rel.data);
     Py_DECREF(pieces);
     Py_DECREF(sep);
     Py_DECREF(text);
-    Py_DECREF(text_js);
-    return buf_finish(&out);
+    return line;
 fail:
     PyMem_Free(ent.data);
     PyMem_Free(rel.data);
-    PyMem_Free(out.data);
     Py_XDECREF(pieces);
     Py_XDECREF(sep);
     Py_XDECREF(text);
-    Py_XDECREF(text_js);
     return NULL;
 }
 

@@ -25,20 +25,21 @@ _keep_format = itemgetter(1)
 
 
 def py_switch_entities(
-    text: str, spans: list[tuple[int, int, Any]], infos: list[tuple], quota: int, seed: int
-) -> tuple[str, str, int]:
+    text: str, spans: list[tuple[int, int, Any]], infos: list[tuple], quota: int, seed: int, prefix: str
+) -> tuple[bytes, int]:
     """Switch ``k = min(quota, switchable)`` of the spans whose ``infos[i][0]`` (target name) is not
-    ``None``, drawn by :func:`py_sample_indices` ``(seed, switchable, k)`` among them: the text
-    with those spans replaced by their target name, the comma-joined JSON objects of all entities
-    (``infos[i][2]`` for switched ones, else ``infos[i][1]``) with offsets in the new text, and
-    ``k``."""
+    ``None``, drawn by :func:`py_sample_indices` ``(seed, switchable, k)`` among them: the Entity
+    record as one UTF-8 JSON line (no newline) made of ``prefix`` (its ``{"id":..,"lang":..``
+    part), the text with those spans replaced by their target name, and the JSON objects of all
+    entities (``infos[i][2]`` for switched ones, else ``infos[i][1]``) with offsets in the new
+    text; and ``k``."""
     switchable = [i for i, info in enumerate(infos) if info[0] is not None]
     k = max(0, min(quota, len(switchable)))
     chosen = [switchable[j] for j in py_sample_indices(seed, len(switchable), k)]
     offsets = list(chain.from_iterable(map(_start_end, spans)))  # s0, e0, s1, e1, ...
     fmts = list(map(_keep_format, infos))
     if not chosen:
-        return text, ",".join(fmts) % tuple(offsets), 0
+        return _line(prefix, text, "entity", ",".join(fmts) % tuple(offsets)), 0
     pieces: list[str] = []
     new: list[int] = []
     pos = 0  # in the old text
@@ -60,7 +61,13 @@ def py_switch_entities(
         done = i + 1
     new += map(add, offsets[2 * done :], repeat(shift)) if shift else offsets[2 * done :]
     pieces.append(text[pos:])
-    return "".join(pieces), ",".join(fmts) % tuple(new), k
+    return _line(prefix, "".join(pieces), "entity", ",".join(fmts) % tuple(new)), k
+
+
+def _line(prefix: str, text: str, task: str, entities: str, relations: str | None = None) -> bytes:
+    rels = "" if relations is None else ',"relations":[' + relations + "]"
+    return (prefix + ',"text":' + encode_basestring(text) + ',"task":"' + task + '","entities":[' + entities + "]"
+            + rels + "}").encode()
 
 
 def py_format_entities(
@@ -156,15 +163,16 @@ _SEP = "</s>"
 
 
 def py_fact_line(
-    id_js: str, lang_js: str, body: str, spans: list[tuple[int, int, Any]], infos: list[tuple], lo: int, hi: int,
-    ws: int, facts: list[tuple[str, str, str]], names: dict[str, str], labels: dict[str, str], join: str,
+    prefix: str, body: str, spans: list[tuple[int, int, Any]], infos: list[tuple], lo: int, hi: int, ws: int,
+    facts: list[tuple[str, str, str]], names: dict[str, str], labels: dict[str, str], join: str,
     fact_lang_js: str, cache: dict[str, str],
-) -> str:
-    """One Fact record as a JSON line. Text: ``body`` (the window, starting at document offset
-    ``ws``) then ``</s>`` + head name + ``join`` + relation label + ``join`` + tail name per fact.
-    Entities: ``spans[lo:hi]`` (format ``infos[i][5]``, offsets relative to ``ws``), then head and
-    tail of every fact in the fact language; relations: one per fact. ``names``/``labels``:
-    concept -> name and relation -> label in the fact language; ``cache``: str -> JSON literal."""
+) -> bytes:
+    """One Fact record as a UTF-8 JSON line (no newline), ``prefix`` its ``{"id":..,"lang":..``
+    part. Text: ``body`` (the window, starting at document offset ``ws``) then ``</s>`` + head
+    name + ``join`` + relation label + ``join`` + tail name per fact. Entities: ``spans[lo:hi]``
+    (format ``infos[i][5]``, offsets relative to ``ws``), then head and tail of every fact in the
+    fact language; relations: one per fact. ``names``/``labels``: concept -> name and relation ->
+    label in the fact language; ``cache``: str -> JSON literal."""
 
     def literal(x: str) -> str:
         v = cache.get(x)
@@ -190,8 +198,7 @@ def py_fact_line(
         n_ents += 2
         relations.append('{"start":%d,"end":%d,"rel":' % (rs, rs + len(rn)) + literal(rel) + ',"lang":' + fact_lang_js
                          + ',"head":%d,"tail":%d}' % (n_ents - 2, n_ents - 1))
-    return ('{"id":' + id_js + ',"lang":' + lang_js + ',"text":' + encode_basestring("".join(pieces))
-            + ',"task":"fact","entities":[' + ",".join(entities) + '],"relations":[' + ",".join(relations) + "]}")
+    return _line(prefix, "".join(pieces), "fact", ",".join(entities), ",".join(relations))
 
 
 @lru_cache(maxsize=8)

@@ -73,9 +73,9 @@ def _levels(task: str) -> tuple[str, ...]:
     return tuple(task.split("+"))
 
 
-def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str, dict[str, Any]]]:
+def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[bytes, dict[str, Any]]]:
     """Entity and/or fact records of a chunk of ``(document, switch quota)``, per level: the
-    chunk's JSONL text and its counts. Each document is matched once, whatever the levels."""
+    chunk's JSONL (UTF-8 bytes) and its counts. Each document is matched once, whatever the levels."""
     know = _KNOW
     assert know is not None
     levels = _levels(know.options.task)
@@ -83,8 +83,8 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str
     do_fact = "fact" in levels
     seed = know.options.seed
     matchers = know.matchers
-    e_lines: list[str] = []
-    f_lines: list[str] = []
+    e_lines: list[bytes] = []
+    f_lines: list[bytes] = []
     n_docs = n_chars = 0
     e_records = e_entities = no_match = 0
     f_records = f_facts = 0
@@ -114,14 +114,14 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[str
                 f_records += 1
                 f_facts += n_facts
                 f_lines.append(line)
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    out: dict[str, tuple[bytes, dict[str, Any]]] = {}
     if do_entity:
         stats = {"documents": n_docs, "records": e_records, "entities": e_entities, "chars": n_chars,
                  "no_match": no_match, "switches": switches}
-        out["entity"] = (("\n".join(e_lines) + "\n") if e_lines else "", stats)
+        out["entity"] = ((b"\n".join(e_lines) + b"\n") if e_lines else b"", stats)
     if do_fact:
         stats = {"documents": n_docs, "records": f_records, "facts": f_facts, "chars": n_chars}
-        out["fact"] = (("\n".join(f_lines) + "\n") if f_lines else "", stats)
+        out["fact"] = ((b"\n".join(f_lines) + b"\n") if f_lines else b"", stats)
     return out
 
 
@@ -228,7 +228,7 @@ def run_levels(
 
     bar = tqdm(total=n_docs, unit="doc", desc=f"corpus {options.task}", disable=None if progress is None else not progress)
     with contextlib.ExitStack() as stack:
-        handles = {lv: stack.enter_context(atomic_write(outs[lv])) for lv in levels}
+        handles = {lv: stack.enter_context(atomic_write(outs[lv], "wb")) for lv in levels}
         q = quotas
         max_switches = options.max_switches
 

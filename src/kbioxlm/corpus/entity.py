@@ -15,7 +15,7 @@ from typing import Any
 
 from ..speedups import switch_entities
 from .knowledge import EntityInfo, Knowledge
-from .runner import record_head
+from .runner import record_prefix
 
 Entity = dict[str, Any]
 _target = itemgetter(0)
@@ -34,9 +34,9 @@ def build_entity_line(
     quota: int,
     spans: list | None = None,
     infos: list[EntityInfo] | None = None,
-) -> tuple[str | None, int, int]:
-    """The Entity record of ``doc`` as a JSONL line (``None`` if nothing matched), its number of
-    switches and of entities.
+) -> tuple[bytes | None, int, int]:
+    """The Entity record of ``doc`` as a UTF-8 JSON line without newline (``None`` if nothing
+    matched), its number of switches and of entities.
 
     Up to ``quota`` switchable entities, drawn with :func:`kbioxlm.speedups.sample_indices` from
     the document's 64-bit ``seed`` (``runner.doc_seed``), are replaced by the other language's
@@ -53,8 +53,8 @@ def build_entity_line(
         return None, 0, 0
     if infos is None:
         infos = know.entity_infos(lang, spans)
-    new_text, entities, k = switch_entities(text, spans, infos, quota, seed)
-    return record_head(doc["id"], lang, new_text, "entity") + ',"entities":[' + entities + "]}", k, len(spans)
+    line, k = switch_entities(text, spans, infos, quota, seed, record_prefix(doc["id"], lang))
+    return line, k, len(spans)
 
 
 def build_entity_record(doc: dict[str, Any], know: Knowledge, seed: int, quota: int) -> tuple[dict | None, int]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any
 
 from ..speedups import fact_heads, fact_line, window_facts
 from .knowledge import EntityInfo, Knowledge, joiner
-from .runner import js
+from .runner import js, record_prefix
 from .sentences import split_sentences
 
 SEP = "</s>"
@@ -28,8 +27,9 @@ def build_fact_records(doc: dict[str, Any], know: Knowledge, spans: list | None 
 
 def build_fact_lines(
     doc: dict[str, Any], know: Knowledge, spans: list | None = None, infos: list[EntityInfo] | None = None
-) -> list[tuple[str, int]]:
-    """One Fact record per sentence window holding at least one fact, as ``(JSONL line, facts)``.
+) -> list[tuple[bytes, int]]:
+    """One Fact record per sentence window holding at least one fact, as ``(UTF-8 JSON line
+    without newline, facts)``.
 
     Facts come from ordered pairs (head before tail in order of first mention, then by relation
     id), so the order is deterministic; at most ``max_facts`` per record. ``spans`` / ``infos``:
@@ -64,7 +64,6 @@ def build_fact_lines(
     relations_of = know.relations
     cap = opts.max_facts
     fact_lang_js = js(fact_lang)
-    lang_js = js(lang)
     labels = know.relation_labels(fact_lang)
     starts = list(map(_start, spans))
     out: list[tuple[str, int]] = []
@@ -84,7 +83,7 @@ def build_fact_lines(
         facts = window_facts(infos, lo, hi, names, tails_of, relations_of, cap)
         if not facts:
             continue
-        line = fact_line(encode_basestring(f"{doc['id']}#{wi}"), lang_js, text[ws:we], spans, infos, lo, hi, ws, facts,
+        line = fact_line(record_prefix(f"{doc['id']}#{wi}", lang), text[ws:we], spans, infos, lo, hi, ws, facts,
                          names, labels, join, fact_lang_js, _JSON_LITERALS)
         out.append((line, len(facts)))
     return out

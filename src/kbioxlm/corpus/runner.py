@@ -149,12 +149,10 @@ _js = js
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def record_head(doc_id: Any, lang: str, text: str, task: str) -> str:
-    """``io.dumps({"id": doc_id, "lang": lang, "text": text, "task": task})`` without its closing
-    brace: the start of every Entity/Fact line. String ids and the text go straight to the C
-    string encoder (the generic encoder's Python layer cost as much as the record's entities)."""
+def record_prefix(doc_id: Any, lang: str) -> str:
+    """``{"id":..,"lang":..`` of an Entity/Fact line (what ``io.dumps`` writes for them)."""
     ident = encode_basestring(doc_id) if doc_id.__class__ is str else _encode(doc_id)
-    return '{"id":' + ident + ',"lang":' + js(lang) + ',"text":' + encode_basestring(text) + ',"task":' + js(task)
+    return '{"id":' + ident + ',"lang":' + js(lang)
 
 
 def dumps_record(rec: dict[str, Any]) -> str:
