@@ -68,7 +68,9 @@ def _document(rec: Any, path: Path, line: int, default_lang: str | None, text_fi
         raise ValueError(f"field {text_field!r} must be str, got {type(text).__name__}")
     if not text or text.isspace():
         raise ValueError("empty text")
-    doc_id = rec.get("id", f"{path.name}:{line}")
+    doc_id = rec.get("id")
+    if doc_id is None:
+        doc_id = f"{path.name}:{line}"
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
         raise ValueError(f"field 'id' must be str or int, got {type(doc_id).__name__}")
     lang = rec.get("lang", default_lang)
@@ -101,12 +103,23 @@ _readline_loop = iter_text_lines
 
 
 def _raw_jsonl(path: Path, text_field: str) -> Iterator[tuple[int, Any]]:
+    scan = _DECODER.scan_once
     decode = _DECODER.decode
     for lineno, line in _readline_loop(path):
         if not line or line.isspace():
             continue
         try:
-            yield lineno, decode(line)
+            # Fast path: the C scanner on a line holding one value and its newline; anything
+            # else (leading space, trailing data, a parse error) goes through ``decode`` for
+            # its exact behaviour and error message.
+            try:
+                obj, end = scan(line, 0)
+            except (StopIteration, json.JSONDecodeError):
+                obj, end = None, -1
+            if end == len(line) or (end == len(line) - 1 and line[end] == "\n"):
+                yield lineno, obj
+            else:
+                yield lineno, decode(line)
         except json.JSONDecodeError as exc:
             yield lineno, ValueError(f"malformed JSON ({exc.msg} at column {exc.colno})")
 
