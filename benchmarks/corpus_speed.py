@@ -25,7 +25,8 @@ Measures, per language:
    JSONL out, one process) over the full input, the KB loaded once beforehand (its load time is
    reported separately); then, on the sample, each level alone and both together, each also with
    the naive matcher plugged in (asserting byte-identical outputs);
-3. matcher memory: RSS growth of a fresh subprocess per language while building it from the KB.
+3. matcher memory: RSS growth of a fresh subprocess per language while building it from the KB
+   (what stays resident), and the peak RSS growth during the build (temporaries included).
 All speeds are characters per CPU second of the one process doing the work (see ``clock``).
 Last line: ``mchar_per_s=<whole build, slower language> speedup_vs_naive=<matching, smaller of two>``.
 """
@@ -70,6 +71,15 @@ CJK_WORD = re.compile(r"^[\u4e00-\u9fff]+$")
 
 
 GENERATOR_VERSION = "v2"  # v2: Chinese function words are no KB names (see ZH_STOP); cached data is per version
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS (VmHWM) of this process since its last reset."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def rss_mb() -> float:
@@ -286,14 +296,17 @@ def measure_memory(kb_path: str, lang: str) -> None:
     kb = KnowledgeBase(kb_path)
     gc.collect()
     before = rss_mb()
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+        f.write("5")
     t0 = time.perf_counter()
     m = Matcher.from_kb(kb, lang)
     secs = time.perf_counter() - t0
     kb.close()
     gc.collect()
     after = rss_mb()
+    peak = peak_rss_mb()
     print(json.dumps({"lang": lang, "names": m.n_names, "keys": m.n_keys, "build_s": round(secs, 1),
-                      "rss_delta_mb": round(after - before)}))
+                      "rss_delta_mb": round(after - before), "build_peak_delta_mb": round(peak - before)}))
 
 
 def main() -> None:
@@ -415,7 +428,8 @@ def main() -> None:
     speedup = min(r["speedup"] for r in results.values())
     print(f"\nsummary: whole build slower language = {slow}; matching speedup vs naive: "
           + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in results.items())
-          + f"; matcher memory: " + ", ".join(f"{k} {v['rss_delta_mb']} MB RSS" for k, v in mem.items()))
+          + "; matcher memory: " + ", ".join(f"{k} {v['rss_delta_mb']} MB RSS (build peak {v['build_peak_delta_mb']} MB)"
+                                             for k, v in mem.items()))
     print(f"mchar_per_s={results[slow]['build_cps'] / 1e6:.2f} speedup_vs_naive={speedup:.2f}")
 
 

@@ -25,6 +25,7 @@ but a handful of characters such as U+0130), otherwise the text is folded per ch
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -157,6 +158,7 @@ class Matcher:
             )
             del patterns
             self._find = auto.find  # (start, end, key index), character offsets
+            release_freed_memory()
         self._excluded = _UNSPACED_RANGES if self.unspaced else ()
 
     @classmethod
@@ -198,6 +200,19 @@ class Matcher:
     def find(self, text: str) -> list[Match]:
         """Longest-leftmost non-overlapping matches of KB names in ``text``."""
         return [Match(*m) for m in self.find_concepts(text)]
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Why: building the automaton of 880k English names frees about 700 MB of temporaries that
+    the allocator would otherwise keep resident (RSS 1.2 GB instead of 0.5 GB), memory that
+    forked build workers and the rest of a pipeline then lack."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _usable(name: str) -> bool:
