@@ -33,3 +33,19 @@ def test_spans_are_offsets_into_the_text() -> None:
     spans = split_sentences(text)
     assert spans == [(2, 12), (15, 26)]
     assert all(not text[s].isspace() and not text[e - 1].isspace() for s, e in spans)
+
+
+def test_fast_path_equals_the_rules() -> None:
+    """Texts without a period or whitespace take a shortcut; it must split exactly like the rules."""
+    import random
+
+    from kbioxlm.corpus import sentences
+
+    r = random.Random(0)
+    pool = [*"发热咳嗽。！？；…”」）)\"'abc", "\n", " ", ".", "\u3000"]
+    fast = 0
+    for _ in range(3000):
+        text = "".join(r.choice(pool) for _ in range(r.randint(0, 30)))
+        fast += "." not in text and not any(c.isspace() for c in text)
+        assert sentences.split_sentences(text) == sentences._split_by_rules(text), text
+    assert fast > 100  # the shortcut was taken often enough to be tested

@@ -25,6 +25,7 @@ _BOUNDARY = re.compile(
     r"|\n\s*"  # a line break always ends a sentence
 )
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)\.?$")
+_SPACE = re.compile(r"\s")
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -46,6 +47,14 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     period after an abbreviation never breaks; a period followed by a lower-case letter does not
     break (``approx. five``); ``。！？；…`` always break; so does a newline.
     """
+    if "." not in text and not _SPACE.search(text):
+        # Fast path (most Chinese text): every boundary breaks and nothing needs stripping.
+        cuts = [0, *(m.end() for m in _BOUNDARY.finditer(text)), len(text)]
+        return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return _split_by_rules(text)
+
+
+def _split_by_rules(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     n = len(text)
