@@ -2,16 +2,17 @@
 
 Why this shape (DESIGN.md section 4; deviation noted in docs/design.md):
 
-* ``ahocorasick_rs`` (Python bindings of the Rust ``aho-corasick`` crate) walks the text once,
-  whatever the number of names, and does the leftmost-longest non-overlapping selection itself
-  (``MatchKind.LeftmostLongest``), so Python sees only the selected matches. pyahocorasick, used
-  before, reports every candidate (its ``iter_long`` returned wrong matches on Chinese here), and
-  the selection in Python cost more than the walk. Measured on the 880k-name benchmark KB:
-  matching 2.1x (EN) and 1.9x (ZH) faster, matcher memory 457 / 387 MB instead of 922 / 526 MB,
-  identical spans.
+* ``daachorse`` (Python bindings of the Rust ``daachorse`` crate: a character-wise double-array
+  Aho-Corasick automaton) walks the text once, whatever the number of names, and does the
+  leftmost-longest non-overlapping selection itself, so Python sees only the selected matches.
+  pyahocorasick (the reference design's choice) reports every candidate (its ``iter_long``
+  returned wrong matches on Chinese here) and the selection in Python cost more than the walk;
+  ``ahocorasick_rs`` (used in between) selects inside too but walks the 880k-name benchmark
+  automaton about 1.7x (EN) and 2.1x (ZH) slower. Identical spans with all three.
 * Word boundaries without per-candidate checks: text and names get a sentinel ``\x00`` before
-  and after every run of word characters (:func:`mark_words`). A name's marked form then occurs
-  in the marked text exactly where the name occurs without cutting a word: a sentinel in the name
+  and after every run of word characters (:func:`mark_words`, i.e.
+  :func:`kbioxlm.speedups.mark_runs`; ``unmark_spans`` maps offsets back). A name's marked form
+  then occurs in the marked text exactly where the name occurs without cutting a word: a sentinel in the name
   can only meet a sentinel of the text, which sits at a run boundary, and the sentinels are
   zero-width in the original text. The greedy selection over the marked text is therefore the
   greedy selection over valid candidates, as :func:`brute_force_matches` defines it (tested on
