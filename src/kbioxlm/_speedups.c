@@ -112,13 +112,6 @@ static PyObject *info_item(PyObject *infos, Py_ssize_t i, Py_ssize_t k) {
     return PyTuple_GET_ITEM(info, k);
 }
 
-static PyObject *buf_finish(Buf *b) {
-    PyObject *out = PyUnicode_DecodeUTF8(b->data ? b->data : "", b->len, "strict");
-    PyMem_Free(b->data);
-    b->data = NULL;
-    return out;
-}
-
 /* ---- switch sampling ------------------------------------------------------------------- */
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
@@ -345,45 +338,6 @@ fail:
     PyMem_Free(b.data);
     Py_XDECREF(pieces);
     Py_XDECREF(new_text);
-    return NULL;
-}
-
-PyDoc_STRVAR(format_entities_doc,
-"format_entities(spans, infos, indices, delta, field) -> str\n\n"
-"The comma-joined JSON objects of spans[i] for i in indices, written with format infos[i][field]\n"
-"and offsets (start - delta, end - delta).");
-
-static PyObject *format_entities(PyObject *self, PyObject *args) {
-    PyObject *spans, *infos, *indices;
-    Py_ssize_t delta, field;
-    if (!PyArg_ParseTuple(args, "O!O!Onn:format_entities", &PyList_Type, &spans, &PyList_Type, &infos, &indices,
-                          &delta, &field))
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(spans);
-    if (PyList_GET_SIZE(infos) != n) {
-        PyErr_SetString(PyExc_ValueError, "spans and infos differ in length");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(indices, "indices must be a sequence");
-    if (!seq) return NULL;
-    Buf b = {NULL, 0, 0};
-    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t j = 0; j < m; j++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, j)), s, e;
-        if (i == -1 && PyErr_Occurred()) goto fail;
-        if (i < 0 || i >= n) {
-            PyErr_Format(PyExc_IndexError, "span index %zd out of range", i);
-            goto fail;
-        }
-        PyObject *fmt = info_item(infos, i, field);
-        if (!fmt || span_offsets(spans, i, &s, &e)) goto fail;
-        if ((j && PUT(&b, ",")) || buf_entity(&b, fmt, s - delta, e - delta)) goto fail;
-    }
-    Py_DECREF(seq);
-    return buf_finish(&b);
-fail:
-    Py_DECREF(seq);
-    PyMem_Free(b.data);
     return NULL;
 }
 
@@ -885,7 +839,6 @@ fail:
 
 static PyMethodDef methods[] = {
     {"switch_entities", switch_entities, METH_VARARGS, switch_entities_doc},
-    {"format_entities", format_entities, METH_VARARGS, format_entities_doc},
     {"unmark_spans", unmark_spans, METH_VARARGS, unmark_spans_doc},
     {"mark_runs", mark_runs, METH_VARARGS, mark_runs_doc},
     {"cached_infos", cached_infos, METH_VARARGS, cached_infos_doc},

@@ -70,7 +70,7 @@ def _line(prefix: str, text: str, task: str, entities: str, relations: str | Non
             + rels + "}").encode()
 
 
-def py_format_entities(
+def _format_entities(
     spans: list[tuple[int, int, Any]], infos: list[tuple], indices: Sequence[int], delta: int, field: int
 ) -> str:
     """The comma-joined JSON objects of ``spans[i]`` for ``i`` in ``indices``, written with format
@@ -180,7 +180,7 @@ def py_fact_line(
             v = cache[x] = encode_basestring(x)
         return v
 
-    entities = [py_format_entities(spans, infos, range(lo, hi), ws, 5)] if hi > lo else []
+    entities = [_format_entities(spans, infos, range(lo, hi), ws, 5)] if hi > lo else []
     n_ents = hi - lo
     relations = []
     pieces = [body]
@@ -222,7 +222,6 @@ def py_cached_infos(cache: list, spans: list[tuple[int, int, int]]) -> list | No
 
 
 switch_entities = py_switch_entities
-format_entities = py_format_entities
 unmark_spans = py_unmark_spans
 mark_runs = py_mark_runs
 cached_infos = py_cached_infos
@@ -237,7 +236,6 @@ if not os.environ.get("KBIOXLM_PURE_PYTHON"):
             cached_infos,
             fact_heads,
             fact_line,
-            format_entities,
             mark_runs,
             sample_indices,
             switch_entities,
