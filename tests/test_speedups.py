@@ -179,7 +179,7 @@ def _use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @compiled
-def test_whole_build_is_the_same_with_the_python_twins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_whole_build_is_the_same_with_the_python_twins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     from kbioxlm.corpus import build
 
     kb = KnowledgeBase(tmp_path / "kb.sqlite", create=True)
@@ -211,6 +211,7 @@ def test_whole_build_is_the_same_with_the_python_twins(tmp_path: Path, monkeypat
         return e.read_bytes(), f.read_bytes()
 
     fast = run("compiled")
+    assert "inner_loops=compiled" in capsys.readouterr().out
     _use_python_twins(monkeypatch)
     slow = run("python")
     build._KNOW = build._KNOW_KEY = None

@@ -32,6 +32,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import KbioxlmError, where
+from .. import speedups
 from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
 from .entity import build_entity_line, count_switchable
@@ -204,7 +205,8 @@ def run_levels(
     t0 = summaries[levels[0]].t0
     for sm in summaries.values():
         sm.t0 = t0
-        sm.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(t0 - t_scan, 3)}
+        sm.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(t0 - t_scan, 3),
+                    "inner_loops": "compiled" if speedups.COMPILED else "python"}
     know = _KNOW
     assert know is not None
     for out in outs.values():
