@@ -9,6 +9,9 @@
  *
  * Entity formats are the builders' per-key strings '{"start":%d,"end":%d' + rest, where rest is
  * the rest of the JSON object with any literal '%' doubled (it is also a Python %-format).
+ *
+ * Uses GCC/Clang builtins (unsigned __int128, __builtin_prefetch); with another compiler the
+ * optional build fails and the pure-Python twins run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -1,7 +1,7 @@
 """The corpus builders' per-entity inner loops: compiled (``kbioxlm._speedups``, built from
 ``_speedups.c`` at install when a C compiler is present) or their pure-Python twins below.
 
-Both produce the same values (tests compare them on random and real inputs); the compiled ones
+Both produce the same values (tests compare them on random inputs and through whole builds); the compiled ones
 make the whole entity+fact build about twice as fast on entity-dense text. Set
 ``KBIOXLM_PURE_PYTHON=1`` to force the Python twins. :data:`COMPILED` says which are in use.
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from json.encoder import encode_basestring
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import chain, repeat
+from json.encoder import encode_basestring
 from operator import add, itemgetter
 from typing import Any
 
