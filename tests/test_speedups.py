@@ -17,7 +17,7 @@ from kbioxlm.kb import matcher
 from kbioxlm.kb.store import KnowledgeBase
 
 compiled = pytest.mark.skipif(not speedups.COMPILED, reason="kbioxlm._speedups was not built (no C compiler at install)")
-ALPHABET = "ab c%\"\\\u00e9\u4e2d\u6587\U0001f600\x00"
+ALPHABET = "ab c%\"\\\u00e9\u4e2d\u6587\U0001f600\x00\n\t\r\b\f\x1f\x7f\u2028\u00ff\u07ff\u0800\uffff"
 
 
 def _rand_text(r: random.Random, n: int) -> str:
@@ -163,6 +163,9 @@ def test_compiled_loops_reject_bad_input_clearly() -> None:
         speedups.fact_heads([(None, "", "", "C", (), "", b"abc")])
     with pytest.raises(ValueError, match="does not start with"):
         speedups.switch_entities("ab", spans, [(None, '{"end":%d}', "")], 0, 0, '{"id":1')
+    for switch in (speedups.switch_entities, speedups.py_switch_entities):  # no UTF-8 for a lone surrogate
+        with pytest.raises(UnicodeEncodeError):
+            switch("a\ud800b", spans, infos, 0, 0, '{"id":1')
     with pytest.raises(ValueError, match="cannot draw"):
         speedups.sample_indices(0, 2, 3)
     with pytest.raises(ValueError, match="outside the text"):

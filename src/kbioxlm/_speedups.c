@@ -170,65 +170,83 @@ static PyObject *sample_indices(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* '"' + ``s`` as a JSON string + '"' in UTF-8, escaped as json.dumps(ensure_ascii=False) does:
+ * '"', '\\' and characters below U+0020 only (\b \f \n \r \t short, others \u00XX). Written
+ * here rather than through json's encoder: that builds a second str, which then needs its own
+ * UTF-8 copy, for every document. */
+static int buf_json_str(Buf *b, PyObject *s) {
+    static const char hex[] = "0123456789abcdef";
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    if (buf_reserve(b, 2 + 6 * n)) return -1;  /* at most 6 bytes per character (\u00XX) */
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 0x80) {
+            if (c >= 0x20 && c != '"' && c != '\\') {
+                *o++ = (char)c;
+                continue;
+            }
+            *o++ = '\\';
+            switch (c) {
+                case '"': *o++ = '"'; break;
+                case '\\': *o++ = '\\'; break;
+                case '\b': *o++ = 'b'; break;
+                case '\f': *o++ = 'f'; break;
+                case '\n': *o++ = 'n'; break;
+                case '\r': *o++ = 'r'; break;
+                case '\t': *o++ = 't'; break;
+                default:
+                    *o++ = 'u';
+                    *o++ = '0';
+                    *o++ = '0';
+                    *o++ = hex[c >> 4];
+                    *o++ = hex[c & 15];
+            }
+        } else if (c < 0x800) {
+            *o++ = (char)(0xC0 | (c >> 6));
+            *o++ = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            if (c >= 0xD800 && c <= 0xDFFF) {  /* a lone surrogate: let the codec raise its error */
+                Py_ssize_t ignored;
+                if (!PyUnicode_AsUTF8AndSize(s, &ignored)) return -1;
+                PyErr_SetString(PyExc_ValueError, "lone surrogate in text");
+                return -1;
+            }
+            *o++ = (char)(0xE0 | (c >> 12));
+            *o++ = (char)(0x80 | ((c >> 6) & 0x3F));
+            *o++ = (char)(0x80 | (c & 0x3F));
+        } else {
+            *o++ = (char)(0xF0 | (c >> 18));
+            *o++ = (char)(0x80 | ((c >> 12) & 0x3F));
+            *o++ = (char)(0x80 | ((c >> 6) & 0x3F));
+            *o++ = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    *o++ = '"';
+    b->len = o - b->data;
+    return 0;
+}
+
 /* prefix + ',"text":' + JSON(text) + ',"task":"<task>","entities":[' + ent + ']' [+ ',"relations":[' + rel + ']'] + '}'
  * as a bytes object. */
-static PyObject *encode_basestring_fn;  /* json's C string encoder (ensure_ascii=False) */
-
 static PyObject *line_bytes(PyObject *prefix, PyObject *text, const char *task, Buf *ent, Buf *rel) {
-    Py_ssize_t np, nt;
+    Buf out = {NULL, 0, 0};
+    Py_ssize_t np;
     const char *p = PyUnicode_AsUTF8AndSize(prefix, &np);
-    if (!p) return NULL;
-    PyObject *text_js = PyObject_CallOneArg(encode_basestring_fn, text);
-    if (!text_js) return NULL;
-    if (!PyUnicode_Check(text_js)) {
-        Py_DECREF(text_js);
-        PyErr_SetString(PyExc_TypeError, "the string encoder did not return a str");
+    if (!p || buf_put(&out, p, np) || PUT(&out, ",\"text\":") || buf_json_str(&out, text) ||
+        PUT(&out, ",\"task\":\"") || buf_put(&out, task, (Py_ssize_t)strlen(task)) || PUT(&out, "\",\"entities\":[") ||
+        (ent->len && buf_put(&out, ent->data, ent->len)) || PUT(&out, "]") ||
+        (rel && (PUT(&out, ",\"relations\":[") || (rel->len && buf_put(&out, rel->data, rel->len)) || PUT(&out, "]"))) ||
+        PUT(&out, "}")) {
+        PyMem_Free(out.data);
         return NULL;
     }
-    const char *t = PyUnicode_AsUTF8AndSize(text_js, &nt);
-    if (!t) {
-        Py_DECREF(text_js);
-        return NULL;
-    }
-    Py_ssize_t ntask = (Py_ssize_t)strlen(task);
-#define L(lit) ((Py_ssize_t)sizeof(lit) - 1)
-    Py_ssize_t total = np + L(",\"text\":") + nt + L(",\"task\":\"") + ntask + L("\",\"entities\":[") + ent->len + 1 +
-                       (rel ? L(",\"relations\":[") + rel->len + 1 : 0) + 1;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
-    if (!out) {
-        Py_DECREF(text_js);
-        return NULL;
-    }
-    char *o = PyBytes_AS_STRING(out);
-#define CAT(src, n)                      \
-    do {                                 \
-        memcpy(o, (src), (size_t)(n));   \
-        o += (n);                        \
-    } while (0)
-    CAT(p, np);
-    CAT(",\"text\":", L(",\"text\":"));
-    CAT(t, nt);
-    CAT(",\"task\":\"", L(",\"task\":\""));
-    CAT(task, ntask);
-    CAT("\",\"entities\":[", L("\",\"entities\":["));
-    if (ent->len) CAT(ent->data, ent->len);
-    CAT("]", 1);
-    if (rel) {
-        CAT(",\"relations\":[", L(",\"relations\":["));
-        if (rel->len) CAT(rel->data, rel->len);
-        CAT("]", 1);
-    }
-    CAT("}", 1);
-#undef CAT
-#undef L
-    if (o != PyBytes_AS_STRING(out) + total) {
-        Py_DECREF(text_js);
-        Py_DECREF(out);
-        PyErr_SetString(PyExc_SystemError, "line length mismatch");
-        return NULL;
-    }
-    Py_DECREF(text_js);
-    return out;
+    PyObject *line = PyBytes_FromStringAndSize(out.data, out.len);
+    PyMem_Free(out.data);
+    return line;
 }
 
 PyDoc_STRVAR(switch_entities_doc,
@@ -604,6 +622,7 @@ fail:
 }
 
 /* ---- fact lines ---------------------------------------------------------------------------- */
+static PyObject *encode_basestring_fn;  /* json's C string encoder (ensure_ascii=False), for ids */
 
 static int buf_str(Buf *b, PyObject *s) {
     Py_ssize_t n;
