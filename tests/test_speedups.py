@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,12 +39,17 @@ def _rand_spans_infos(r: random.Random, text: str) -> tuple[list, list]:
     return spans, infos
 
 
+def _random_documents(seed: int, n: int, min_chars: int) -> Iterator[tuple[random.Random, str, list, list]]:
+    """``n`` random texts with random non-overlapping spans and their entity infos."""
+    r = random.Random(seed)
+    for _ in range(n):
+        text = _rand_text(r, r.randint(min_chars, 40))
+        yield (r, text, *_rand_spans_infos(r, text))
+
+
 @compiled
 def test_switching_matches_the_python_twin() -> None:
-    r = random.Random(0)
-    for _ in range(400):
-        text = _rand_text(r, r.randint(0, 40))
-        spans, infos = _rand_spans_infos(r, text)
+    for r, text, spans, infos in _random_documents(0, 400, 0):
         switchable = [i for i, info in enumerate(infos) if info[0] is not None]
         quota, seed = r.randint(-1, len(switchable) + 1), r.getrandbits(64)
         prefix = '{"id":' + json.dumps(_rand_text(r, 3), ensure_ascii=False) + ',"lang":"en"'
@@ -127,10 +133,7 @@ def test_fact_helpers_match_the_python_twins() -> None:
 
 @compiled
 def test_fact_line_matches_the_python_twin() -> None:
-    r = random.Random(4)
-    for _ in range(200):
-        text = _rand_text(r, r.randint(2, 40))
-        spans, infos = _rand_spans_infos(r, text)
+    for r, text, spans, infos in _random_documents(4, 200, 2):
         infos = [(*info, "C", (), info[1], b"") for info in infos]  # field 5: the fact builder's format
         lo = r.randint(0, len(spans))
         hi = r.randint(lo, len(spans))

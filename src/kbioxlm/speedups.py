@@ -159,7 +159,7 @@ def py_window_facts(
     return facts[:cap]
 
 
-_SEP = "</s>"
+FACT_SEP = "</s>"  # between a window and each appended fact (DESIGN.md: after </s>)
 
 
 def py_fact_line(
@@ -187,11 +187,11 @@ def py_fact_line(
     p = len(body)
     for h, rel, t in facts:
         hn, rn, tn = names[h], labels[rel], names[t]
-        hs = p + len(_SEP)
+        hs = p + len(FACT_SEP)
         rs = hs + len(hn) + len(join)
         ts = rs + len(rn) + len(join)
         p = ts + len(tn)
-        pieces.extend((_SEP, hn, join, rn, join, tn))
+        pieces.extend((FACT_SEP, hn, join, rn, join, tn))
         tail = ',"lang":' + fact_lang_js + ',"switched":false}'
         entities.append('{"start":%d,"end":%d,"concept":' % (hs, hs + len(hn)) + literal(h) + tail)
         entities.append('{"start":%d,"end":%d,"concept":' % (ts, p) + literal(t) + tail)

@@ -31,8 +31,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import KbioxlmError, where
 from .. import speedups
+from ..errors import KbioxlmError, where
 from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
 from .entity import build_entity_line, count_switchable

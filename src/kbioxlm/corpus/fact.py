@@ -12,11 +12,9 @@ from typing import Any
 
 from ..speedups import fact_heads, fact_line, window_facts
 from .knowledge import EntityInfo, Knowledge, joiner
-from .runner import js, record_prefix
+from .runner import js, json_literals, record_prefix
 from .sentences import split_sentences
 
-SEP = "</s>"
-_JSON_LITERALS: dict[str, str] = {}  # concept / relation id -> JSON string literal (fact_line's cache)
 _start = itemgetter(0)
 
 
@@ -66,7 +64,7 @@ def build_fact_lines(
     fact_lang_js = js(fact_lang)
     labels = know.relation_labels(fact_lang)
     starts = list(map(_start, spans))
-    out: list[tuple[str, int]] = []
+    out: list[tuple[bytes, int]] = []
     last = -1
     for i in heads:
         wi = bisect_right(ends, starts[i])  # the window this mention starts in (or the next one)
@@ -84,6 +82,6 @@ def build_fact_lines(
         if not facts:
             continue
         line = fact_line(record_prefix(f"{doc['id']}#{wi}", lang), text[ws:we], spans, infos, lo, hi, ws, facts,
-                         names, labels, join, fact_lang_js, _JSON_LITERALS)
+                         names, labels, join, fact_lang_js, json_literals)
         out.append((line, len(facts)))
     return out
