@@ -240,6 +240,28 @@ def test_passage_labels_and_determinism(tmp_path: Path) -> None:
     assert out.read_bytes() == out2.read_bytes()
 
 
+def test_passage_cross_lingual_context_pairs(tmp_path: Path) -> None:
+    """`--context-lang cross`: every pair is EN-ZH, so the label cannot be read off the scripts;
+    a context partner is the passage after the aligned one, in the other language."""
+    a, b = tmp_path / "x.en", tmp_path / "x.zh"
+    a.write_text("".join(f"the drug {i} works .\n" for i in range(40)), encoding="utf-8")
+    b.write_text("".join(f"药物 {i} 有效 。\n" for i in range(40)), encoding="utf-8")
+    out = tmp_path / "p.jsonl"
+    assert main(["corpus", "passage", "--parallel-a", str(a), "--parallel-b", str(b), "--out", str(out),
+                 "--max-chars", "20", "--context-lang", "cross", "--no-progress"]) == 0
+    recs = read(out)
+    labels = Counter(x["label"] for x in recs)
+    assert set(labels) == set(PASSAGE_LABELS) and min(labels.values()) / len(recs) > 0.25
+    num = lambda t: int("".join(c for c in t if c.isdigit()))  # noqa: E731
+    for x in recs:
+        validate_passage_record(x)
+        assert {x["lang_a"], x["lang_b"]} == {"en", "zh"}
+        if x["label"] == "context":
+            assert num(x["text_b"]) == num(x["text_a"]) + 1
+        elif x["label"] == "positive":
+            assert num(x["text_b"]) == num(x["text_a"])
+
+
 def test_passage_parallel_lines_desegmented(tmp_path: Path) -> None:
     a, b = tmp_path / "x.en", tmp_path / "x.zh"
     a.write_text("".join(f"the drug @-@ {i} works .\n" for i in range(30)), encoding="utf-8")
@@ -459,3 +481,43 @@ def test_passage_from_two_article_files(tmp_path: Path, capsys) -> None:
         fa.write(json.dumps({"id": "lonely", "text": "No partner."}) + "\n")
     assert main(["corpus", "passage", "--articles-a", str(a), "--articles-b", str(b), "--out", str(out), "--no-progress"]) == 2
     assert f"{a}:13: id 'lonely' has no article" in capsys.readouterr().err
+
+
+# ---- stop lists -------------------------------------------------------------------------------
+def test_stop_list_default_and_repeated(tmp_path: Path, capsys) -> None:
+    kb_path = tmp_path / "kb.sqlite"
+    kb = KnowledgeBase(kb_path, create=True)
+    rows = [("S1", "en", "Severe", 1), ("S1", "zh", "重度", 1), ("S2", "en", "pain", 1), ("S2", "zh", "疼痛", 1),
+            ("S3", "en", "fever", 1), ("S3", "zh", "发热", 1), ("S4", "en", "Left", 1), ("S4", "zh", "左侧", 1)]
+    kb.add_concepts([(c, None, "t") for c in ("S1", "S2", "S3", "S4")])
+    kb.add_names([(*r, "t") for r in rows])
+    kb.commit()
+    kb.close()
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "d", "text": "Severe pain in the left arm, then severe fever."}) + "\n")
+
+    def matched(*extra: str) -> list[str]:
+        out = tmp_path / "out.jsonl"
+        assert entity_cmd(kb_path, inp, out, "--max-switches", "0", *extra) == 0
+        return [e["concept"] for r in read(out) for e in r["entities"]]
+
+    plain = matched()
+    assert plain == ["S1", "S2", "S4", "S1", "S3"]
+    assert matched("--stop-list", "default") == ["S2", "S3"]  # 'severe', 'left' are generic
+    extra = tmp_path / "extra.txt"
+    extra.write_text("# comment lines are skipped\nfever\n", encoding="utf-8")
+    assert matched("--stop-list", "default", "--stop-list", str(extra)) == ["S2"]
+    assert matched("--stop-list", str(extra)) == ["S1", "S2", "S4", "S1"]
+    # Not given: as before (the output of the run without the option).
+    assert matched() == plain
+
+
+def test_shipped_stop_list_is_clean() -> None:
+    from importlib import resources
+
+    text = resources.files("kbioxlm.resources").joinpath("generic_names_en.txt").read_text(encoding="utf-8")
+    names = [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
+    assert 30 <= len(names) <= 120 and len(set(names)) == len(names)
+    assert all(n == fold_case(n) for n in names)
+    assert {"severe", "mild", "left", "right", "mm", "normal"} <= set(names)
+    assert not {"pain", "cancer", "fever", "asthma"} & set(names)  # real clinical terms are not generic

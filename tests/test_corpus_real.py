@@ -125,3 +125,103 @@ def test_real_passages_from_release_pairs_and_paramed(tmp_path: Path) -> None:
     recs2 = _read(out2)
     zh_texts = [r[f"text_{s}"] for r in recs2 for s in "ab" if r[f"lang_{s}"] == "zh"]
     assert zh_texts and not any(re.search(r"[\u4e00-\u9fff] [\u4e00-\u9fff]", t) for t in zh_texts)
+
+
+# ---- held-out concepts on the real HPO KB ----------------------------------------------------
+@pytest.fixture(scope="module")
+def hpo_obo_kb(tmp_path_factory) -> Path:
+    """The real HPO KB as `kbioxlm kb import obo` builds it (with synonyms: names shared by concepts)."""
+    obo = shared_path("data", "kb", "hpo", "hp.obo")
+    tsv = shared_path("data", "kb", "hpo", "hp-zh.babelon.tsv")
+    path = tmp_path_factory.mktemp("hpo-obo") / "kb.sqlite"
+    assert main(["kb", "import", "obo", "--obo", str(obo), "--translations", str(tsv), "--kb", str(path)]) == 0
+    return path
+
+
+def _occurs(name: str, text: str, lang: str) -> bool:
+    """Folded ``name`` in folded ``text`` without cutting a word (ZH text: a Latin/digit run)."""
+    from test_corpus_align import occurs
+
+    return occurs(name, text, lang)
+
+
+def test_real_holdout_never_leaks(tmp_path: Path, hpo_obo_kb: Path) -> None:
+    from kbioxlm.corpus.readers import iter_documents
+
+    kb = hpo_obo_kb
+    held_file = tmp_path / "held.txt"
+    assert main(["kb", "split", "--kb", str(kb), "--holdout-fraction", "0.1", "--seed", "0", "--langs", "en,zh",
+                 "--out", str(held_file)]) == 0
+    held = set(held_file.read_text(encoding="utf-8").split())
+    with KnowledgeBase(kb) as k:
+        n_candidates = len(set(k.preferred_names("en")) & set(k.preferred_names("zh")))
+        held_names = {fold_case(t) for rows in k.names_of(held).values() for _lang, t in rows}
+    assert abs(len(held) - 0.1 * n_candidates) <= 1 and len(held_names) > len(held)
+    pqal = shared_path("data", "corpora", "en", "ori_pqal.json")
+    en_docs = tmp_path / "pqal300.jsonl"
+    with open(en_docs, "w", encoding="utf-8") as f:  # the first 300 PubMedQA documents
+        for i, (_line, doc) in enumerate(iter_documents(str(pqal), "pubmedqa", "en", "text", None)):
+            if i == 300:
+                break
+            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    cmeee = shared_path("data", "corpora", "zh", "cmeee_test.json")
+
+    outs: dict[tuple[str, str], tuple[Path, Path]] = {}
+    for src, tgt, inp, fmt in (("en", "zh", en_docs, "jsonl"), ("zh", "en", cmeee, "cmeee")):
+        for tag, extra in (("ex", ["--exclude-concepts", str(held_file)]), ("all", [])):
+            e, f = tmp_path / f"{src}.{tag}.entity.jsonl", tmp_path / f"{src}.{tag}.fact.jsonl"
+            assert main(["corpus", "build", "--kb", str(kb), "--input", str(inp), "--input-format", fmt, "--lang", src,
+                         "--target-lang", tgt, "--entity-out", str(e), "--fact-out", str(f), "--window", "3",
+                         "--no-progress", *extra]) == 0
+            outs[(src, tag)] = (e, f)
+
+    def scan(tag: str) -> dict[str, int]:
+        n = {"entities": 0, "held_entities": 0, "held_switched_in": 0, "facts": 0, "held_facts": 0, "held_fact_names": 0}
+        for src in ("en", "zh"):
+            e, f = outs[(src, tag)]
+            for rec in _read(e) + _read(f):
+                text = rec["text"]
+                body_end = text.find("</s>") if rec["task"] == "fact" else len(text)
+                for ent in rec["entities"]:
+                    n["entities"] += 1
+                    span = fold_case(text[ent["start"] : ent["end"]])
+                    n["held_entities"] += ent["concept"] in held or span in held_names
+                    n["held_switched_in"] += ent["switched"] and span in held_names
+                    n["held_fact_names"] += ent["start"] > body_end and span in held_names
+                for r in rec.get("relations", []):
+                    n["facts"] += 1
+                    h, t = rec["entities"][r["head"]], rec["entities"][r["tail"]]
+                    n["held_facts"] += h["concept"] in held or t["concept"] in held
+                    n["held_fact_names"] += fold_case(text[r["start"] : r["end"]]) in held_names
+        return n
+
+    ex, everything = scan("ex"), scan("all")
+    assert ex["entities"] > 1000 and ex["facts"] > 20, ex
+    assert ex["held_entities"] == ex["held_switched_in"] == ex["held_facts"] == ex["held_fact_names"] == 0, ex
+    # The same builds without the exclusion do hold them (so the checks above can fail).
+    assert everything["held_entities"] > 50 and everything["held_switched_in"] > 20 and everything["held_facts"] > 0, everything
+
+    # corpus align, with mentions from entity records built with and without the exclusion.
+    for tag in ("ex", "all"):
+        out = tmp_path / f"align.{tag}.jsonl"
+        ents = [str(outs[("en", t)][0]) for t in ("ex", "all")] + [str(outs[("zh", t)][0]) for t in ("ex", "all")]
+        extra = ["--exclude-concepts", str(held_file)] if tag == "ex" else []
+        assert main(["corpus", "align", "--kb", str(kb), "--lang", "en", "--target-lang", "zh", "--out", str(out),
+                     "--seed", "0", "--entity-records", *ents, *extra]) == 0
+    recs = _read(tmp_path / "align.ex.jsonl")
+    recs_all = _read(tmp_path / "align.all.jsonl")
+    assert len(recs) > 15000 and sum("mentions" in r for r in recs) > 50
+    n_mentions = 0
+    for rec in recs:
+        assert rec["id"] not in held and rec["concept"] not in held
+        assert not {fold_case(n) for ns in rec["names"].values() for n in ns} & held_names
+        for m in rec.get("mentions", []):
+            n_mentions += 1
+            ctx = fold_case(m["text"])
+            assert ctx[m["start"] : m["end"]] not in held_names
+            assert not any(_occurs(n, ctx, m["lang"]) for n in held_names if n in ctx), m
+    assert n_mentions > 50
+    assert len(held & {r["id"] for r in recs_all}) > 0.9 * len(held)
+    leaked = sum(any(_occurs(n, fold_case(m["text"]), m["lang"]) for n in held_names if n in fold_case(m["text"]))
+                 for r in recs_all for m in r.get("mentions", []))
+    assert leaked > 0

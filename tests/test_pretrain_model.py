@@ -169,7 +169,7 @@ def test_per_task_losses_and_weights(xlmr_dir):
     assert set(out.losses) == {"mlm", "entity", "fact"}
     for t, v in exp.items():
         torch.testing.assert_close(out.losses[t], v, rtol=1e-5, atol=1e-6)
-    assert out.mlm_count == {"mlm": int(mask[0].sum() + mask[3].sum()), "entity": int(mask[1].sum()), "fact": int(mask[2].sum()), "passage": 0}
+    assert out.mlm_count == {"mlm": int(mask[0].sum() + mask[3].sum()), "entity": int(mask[1].sum()), "fact": int(mask[2].sum()), "passage": 0, "align": 0}
     preds = all_logits.argmax(-1)
     assert out.mlm_correct["entity"] == int((preds[1][mask[1]] == labels[1][mask[1]]).sum())
     torch.testing.assert_close(out.loss, sum(exp.values()), rtol=1e-5, atol=1e-6)

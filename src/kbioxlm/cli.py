@@ -21,6 +21,7 @@ STAGE_CLIS: tuple[str, ...] = (
     "kbioxlm.corpus.cli",
     "kbioxlm.pretrain.cli",
     "kbioxlm.tasks.cli",
+    "kbioxlm.probe.cli",
     "kbioxlm.translate.cli",
     "kbioxlm.llm.cli",
     "kbioxlm.demo",

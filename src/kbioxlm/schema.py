@@ -66,6 +66,26 @@ class PassageRecord(TypedDict):
     label: Literal["positive", "random", "context"]
 
 
+class AlignMention(TypedDict):
+    lang: str
+    text: str  # a short context (at most 200 characters) of the mention
+    start: int  # the mention's span in ``text``
+    end: int
+
+
+class _AlignRecordBase(TypedDict):
+    id: str
+    task: Literal["align"]
+    concept: str
+    names: dict[str, list[str]]  # language -> names, the preferred one first (at least 2 languages)
+
+
+class AlignRecord(_AlignRecordBase, total=False):
+    """``kbioxlm corpus align``: one concept's names in several languages (docs/corpus.md)."""
+
+    mentions: list[AlignMention]
+
+
 class NERRecord(TypedDict):
     id: str
     lang: str
@@ -145,6 +165,39 @@ def validate_passage_record(rec: dict[str, Any]) -> None:
         raise ValueError(f"label must be one of {PASSAGE_LABELS}, got {rec['label']!r}")
 
 
+def validate_align_record(rec: dict[str, Any]) -> None:
+    """An AlignRecord: ``id``, ``concept`` non-empty str; ``names`` a mapping of at least 2 known
+    languages to non-empty lists of non-empty strings; optional ``mentions`` with valid spans."""
+    if rec.get("task") != "align":
+        raise ValueError(f"task must be 'align', got {rec.get('task')!r}")
+    for k in ("id", "concept"):
+        if not _field(rec, k, str):
+            raise ValueError(f"empty {k}")
+    names = _field(rec, "names", dict)
+    if len(names) < 2:
+        raise ValueError(f"field 'names' needs at least 2 languages, got {len(names)}")
+    for lang, values in names.items():
+        check_lang(lang, f"names.{lang}")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"names[{lang!r}] must be a non-empty list of names")
+        for v in values:
+            if not isinstance(v, str) or not v.strip():
+                raise ValueError(f"names[{lang!r}] holds an empty or non-string name: {v!r}")
+    if "mentions" in rec:
+        mentions = _field(rec, "mentions", list)
+        for i, m in enumerate(mentions):
+            if not isinstance(m, dict):
+                raise ValueError(f"mentions[{i}] must be an object")
+            check_lang(m.get("lang"), f"mentions[{i}].lang")
+            text = m.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"mentions[{i}] has no text")
+            s, e = m.get("start"), m.get("end")
+            if (not isinstance(s, int) or not isinstance(e, int) or isinstance(s, bool) or isinstance(e, bool)
+                    or not 0 <= s < e <= len(text)):
+                raise ValueError(f"mentions[{i}] has invalid span ({s!r}, {e!r}) for text of length {len(text)}")
+
+
 def validate_ner_record(rec: dict[str, Any]) -> None:
     tokens = _field(rec, "tokens", list)
     tags = _field(rec, "tags", list)
@@ -169,11 +222,12 @@ VALIDATORS = {
     "entity": validate_entity_record,
     "fact": validate_fact_record,
     "passage": validate_passage_record,
+    "align": validate_align_record,
 }
 
 
 def validate_pretrain_record(rec: dict[str, Any]) -> None:
-    """Any record the pretraining stage reads: entity/fact/passage by ``task``, else a Document."""
+    """Any record the pretraining stage reads: entity/fact/passage/align by ``task``, else a Document."""
     task = rec.get("task")
     if task is None:
         validate_document(rec)

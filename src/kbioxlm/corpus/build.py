@@ -35,6 +35,7 @@ from .. import speedups
 from ..errors import KbioxlmError, where
 from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
+from ..kb.split import warn_unknown
 from .entity import build_entity_line, count_switchable
 from .fact import build_fact_lines
 from .knowledge import BuildOptions, Knowledge
@@ -209,6 +210,11 @@ def run_levels(
                     "inner_loops": "compiled" if speedups.COMPILED else "python"}
     know = _KNOW
     assert know is not None
+    if options.exclude_concepts:
+        warn_unknown(know.unknown_excluded, len(options.exclude_concepts))
+        for sm in summaries.values():
+            sm.extra["excluded_concepts"] = len(options.exclude_concepts)
+            sm.extra["excluded_unknown"] = know.unknown_excluded
     for out in outs.values():
         remove_stale_temporaries(out)
 

@@ -1,8 +1,9 @@
-"""``kbioxlm corpus entity|fact|build|passage`` (DESIGN.md sections 4 and 8; docs/corpus.md)."""
+"""``kbioxlm corpus entity|fact|build|align|passage`` (DESIGN.md sections 4 and 8; docs/corpus.md)."""
 
 from __future__ import annotations
 
 import argparse
+from importlib import resources
 from pathlib import Path
 
 from ..errors import KbioxlmError
@@ -39,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--skip-invalid", action="store_true", help="count and skip bad records instead of stopping")
         p.add_argument("--case", choices=("fold", "exact"), default="fold", help="case policy of the matcher")
         p.add_argument("--min-length", type=int, default=2, help="shortest name matched, in characters")
-        p.add_argument("--stop-list", help="file with one name per line never to match")
+        p.add_argument("--stop-list", action="append", metavar="FILE|default",
+                       help="file with one name per line never to match ('#' lines are comments); 'default': the "
+                       "shipped list of generic English names (resources/generic_names_en.txt); may be repeated")
+        p.add_argument("--exclude-concepts", metavar="FILE",
+                       help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`): none of them, and "
+                       "none of their names in any language, occurs in an entity, a switch or a fact")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         if task in ("entity", "build"):
             p.add_argument("--max-switches", type=int, default=10, help="switches per document at most")
@@ -54,6 +60,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--max-facts", type=int, default=5, help="facts per record at most")
         p.set_defaults(func=_run_build, task=task)
 
+    text = "alignment records: a concept's names in two languages (and mentions) for synonym alignment"
+    p = sub.add_parser("align", help=text, description=text + ". One record per concept with names in both "
+                       "languages, in a seeded shuffled order; see docs/corpus.md.")
+    p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
+    p.add_argument("--lang", required=True, help="first language (e.g. en)")
+    p.add_argument("--target-lang", required=True, help="second language (e.g. zh)")
+    p.add_argument("--out", required=True, help="output JSONL")
+    p.add_argument("--seed", type=int, default=0, help="order of the records and choice of mentions (default: 0)")
+    p.add_argument("--exclude-concepts", metavar="FILE", help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`)")
+    p.add_argument("--max-names", type=int, default=8, help="names per language at most, preferred name first (default: 8)")
+    p.add_argument("--entity-records", nargs="+", action="extend", default=[], metavar="FILE",
+                   help="entity-level JSONL (from `corpus entity`) to take mentions from; may be repeated")
+    p.add_argument("--max-mentions", type=int, default=2, help="mentions per concept and language at most (default: 2)")
+    p.set_defaults(func=_run_align)
+
     p = sub.add_parser("passage", help="positive / random / context passage pairs from aligned texts")
     p.add_argument("--pairs", help="JSONL of {sent1, sent2} aligned article pairs (e.g. the release's pair_data.json)")
     p.add_argument("--articles-a", help="JSONL {id, text} articles in --lang-a")
@@ -66,17 +87,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-chars", type=int, default=512, help="longest passage, in characters")
     p.add_argument("--passages-per-article", type=int, default=4, help="line-aligned input: passages per pseudo-article")
+    p.add_argument("--context-lang", choices=("same", "cross"), default="same",
+                   help="context pairs: the next passage in the same language (paper), or the passage after the aligned "
+                        "one in the other language (every pair cross-lingual: the label cannot be read off the scripts)")
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--skip-invalid", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_passage)
 
 
-def _read_stop_list(path: str | None) -> tuple[str, ...]:
+DEFAULT_STOP_LIST = "generic_names_en.txt"
+
+
+def _read_stop_list(paths: str | list[str] | None) -> tuple[str, ...]:
+    """Names of the ``--stop-list`` files, in order: one per line, blank and ``#`` lines skipped;
+    ``default`` is the shipped :data:`DEFAULT_STOP_LIST`."""
+    if not paths:
+        return ()
+    if isinstance(paths, str):
+        paths = [paths]
+    out: list[str] = []
+    for path in paths:
+        if path == "default":
+            text = resources.files("kbioxlm.resources").joinpath(DEFAULT_STOP_LIST).read_text(encoding="utf-8")
+            lines = text.splitlines()
+        else:
+            with open_text(path) as fh:
+                try:
+                    lines = fh.read().splitlines()
+                except UnicodeDecodeError as exc:
+                    raise KbioxlmError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+        out.extend(s for line in lines if (s := line.strip()) and not s.startswith("#"))
+    return tuple(out)
+
+
+def _read_excluded(path: str | None) -> tuple[str, ...]:
     if not path:
         return ()
-    with open_text(path) as fh:
-        return tuple(line.strip() for line in fh if line.strip())
+    from ..kb.split import read_concept_list
+
+    return read_concept_list(path)
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -97,6 +147,7 @@ def _run_build(args: argparse.Namespace) -> int:
         case=args.case,
         min_length=args.min_length,
         stop_words=_read_stop_list(args.stop_list),
+        exclude_concepts=_read_excluded(args.exclude_concepts),
         fact_lang=getattr(args, "fact_lang", "target"),
         window=getattr(args, "window", 1),
         max_facts=getattr(args, "max_facts", 5),
@@ -131,6 +182,23 @@ def _run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_align(args: argparse.Namespace) -> int:
+    from .align import build_align
+
+    build_align(
+        args.kb,
+        args.lang,
+        args.target_lang,
+        args.out,
+        seed=args.seed,
+        exclude=_read_excluded(args.exclude_concepts),
+        max_names=args.max_names,
+        entity_records=args.entity_records,
+        max_mentions=args.max_mentions,
+    )
+    return 0
+
+
 def _run_passage(args: argparse.Namespace) -> int:
     from .passage import run_passage
 
@@ -155,6 +223,7 @@ def _run_passage(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         skip_invalid=args.skip_invalid,
         passages_per_article=args.passages_per_article,
+        context_lang=args.context_lang,
         progress=False if args.no_progress else None,
     )
     return 0

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KbioxlmError
-from ..kb.matcher import Matcher
+from ..kb.matcher import Matcher, fold_case
+from ..kb.split import held_out_names
 from ..kb.store import KnowledgeBase
 from ..schema import is_unspaced
 from ..speedups import cached_infos
@@ -44,6 +45,9 @@ class BuildOptions:
     fact_lang: str = "target"  # target | source
     window: int = 1
     max_facts: int = 5
+    # Held-out concepts (``--exclude-concepts``), sorted and unique: never matched, switched in or
+    # part of a fact, nor are any of their names (see Knowledge.load). Empty: the KB as it is.
+    exclude_concepts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -56,6 +60,8 @@ class Knowledge:
     relations: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     tails: dict[str, tuple[str, ...]] = field(default_factory=dict)  # head -> tails it has relations to
     relation_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    held_out_names: frozenset[str] = frozenset()  # case-folded names (all languages) of excluded concepts
+    unknown_excluded: int = 0  # excluded ids without any name in the KB
     # Per matcher and key: what the builders derive from the key's concepts, filled on first
     # sight (a list of n_keys slots: 8 bytes per key, no per-document KB work).
     _entity_keys: dict[object, list] = field(default_factory=dict, repr=False)
@@ -66,19 +72,29 @@ class Knowledge:
         if not Path(options.kb).exists():
             raise KbioxlmError(f"{options.kb}: knowledge base not found (build it with `kbioxlm kb import ...`)")
         know = cls(options)
+        held = frozenset(options.exclude_concepts)
         with KnowledgeBase(options.kb) as kb:
             for lang in (options.lang, options.target_lang):
                 kb.require_language(lang)
+            if held:
+                know.held_out_names, know.unknown_excluded = held_out_names(kb, options.exclude_concepts)
+            held_names = know.held_out_names
             for lang in source_langs:
                 know.matchers[lang] = Matcher.from_kb(
-                    kb, lang, case=options.case, min_length=options.min_length, stop_words=options.stop_words
+                    kb, lang, case=options.case, min_length=options.min_length, stop_words=options.stop_words,
+                    exclude_names=held_names,
                 )
             for lang in {options.lang, options.target_lang}:
-                know.names[lang] = kb.preferred_names(lang)
+                names = kb.preferred_names(lang)
+                if held:
+                    # Neither switched in nor written in a fact: held-out concepts, and concepts whose
+                    # preferred name here is also a name of a held-out concept.
+                    names = {c: n for c, n in names.items() if c not in held and fold_case(n) not in held_names}
+                know.names[lang] = names
             if "fact" in options.task.split("+"):
                 rels: dict[tuple[str, str], list[str]] = {}
                 for head, rel, tail in kb.iter_relations():
-                    if head != tail:
+                    if head != tail and head not in held and tail not in held:
                         rels.setdefault((head, tail), []).append(rel)
                 know.relations = {k: tuple(sorted(set(v))) for k, v in rels.items()}
                 tails: dict[str, list[str]] = {}
@@ -87,6 +103,16 @@ class Knowledge:
                 know.tails = {h: tuple(ts) for h, ts in tails.items()}
                 for lang in {options.lang, options.target_lang}:
                     know.relation_names[lang] = kb.relation_names(lang)
+                if held_names:  # a relation whose label is a held-out name is no fact to write
+                    bad = {r for rs in know.relations.values() for r in rs
+                           if any(fold_case(know.relation_name(r, lg)) in held_names
+                                  for lg in (options.lang, options.target_lang))}
+                    if bad:
+                        know.relations = {k: kept for k, v in know.relations.items() if (kept := tuple(r for r in v if r not in bad))}
+                        kept_tails: dict[str, list[str]] = {}
+                        for head, tail in know.relations:
+                            kept_tails.setdefault(head, []).append(tail)
+                        know.tails = {h: tuple(ts) for h, ts in kept_tails.items()}
         return know
 
     def other(self, lang: str) -> str:

@@ -8,7 +8,10 @@ the seeded generator), so the three classes get about a third each:
 * ``positive``: the passage and the aligned passage of the other language (same index for
   line-aligned input, same relative position for articles);
 * ``random``: the passage and a passage of the other language from another article of the block;
-* ``context``: the passage and the next passage of the same article in the same language.
+* ``context``: the passage and the next passage of the same article in the same language, or
+  with ``context_lang="cross"`` the passage that follows its aligned passage in the *other*
+  language. Then every pair is cross-lingual, so the label cannot be read off the scripts (with
+  same-language context pairs the script alone tells ``context`` apart: 67% accuracy for free).
 
 Articles are processed in blocks of ``block_size`` (bounded memory; random partners come from the
 same block); a label impossible for an anchor (no next passage, a one-article block) is not
@@ -208,7 +211,7 @@ def _aligned_index(j: int, n_from: int, n_to: int, exact: bool) -> int:
 
 def pair_block(block: tuple[int, int, list[Article]]) -> tuple[str, dict[str, Any]]:
     """Records for one block of articles (a pure function of the block and the seed)."""
-    seed, bi, arts = block
+    seed, bi, arts, cross = block
     arts = [a for a in arts if a[1] and a[3]]
     rng = random.Random(doc_seed(seed, "passage", f"{bi}:{arts[0][0] if arts else ''}"))
     lines: list[str] = []
@@ -221,13 +224,15 @@ def pair_block(block: tuple[int, int, list[Article]]) -> tuple[str, dict[str, An
                 # The possible label used least so far in this block (ties broken by the seeded
                 # generator): keeps the three classes near a third each even though the last
                 # passage of an article has no "context" partner.
-                feasible = [x for x in PASSAGE_LABELS if (x != "context" or j + 1 < len(mine)) and (x != "random" or len(arts) > 1)]
+                k = _aligned_index(j, len(mine), len(theirs), exact)
+                has_next = k + 1 < len(theirs) if cross else j + 1 < len(mine)
+                feasible = [x for x in PASSAGE_LABELS if (x != "context" or has_next) and (x != "random" or len(arts) > 1)]
                 least = min(counts[x] for x in feasible)
                 ties = [x for x in feasible if counts[x] == least]
                 label = ties[rng.randrange(len(ties))] if len(ties) > 1 else ties[0]
                 counts[label] += 1
                 if label == "context":
-                    partner, lp = mine[j + 1], lmine
+                    partner, lp = (theirs[k + 1], ltheirs) if cross else (mine[j + 1], lmine)
                 elif label == "random":
                     other = rng.randrange(len(arts) - 1)
                     other += other >= ai
@@ -235,7 +240,7 @@ def pair_block(block: tuple[int, int, list[Article]]) -> tuple[str, dict[str, An
                     pool = o[3] if side == "a" else o[1]
                     partner, lp = pool[rng.randrange(len(pool))], ltheirs
                 else:
-                    partner, lp = theirs[_aligned_index(j, len(mine), len(theirs), exact)], ltheirs
+                    partner, lp = theirs[k], ltheirs
                 rec = {"id": f"{aid}:{side}{j}", "task": "passage", "text_a": text, "lang_a": lmine, "text_b": partner, "lang_b": lp, "label": label}
                 lines.append(dumps(rec))
                 stats[label] = stats.get(label, 0) + 1
@@ -258,6 +263,7 @@ def run_passage(
     passages_per_article: int = 4,
     text_field: str = "text",
     progress: bool | None = None,
+    context_lang: str = "same",
 ) -> dict[str, Any]:
     """Build Passage records from one kind of aligned source; returns (and prints) the summary."""
     if sum(x is not None for x in (pairs, articles, parallel)) != 1:
@@ -269,6 +275,8 @@ def run_passage(
             raise KbioxlmError(str(exc)) from None
     if lang_a == lang_b:
         raise KbioxlmError(f"--lang-a and --lang-b are both {lang_a!r}")
+    if context_lang not in ("same", "cross"):
+        raise KbioxlmError(f"--context-lang must be same or cross, got {context_lang!r}")
     if max_chars < 16:
         raise KbioxlmError(f"--max-chars must be at least 16, got {max_chars}")
     skip = SkipCounter() if skip_invalid else None
@@ -287,7 +295,7 @@ def run_passage(
         skip = SkipCounter()  # counted again while building
     remove_stale_temporaries(out)
     summary = Summary("passage")
-    blocks = ((seed, bi, arts) for bi, arts in enumerate(chunked(source(), max_items=block_size, max_chars=1 << 62)))
+    blocks = ((seed, bi, arts, context_lang == "cross") for bi, arts in enumerate(chunked(source(), max_items=block_size, max_chars=1 << 62)))
     bar = tqdm(total=n_articles, unit="article", desc="corpus passage", disable=None if progress is None else not progress)
     with atomic_write(out) as fh:
         for text, stats in ordered_map(pair_block, (b for b in blocks), num_workers, _noop, ()):

@@ -81,6 +81,16 @@ def _mine_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from .split import split_concepts
+
+    counts = split_concepts(
+        args.kb, args.holdout_fraction, args.seed, args.langs.split(","), args.out, max_concepts=args.max_concepts
+    )
+    _print_summary(f"kb split {args.kb}", {**counts, "out": args.out})
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     from .store import KnowledgeBase
 
@@ -163,6 +173,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--source-name", help="source label in the KB (default: pairs:<src>-<tgt>)")
     p.add_argument("--kb", required=True, help="knowledge base file (created if absent)")
     p.set_defaults(func=_mine_pairs)
+
+    p = kb_sub.add_parser(
+        "split",
+        help="choose held-out concepts (deterministic) for --exclude-concepts of the corpus builders",
+        description="Hold out a fraction of the concepts that have a name in every language of --langs: "
+        "ranked by sha256(f'{seed}:{concept_id}'), independent of the KB's row order. Writes one concept "
+        "id per line, sorted.",
+    )
+    p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
+    p.add_argument("--holdout-fraction", type=float, required=True, help="fraction of the candidates held out, in (0, 1]")
+    p.add_argument("--max-concepts", type=int, default=None, help="hold out at most this many concepts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--langs", default="en,zh", help="comma-separated languages a candidate needs names in (default: en,zh)")
+    p.add_argument("--out", required=True, help="output file: one held-out concept id per line")
+    p.set_defaults(func=_split)
 
     p = kb_sub.add_parser("stats", help="concept / name / relation counts")
     p.add_argument("--kb", required=True)

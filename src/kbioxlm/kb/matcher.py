@@ -108,6 +108,9 @@ class Matcher:
 
     ``case``: ``"fold"`` (case-insensitive) or ``"exact"``. ``min_length``: names shorter than this
     (in characters) are ignored. ``stop_words``: names never matched (compared after folding).
+    ``exclude_names``: names of held-out concepts (``--exclude-concepts``), never matched whatever
+    ``case`` is: compared case-folded (:func:`fold_case`), so a name of another concept that equals
+    one of them up to case is left out too.
     A name shared by several concepts keeps all of them, sorted; :attr:`Match.concept` is the
     smallest id, so the choice is deterministic.
     """
@@ -119,6 +122,7 @@ class Matcher:
         case: str = "fold",
         min_length: int = 2,
         stop_words: Iterable[str] = (),
+        exclude_names: Iterable[str] = (),
     ) -> None:
         if case not in ("fold", "exact"):
             raise ValueError(f"case must be 'fold' or 'exact', got {case!r}")
@@ -128,6 +132,7 @@ class Matcher:
         self.unspaced = is_unspaced(lang)
         self._fold = case == "fold"
         stop = {self._fold_text(s) for s in stop_words}
+        held = {fold_case(s) for s in exclude_names}
         interned: dict[str, str] = {}
         index: dict[str, int] = {}  # marked name -> key index (dropped after the build)
         self._key_cids: list[str | tuple[str, ...]] = []
@@ -137,6 +142,8 @@ class Matcher:
             name = self._fold_text(text)
             n = len(name)
             if n < self.min_length or name in stop or not _usable(name):
+                continue
+            if held and (name if self._fold else fold_case(name)) in held:
                 continue
             self.n_names += 1
             if n > self.max_name_chars:

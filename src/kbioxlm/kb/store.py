@@ -165,6 +165,22 @@ class KnowledgeBase:
             out.setdefault(cid, text)
         return out
 
+    def names_of(self, concept_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """concept id → its names ``(lang, text)`` in every language (sorted), for the given ids
+        (those without names, or not in the KB, are absent). Used to hold concepts out of corpora."""
+        ids = sorted(set(concept_ids))
+        out: dict[str, list[tuple[str, str]]] = {}
+        for i in range(0, len(ids), 500):  # SQLite limits the number of parameters of one query
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, lang, text in self.conn.execute(
+                f"SELECT DISTINCT concept_id, lang, text FROM name WHERE concept_id IN ({marks}) "  # noqa: S608
+                "ORDER BY concept_id, lang, text",
+                chunk,
+            ):
+                out.setdefault(cid, []).append((lang, text))
+        return out
+
     def iter_relations(self) -> Iterator[tuple[str, str, str]]:
         """``(head_id, rel, tail_id)`` in a stable order."""
         yield from self.conn.execute("SELECT DISTINCT head_id, rel, tail_id FROM relation ORDER BY head_id, tail_id, rel")

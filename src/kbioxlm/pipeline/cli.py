@@ -13,12 +13,12 @@ def _names(values: list[str] | None) -> list[str]:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "pipeline",
-        help="run KB → corpora → pretraining → export → benchmark from one YAML config (resumable)",
+        help="run KB → corpora → pretraining → export → probe/benchmark from one YAML config (resumable)",
         description=(
             "Run the stage commands a pipeline config describes, printing each one. Finished steps are "
             "skipped on re-run; a step whose settings or inputs changed is redone, an interrupted one "
             "resumed. Step names: kb.*, docs.*, corpus.*, vocab, pretrain.<stage>, export.<stage>, "
-            "benchmark.*; --only/--force take names or prefixes (e.g. kb,corpus). See docs/quickstart.md."
+            "probe.*, benchmark.*; --only/--force take names or prefixes (e.g. kb,corpus). See docs/quickstart.md."
         ),
     )
     p.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/e2e-small-cpu.yaml")

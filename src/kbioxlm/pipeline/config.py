@@ -11,7 +11,8 @@ Strings may use ``${name}`` variables:
 * any key of the config's ``vars:`` mapping (evaluated in order, may use the ones above);
 * ``${env:NAME}`` — an environment variable.
 
-Unknown variables and unknown keys are errors: a typo must not silently drop a terminology.
+Unknown variables and unknown keys are errors: a typo must not silently drop a terminology. Top-level
+keys starting with ``x-`` are ignored (a place for YAML anchors such as ``x-arm: &arm {...}``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..errors import KbioxlmError, where
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|env:[A-Za-z_][A-Za-z0-9_]*)\}")
 TOP_KEYS = {
     "name", "out", "seed", "vars", "languages", "base_model", "kb", "documents", "pairs", "corpus",
-    "vocab", "pretrain", "benchmark",
+    "vocab", "pretrain", "benchmark", "holdout", "probe",
 }
 KB_KINDS = {"obo", "icd10", "mine_pairs", "umls", "tsv"}
 KB_FIELDS = {
@@ -43,10 +44,14 @@ KB_REQUIRED = {
     "obo": ("obo",), "icd10": ("xml",), "mine_pairs": ("source", "target", "source_lang", "target_lang"),
     "umls": ("rrf_dir",), "tsv": (),
 }
-LEVELS = ("entity", "fact", "passage")
-TRAIN_KEYS = ("entity", "fact", "passage", "mono", "entity_mono")
+LEVELS = ("entity", "fact", "passage", "align")
+DEFAULT_LEVELS = ("entity", "fact", "passage")  # `align` (synonym pairs, not in the paper) only when asked for
+TRAIN_KEYS = ("entity", "fact", "passage", "align", "mono", "entity_mono")
 STAGE_KEYS = {"name", "config", "model", "tokenizer", "train", "overrides", "launcher", "export_args"}
 BENCH_KEYS = {"config", "compare", "overrides", "names", "extra_models", "dir"}
+HOLDOUT_KEYS = {"fraction", "max_concepts", "seed", "langs", "args"}
+PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "args"}
+RESERVED_STAGE_NAMES = {"base", "report"}  # `report` would clash with benchmark.report / probe.report
 
 
 def default_shared() -> str:
@@ -71,6 +76,8 @@ class PipelineConfig:
     vocab: dict[str, Any] | None
     pretrain: list[dict[str, Any]]
     benchmark: dict[str, Any] | None
+    holdout: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
     variables: dict[str, str] = field(default_factory=dict)
 
 
@@ -143,6 +150,9 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     if not isinstance(raw, dict):
         raise KbioxlmError(f"{p}: a pipeline config must be a YAML mapping")
     src = str(p)
+    # `x-<anything>` top-level keys are ignored: a place for YAML anchors shared by several entries
+    # (e.g. `x-arm: &arm {...}` merged into each ablation arm's overrides with `<<: *arm`)
+    raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
     _check_keys(raw, TOP_KEYS, src)
 
     seed = raw.get("seed", 13)
@@ -196,15 +206,24 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     _check_keys(documents, set(languages) | {"max_per_lang", "dedup"}, f"{src}: documents")
     pairs = _as_list(data.get("pairs"), f"{src}: pairs")
 
-    corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args"}, f"{src}: corpus")
-    levels = corpus.get("levels", list(LEVELS))
+    corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions"}, f"{src}: corpus")
+    levels = corpus.get("levels", list(DEFAULT_LEVELS))
     if not isinstance(levels, list) or any(lv not in LEVELS for lv in levels):
         raise KbioxlmError(f"{src}: corpus.levels must be a subset of {list(LEVELS)}")
+    align_mentions = corpus.get("align_mentions", False)
+    if not isinstance(align_mentions, bool):
+        raise KbioxlmError(f"{src}: corpus.align_mentions must be true or false")
+    if align_mentions and not ("align" in levels and "entity" in levels):
+        raise KbioxlmError(f"{src}: corpus.align_mentions needs both the align and the entity level in corpus.levels")
+    corpus_args = _check_keys(corpus.get("args") or {}, set(LEVELS), f"{src}: corpus.args")
     corpus = {
         "levels": levels,
         "directions": corpus.get("directions"),
-        "args": {lv: _args((corpus.get("args") or {}).get(lv), f"{src}: corpus.args.{lv}") for lv in LEVELS},
+        "args": {lv: _args(corpus_args.get(lv), f"{src}: corpus.args.{lv}") for lv in LEVELS},
+        "align_mentions": align_mentions,
     }
+
+    holdout = _holdout(data.get("holdout"), seed, languages, src)
 
     vocab = data.get("vocab")
     if vocab is not None and vocab is not False:
@@ -221,8 +240,8 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         what = f"{src}: pretrain[{i}]"
         _check_keys(st, STAGE_KEYS, what)
         name = str(st.get("name") or f"stage{i + 1}")
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in names or name == "base":
-            raise KbioxlmError(f"{what}: name {name!r} must be unique, not 'base', letters/digits/-/_ only")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in names or name in RESERVED_STAGE_NAMES:
+            raise KbioxlmError(f"{what}: name {name!r} must be unique, not 'base' or 'report', letters/digits/-/_ only")
         names.add(name)
         if not st.get("config"):
             raise KbioxlmError(f"{what}: missing 'config' (a pretraining YAML, e.g. configs/pretrain-stage2.yaml)")
@@ -266,8 +285,71 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
                  "names": {str(k): str(v) for k, v in labels.items()}, "extra_models": extra_models,
                  "dir": str(bench.get("dir") or "benchmark")}
 
+    probe = _probe(data.get("probe"), languages, [st["name"] for st in stages], src)
+
     return PipelineConfig(
         path=p, name=str(data.get("name") or p.stem), out=Path(variables["out"]), seed=seed, languages=languages,
         base_model=base, kb=kb, documents=documents, pairs=pairs, corpus=corpus, vocab=vocab, pretrain=stages,
-        benchmark=bench, variables=variables,
+        benchmark=bench, holdout=holdout, probe=probe, variables=variables,
     )
+
+
+def _int_or_none(value: Any, what: str, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise KbioxlmError(f"{what} must be an integer >= {minimum} (or null)")
+    return value
+
+
+def _holdout(raw: Any, seed: int, languages: list[str], src: str) -> dict[str, Any] | None:
+    """``holdout:`` → the settings of ``kb split`` (``None`` when absent or false; ``true`` = defaults)."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {}
+    _check_keys(raw, HOLDOUT_KEYS, f"{src}: holdout")
+    fraction = raw.get("fraction", 0.1)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise KbioxlmError(f"{src}: holdout.fraction must be a number in (0, 1], e.g. 0.1")
+    max_concepts = _int_or_none(raw.get("max_concepts"), f"{src}: holdout.max_concepts", 1)
+    hseed = _int_or_none(raw.get("seed"), f"{src}: holdout.seed", 0)
+    langs = raw.get("langs")
+    if langs is None:
+        langs = list(languages)
+    elif isinstance(langs, str):
+        langs = [x.strip() for x in langs.split(",") if x.strip()]
+    if not isinstance(langs, list) or not langs or any(not isinstance(x, str) or x not in languages for x in langs):
+        raise KbioxlmError(f"{src}: holdout.langs must list language codes of `languages` ({', '.join(languages)})")
+    return {"fraction": float(fraction), "max_concepts": max_concepts, "seed": seed if hseed is None else hseed,
+            "langs": langs, "args": _args(raw.get("args"), f"{src}: holdout")}
+
+
+def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> dict[str, Any] | None:
+    """``probe:`` → one ``kbioxlm probe`` run per model (``None`` when absent or false; ``true`` = defaults)."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {}
+    _check_keys(raw, PROBE_KEYS, f"{src}: probe")
+    a, b = languages[0], languages[1]
+    parallel = raw.get("parallel")
+    if parallel is not None:
+        _check_keys(parallel, {a, b}, f"{src}: probe.parallel")
+        if not parallel.get(a) or not parallel.get(b):
+            raise KbioxlmError(f"{src}: probe.parallel needs line-aligned files for both {a!r} and {b!r}")
+        parallel = {a: str(parallel[a]), b: str(parallel[b])}
+    max_terms = _int_or_none(raw.get("max_terms", 2000), f"{src}: probe.max_terms", 1)
+    max_sentences = _int_or_none(raw.get("max_sentences", 1000), f"{src}: probe.max_sentences", 1)
+    models = raw.get("models")
+    if models is None:
+        models = ["base", *stage_names]
+    models = _as_list(models, f"{src}: probe.models")
+    for m in models:
+        if m != "base" and m not in stage_names:
+            raise KbioxlmError(f"{src}: probe.models: {m!r} is neither 'base' nor a pretraining stage")
+    if not models or len(set(map(str, models))) != len(models):
+        raise KbioxlmError(f"{src}: probe.models must list each model once ('base' and/or stage names)")
+    return {"parallel": parallel, "max_terms": 2000 if max_terms is None else max_terms,
+            "max_sentences": 1000 if max_sentences is None else max_sentences,
+            "models": [str(m) for m in models], "args": _args(raw.get("args"), f"{src}: probe")}

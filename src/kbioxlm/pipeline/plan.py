@@ -9,10 +9,12 @@ anything it reads has changed.
 Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`` or ``corpus.fact``):
 
     kb.umls[.N]  kb.obo.<stem>  kb.icd10[.N]  kb.tsv.<stem>  kb.pairs.<src>-<tgt>  kb.stats
+    kb.split  (held-out concepts, with ``holdout:``)
     docs.<lang>  docs.<a>+<b>  (the documents of both languages in one file)
-    corpus.entity.<a>+<b>  corpus.fact.<src>-<tgt>  corpus.passage.<source>
+    corpus.entity.<a>+<b>  corpus.fact.<src>-<tgt>  corpus.align.<a>-<b>  corpus.passage.<source>
     vocab
     pretrain.<stage>  export.<stage>
+    probe.<model>  probe.report  (with ``probe:``)
     benchmark.<model>  benchmark.report
 """
 
@@ -170,6 +172,21 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         stats = out / "kb" / "stats.json"
         steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics", argv=["kb", "stats", "--kb", str(kb), "--json"],
                           inputs=[kb], outputs=[stats], stdout_to=stats))
+    heldout: Path | None = None
+    if cfg.holdout is not None:
+        if not have_kb:
+            raise KbioxlmError(f"{cfg.path}: holdout needs a knowledge base (kb: ...) to split")
+        ho = cfg.holdout
+        heldout = out / "kb" / "heldout.txt"
+        argv = ["kb", "split", "--kb", str(kb), "--holdout-fraction", str(ho["fraction"]), "--seed", str(ho["seed"]),
+                "--langs", ",".join(ho["langs"]), "--out", str(heldout)]
+        if ho["max_concepts"] is not None:
+            argv += ["--max-concepts", str(ho["max_concepts"])]
+        steps.append(Step(_unique("kb.split", taken), "hold concepts out of every KB-derived corpus (for the probe)",
+                          argv=argv + ho["args"], inputs=[kb], outputs=[heldout]))
+    # the KB-derived corpora (entity, fact, align) leave the held-out concepts out
+    exclude = ["--exclude-concepts", str(heldout)] if heldout is not None else []
+    exclude_inputs = [heldout] if heldout is not None else []
 
     # ---------------------------------------------------------------------------- documents
     docs: dict[str, Path] = {}
@@ -208,13 +225,15 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         pairs_dirs.append((s, t))
     if ("entity" in cfg.corpus["levels"] or "fact" in cfg.corpus["levels"]) and docs and not have_kb:
         raise KbioxlmError(f"{cfg.path}: the entity and fact levels need a knowledge base (kb: ...)")
+    if "align" in cfg.corpus["levels"] and not have_kb:
+        raise KbioxlmError(f"{cfg.path}: the align level needs a knowledge base (kb: ...)")
 
     def corpus_step(level: str, name: str, title: str, src_file: Path, s: str, t: str, path: Path) -> None:
         corpus_files[level].append(path)
         steps.append(Step(_unique(name, taken), title,
                           argv=["corpus", level, "--kb", str(kb), "--input", str(src_file), "--lang", s, "--target-lang", t,
-                                "--out", str(path), "--seed", seed, *cfg.corpus["args"][level]],
-                          inputs=[kb, src_file], outputs=[path]))
+                                "--out", str(path), "--seed", seed, *exclude, *cfg.corpus["args"][level]],
+                          inputs=[kb, src_file, *exclude_inputs], outputs=[path]))
 
     if "entity" in cfg.corpus["levels"]:
         both = [(s, t) for s, t in pairs_dirs if (t, s) in pairs_dirs][:1]
@@ -248,6 +267,22 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         for s, t in pairs_dirs:
             corpus_step("fact", f"corpus.fact.{s}-{t}", f"fact-level corpus {s}→{t}", docs[s], s, t,
                         out / "corpus" / f"fact.{s}-{t}.jsonl")
+    if "align" in cfg.corpus["levels"]:
+        # synonym pairs straight from the KB (no documents); optionally weighted by the concepts
+        # the entity corpus actually mentions
+        a, b = langs[0], langs[1]
+        path = out / "corpus" / f"align.{a}-{b}.jsonl"
+        argv = ["corpus", "align", "--kb", str(kb), "--lang", a, "--target-lang", b, "--out", str(path), "--seed", seed, *exclude]
+        inputs = [kb, *exclude_inputs]
+        if cfg.corpus["align_mentions"]:
+            if not corpus_files["entity"]:
+                raise KbioxlmError(f"{cfg.path}: corpus.align_mentions needs entity records, but the pipeline builds none "
+                                   f"(check documents and corpus.directions)")
+            argv += ["--entity-records", *map(str, corpus_files["entity"])]
+            inputs += corpus_files["entity"]
+        corpus_files["align"].append(path)
+        steps.append(Step(_unique(f"corpus.align.{a}-{b}", taken), f"concept-name alignment pairs {a}<->{b} from the KB",
+                          argv=argv + cfg.corpus["args"]["align"], inputs=inputs, outputs=[path]))
     if "passage" in cfg.corpus["levels"]:
         for src in _pair_sources(cfg):
             path = out / "corpus" / f"passage.{src['label']}.jsonl"
@@ -261,7 +296,8 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     kept: Path | None = None
     if cfg.vocab is not None:
         kept = out / "vocab" / "kept.json"
-        files = [p for lv in LEVELS for p in corpus_files[lv]] + list(docs.values())
+        # align records hold names, not text, and train no MLM head: not counted
+        files = [p for lv in LEVELS if lv != "align" for p in corpus_files[lv]] + list(docs.values())
         if not files:
             raise KbioxlmError(f"{cfg.path}: vocab reduce needs corpora or documents to count tokens over")
         tok = cfg.vocab.get("tokenizer") or cfg.base_model["tokenizer"]
@@ -272,22 +308,29 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
 
     # ---------------------------------------------------------------------------- pretraining
     exports: dict[str, Path] = {}
-    previous = cfg.base_model["path"]
+    previous = "base"  # a stage without `model:` continues from the stage before it
     for st in cfg.pretrain:
         name = st["name"]
         model = st["model"]
         if model is None:
             model = previous
-        elif model == "base":
+        if model == "base":
             model = cfg.base_model["path"]
+            model_inputs = _local(model)
         elif model in exports:
+            # An earlier stage's export is an input whether or not it exists yet: declared only once
+            # it existed, the fingerprint would change between the first run and the next one and
+            # the stage (and every arm branching off the same export) would be trained again.
+            model_inputs = [exports[model] / "config.json", exports[model]]
             model = str(exports[model])
         elif any(model == other["name"] for other in cfg.pretrain):
             raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} starts from {model!r}, which comes later")
+        else:  # a path or hub name
+            model_inputs = _local(model)
         tokenizer = st["tokenizer"] or cfg.base_model["tokenizer"]
         train, train_inputs = [], []
         for item in st["train"]:
-            if item in ("entity", "fact", "passage", "entity_mono"):
+            if item in ("entity", "fact", "passage", "align", "entity_mono"):
                 level = "entity" if item == "entity_mono" else item
                 if not corpus_files[level]:
                     raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} wants {item!r} records but the pipeline builds none "
@@ -310,7 +353,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         argv += [f"{k}={_yaml_value(v)}" for k, v in st["overrides"].items()]
         argv.append("resume_from_checkpoint=auto")
         steps.append(Step(_unique(f"pretrain.{name}", taken), f"continued pretraining, stage {name!r}", argv=argv,
-                          inputs=[Path(st["config"]), *train_inputs, *_local(model), *_local(tokenizer), *([kept] if kept else [])],
+                          inputs=[Path(st["config"]), *train_inputs, *model_inputs, *_local(tokenizer), *([kept] if kept else [])],
                           outputs=[run_dir / "final"], launcher=st["launcher"], clean=[run_dir],
                           can_resume=lambda d=run_dir: any((c / "trainer_state.json").is_file() for c in (d / "checkpoints").glob("checkpoint-*"))))
         export_dir = out / "models" / name
@@ -318,7 +361,13 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
                           argv=["export", "--checkpoint", str(run_dir / "final"), "--out", str(export_dir), *st["export_args"]],
                           inputs=[run_dir / "final"], outputs=[export_dir / "config.json"], clean=[export_dir]))
         exports[name] = export_dir
-        previous = str(export_dir)
+        previous = name
+
+    # ---------------------------------------------------------------------------- probe
+    if cfg.probe is not None:
+        if not have_kb:
+            raise KbioxlmError(f"{cfg.path}: probe needs a knowledge base (kb: ...) for its term pairs")
+        steps += _probe_steps(cfg, exports, kb, heldout, taken)
 
     # ---------------------------------------------------------------------------- benchmark
     if cfg.benchmark is not None:
@@ -367,6 +416,59 @@ def _pair_sources(cfg: PipelineConfig) -> list[dict[str, Any]]:
         src.update(langs=(a, b), args=args)
         out.append(src)
     return out
+
+
+def _model_label(cfg: PipelineConfig, key: str) -> str:
+    """A model's name in tables: ``benchmark.names``, else the base model's name or the stage name."""
+    names = cfg.benchmark["names"] if cfg.benchmark is not None else {}
+    return names.get(key) or (cfg.base_model["name"] if key == "base" else key)
+
+
+def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldout: Path | None,
+                 taken: set[str]) -> list[Step]:
+    """One ``kbioxlm probe`` per model (base and/or stage exports), then ``probe.report``."""
+    from .probe_report import write_probe_report
+
+    pr = cfg.probe
+    assert pr is not None
+    a, b = cfg.languages[0], cfg.languages[1]
+    root = cfg.out / "probe"
+    steps: list[Step] = []
+    results: dict[str, Path] = {}
+    for key in pr["models"]:
+        if key == "base":
+            argv = ["probe", "--model", cfg.base_model["path"]]
+            model_inputs = _local(cfg.base_model["path"])
+            if cfg.base_model["tokenizer"] != cfg.base_model["path"]:
+                argv += ["--tokenizer", cfg.base_model["tokenizer"]]
+                model_inputs += _local(cfg.base_model["tokenizer"])
+        else:  # an export ships its tokenizer
+            argv = ["probe", "--model", str(exports[key])]
+            model_inputs = [exports[key] / "config.json", exports[key]]
+        argv += ["--kb", str(kb), "--source-lang", a, "--target-lang", b]
+        inputs = [*model_inputs, kb]
+        if heldout is not None:
+            argv += ["--concepts", str(heldout)]
+            inputs.append(heldout)
+        if pr["parallel"]:
+            argv += ["--parallel", pr["parallel"][a], pr["parallel"][b]]
+            inputs += [Path(pr["parallel"][a]), Path(pr["parallel"][b])]
+        sub = root / _slug(key)
+        argv += ["--max-terms", str(pr["max_terms"]), "--max-sentences", str(pr["max_sentences"]), "--seed", str(cfg.seed),
+                 "--out", str(sub), *pr["args"]]
+        results[key] = sub / "probe.json"
+        steps.append(Step(_unique(f"probe.{_slug(key)}", taken), f"retrieval probe of the {_model_label(cfg, key)!r} model",
+                          argv=argv, inputs=inputs, outputs=[results[key]], clean=[sub]))
+    labels = {k: _model_label(cfg, k) for k in results}
+    outputs = [root / "results.json", root / "results.md", root / "results.png"]
+
+    def report() -> dict[str, Any]:
+        return write_probe_report(results, root, (a, b), labels)
+
+    steps.append(Step(_unique("probe.report", taken), "probe results of every model side by side (table + chart)",
+                      action=report, inputs=list(results.values()), outputs=outputs,
+                      params={"models": list(results), "labels": labels, "languages": [a, b]}))
+    return steps
 
 
 def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[str]) -> list[Step]:

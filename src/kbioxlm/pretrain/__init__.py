@@ -11,12 +11,14 @@ This ``__init__`` stays import-light (no torch) so the CLI and data-only tools c
 
 from __future__ import annotations
 
-TASKS: tuple[str, ...] = ("mlm", "entity", "fact", "passage")
+TASKS: tuple[str, ...] = ("mlm", "entity", "fact", "passage", "align")
 """Pretraining tasks; a row's task id is the index into this tuple.
 
 ``mlm``: monolingual text (whole-word / whole-entity masking); ``entity``: code-switched entity
 records; ``fact``: fact records (relation span masked); ``passage``: passage pairs (pair head; the
-MLM tokens of passage rows are counted under ``mlm``).
+MLM tokens of passage rows are counted under ``mlm``); ``align``: a concept's names in two
+languages (contrastive synonym alignment, symmetric InfoNCE over mean-pooled names; not in the
+paper, see docs/pretrain.md).
 """
 
 TASK_IDS: dict[str, int] = {name: i for i, name in enumerate(TASKS)}

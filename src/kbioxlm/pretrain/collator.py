@@ -67,9 +67,20 @@ class KnowledgeCollator:
       (paper 3.1.3: "we will mask the relationship"; DESIGN: "plus entities").
     * ``passage``: the pair label, plus whole-word MLM over both passages.
 
+    * ``align``: one name per language of the record's concept (a synonym drawn at random, two
+      languages drawn when it has more), each side tokenized on its own; the batch gets
+      ``align_a_ids``/``align_a_mask``/``align_b_ids``/``align_b_mask`` (``*_mask`` is 1 on the
+      name's pieces, 0 on special tokens and padding: the model mean-pools over it) and no MLM rows.
+
     Masked positions get the tokenizer's real ``mask_token_id`` 80% of the time, a random token 10%
-    and stay unchanged 10%. ``max_entity_tokens`` skips longer entities as masking units (paper
-    A.1 limits masked entities to 3 tokens); they can still be masked word by word in Documents.
+    and stay unchanged 10%, decided once per masked *unit* (``mask_decision="unit"``: a whole
+    entity or word is either all ``<mask>``, all random or all visible, so no piece of a masked
+    entity leaks) or per token (``"token"``, BERT's original rule). ``max_entity_tokens`` skips
+    longer entities as masking units (paper A.1 limits masked entities to 3 tokens); they can still
+    be masked word by word in Documents. ``entity_window`` chooses where an over-long entity record
+    is cut: ``"switched"`` places the window where it holds the most code-switched spans whole
+    (a window from the first match drops about half the switches), ``"first"`` starts at the first
+    entity.
     """
 
     def __init__(
@@ -85,6 +96,9 @@ class KnowledgeCollator:
         random_token_ids: Sequence[int] | None = None,
         pad_to_multiple_of: int | None = None,
         random_window: bool = True,
+        mask_decision: str = "unit",
+        entity_window: str = "switched",
+        align_max_length: int = 32,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("KnowledgeCollator needs a fast tokenizer (offset mapping); got a slow one")
@@ -96,6 +110,13 @@ class KnowledgeCollator:
             raise ValueError(f"wwm_entity_ratio must be in [0, 1], got {wwm_entity_ratio}")
         if mask_replace_prob + random_replace_prob > 1.0:
             raise ValueError("mask_replace_prob + random_replace_prob must be <= 1")
+        if mask_decision not in ("unit", "token"):
+            raise ValueError(f"mask_decision must be 'unit' or 'token', got {mask_decision!r}")
+        if entity_window not in ("switched", "first"):
+            raise ValueError(f"entity_window must be 'switched' or 'first', got {entity_window!r}")
+        self.mask_decision = mask_decision
+        self.entity_window = entity_window
+        self.align_max_length = int(align_max_length)
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.mlm_probability = float(mlm_probability)
@@ -131,6 +152,16 @@ class KnowledgeCollator:
 
         if not records:
             raise ValueError("empty batch")
+        align = [r for r in records if record_task(r) == "align"]
+        others = [r for r in records if record_task(r) != "align"]
+        batch: dict[str, Any] = self._align_batch(align) if align else {}
+        if others:
+            batch.update(self._mlm_batch(others))
+        return batch
+
+    def _mlm_batch(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
         feats = [self.encode(r) for r in records]
         longest = max(len(f["input_ids"]) for f in feats)
         if self.pad_to_multiple_of:
@@ -153,6 +184,32 @@ class KnowledgeCollator:
             "task_ids": torch.tensor([f["task_id"] for f in feats], dtype=torch.long),
             "pair_labels": torch.tensor([f["pair_label"] for f in feats], dtype=torch.long),
         }
+
+    def _align_batch(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Two padded sides of name pairs: row i of side a and row i of side b name one concept."""
+        import torch
+
+        sides: tuple[list[str], list[str]] = ([], [])
+        for rec in records:
+            names = {lang: [n for n in ns if isinstance(n, str) and n.strip()] for lang, ns in rec["names"].items()}
+            langs = sorted(lang for lang, ns in names.items() if ns)
+            if len(langs) < 2:
+                raise ValueError(f"align record {rec.get('id')!r} needs names in two languages")
+            if len(langs) > 2:
+                pick = self.rng.choice(len(langs), size=2, replace=False)
+                langs = sorted(langs[int(i)] for i in pick)
+            for side, lang in zip(sides, langs):
+                options = names[lang]
+                side.append(options[int(self.rng.integers(0, len(options)))])
+        out: dict[str, Any] = {}
+        for key, texts in (("a", sides[0]), ("b", sides[1])):
+            enc = self.tokenizer(texts, truncation=True, max_length=self.align_max_length, padding=True,
+                                 return_special_tokens_mask=True, return_tensors="pt")
+            pool = enc["attention_mask"] * (1 - enc["special_tokens_mask"])
+            out[f"align_{key}_ids"] = enc["input_ids"]
+            out[f"align_{key}_attention"] = enc["attention_mask"]
+            out[f"align_{key}_mask"] = pool
+        return out
 
     # ------------------------------------------------------------------ one record
     def encode(self, rec: dict[str, Any]) -> dict[str, Any]:
@@ -212,10 +269,7 @@ class KnowledgeCollator:
             last = max((i for i, o in enumerate(offs) if o[0] < rel_end), default=len(offs) - 1)
             first = max(0, last + 1 - budget)
         elif task == "entity":
-            starts = sorted(e["start"] for e in _valid_spans(rec.get("entities"), len(text)))
-            first_char = starts[0] if starts else 0
-            first = next((i for i, o in enumerate(offs) if o[1] > first_char), 0)
-            first = min(first, len(offs) - budget)
+            first = self._entity_window_start(rec, text, offs, budget)
         elif self.random_window:
             first = int(self.rng.integers(0, len(offs) - budget + 1))
         else:
@@ -229,6 +283,34 @@ class KnowledgeCollator:
         sub = text[start_char:]
         enc = tok(sub, truncation=True, max_length=self.max_length, return_offsets_mapping=True, return_special_tokens_mask=True)
         return enc, start_char
+
+    def _entity_window_start(self, rec: dict[str, Any], text: str, offs: list[Any], budget: int) -> int:
+        """First token of an entity record's window of ``budget`` tokens.
+
+        ``first``: from the first entity. ``switched``: the start that holds the most switched
+        spans whole (the earliest such start; deterministic, no RNG draw); without switched spans,
+        as ``first``.
+        """
+        ents = _valid_spans(rec.get("entities"), len(text))
+        last_start = len(offs) - budget
+
+        def token_of(char: int) -> int:
+            return next((i for i, o in enumerate(offs) if o[1] > char), len(offs) - 1)
+
+        starts = sorted(e["start"] for e in ents)
+        first = min(token_of(starts[0]) if starts else 0, last_start)
+        if self.entity_window == "first":
+            return first
+        spans = sorted((token_of(e["start"]), token_of(e["end"] - 1)) for e in ents if e.get("switched"))
+        if not spans:
+            return first
+        best, best_n = first, -1
+        for a, _ in spans:
+            cand = min(a, last_start)
+            n = sum(1 for s, e in spans if s >= cand and e < cand + budget)
+            if n > best_n:
+                best, best_n = cand, n
+        return best
 
     def _encode_pair(self, rec: dict[str, Any]) -> dict[str, Any]:
         tok = self.tokenizer
@@ -413,7 +495,12 @@ class KnowledgeCollator:
         positions = sorted({p for u in chosen for p in u})
         if not positions:
             return labels
-        draws = self.rng.random(len(positions))
+        if self.mask_decision == "unit":
+            # One draw per unit, shared by its pieces (units never overlap: _fill keeps them apart).
+            unit_draw = {p: r for u, r in zip(chosen, self.rng.random(len(chosen))) for p in u}
+            draws = np.array([unit_draw[p] for p in positions])
+        else:
+            draws = self.rng.random(len(positions))
         randoms = self.random_token_ids[self.rng.integers(0, len(self.random_token_ids), len(positions))]
         mask_id = self.tokenizer.mask_token_id
         for p, r, rnd in zip(positions, draws, randoms):

@@ -72,6 +72,8 @@ class PretrainOutput(ModelOutput):
     logits: torch.Tensor | None = None
     mlm_targets: torch.Tensor | None = None
     pair_logits: torch.Tensor | None = None
+    align_correct: int | None = None
+    align_count: int | None = None
 
 
 class MLMHead(nn.Module):
@@ -190,8 +192,18 @@ class KnowledgeAnchoredModel(nn.Module):
         loss_weights: Mapping[str, float] | None = None,
         meta: dict[str, Any] | None = None,
         vocab_map: list[int] | None = None,
+        pair_pooling: str = "cls",
+        align_temperature: float = 0.05,
     ) -> None:
         super().__init__()
+        if pair_pooling not in ("cls", "mean"):
+            raise KbioxlmError(f"pair_pooling must be 'cls' or 'mean', got {pair_pooling!r}")
+        if not align_temperature > 0:
+            raise KbioxlmError(f"align_temperature must be > 0, got {align_temperature!r}")
+        # ``mean``: the pair head reads the mean of the sequence's states, the representation a
+        # sentence-embedding encoder (e5) was trained to produce; ``cls``: the first token (paper).
+        self.pair_pooling = pair_pooling
+        self.align_temperature = float(align_temperature)
         self.encoder = encoder
         self.mlm_head = mlm_head
         self.pair_head = pair_head
@@ -210,6 +222,45 @@ class KnowledgeAnchoredModel(nn.Module):
         else:
             table = torch.arange(self.full_vocab_size, dtype=torch.long)
         self.register_buffer("full_to_reduced", table, persistent=False)
+
+    def set_options(self, pair_pooling: str | None = None, align_temperature: float | None = None) -> None:
+        """Choose the pair head's pooling and the align task's temperature after construction
+        (the constructors above build from checkpoints that do not carry these choices)."""
+        if pair_pooling is not None:
+            if pair_pooling not in ("cls", "mean"):
+                raise KbioxlmError(f"pair_pooling must be 'cls' or 'mean', got {pair_pooling!r}")
+            self.pair_pooling = pair_pooling
+        if align_temperature is not None:
+            if not float(align_temperature) > 0:
+                raise KbioxlmError(f"align_temperature must be > 0, got {align_temperature!r}")
+            self.align_temperature = float(align_temperature)
+
+    def freeze(self, encoder: bool = False, embeddings: bool = False, layers: int = 0) -> list[str]:
+        """Stop training parts of the encoder; returns the frozen parameter names.
+
+        ``encoder``: the whole encoder (a head warm-up stage: a fresh MLM head learns the frozen
+        encoder's space before any gradient reaches the encoder). ``embeddings`` and ``layers``
+        (the lowest N transformer layers): protect what the base model knows in its lower layers.
+        """
+        layer_list = _encoder_layers(self.encoder)
+        if layers and layer_list is None:
+            raise KbioxlmError(f"{type(self.encoder).__name__}: cannot locate transformer layers to freeze")
+        if layer_list is not None and layers > len(layer_list):
+            raise KbioxlmError(f"freeze_layers={layers} but the encoder has {len(layer_list)} layers")
+        frozen: list[str] = []
+        parts: list[tuple[str, nn.Module]] = []
+        if encoder:
+            parts.append(("encoder", self.encoder))
+        else:
+            if embeddings:
+                parts.append(("encoder.embeddings", self.encoder.get_input_embeddings() if not hasattr(self.encoder, "embeddings") else self.encoder.embeddings))
+            for i in range(int(layers or 0)):
+                parts.append((f"encoder.layer.{i}", layer_list[i]))  # type: ignore[index]
+        for prefix, module in parts:
+            for name, p in module.named_parameters():
+                p.requires_grad_(False)
+                frozen.append(f"{prefix}.{name}")
+        return frozen
 
     # ------------------------------------------------------------------ construction
 
@@ -341,15 +392,58 @@ class KnowledgeAnchoredModel(nn.Module):
         safe = torch.where(masked, mlm_labels, torch.zeros_like(mlm_labels))
         return torch.where(masked, self.full_to_reduced[safe], torch.full_like(mlm_labels, IGNORE))
 
+    def mean_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the last hidden states over ``pool_mask`` (the name's pieces, no specials)."""
+        return masked_mean(self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0], pool_mask)
+
+    def align_loss(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Symmetric InfoNCE between pooled names: row i of ``a`` and of ``b`` name one concept,
+        every other row of the batch is a negative. Returns the loss and the number of rows (of
+        2n, both directions) whose nearest neighbour is their own pair (in-batch retrieval)."""
+        za = F.normalize(a.float(), dim=-1)
+        zb = F.normalize(b.float(), dim=-1)
+        sim = za @ zb.T / self.align_temperature
+        target = torch.arange(sim.shape[0], device=sim.device)
+        loss = 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
+        with torch.no_grad():
+            correct = int((sim.argmax(1) == target).sum()) + int((sim.argmax(0) == target).sum())
+        return loss, correct
+
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
         pair_labels: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        align_a_ids: torch.Tensor | None = None,
+        align_a_attention: torch.Tensor | None = None,
+        align_a_mask: torch.Tensor | None = None,
+        align_b_ids: torch.Tensor | None = None,
+        align_b_attention: torch.Tensor | None = None,
+        align_b_mask: torch.Tensor | None = None,
     ) -> PretrainOutput:
+        align_loss = None
+        align_correct = align_count = 0
+        if align_a_ids is not None and align_b_ids is not None:
+            a = self.mean_pooled(align_a_ids, align_a_attention, align_a_mask)
+            b = self.mean_pooled(align_b_ids, align_b_attention, align_b_mask)
+            align_loss, align_correct = self.align_loss(a, b)
+            align_count = 2 * a.shape[0]
+        if input_ids is None:
+            # An all-`align` batch: the MLM and pair heads are unused (zero terms keep them in the
+            # graph for DDP).
+            if align_loss is None:
+                raise KbioxlmError("empty batch: neither input_ids nor align pairs")
+            zero = sum(p.sum() for p in (*self.mlm_head.parameters(), *self.pair_head.parameters())) * 0.0
+            empty = {t: 0 for t in TASKS}
+            return PretrainOutput(
+                loss=self.loss_weights["align"] * align_loss + zero,
+                losses={"align": align_loss.detach()},
+                mlm_correct=dict(empty), mlm_count=dict(empty), mlm_ignored=0, pair_correct=0, pair_count=0,
+                align_correct=align_correct, align_count=align_count,
+            )
         enc_kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             enc_kwargs["token_type_ids"] = token_type_ids
@@ -381,7 +475,10 @@ class KnowledgeAnchoredModel(nn.Module):
             stats[3 * n_tasks] = ignored
             if logits.shape[0] == 0:  # keep the head in the graph (DDP) without a NaN mean
                 terms.append(logits.sum() * 0.0)
-        pair_logits = self.pair_head(hidden[:, 0])
+        if self.pair_pooling == "mean":
+            pair_logits = self.pair_head(masked_mean(hidden, attention_mask if attention_mask is not None else torch.ones_like(input_ids)))
+        else:
+            pair_logits = self.pair_head(hidden[:, 0])
         pair_loss = None
         if pair_labels is not None:
             pair_labels = pair_labels.to(hidden.device)
@@ -407,6 +504,10 @@ class KnowledgeAnchoredModel(nn.Module):
         if pair_loss is not None:
             losses["passage"] = pair_loss.detach()
             terms.append(self.loss_weights["passage"] * pair_loss)
+        if align_loss is not None:
+            losses["align"] = align_loss.detach()
+            terms.append(self.loss_weights["align"] * align_loss)
+            want_loss = True
         loss = torch.stack([t.float() for t in terms]).sum() if want_loss else None
         return PretrainOutput(
             loss=loss,
@@ -419,6 +520,8 @@ class KnowledgeAnchoredModel(nn.Module):
             logits=logits,
             mlm_targets=targets,
             pair_logits=pair_logits,
+            align_correct=align_correct,
+            align_count=align_count,
         )
 
     def mlm_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:
@@ -470,6 +573,8 @@ class KnowledgeAnchoredModel(nn.Module):
             "mlm_head": {"activation": self.mlm_head.activation, "layer_norm_eps": self.mlm_head.layer_norm.eps},
             "pair_labels": list(PASSAGE_LABELS),
             "pair_dropout": self.pair_head.dropout.p,
+            "pair_pooling": self.pair_pooling,
+            "align_temperature": self.align_temperature,
             "tasks": list(TASKS),
         }
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -504,7 +609,8 @@ class KnowledgeAnchoredModel(nn.Module):
         )
         pair = PairHead(config.hidden_size, len(meta.get("pair_labels", PASSAGE_LABELS)), float(meta.get("pair_dropout", 0.1)))
         keep_meta = {k: v for k, v in meta.items() if k in ("base_model", "head_from_checkpoint")}
-        model = cls(encoder, head, pair, kept, meta.get("loss_weights"), keep_meta, _read_vocab_map(d))
+        model = cls(encoder, head, pair, kept, meta.get("loss_weights"), keep_meta, _read_vocab_map(d),
+                    pair_pooling=meta.get("pair_pooling", "cls"), align_temperature=float(meta.get("align_temperature", 0.05)))
         state = load_file(str(d / WEIGHTS_FILE), device=str(map_location))
         result = model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if "pooler" not in k]
@@ -512,6 +618,19 @@ class KnowledgeAnchoredModel(nn.Module):
         if missing or unexpected:
             raise KbioxlmError(f"{d / WEIGHTS_FILE}: does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return model.to(map_location)
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` (B, T, H) over the positions where ``mask`` (B, T) is 1."""
+    w = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
+    """The transformer layer list of a BERT/RoBERTa/XLM-R-style encoder (``encoder.layer``)."""
+    inner = getattr(encoder, "encoder", None)
+    layers = getattr(inner, "layer", None) if inner is not None else None
+    return layers if isinstance(layers, nn.ModuleList) else None
 
 
 def _new_pair_head(config: Any) -> PairHead:

@@ -65,6 +65,17 @@ DEFAULTS: dict[str, Any] = {
     "mlm_probability": 0.15,
     "wwm_entity_ratio": 0.5,  # share of the Document masking budget for whole entities (paper A.1: 1:1)
     "max_entity_tokens": None,  # paper A.1: 3
+    "mask_decision": "unit",  # unit | token: 80/10/10 drawn once per masked entity/word, or per piece
+    "entity_window": "switched",  # switched | first: where an over-long entity record is cut
+    "align_max_length": 32,  # pieces per name of an `align` record
+    # model options
+    "pair_pooling": "cls",  # cls | mean: what the passage-pair head reads
+    "align_temperature": 0.05,  # InfoNCE temperature of the `align` task
+    # protecting the encoder (docs/pretrain.md, "Recipe levers")
+    "freeze_encoder": False,  # head warm-up stage: only the heads train
+    "freeze_embeddings": False,
+    "freeze_layers": 0,  # the lowest N transformer layers stay as they are
+    "head_learning_rate": None,  # learning rate of the MLM and pair heads (default: learning_rate)
     # optimisation
     "output_dir": None,
     "max_steps": 1000,
@@ -151,10 +162,11 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tupl
     return _check(cfg)
 
 
-FLOAT_KEYS = ("learning_rate", "weight_decay", "mlm_probability", "wwm_entity_ratio", "eval_fraction", "max_grad_norm",
+FLOAT_KEYS = ("learning_rate", "weight_decay", "align_temperature", "mlm_probability", "wwm_entity_ratio", "eval_fraction", "max_grad_norm",
               "adam_beta1", "adam_beta2", "adam_epsilon")
 INT_KEYS = ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-            "max_length", "logging_steps", "stop_at_step", "eval_steps", "save_steps", "warmup_steps", "seed", "eval_max_per_task")
+            "max_length", "logging_steps", "stop_at_step", "eval_steps", "save_steps", "warmup_steps", "seed", "eval_max_per_task",
+            "align_max_length", "freeze_layers")
 
 
 def _coerce_numbers(cfg: dict[str, Any]) -> None:
@@ -205,6 +217,22 @@ def _check(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in FLOAT_KEYS:
         if not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool):
             raise KbioxlmError(f"config: {key} must be a number, got {cfg[key]!r}")
+    for key, allowed in (("mask_decision", ("unit", "token")), ("entity_window", ("switched", "first")), ("pair_pooling", ("cls", "mean"))):
+        if cfg[key] not in allowed:
+            raise KbioxlmError(f"config: {key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    if cfg["freeze_layers"] < 0 or cfg["align_max_length"] < 4:
+        raise KbioxlmError("config: freeze_layers must be >= 0 and align_max_length >= 4")
+    if not cfg["align_temperature"] > 0:
+        raise KbioxlmError(f"config: align_temperature must be > 0, got {cfg['align_temperature']!r}")
+    hlr = cfg["head_learning_rate"]
+    if hlr is not None:
+        try:
+            cfg["head_learning_rate"] = float(hlr)
+        except (TypeError, ValueError):
+            raise KbioxlmError(f"config: head_learning_rate must be a number, got {hlr!r}") from None
+    for key in ("freeze_encoder", "freeze_embeddings"):
+        if not isinstance(cfg[key], bool):
+            raise KbioxlmError(f"config: {key} must be true or false, got {cfg[key]!r}")
     mp = str(cfg["mixed_precision"] or "no").lower()
     if cfg["bf16"] and cfg["fp16"]:
         raise KbioxlmError("config: set only one of bf16 and fp16")
@@ -250,9 +278,33 @@ def build_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> 
     """KnowledgeAnchoredModel from a checkpoint (``model``) or a config dict (``model_config``)."""
     from .model import KnowledgeAnchoredModel
 
+    model = _load_model(cfg, tokenizer, kept)
+    model.set_options(pair_pooling=cfg["pair_pooling"], align_temperature=cfg["align_temperature"])
+    frozen = model.freeze(encoder=cfg["freeze_encoder"], embeddings=cfg["freeze_embeddings"], layers=int(cfg["freeze_layers"]))
+    if frozen:
+        n = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        log.info("frozen: %d tensors (%.1f M parameters)%s", len(frozen), n / 1e6, " — the whole encoder (head warm-up)" if cfg["freeze_encoder"] else "")
+    return model
+
+
+def _load_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> Any:
+    from .model import KnowledgeAnchoredModel, _check_weights
+
+    from .model import META_FILE
+
     weights = cfg["loss_weights"] or None
     if cfg["model"]:
-        return KnowledgeAnchoredModel.from_pretrained(resolve_path(cfg["model"]), kept_ids=kept, loss_weights=weights)
+        path = resolve_path(cfg["model"])
+        if (Path(path) / META_FILE).is_file():
+            # A kbioxlm training checkpoint (e.g. a head warm-up stage's final/): its heads come
+            # along; its output vocabulary must be this run's.
+            model = KnowledgeAnchoredModel.load(path)
+            if kept is not None and model.kept_ids != kept:
+                raise KbioxlmError(f"{path}: its output vocabulary (kept ids) differs from this run's kept_ids")
+            if weights:
+                model.loss_weights = _check_weights(weights)
+            return model
+        return KnowledgeAnchoredModel.from_pretrained(path, kept_ids=kept, loss_weights=weights)
     from transformers import AutoConfig
 
     mc = dict(cfg["model_config"])
@@ -273,14 +325,20 @@ def make_optimizer(model: Any, cfg: dict[str, Any], device_type: str) -> Any:
     """AdamW without weight decay on biases and LayerNorm weights; fused kernel where torch has one."""
     import torch
 
-    decay, no_decay = [], []
+    # Four groups: (encoder | heads) x (decay | no decay). The heads may have their own learning
+    # rate: a fresh MLM head needs a large one, the pretrained encoder a small one.
+    lr = float(cfg["learning_rate"])
+    head_lr = float(cfg["head_learning_rate"]) if cfg.get("head_learning_rate") is not None else lr
+    buckets: dict[tuple[bool, bool], list[Any]] = {(h, d): [] for h in (False, True) for d in (True, False)}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        head = not name.startswith("encoder.")
+        decay = not (p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name)
+        buckets[(head, decay)].append(p)
     groups = [
-        {"params": decay, "weight_decay": float(cfg["weight_decay"])},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": ps, "weight_decay": float(cfg["weight_decay"]) if decay else 0.0, "lr": head_lr if head else lr}
+        for (head, decay), ps in buckets.items() if ps
     ]
     kwargs = dict(
         lr=float(cfg["learning_rate"]),
@@ -371,6 +429,25 @@ def gather_objects(accelerator: Any, obj: Any) -> list[Any]:
     return list(gather_object([obj]))
 
 
+def make_collator(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True) -> Any:
+    """The run's :class:`KnowledgeCollator` (training, evaluation and resume build it alike)."""
+    from .collator import KnowledgeCollator
+
+    return KnowledgeCollator(
+        tokenizer,
+        max_length=cfg["max_length"],
+        mlm_probability=cfg["mlm_probability"],
+        wwm_entity_ratio=cfg["wwm_entity_ratio"],
+        max_entity_tokens=cfg["max_entity_tokens"],
+        seed=seed,
+        random_token_ids=kept,
+        random_window=random_window,
+        mask_decision=cfg["mask_decision"],
+        entity_window=cfg["entity_window"],
+        align_max_length=cfg["align_max_length"],
+    )
+
+
 # ---------------------------------------------------------------------------------------- eval
 def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, cfg: dict[str, Any], accelerator: Any, kept: list[int] | None) -> dict[str, Any]:
     """Per-task masked-token accuracy and pair accuracy on the held-out split.
@@ -380,21 +457,10 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
     """
     import torch
 
-    from .collator import KnowledgeCollator
-
-    coll = KnowledgeCollator(
-        tokenizer,
-        max_length=cfg["max_length"],
-        mlm_probability=cfg["mlm_probability"],
-        wwm_entity_ratio=cfg["wwm_entity_ratio"],
-        max_entity_tokens=cfg["max_entity_tokens"],
-        seed=[int(cfg["seed"]), 99991, accelerator.process_index],
-        random_token_ids=kept,
-        random_window=False,
-    )
+    coll = make_collator(cfg, tokenizer, kept, [int(cfg["seed"]), 99991, accelerator.process_index], random_window=False)
     n_t = len(TASKS)
-    # sums: correct[n_t], count[n_t], pair_correct, pair_count, loss_sum, n_batches
-    sums = torch.zeros(2 * n_t + 4, dtype=torch.float64, device=accelerator.device)
+    # sums: correct[n_t], count[n_t], pair_correct, pair_count, loss_sum, n_batches, align_correct, align_count
+    sums = torch.zeros(2 * n_t + 6, dtype=torch.float64, device=accelerator.device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -409,6 +475,8 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
             sums[2 * n_t + 1] += _to_float(out.pair_count)
             sums[2 * n_t + 2] += _to_float(out.loss) * len(recs)
             sums[2 * n_t + 3] += len(recs)
+            sums[2 * n_t + 4] += _to_float(out.align_correct or 0)
+            sums[2 * n_t + 5] += _to_float(out.align_count or 0)
     if was_training:
         model.train()
     sums = accelerator.reduce(sums, reduction="sum").tolist()
@@ -420,6 +488,9 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
     if sums[2 * n_t + 1] > 0:
         metrics["pair_acc"] = sums[2 * n_t] / sums[2 * n_t + 1]
         metrics["n_pair"] = int(sums[2 * n_t + 1])
+    if sums[2 * n_t + 5] > 0:  # in-batch retrieval of the other language's name, both directions
+        metrics["align_acc"] = sums[2 * n_t + 4] / sums[2 * n_t + 5]
+        metrics["n_align"] = int(sums[2 * n_t + 5]) // 2
     if sums[2 * n_t + 3] > 0:
         metrics["loss"] = sums[2 * n_t + 2] / sums[2 * n_t + 3]
     return metrics
@@ -433,8 +504,6 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
-
-    from .collator import KnowledgeCollator
 
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
@@ -509,15 +578,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     model, optimizer = accelerator.prepare(model, optimizer)
     # Stepped by us once per optimizer step (accelerate's wrapper would step it once per process).
     accelerator.register_for_checkpointing(scheduler)
-    collator = KnowledgeCollator(
-        tokenizer,
-        max_length=cfg["max_length"],
-        mlm_probability=cfg["mlm_probability"],
-        wwm_entity_ratio=cfg["wwm_entity_ratio"],
-        max_entity_tokens=cfg["max_entity_tokens"],
-        seed=[int(cfg["seed"]), rank],
-        random_token_ids=kept,
-    )
+    collator = make_collator(cfg, tokenizer, kept, [int(cfg["seed"]), rank])
 
     global_step = 0
     position = DataPosition()
@@ -531,11 +592,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             collator.load_state_dict(json.loads(cpath.read_text(encoding="utf-8")))
         else:
             log.warning("resuming with %d processes (checkpoint had %s): masks will differ from an uninterrupted run", world, state.get("world_size"))
-            collator = KnowledgeCollator(
-                tokenizer, max_length=cfg["max_length"], mlm_probability=cfg["mlm_probability"],
-                wwm_entity_ratio=cfg["wwm_entity_ratio"], max_entity_tokens=cfg["max_entity_tokens"],
-                seed=[int(cfg["seed"]), rank, global_step], random_token_ids=kept,
-            )
+            collator = make_collator(cfg, tokenizer, kept, [int(cfg["seed"]), rank, global_step])
         if state.get("per_device_train_batch_size") != per_device or state.get("gradient_accumulation_steps") != ga:
             log.warning("batch size or accumulation changed since the checkpoint; the data order continues from its position")
         if main:

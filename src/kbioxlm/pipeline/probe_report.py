@@ -1,0 +1,156 @@
+"""``probe.report``: every model's ``probe.json`` side by side (JSON, Markdown table, bar chart).
+
+Each ``kbioxlm probe --out OUT/probe/<model>`` writes ``probe.json``; its direction keys are built
+from the run's language codes (``en_zh``, ``zh_en``)::
+
+    {"term_retrieval": {"n": N, "en_zh": {"acc1": x, "mrr": y}, "zh_en": {...}, "layer": L,
+                        "best_layer": {"en_zh": {"layer": i, "acc1": x}, "zh_en": {...}}, "per_layer": [...]},
+     "sentence_retrieval": null | {"n": M, "en_zh": {"acc1": x, "mrr": y}, "zh_en": {...}, ...}, ...}
+
+This module writes ``OUT/probe/results.json`` (``{"models": {name: probe.json}, "labels": ...,
+"languages": [a, b]}``), ``results.md`` (one row per model) and ``results.png`` (grouped bars of
+term acc@1 per direction). Scores are percentages, as ``kbioxlm probe`` writes them (one decimal,
+like its summary line). Missing fields show as ``–``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import KbioxlmError
+from ..io import atomic_write, write_json
+
+DASH = "–"
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _num(x: Any) -> str:
+    """A score in percent (one decimal)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return DASH
+    return f"{x:.1f}"
+
+
+def _count(x: Any) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return DASH
+    return f"{int(x):,}"
+
+
+def _best(best: Any) -> str:
+    if not isinstance(best, Mapping) or best.get("acc1") is None:
+        return DASH
+    layer = best.get("layer")
+    return _num(best.get("acc1")) + ("" if layer is None else f" (layer {layer})")
+
+
+def read_probe_results(results: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in results.items():
+        if not path.is_file():
+            raise KbioxlmError(f"{path}: missing; run the probe.{name} step first")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise KbioxlmError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise KbioxlmError(f"{path}: expected a JSON object")
+        out[name] = data
+    return out
+
+
+def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str],
+                          labels: Mapping[str, str] | None = None) -> str:
+    a, b = langs[0], langs[1]
+    ab, ba = f"{a}_{b}", f"{b}_{a}"
+    arrow_ab, arrow_ba = f"{a}→{b}", f"{b}→{a}"
+    labels = labels or {}
+    header = ["Model", f"term acc@1 {arrow_ab}", f"term acc@1 {arrow_ba}", f"term MRR {arrow_ab}", f"term MRR {arrow_ba}",
+              f"best layer {arrow_ab} (acc@1)", f"best layer {arrow_ba} (acc@1)",
+              f"sentence acc@1 {arrow_ab}", f"sentence acc@1 {arrow_ba}", "n terms", "n sentences"]
+    rows = []
+    layers = []
+    for name, res in models.items():
+        term, sent = res.get("term_retrieval"), res.get("sentence_retrieval")
+        rows.append([
+            labels.get(name, name),
+            _num(_get(term, ab, "acc1")), _num(_get(term, ba, "acc1")),
+            _num(_get(term, ab, "mrr")), _num(_get(term, ba, "mrr")),
+            _best(_get(term, "best_layer", ab)), _best(_get(term, "best_layer", ba)),
+            _num(_get(sent, ab, "acc1")), _num(_get(sent, ba, "acc1")),
+            _count(_get(term, "n")), _count(_get(sent, "n")),
+        ])
+        if _get(term, "layer") is not None:
+            layers.append(f"{labels.get(name, name)}: {_get(term, 'layer')}")
+    lines = [
+        "# Retrieval probe",
+        "",
+        f"Nearest-neighbour retrieval of {a}/{b} term translations (KB concept names) and, with parallel text, of "
+        f"sentence translations, on frozen encoder embeddings (`kbioxlm probe`); acc@1 and MRR in percent, "
+        f"from the model's last layer; best layer = the layer with the highest acc@1. "
+        f"{DASH} = not measured.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+    if layers:
+        lines += [f"Last layer (the term and sentence columns): {'; '.join(layers)}.", ""]
+    return "\n".join(lines)
+
+
+def plot_probe(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], path: Path,
+               labels: Mapping[str, str] | None = None) -> None:
+    """Grouped bars: one group per model, one bar per direction (term acc@1), values on the bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    a, b = langs[0], langs[1]
+    labels = labels or {}
+    names = list(models)
+    fig = Figure(figsize=(max(5.0, 1.4 * len(names) + 2), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.38
+    values: list[float] = []
+    for j, (key, text) in enumerate(((f"{a}_{b}", f"{a}→{b}"), (f"{b}_{a}", f"{b}→{a}"))):
+        vals = []
+        for n in names:
+            v = _get(models[n].get("term_retrieval"), key, "acc1")
+            vals.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0)
+        values += vals
+        xs = [i + (j - 0.5) * width for i in range(len(names))]
+        bars = ax.bar(xs, vals, width, label=text)
+        ax.bar_label(bars, labels=[f"{v:.1f}" for v in vals], fontsize="small", padding=2)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([labels.get(n, n) for n in names])
+    ax.set_ylim(0, max(100.0, *values) * 1.08 if values else 100.0)
+    ax.set_ylabel("term retrieval acc@1 (%)")
+    ax.set_title(f"Term retrieval {a}↔{b}, last layer (acc@1, %)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_write(path, "wb", encoding=None) as fh:
+        fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+
+
+def write_probe_report(results: Mapping[str, Path], root: Path, langs: Sequence[str],
+                       labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every ``probe.json``; write ``root/results.{json,md,png}``; return a short summary."""
+    models = read_probe_results(results)
+    write_json(root / "results.json", {"models": models, "labels": dict(labels or {}), "languages": list(langs[:2])})
+    with atomic_write(root / "results.md") as fh:
+        fh.write(render_probe_markdown(models, langs, labels))
+    plot_probe(models, langs, root / "results.png", labels)
+    return {"models": len(models), "results": str(root / "results.md")}
