@@ -168,11 +168,13 @@ def test_dc_normalized_head_with_head_lr_saves_head(tmp_path: Path, tiny_model: 
     res = run_finetune(cfg)
     _check_results(tmp_path / "out", "dc", 5)
     assert res["config"]["head"] == "normalized" and res["config"]["head_lr"] == 1e-2
-    import torch
+    from safetensors.torch import load_file
 
-    head = torch.load(tmp_path / "out" / "model" / "seqcls_head.pt")
-    assert head["multilabel"] is True
-    assert head["state"]["classifier.weight"].shape[0] == 3 and "norm.running_mean" in head["state"]
+    model_dir = tmp_path / "out" / "model"
+    assert json.loads((model_dir / "seqcls_head.json").read_text())["multilabel"] is True
+    head = load_file(str(model_dir / "seqcls_head.safetensors"))
+    assert head["classifier.weight"].shape[0] == 3 and "norm.running_mean" in head
+    assert not [p.name for p in model_dir.iterdir() if p.suffix in (".pt", ".bin", ".pkl", ".pth")]  # no pickle
     assert (tmp_path / "out" / "model" / "config.json").exists()
     with pytest.raises(KbioxlmError, match="unknown head"):
         run_finetune(FinetuneConfig(task="dc", model=tiny_model, train=recs, test=recs[:2], head="pooler",
@@ -278,3 +280,24 @@ def test_adapt_norm_uses_the_evaluated_inputs_statistics_then_restores(tmp_path:
     with pytest.raises(KbioxlmError, match="adapt_norm needs head: normalized"):
         run_finetune(FinetuneConfig(task="re", model=tiny_model, train=recs, test=recs[:2], adapt_norm=True,
                                     out=str(tmp_path / "bad"), epochs=1, progress=False))
+
+
+def test_ner_save_model_writes_no_pickle(tmp_path: Path, tiny_model: str) -> None:
+    """--save-model: the CRF head goes to safetensors + JSON, never torch.save (a pickle)."""
+    from safetensors.torch import load_file
+
+    cfg = FinetuneConfig(task="ner", model=tiny_model, train=_ner_records(8), test=_ner_records(2),
+                         out=str(tmp_path / "out"), epochs=1, batch_size=8, save_model=True, progress=False)
+    run_finetune(cfg)
+    model_dir = tmp_path / "out" / "model"
+    assert not [p.name for p in model_dir.iterdir() if p.suffix in (".pt", ".bin", ".pkl", ".pth")]
+    labels = json.loads((model_dir / "ner_head.json").read_text())["labels"]
+    head = load_file(str(model_dir / "ner_head.safetensors"))
+    assert labels[0] == "O" and head["classifier.weight"].shape[0] == len(labels)
+    assert any(k.startswith("crf.") for k in head)
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((model_dir / "model.safetensors").stat().st_mode) == 0o666 & ~umask  # not private 0600

@@ -206,8 +206,46 @@ def test_split_run_resumes_exactly(corpus, tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert read_jsonl(full / "eval.jsonl") == read_jsonl(split / "eval.jsonl")
     # and the run did learn something (weights moved from the step-3 checkpoint)
-    ckpt = torch.load(split / "checkpoints" / "checkpoint-3" / "pytorch_model.bin", weights_only=True)
+    from safetensors.torch import load_file
+
+    ckpt_dir = split / "checkpoints" / "checkpoint-3"
+    ckpt = load_file(str(ckpt_dir / "model.safetensors"))
     assert any(not torch.equal(ckpt[k], a[k]) for k in a if k in ckpt)
+    # nothing in a checkpoint is a pickle: tensors in safetensors, the rest plain JSON
+    assert {p.suffix for p in ckpt_dir.iterdir()} == {".json", ".safetensors"}
+
+
+class _Evil:
+    """Unpickling this creates a file: proof that a loader ran code from a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_never_unpickles_checkpoint_files(corpus, tmp_path):
+    """Checkpoints are safetensors + JSON; pickle files planted in one are never loaded, and a
+    checkpoint in the old pickle-only format is refused with one line."""
+    import pickle
+
+    out = tmp_path / "run"
+    common = dict(max_steps=2, save_steps=1, eval_at_start="false")
+    train(load_config(None, tiny_overrides(corpus, out, stop_at_step=1, **common)))
+    ckpt = out / "checkpoints" / "checkpoint-1"
+    assert {p.suffix for p in ckpt.iterdir()} == {".json", ".safetensors"}
+    marker = tmp_path / "code-ran"
+    for name in ("custom_checkpoint_0.pkl", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
+        (ckpt / name).write_bytes(pickle.dumps(_Evil(marker)))
+    train(load_config(None, tiny_overrides(corpus, out, resume_from_checkpoint="auto", **common)))
+    assert not marker.exists()
+    assert (out / "final" / "model.safetensors").is_file()
+    # only pickles (the old format): refused, not loaded
+    (ckpt / "optimizer.json").unlink()
+    with pytest.raises(KbioxlmError, match="old pickle format"):
+        train(load_config(None, tiny_overrides(corpus, out, resume_from_checkpoint=str(ckpt), **common)))
+    assert not marker.exists()
 
 
 @pytest.mark.slow

@@ -29,13 +29,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from .. import speedups
 from ..errors import KbioxlmError, where
 from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
 from ..kb.split import warn_unknown
+from ..progress import progress as progress_bar
 from .entity import build_entity_line, count_switchable
 from .fact import build_fact_lines
 from .knowledge import BuildOptions, Knowledge
@@ -234,7 +234,7 @@ def run_levels(
                 caps.extend(res)
             quotas = _allocate(caps, [d["lang"] for d in docs()], balance and both, max_total_switches)
 
-    bar = tqdm(total=n_docs, unit="doc", desc=f"corpus {options.task}", disable=None if progress is None else not progress)
+    bar = progress_bar(total=n_docs, unit="doc", desc=f"corpus {options.task}", enabled=progress is not False)
     with contextlib.ExitStack() as stack:
         handles = {lv: stack.enter_context(atomic_write(outs[lv], "wb")) for lv in levels}
         q = quotas

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import KbioxlmError
-from ..io import open_text
+from ..io import read_text
 from .readers import INPUT_FORMATS
 
 
@@ -112,11 +112,7 @@ def _read_stop_list(paths: str | list[str] | None) -> tuple[str, ...]:
             text = resources.files("kbioxlm.resources").joinpath(DEFAULT_STOP_LIST).read_text(encoding="utf-8")
             lines = text.splitlines()
         else:
-            with open_text(path) as fh:
-                try:
-                    lines = fh.read().splitlines()
-                except UnicodeDecodeError as exc:
-                    raise KbioxlmError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+            lines = read_text(path).splitlines()  # a bad byte is reported with its line
         out.extend(s for line in lines if (s := line.strip()) and not s.startswith("#"))
     return tuple(out)
 

@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from ..errors import KbioxlmError, where
 from ..io import SkipCounter, atomic_write, dumps
+from ..progress import progress as progress_bar
 from ..schema import PASSAGE_LABELS, check_lang, is_unspaced
 from .readers import iter_documents, iter_text_lines
 from .runner import Summary, chunked, doc_seed, ordered_map, remove_stale_temporaries
@@ -296,7 +296,7 @@ def run_passage(
     remove_stale_temporaries(out)
     summary = Summary("passage")
     blocks = ((seed, bi, arts, context_lang == "cross") for bi, arts in enumerate(chunked(source(), max_items=block_size, max_chars=1 << 62)))
-    bar = tqdm(total=n_articles, unit="article", desc="corpus passage", disable=None if progress is None else not progress)
+    bar = progress_bar(total=n_articles, unit="article", desc="corpus passage", enabled=progress is not False)
     with atomic_write(out) as fh:
         for text, stats in ordered_map(pair_block, (b for b in blocks), num_workers, _noop, ()):
             fh.write(text)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
-from ..io import SkipCounter, open_text
+from ..io import SkipCounter, read_text
 from ..schema import check_lang
 
 INPUT_FORMATS = ("jsonl", "pubmedqa", "cmeee", "lines", "dialogue")
@@ -147,11 +147,7 @@ def _raw_dialogue(path: Path, text_field: str) -> Iterator[tuple[int, Any]]:
 
 
 def _read_all(path: Path) -> str:
-    with open_text(path) as fh:
-        try:
-            return fh.read()
-        except UnicodeDecodeError as exc:
-            raise KbioxlmError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+    return read_text(path)  # a bad byte is reported with its line
 
 
 class _Scanner:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -131,7 +132,10 @@ def importing(kb_path: str | os.PathLike[str], source: str | None) -> Iterator[K
     try:
         # A bigger page cache (256 MiB) keeps the name/relation indexes in memory during big imports.
         kb.conn.execute("PRAGMA cache_size = -262144")
-        kb.conn.execute("BEGIN IMMEDIATE")
+        try:
+            kb.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # read-only file, locked by another import
+            raise KbioxlmError(f"{path}: cannot write ({exc})") from exc
         if source is not None:
             kb.delete_source(source)
         kb.add_default_relation_names(default_relation_names())

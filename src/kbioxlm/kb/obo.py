@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,108 @@ def parse_synonym(raw: str) -> tuple[str, str] | None:
     return _unescape(m.group(1)).strip(), m.group(2) or "RELATED"
 
 
+STANZA_RE = re.compile(r"^\[([A-Za-z]+)\]\s*(?:!.*)?$")
+STANZA_TYPES = ("Term", "Typedef", "Instance")
+TAG_RE = re.compile(r"^([^\s:!][^:]*):(.*)$")
+
+
+@dataclass
+class OboScan:
+    """What a line-by-line pass over an OBO file found (before ``obonet`` parses it)."""
+
+    ids: dict[str, int] = field(default_factory=dict)  # stanza id -> line
+    refs: list[tuple[int, str, str]] = field(default_factory=list)  # (line, tag, target id) of is_a/relationship
+    n_lines: int = 0
+    n_terms: int = 0
+
+
+def scan_obo(path: Path) -> OboScan:
+    """Check an OBO file's structure line by line; a problem is ``file:line: reason``.
+
+    ``obonet`` reports neither lines nor truncation: a cut-off file (a failed download, a full
+    disk) imports without a word, and a cut stanza header gives a two-line message. Caught here:
+    bad UTF-8, a malformed stanza header or tag line, a stanza without ``id``, a ``relationship``
+    that is not ``<type> <id>``, and a last line without its end of line (the file was cut).
+    """
+    scan = OboScan()
+    stanza: tuple[int, str] | None = None  # (header line, type) of the open stanza
+    has_id = True
+    lineno = 0
+    last = b"\n"
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+    def close() -> None:
+        if stanza is not None and not has_id:
+            raise KbioxlmError(f"{path}:{stanza[0]}: [{stanza[1]}] stanza without an 'id:' line")
+
+    prev_blank = True
+
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            last = raw
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise KbioxlmError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason})") from exc
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            text = line.strip()
+            if not text:
+                prev_blank = True
+                continue
+            if text.startswith("!"):
+                continue
+            blank_before, prev_blank = prev_blank, False
+            if text.startswith("["):
+                m = STANZA_RE.match(text)
+                if not m or m.group(1) not in STANZA_TYPES:
+                    cut = "" if raw.endswith(b"\n") else " (the file ends here: truncated?)"
+                    raise KbioxlmError(f"{path}:{lineno}: malformed stanza header {text[:40]!r}{cut}"
+                                       f" (expected one of {', '.join(f'[{t}]' for t in STANZA_TYPES)})")
+                if not blank_before:
+                    raise KbioxlmError(f"{path}:{lineno}: a stanza header must follow a blank line")
+                close()
+                stanza, has_id = (lineno, m.group(1)), False
+                scan.n_terms += m.group(1) == "Term"
+                continue
+            m = TAG_RE.match(text)
+            if not m:
+                raise KbioxlmError(f"{path}:{lineno}: expected 'tag: value', got {text[:60]!r}")
+            if stanza is None:
+                continue  # header tags
+            tag, value = m.group(1).strip(), _strip_obo_value(m.group(2))
+            if tag == "id":
+                has_id = True
+                scan.ids.setdefault(value, lineno)
+            elif tag == "is_a" and stanza[1] == "Term":
+                scan.refs.append((lineno, tag, value.split()[0] if value.split() else ""))
+            elif tag == "relationship" and stanza[1] == "Term":
+                parts = value.split()
+                if len(parts) != 2:
+                    raise KbioxlmError(f"{path}:{lineno}: relationship must be '<type> <id>', got {value[:60]!r}")
+                scan.refs.append((lineno, parts[0], parts[1]))
+    scan.n_lines = lineno
+    if lineno and not last.endswith(b"\n"):
+        raise KbioxlmError(
+            f"{path}:{lineno}: truncated OBO file: the last line has no end of line, so the last stanza"
+            f"{f' ([{stanza[1]}] at line {stanza[0]})' if stanza else ''} would be imported partially"
+        )
+    close()
+    if not scan.n_terms:
+        raise KbioxlmError(f"{path}: no [Term] stanza (an empty file, or not an OBO ontology)")
+    return scan
+
+
+def _strip_obo_value(value: str) -> str:
+    """A tag's value without a trailing ``! comment`` or ``{modifier}`` (as obonet reads it)."""
+    value = re.sub(r"(?<!\\)\s!.*$", "", value)
+    value = re.sub(r"\s(?<!\\)\{[^{}]*\}\s*$", "", value)
+    return value.strip()
+
+
 def _read_obo(path: Path) -> Any:
     import obonet  # networkx-based; imported lazily to keep `kbioxlm --help` fast
 
@@ -56,7 +159,7 @@ def _read_obo(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise KbioxlmError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
     except Exception as exc:  # obonet raises plain ValueError/TypeError on malformed stanzas
-        raise KbioxlmError(f"{path}: malformed OBO ({exc})") from exc
+        raise KbioxlmError(f"{path}: malformed OBO ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
 
 
 def _header_value(value: Any) -> str | None:
@@ -95,7 +198,13 @@ def import_obo(
     translations = list(translations or [])
     for t in translations:
         require_file(t, "translation file")
+    scan = scan_obo(obo)
     graph = _read_obo(obo)
+    dangling = [(line, tag, target) for line, tag, target in scan.refs if target not in scan.ids]
+    if dangling:
+        line, tag, target = dangling[0]
+        log.warning("%s:%d: %s target %s is not a term of this file (%d such reference(s), left out); "
+                    "is the file complete?", obo, line, tag, target, len(dangling))
     src = source or _default_source(obo, graph)
     default_ns = _header_value(graph.graph.get("default-namespace"))
     dropped = set(drop)
@@ -138,6 +247,9 @@ def import_obo(
         kb.add_xrefs(xrefs)
         for tpath in translations:
             rows, unmatched, rejected = read_babelon(tpath, idset, alt_to_id, accept_candidate, skip)
+            if unmatched > len(rows):
+                log.warning("%s: %d of %d translations match no concept of %s; is the OBO file complete and the"
+                            " right ontology?", tpath, unmatched, unmatched + len(rows), obo)
             counts["translations_unmatched"] += unmatched
             counts["translations_not_official"] += rejected
             counts["translated_names"] += len(rows)

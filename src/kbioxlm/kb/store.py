@@ -50,15 +50,25 @@ class KnowledgeBase:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise KbioxlmError(f"{self.path}: knowledge base not found (build it with `kbioxlm kb import ...`)")
+        if self.path.is_dir():
+            raise KbioxlmError(f"{self.path}: is a folder, expected a knowledge base file")
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise KbioxlmError(f"{self.path}: cannot create its folder {self.path.parent} ({exc.strerror or exc})") from exc
+            if not self.path.exists() and not os.access(self.path.parent, os.W_OK | os.X_OK):
+                raise KbioxlmError(f"{self.path}: cannot write in {self.path.parent} (permission denied)")
         try:
             self.conn = sqlite3.connect(self.path)
             self.conn.executescript(SCHEMA)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as exc:
+            what = "cannot create it" if create and not self.path.exists() else "cannot open it"
+            raise KbioxlmError(f"{self.path}: {what} ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise KbioxlmError(f"{self.path}: not a kbioxlm knowledge base ({exc})") from exc
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def __enter__(self) -> KnowledgeBase:
         return self

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import KbioxlmError
+from ..io import check_writable_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,15 +48,21 @@ def run(args: argparse.Namespace) -> int:
         raise KbioxlmError("--shots must be >= 0")
     if args.shots and not args.train:
         raise KbioxlmError("--shots needs --train")
+    check_writable_dir(args.out)
     client = ChatClient(base_url=args.base_url, model=args.model, api_key=args.api_key, timeout=args.timeout,
                         max_retries=args.max_retries, concurrency=args.concurrency, max_tokens=args.max_tokens)
     cache = Cache(args.cache or Path(args.out) / "cache.sqlite")
+    ok = False
     try:
         res = run_llm_eval(args.task, args.test, client, args.out, lang=args.lang, train_path=args.train,
                            shots=args.shots, seed=args.seed, dataset=args.dataset, prompt_dir=args.prompt_dir,
                            cache=cache, limit=args.limit, progress=not args.no_progress)
+        ok = True
     finally:
-        cache.close()
+        if ok:
+            cache.close()
+        else:  # failed before any answer (bad input, no endpoint): leave no empty cache behind
+            cache.discard_if_unused()
         client.close()
     brief = {k: res[k] for k in ("task", "metric", "f1", "precision", "recall", "n_test", "n_unparsed", "n_failed")}
     json.dump(brief, sys.stdout, ensure_ascii=False)

@@ -120,7 +120,16 @@ class ChatClient:
                 last = f"{type(exc).__name__}: {exc}"
             else:
                 if resp.status_code == 200:
-                    return _content(resp, self.url)
+                    try:
+                        return _content(resp, self.url)
+                    except _TruncatedBody as exc:  # cut off in transit or by the server: retried like a 5xx
+                        last = str(exc)
+                        if attempt == self.max_retries:
+                            break
+                        wait = min(self.max_backoff, self.backoff * (2**attempt))
+                        log.warning("%s: %s; retry %d/%d in %.1fs", self.url, last, attempt + 1, self.max_retries, wait)
+                        self._sleep(wait)
+                        continue
                 last = f"HTTP {resp.status_code}: {resp.text[:200]!r}"
                 if resp.status_code not in RETRY_STATUS:
                     raise LLMError(f"{self.url}: {last}")
@@ -159,13 +168,23 @@ class ChatClient:
         return out
 
 
+class _TruncatedBody(Exception):
+    """A 200 answer whose body is not complete JSON."""
+
+
 def _content(resp: httpx.Response, url: str) -> str:
     try:
         data = resp.json()
+    except ValueError as exc:
+        raise _TruncatedBody(f"HTTP 200 with a truncated or invalid JSON body ({resp.text[-80:]!r})") from exc
+    try:
         msg = data["choices"][0]["message"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        content = msg.get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise LLMError(f"{url}: response is not a chat completion ({resp.text[:200]!r})") from exc
-    return msg.get("content") or ""
+    if not isinstance(content, str):
+        raise LLMError(f"{url}: response content is not text ({resp.text[:200]!r})")
+    return content
 
 
 def _retry_after(value: str | None) -> float | None:

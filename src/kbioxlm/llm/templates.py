@@ -66,7 +66,9 @@ def load_template(name: str, prompt_dir: str | os.PathLike[str] | None = None) -
     text: str
     if prompt_dir is not None and (Path(prompt_dir) / f"{name}.txt").exists():
         path = Path(prompt_dir) / f"{name}.txt"
-        text = path.read_text(encoding="utf-8")
+        from ..io import read_text
+
+        text = read_text(path)  # a bad byte is file:line
         where = str(path)
     else:
         try:

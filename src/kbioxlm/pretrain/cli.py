@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from ..errors import KbioxlmError
+from ..hub import check_model_name, load_error
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--model", required=True, help="model folder or name")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder holding tokenizer.json (SentencePiece-Unigram)")
     p.add_argument("--kept", required=True, help="kept-id JSON written by 'vocab reduce'")
-    p.add_argument("--out", required=True, help="output folder (model, tokenizer, vocab_map.json)")
+    p.add_argument("--out", required=True, help="output folder (model, tokenizer, vocab_map.json); must be new or empty")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous 'vocab trim' output in --out (never other files)")
     p.add_argument(
         "--charsets",
         default="latin1,greek,cjk,symbols",
@@ -44,7 +46,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("export", help="write a plain Hugging Face checkpoint (full vocabulary restored, model card)")
     p.add_argument("--checkpoint", required=True, help="training checkpoint folder (kbioxlm_model.json + model.safetensors)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder; must be new or empty")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous export in --out (never other files)")
     p.add_argument(
         "--full-vocab-from",
         default=None,
@@ -72,10 +75,11 @@ def _vocab_reduce(args: argparse.Namespace) -> int:
     for path in args.corpus:  # fail before the (slow) tokenizer load
         if not os.path.isfile(path):
             raise KbioxlmError(f"{path}: no such file")
+    check_model_name(args.tokenizer, "tokenizer")
     try:
         tok = AutoTokenizer.from_pretrained(args.tokenizer)
     except (OSError, ValueError) as exc:
-        raise KbioxlmError(f"{args.tokenizer}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
+        raise load_error(args.tokenizer, exc, "tokenizer") from exc
     counts = count_token_frequencies(tok, args.corpus)
     kept = select_kept_ids(counts, tok, min_count=args.min_count, max_size=args.max_size, min_size=args.min_size)
     write_kept_ids(args.out, args.tokenizer, kept, counts, len(tok), files=args.corpus, min_count=args.min_count)
@@ -88,8 +92,9 @@ def _vocab_trim(args: argparse.Namespace) -> int:
     from .vocab import load_kept_ids, trim_checkpoint
 
     charsets = [] if args.charsets.strip() in ("", "none") else [c.strip() for c in args.charsets.split(",") if c.strip()]
+    check_model_name(args.model, "model")
     kept = load_kept_ids(args.kept)
-    summary = trim_checkpoint(args.model, args.tokenizer, kept, args.out, charsets=charsets)
+    summary = trim_checkpoint(args.model, args.tokenizer, kept, args.out, charsets=charsets, overwrite=args.overwrite)
     print(f"trimmed {summary['original_vocab_size']} -> {summary['trimmed_vocab_size']} ids -> {args.out}")
     return 0
 
@@ -97,6 +102,9 @@ def _vocab_trim(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
-    summary = export_checkpoint(args.checkpoint, args.out, full_vocab_from=args.full_vocab_from, tokenizer=args.tokenizer)
+    check_model_name(args.full_vocab_from, "model or tokenizer")
+    check_model_name(args.tokenizer, "tokenizer")
+    summary = export_checkpoint(args.checkpoint, args.out, full_vocab_from=args.full_vocab_from, tokenizer=args.tokenizer,
+                                overwrite=args.overwrite)
     print(f"exported {summary['architecture']} ({summary['vocab_size']} ids) -> {args.out}")
     return 0

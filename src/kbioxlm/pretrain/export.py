@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import KbioxlmError
+from ..io import check_output_dir, make_temp_dir, replace_dir, write_marker
 from .model import VOCAB_MAP_FILE, KnowledgeAnchoredModel, _supports_masked_lm, lm_head_parts, read_meta
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ TOKENIZER_FILES = (
     "added_tokens.json",
 )
 SETTINGS_FILES = ("kbioxlm_config.json", "training_args.json")
+EXPORT_MARKER = "kbioxlm_export.json"
+"""Written last into every export: the summary and the list of files the export wrote. Only a
+folder holding it (and nothing else than those files) may be replaced, and only with ``overwrite``."""
+EXPORT_WHAT = "kbioxlm export"
 
 
 @dataclass
@@ -149,10 +153,16 @@ def export_checkpoint(
     out_dir: str | os.PathLike[str],
     full_vocab_from: str | None = None,
     tokenizer: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write a plain Hugging Face MLM checkpoint + tokenizer + model card; returns a summary."""
+    """Write a plain Hugging Face MLM checkpoint + tokenizer + model card; returns a summary.
+
+    ``out_dir`` may be absent or empty; a previous export there is replaced only with
+    ``overwrite``; any other content is refused before anything is read or written.
+    """
     from transformers import AutoModel, AutoModelForMaskedLM
 
+    check_output_dir(out_dir, EXPORT_MARKER, overwrite, EXPORT_WHAT)
     ckpt = Path(checkpoint)
     meta = read_meta(ckpt)
     model = KnowledgeAnchoredModel.load(ckpt).eval()
@@ -239,11 +249,7 @@ def export_checkpoint(
     hf.config.architectures = config.architectures
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    tmp = make_temp_dir(out)
     try:
         hf.save_pretrained(tmp)
         tok_src = tokenizer or (full_vocab_from if untrim else None) or _tokenizer_source(ckpt, None, meta, settings)
@@ -264,9 +270,8 @@ def export_checkpoint(
             "checkpoint": str(ckpt),
         }
         (tmp / "README.md").write_text(_model_card(summary, meta, settings), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        write_marker(tmp, EXPORT_MARKER, {"format": "kbioxlm-export", **summary})
+        replace_dir(tmp, out, EXPORT_MARKER, overwrite, EXPORT_WHAT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -35,6 +35,7 @@ from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 from ..errors import KbioxlmError
+from ..hub import check_model_name, load_error
 from ..io import atomic_write
 from ..schema import PASSAGE_LABELS
 from . import TASK_IDS, TASKS
@@ -289,10 +290,11 @@ class KnowledgeAnchoredModel(nn.Module):
         name = str(name_or_path)
         hub_keys = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code")
         cfg_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in hub_keys}
+        check_model_name(name, "model")
         try:
             config = AutoConfig.from_pretrained(name, **cfg_kwargs)
         except (OSError, ValueError) as exc:
-            raise KbioxlmError(f"{name}: cannot load model config ({str(exc).splitlines()[0]})") from exc
+            raise load_error(name, exc, "model config") from exc
         meta = {"base_model": name}
         vocab_map = _read_vocab_map(name)
         if _supports_masked_lm(config):
@@ -591,12 +593,16 @@ class KnowledgeAnchoredModel(nn.Module):
     @classmethod
     def load(cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> KnowledgeAnchoredModel:
         """Rebuild a model saved by :meth:`save_pretrained` (exact resume)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import AutoConfig
 
         d = Path(directory)
         meta = read_meta(d)
-        config = AutoConfig.from_pretrained(d)
+        try:
+            config = AutoConfig.from_pretrained(d)
+        except (OSError, ValueError, KeyError) as exc:
+            raise KbioxlmError(f"{d / 'config.json'}: cannot load the model config ({str(exc).splitlines()[0]})") from exc
         encoder = _encoder_from_config(config)
         vocab_size = encoder.get_input_embeddings().weight.shape[0]
         kept = meta.get("kept_ids")
@@ -611,8 +617,17 @@ class KnowledgeAnchoredModel(nn.Module):
         keep_meta = {k: v for k, v in meta.items() if k in ("base_model", "head_from_checkpoint")}
         model = cls(encoder, head, pair, kept, meta.get("loss_weights"), keep_meta, _read_vocab_map(d),
                     pair_pooling=meta.get("pair_pooling", "cls"), align_temperature=float(meta.get("align_temperature", 0.05)))
-        state = load_file(str(d / WEIGHTS_FILE), device=str(map_location))
-        result = model.load_state_dict(state, strict=False)
+        try:
+            state = load_file(str(d / WEIGHTS_FILE), device=str(map_location))
+        except (OSError, SafetensorError) as exc:  # truncated or corrupt file
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise KbioxlmError(f"{d / WEIGHTS_FILE}: unreadable, truncated or corrupt ({reason})") from exc
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatch
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            reason = next((ln for ln in lines if "size mismatch" in ln), lines[0] if lines else "")
+            raise KbioxlmError(f"{d / WEIGHTS_FILE}: does not match its config ({reason})") from exc
         missing = [k for k in result.missing_keys if "pooler" not in k]
         unexpected = [k for k in result.unexpected_keys if "pooler" not in k]
         if missing or unexpected:

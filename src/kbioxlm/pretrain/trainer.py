@@ -3,9 +3,9 @@
 Why accelerate rather than the HF ``Trainer``: the same loop then runs unchanged on one CPU, under
 ``torchrun`` (DDP, gloo or NCCL) and under ``accelerate launch`` with DeepSpeed, while exact
 resume stays in our hands: the collator's masking RNG and the data position are not objects the
-``Trainer`` knows how to checkpoint. ``accelerator.save_state`` stores model, optimizer, the
-registered LR scheduler and every process's Python/NumPy/torch RNG states; this module adds the
-data position (``trainer_state.json``) and each process's collator RNG (``collator_rank<i>.json``).
+``Trainer`` knows how to checkpoint. :mod:`.checkpoint` stores model, optimizer, the LR scheduler
+and every process's Python/NumPy/torch RNG states in safetensors + JSON (never pickle); this module
+adds the data position (``trainer_state.json``) and each process's collator RNG (``collator_rank<i>.json``).
 
 Outputs under ``output_dir``: ``checkpoints/checkpoint-<step>/``, ``eval.jsonl`` (per-task
 masked-token accuracy and pair accuracy on the held-out split), ``train_log.jsonl``, tensorboard
@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -27,9 +28,11 @@ from typing import Any
 
 import yaml
 
-from ..errors import KbioxlmError
-from ..io import SkipCounter, atomic_write, dumps, write_json
+from ..errors import KbioxlmError, where
+from ..hub import check_model_name, load_error
+from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, load_yaml, write_json
 from . import TASKS
+from .checkpoint import load_training_state, save_training_state
 from .data import (
     DEFAULT_MIX,
     DataPosition,
@@ -138,18 +141,19 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tupl
     default learning rate.
     """
     cfg = json.loads(json.dumps(DEFAULTS))
+    lines: dict[str, int] = {}  # top-level key -> its line in the file (for error messages)
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise KbioxlmError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
-        except yaml.YAMLError as exc:
-            raise KbioxlmError(f"{path}: invalid YAML ({exc})") from exc
+        data, lines = load_yaml(path)
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise KbioxlmError(f"{path}: a config must be a mapping of keys to values")
         for k, v in data.items():
-            _set_dotted(cfg, str(k), v)
+            try:
+                _set_dotted(cfg, str(k), v)
+            except KbioxlmError as exc:
+                raise KbioxlmError(f"{where(path, lines.get(str(k)))}: {exc}") from None
+    overridden: set[str] = set()
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -159,7 +163,22 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tupl
         except yaml.YAMLError:
             value = raw
         _set_dotted(cfg, key.strip(), value)
-    return _check(cfg)
+        head = key.strip().partition(".")[0]
+        overridden.add(ALIASES.get(head, head))
+    try:
+        return _check(cfg)
+    except KbioxlmError as exc:
+        if path is None:
+            raise
+        # A problem with a value from the file names the file and the key's line; one from a
+        # key=value override stays as it is (the command line is in front of the user).
+        msg = str(exc)
+        m = re.match(r"config: (?:key )?'?(\w+)", msg)
+        key = m.group(1) if m else None
+        if key in overridden:
+            raise
+        text = msg[len("config: "):] if msg.startswith("config: ") else msg
+        raise KbioxlmError(f"{where(path, lines.get(key) if key else None)}: {text}") from None
 
 
 FLOAT_KEYS = ("learning_rate", "weight_decay", "align_temperature", "mlm_probability", "wwm_entity_ratio", "eval_fraction", "max_grad_norm",
@@ -265,10 +284,11 @@ def load_tokenizer(name: str) -> Any:
     repeated in-process runs (tests, benchmark matrices, time-sliced resumes) reuse it read-only."""
     from transformers import AutoTokenizer
 
+    check_model_name(name, "tokenizer")
     try:
         tok = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
-        raise KbioxlmError(f"{name}: cannot load tokenizer ({str(exc).splitlines()[0]})") from exc
+        raise load_error(name, exc, "tokenizer") from exc
     if not getattr(tok, "is_fast", False):
         raise KbioxlmError(f"{name}: needs a fast tokenizer (tokenizer.json) for offset mapping")
     return tok
@@ -391,6 +411,10 @@ def _to_float(v: Any) -> float:
     return float(v.detach().float().item()) if hasattr(v, "detach") else float(v)
 
 
+def _deepspeed(accelerator: Any) -> bool:
+    return getattr(accelerator.state, "deepspeed_plugin", None) is not None
+
+
 def _reset_accelerate_state() -> None:
     """Let a second run in the same process choose other settings (bf16, accumulation).
 
@@ -502,12 +526,16 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
+
+    from ..progress import progress
 
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
     out_dir = Path(cfg["output_dir"])
+    check_writable_dir(out_dir, "output_dir")  # one line now, not a traceback after loading
+    check_model_name(resolve_path(cfg["model"]) if cfg["model"] else None, "model")
+    check_model_name(resolve_path(cfg["tokenizer"]), "tokenizer")
     mp = cfg["mixed_precision"]
     if mp == "fp16" and not torch.cuda.is_available():
         raise KbioxlmError("fp16 needs a CUDA GPU; use bf16 (supported on CPUs too) or mixed_precision=no")
@@ -556,7 +584,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             "resume_from_checkpoint=auto or set overwrite_output_dir=true"
         )
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KbioxlmError(f"{out_dir}: cannot create output_dir ({exc.strerror or exc})") from exc
         if ckpt is None and previous:
             for name in ("checkpoints", "final", "eval.jsonl", "train_log.jsonl"):
                 p = out_dir / name
@@ -583,7 +614,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     global_step = 0
     position = DataPosition()
     if ckpt is not None:
-        accelerator.load_state(str(ckpt))
+        if _deepspeed(accelerator):
+            accelerator.load_state(str(ckpt))  # DeepSpeed's own checkpoint format (docs/robustness.md)
+        else:
+            load_training_state(ckpt, accelerator, model, optimizer, scheduler)
         state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
         global_step = int(state["global_step"])
         position = DataPosition(**state["data_position"])
@@ -632,8 +666,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     def save_checkpoint(step: int) -> None:
         d = out_dir / "checkpoints" / f"checkpoint-{step}"
-        # Not safetensors: the MLM decoder may share storage with the input embeddings.
-        accelerator.save_state(str(d), safe_serialization=False)
+        if _deepspeed(accelerator):
+            accelerator.save_state(str(d))  # DeepSpeed's own checkpoint format (docs/robustness.md)
+        else:  # safetensors + JSON only: nothing a resume reads can run code
+            save_training_state(d, accelerator, model, optimizer, scheduler)
         write_json(d / f"collator_rank{rank}.json", collator.state_dict())
         accelerator.wait_for_everyone()
         if main:
@@ -661,7 +697,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     if global_step == 0 and cfg["eval_at_start"] and max_steps > 0:
         metrics = log_eval(0)
     batches = schedule.global_batches(position, global_batch)
-    bar = tqdm(total=max_steps, initial=global_step, desc="pretrain", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    bar = progress(total=max_steps, initial=global_step, desc="pretrain", unit="step", enabled=accelerator.is_local_main_process, dynamic_ncols=True)
     window: dict[str, list[float]] = {}
     t0, n_examples = time.perf_counter(), 0
     while global_step < stop_at:

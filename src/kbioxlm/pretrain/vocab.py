@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError
-from ..io import atomic_write, iter_jsonl
+from ..hub import check_model_name, load_error
+from ..io import atomic_write, check_output_dir, iter_jsonl, make_temp_dir, read_text, replace_dir, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,7 @@ def write_kept_ids(
 def load_kept_ids(path: str | os.PathLike[str], vocab_size: int | None = None) -> list[int]:
     """Read ``kept_ids`` from a ``vocab reduce`` JSON (or a plain JSON list of ids)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        data = json.loads(read_text(path))  # unreadable or non-UTF-8: a one-line error with the line
     except ValueError as exc:
         raise KbioxlmError(f"{path}: malformed JSON ({exc})") from exc
     ids = data.get("kept_ids") if isinstance(data, dict) else data
@@ -330,6 +329,8 @@ def trim_embedding_model(model: Any, keep: Sequence[int]) -> None:
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TRIM_MARKER = "kbioxlm_trim.json"
+TRIM_WHAT = "kbioxlm vocab trim output"
 
 
 def trim_checkpoint(
@@ -338,33 +339,37 @@ def trim_checkpoint(
     kept_ids: Iterable[int],
     out_dir: str | os.PathLike[str],
     charsets: Sequence[str] = DEFAULT_CHARSETS,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write a self-consistent trimmed checkpoint: model, tokenizer and ``vocab_map.json``.
 
     The output is assembled in a temporary folder beside ``out_dir`` and renamed into place, so
-    an interrupted trim leaves nothing under the final name. Returns a summary.
+    an interrupted trim leaves nothing under the final name. ``out_dir`` may be absent or empty;
+    a previous trim there is replaced only with ``overwrite``; any other content is refused.
+    Returns a summary.
     """
     import shutil
-    import tempfile
 
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
     from .model import VOCAB_MAP_FILE, _supports_masked_lm
 
+    check_output_dir(out_dir, TRIM_MARKER, overwrite, TRIM_WHAT)
     tok_dir = Path(tokenizer_path)
     tok_file = tok_dir / "tokenizer.json" if tok_dir.is_dir() else tok_dir
     if not tok_file.is_file():
         raise KbioxlmError(f"{tokenizer_path}: no tokenizer.json (vocab trim needs a fast tokenizer file)")
     try:
-        tok_json = json.loads(tok_file.read_text(encoding="utf-8"))
+        tok_json = json.loads(read_text(tok_file))
     except ValueError as exc:
         raise KbioxlmError(f"{tok_file}: malformed JSON ({exc})") from exc
     keep = plan_trim(tok_json, kept_ids, charsets)
     n_full = len(tok_json["model"]["vocab"])
+    check_model_name(str(model_path), "model")
     try:
         config = AutoConfig.from_pretrained(str(model_path))
     except (OSError, ValueError) as exc:
-        raise KbioxlmError(f"{model_path}: cannot load model config ({str(exc).splitlines()[0]})") from exc
+        raise load_error(str(model_path), exc, "model config") from exc
     if config.vocab_size != n_full:
         raise KbioxlmError(f"{model_path}: model has {config.vocab_size} ids but {tok_file} has {n_full} pieces")
     loader = AutoModelForMaskedLM if _supports_masked_lm(config) else AutoModel
@@ -372,11 +377,7 @@ def trim_checkpoint(
     trim_embedding_model(model, keep)
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result is an ordinary folder
+    tmp = make_temp_dir(out)  # 0777 less the umask: the result is an ordinary folder
     try:
         model.save_pretrained(tmp)
         remap = {old: new for new, old in enumerate(keep)}
@@ -396,10 +397,8 @@ def trim_checkpoint(
             "trimmed_vocab_size": len(keep),
             "charsets": list(charsets),
         }
-        (tmp / "kbioxlm_trim.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        write_marker(tmp, TRIM_MARKER, summary)  # last: lists the files this trim wrote
+        replace_dir(tmp, out, TRIM_MARKER, overwrite, TRIM_WHAT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

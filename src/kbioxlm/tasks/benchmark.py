@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
-from ..io import atomic_write, dumps, write_json
+from ..io import atomic_write, dumps, load_yaml, write_json
 from . import protocols as P
 
 log = logging.getLogger("kbioxlm.benchmark")
@@ -141,26 +141,51 @@ def _hparams(raw: Any, what: str, src: str) -> dict[str, Any]:
         raise KbioxlmError(f"{src}: {what} must be a mapping of fine-tuning hyper-parameters")
     bad = CELL_KEYS & set(raw)
     if bad:
-        raise KbioxlmError(f"{src}: {what}: {', '.join(sorted(bad))} is set per cell by the benchmark "
+        raise KbioxlmError(f"{src}: {what}: {', '.join(sorted(map(str, bad)))} is set per cell by the benchmark "
                            "(use models/tasks/seeds/train_seed/max_train_examples)")
-    return _numbers(raw)
+    out = _numbers(raw)
+    _check_hparam_types(out, what, src)
+    return out
+
+
+def _hparam_types() -> dict[str, tuple[set[str], bool]]:
+    """``FinetuneConfig`` field -> (accepted kinds among int/float/bool/str, None allowed)."""
+    from .finetune import FinetuneConfig
+
+    kinds: dict[str, tuple[set[str], bool]] = {}
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name in CELL_KEYS:
+            continue
+        parts = {p.strip() for p in str(f.type).split("|")}
+        allowed = {p for p in parts if p in ("int", "float", "bool", "str")}
+        if "float" in allowed:
+            allowed.add("int")
+        kinds[f.name] = (allowed, "None" in parts)
+    return kinds
+
+
+def _check_hparam_types(hp: dict[str, Any], what: str, src: str) -> None:
+    """Unknown names and wrong types fail at load time (so ``--dry-run`` catches them), not in a cell."""
+    kinds = _hparam_types()
+    for key, value in hp.items():
+        if key not in kinds:
+            raise KbioxlmError(f"{src}: {what}: unknown hyper-parameter {key!r} (known: {', '.join(sorted(kinds))})")
+        allowed, none_ok = kinds[key]
+        if value is None and none_ok:
+            continue
+        kind = "bool" if isinstance(value, bool) else type(value).__name__
+        if kind not in allowed:
+            words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+            want = words["float"] if "float" in allowed else " or ".join(words[k] for k in sorted(allowed)) or "not settable"
+            raise KbioxlmError(f"{src}: {what}.{key} must be {want}{' or null' if none_ok else ''}, got {value!r}")
 
 
 def load_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
     """Read and validate a benchmark YAML config; every problem is one ``file[:line]: reason``."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise KbioxlmError(f"{p}: no such config file")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise KbioxlmError(f"{where(p, line)}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise KbioxlmError(f"{p}: not valid UTF-8") from exc
+    raw, _lines = load_yaml(p)  # bad bytes and YAML errors as file:line
     if not isinstance(raw, dict):
         raise KbioxlmError(f"{p}: a benchmark config must be a YAML mapping")
     return config_from_dict(raw, source=str(p))
@@ -170,7 +195,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
     src = source
     unknown = set(raw) - CONFIG_KEYS
     if unknown:
-        raise KbioxlmError(f"{src}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(CONFIG_KEYS))})")
+        raise KbioxlmError(f"{src}: unknown key(s) {', '.join(sorted(map(str, unknown)))} (allowed: {', '.join(sorted(CONFIG_KEYS))})")
     # models
     models_raw = raw.get("models")
     if not isinstance(models_raw, list) or not models_raw:
@@ -183,7 +208,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
             raise KbioxlmError(f"{src}: models[{i}] needs at least 'path' (and a 'name' for the tables)")
         extra = set(m) - {"name", "path", "tokenizer"}
         if extra:
-            raise KbioxlmError(f"{src}: models[{i}]: unknown key(s) {', '.join(sorted(extra))}")
+            raise KbioxlmError(f"{src}: models[{i}]: unknown key(s) {', '.join(sorted(map(str, extra)))}")
         models.append(ModelSpec(name=str(m.get("name") or Path(str(m["path"])).name), path=str(m["path"]),
                                 tokenizer=str(m["tokenizer"]) if m.get("tokenizer") else None))
     slugs = [m.slug for m in models]
@@ -250,7 +275,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
     per_task = {str(k): _hparams(v, f"finetune_per_task.{k}", src) for k, v in per_task_raw.items()}
     stray = set(per_task) - set(names) - set(P.TASK_TYPES)
     if stray:
-        raise KbioxlmError(f"{src}: finetune_per_task: {', '.join(sorted(stray))} is neither a task of this config nor ner/re/dc")
+        raise KbioxlmError(f"{src}: finetune_per_task: {', '.join(sorted(map(str, stray)))} is neither a task of this config nor ner/re/dc")
     return BenchmarkConfig(
         models=models,
         datasets=datasets,
@@ -436,6 +461,23 @@ def _recover(cfg: BenchmarkConfig, cell: Cell, final: Path, fp: str) -> dict[str
     return rec
 
 
+def _cell_data(cfg: BenchmarkConfig, cell: Cell, reader: P.Reader) -> P.CellData:
+    """A cell's train/dev/test records; a gap in the config (a split not given, a path that does not
+    exist) names the config too."""
+    try:
+        return P.build_cell_data(
+            cell.dataset, cell.setting, cell.source, cell.target, shots=cell.shots, sampling_seed=cell.seed,
+            fewshot_mode=cfg.fewshot_mode, dev_policy=cfg.dev_policy, max_train_examples=cfg.max_train_examples,
+            max_dev_examples=cfg.max_dev_examples, max_test_examples=cfg.max_test_examples, reader=reader,
+        )
+    except KbioxlmError as exc:
+        msg = str(exc)
+        config_gap = msg.startswith(("dataset ", "few-shot ")) or ": no such file (check data_root" in msg
+        if config_gap and cfg.source not in msg:
+            raise KbioxlmError(f"{cfg.source}: {msg}") from None
+        raise
+
+
 def run_cell(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, reader: P.Reader,
              progress: bool = True) -> dict[str, Any]:
     """Train and test one cell into ``out/cells/<...>``; returns its results line (not yet appended)."""
@@ -444,12 +486,17 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, reader:
     partial = final.parent / f".{final.name}.partial"
     if partial.exists():
         shutil.rmtree(partial)
-    data = P.build_cell_data(
-        cell.dataset, cell.setting, cell.source, cell.target, shots=cell.shots, sampling_seed=cell.seed,
-        fewshot_mode=cfg.fewshot_mode, dev_policy=cfg.dev_policy, max_train_examples=cfg.max_train_examples,
-        max_dev_examples=cfg.max_dev_examples, max_test_examples=cfg.max_test_examples, reader=reader,
-    )
+    data = _cell_data(cfg, cell, reader)
     partial.mkdir(parents=True)
+    try:
+        return _run_in_partial(cfg, cell, out, run_fn, data, partial, final, fp, progress)
+    except BaseException:  # a failed or interrupted cell leaves no half-written folder behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _run_in_partial(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, data: P.CellData, partial: Path,
+                    final: Path, fp: str, progress: bool) -> dict[str, Any]:
     write_json(partial / "sampled_ids.json", data.sampled_ids)
     hp = finetune_kwargs(cfg, cell)
     kwargs = dict(hp)
@@ -547,11 +594,7 @@ def dry_run(cfg: BenchmarkConfig, reader: P.Reader | None = None) -> list[dict[s
     cached = P.CachedReader(reader)
     rows = []
     for cell in expand(cfg):
-        data = P.build_cell_data(
-            cell.dataset, cell.setting, cell.source, cell.target, shots=cell.shots, sampling_seed=cell.seed,
-            fewshot_mode=cfg.fewshot_mode, dev_policy=cfg.dev_policy, max_train_examples=cfg.max_train_examples,
-            max_dev_examples=cfg.max_dev_examples, max_test_examples=cfg.max_test_examples, reader=cached,
-        )
+        data = _cell_data(cfg, cell, cached)
         rows.append({"cell": cell.id, **data.manifest})
     return rows
 

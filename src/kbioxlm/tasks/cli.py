@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0 = off)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--save-model", action="store_true", help="also save the selected model to OUT/model")
+    p.add_argument("--allow-unseen-types", action="store_true",
+                   help="NER: score entity types of dev/test sets that never occur in training (default: an error)")
     p.add_argument("--train-lang"), p.add_argument("--test-lang")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-test-each-epoch", action="store_true",
@@ -71,7 +73,7 @@ def _finetune(args: argparse.Namespace) -> int:
         early_stopping_patience=args.patience or None, num_threads=args.threads, save_model=args.save_model,
         train_lang=args.train_lang, dev_lang=args.train_lang, test_lang=args.test_lang,
         extra_tests=dict(args.extra_test), progress=not args.no_progress,
-        log_test_each_epoch=args.log_test_each_epoch,
+        log_test_each_epoch=args.log_test_each_epoch, allow_unseen_types=args.allow_unseen_types,
     )
     res = run_finetune(cfg)
     extra = "".join(f" {k}_f1={v['f1']:.2f}" for k, v in res.get("extra_tests", {}).items())

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import KbioxlmError
-from ..io import write_json, write_jsonl
+from ..errors import KbioxlmError, where
+from ..hub import check_model_name, load_error
+from ..io import check_writable_dir, ordinary_permissions, write_json, write_jsonl
 from ..schema import is_unspaced
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class FinetuneConfig:
     extra_tests: dict[str, Data] = field(default_factory=dict)
     save_model: bool = False
     progress: bool = True
+    # NER: an entity type in dev/test that training never shows is an error unless this is set
+    allow_unseen_types: bool = False
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe view: record lists are summarised by their size."""
@@ -123,6 +126,8 @@ def load_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]
             missing = [k for k in need if k not in r]
             if missing:
                 raise KbioxlmError(f"record {i} given to the {task} trainer lacks {missing}")
+            if task == "re" and (r["label"] not in (0, 1) or isinstance(r["label"], bool)):
+                raise KbioxlmError(f"record {i} given to the re trainer: labels are 0 or 1 (binary relation), got {r['label']!r}")
             if lang is not None:
                 r["lang"] = lang
             r.setdefault("id", str(i))
@@ -134,6 +139,32 @@ def load_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]
     if task == "ner":
         return [dict(r) for r in read_ner(data, lang)]
     return [dict(r) for r in read_seqcls(data, lang, task)]
+
+
+def _check_entity_types(cfg: FinetuneConfig, train: list[dict[str, Any]], others: list[tuple[str, Any, list[dict[str, Any]]]]) -> None:
+    """An entity type that never occurs in training can never be predicted; scoring it silently
+    changes the metric. Refused with the ``file:line`` of its first tag unless ``allow_unseen_types``."""
+    from .ner import entity_types_of
+    from .readers import find_tag_line
+
+    known = entity_types_of([r["tags"] for r in train])
+    for name, data, recs in others:
+        unseen = sorted(entity_types_of([r["tags"] for r in recs]) - known)
+        if not unseen:
+            continue
+        if cfg.allow_unseen_types:
+            log.warning("%s set: entity type(s) %s never occur in training; scored anyway", name, ", ".join(unseen))
+            continue
+        etype = unseen[0]
+        if isinstance(data, (str, os.PathLike)):
+            loc = where(data, find_tag_line(data, etype))
+        else:
+            rid = next(r["id"] for r in recs if etype in entity_types_of([r["tags"]]))
+            loc = f"{name} set, record {rid}"
+        sub = " (after --max-train-examples)" if cfg.max_train_examples else ""
+        more = f" (also {', '.join(map(repr, unseen[1:]))})" if len(unseen) > 1 else ""
+        raise KbioxlmError(f"{loc}: entity type {etype!r}{more} does not occur in the training set{sub}, so it could "
+                           "never be predicted; fix the tags or pass --allow-unseen-types to score it anyway")
 
 
 def _subsample(records: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
@@ -221,9 +252,10 @@ class _SeqClsTask:
         else:
             if any(isinstance(x, list) for x in labels):
                 raise KbioxlmError("task 're' needs integer labels (got a list: use --task dc for multi-label)")
-            if any(x < 0 for x in labels):
-                raise KbioxlmError("task 're' needs non-negative integer labels")
-            self.num_labels = max(2, max(labels) + 1)
+            bad = next((x for x in labels if x not in (0, 1) or isinstance(x, bool)), None)
+            if bad is not None:
+                raise KbioxlmError(f"task 're' labels are 0 or 1 (binary relation, positive-class F1), got {bad!r}")
+            self.num_labels = 2
         self.n_truncated = 0
 
     def encode(self, records: list[dict[str, Any]]) -> list[Any]:
@@ -304,14 +336,14 @@ def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[A
               desc: str, progress: bool) -> tuple[list[Any], dict[str, Any], float]:
     """Predict in length-sorted batches (little padding), restore order, score; returns seconds too."""
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress as bar_of
 
     model.eval()
     order = sorted(range(len(encs)), key=lambda i: task.length(encs[i]))
     preds: list[Any] = [None] * len(encs)
     t0 = time.perf_counter()
     with task.eval_context(model, encs, device), torch.inference_mode():
-        for s in tqdm(range(0, len(order), bs), desc=desc, disable=not progress, leave=False):
+        for s in bar_of(range(0, len(order), bs), desc=desc, enabled=progress, leave=False):
             idx = order[s : s + bs]
             for i, p in zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)):
                 preds[i] = p
@@ -345,9 +377,12 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise KbioxlmError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 8:
         raise KbioxlmError("epochs and batch size must be >= 1 and max_length >= 8")
+    if cfg.out:
+        check_writable_dir(cfg.out)  # now, not after the training
     import torch
-    from tqdm.auto import tqdm
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
+
+    from ..progress import progress
 
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
@@ -359,11 +394,16 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     extra = {name: load_records(cfg.task, d, None) for name, d in cfg.extra_tests.items()}
     if not train:
         raise KbioxlmError("empty training set")
+    if cfg.task == "ner":
+        _check_entity_types(cfg, train, [("dev", cfg.dev, dev), ("test", cfg.test, test),
+                                         *[(k, cfg.extra_tests[k], v) for k, v in extra.items()]])
+    check_model_name(cfg.model, "model")
+    check_model_name(cfg.tokenizer, "tokenizer")
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
     except (OSError, ValueError) as exc:
-        raise KbioxlmError(f"cannot load tokenizer {cfg.tokenizer or cfg.model!r}: {exc}") from exc
+        raise load_error(cfg.tokenizer or cfg.model, exc, "tokenizer") from exc
     if not getattr(tokenizer, "is_fast", True):
         raise KbioxlmError("a fast tokenizer (offset mappings) is required")
     all_sets = [train, dev, test, *extra.values()]
@@ -378,8 +418,8 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     set_seed(cfg.seed)
     try:
         model = task.build_model()
-    except OSError as exc:
-        raise KbioxlmError(f"cannot load model {cfg.model!r}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise load_error(cfg.model, exc, "model") from exc
     model.to(device)
 
     decay, no_decay, crf, head = [], [], [], []
@@ -410,7 +450,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         batches = _train_batches([task.length(e) for e in train_enc], cfg.batch_size, gen, cfg.group_by_length)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress, leave=False)
         running = 0.0
         for n, idx in enumerate(bar, 1):
             loss = task.loss(model, [train_enc[i] for i in idx], device)
@@ -505,13 +545,22 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
 
 
 def _save_model(model: Any, tokenizer: Any, path: Path, task: Any) -> None:
-    import torch
+    """Encoder in Hugging Face format plus the task head: tensors in safetensors, the rest JSON
+    (never pickle, so nothing that reads the folder can run code from it)."""
+    import json
+
+    from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "crf"):  # EncoderCRFTagger: encoder in HF format + head weights + labels
         model.encoder.save_pretrained(path)
-        torch.save({"labels": model.labels, "classifier": model.classifier.state_dict(),
-                    "crf": model.crf.state_dict()}, path / "ner_head.pt")
+        head = {f"classifier.{k}": v for k, v in model.classifier.state_dict().items()}
+        head.update({f"crf.{k}": v for k, v in model.crf.state_dict().items()})
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(path / "ner_head.safetensors"),
+                  metadata={"format": "pt"})
+        (path / "ner_head.json").write_text(json.dumps({"labels": list(model.labels)}, ensure_ascii=False, indent=1) + "\n",
+                                            encoding="utf-8")
     else:
         model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    ordinary_permissions(path)

@@ -167,7 +167,7 @@ def user_dataset(spec: dict[str, Any], where_: str = "config") -> DatasetSpec:
             raise KbioxlmError(f"{where_}: task {name!r}: files.{lang} must map train/dev/test to paths")
         unknown = set(splits) - set(SPLITS)
         if unknown:
-            raise KbioxlmError(f"{where_}: task {name!r}: files.{lang}: unknown split(s) {', '.join(sorted(unknown))}")
+            raise KbioxlmError(f"{where_}: task {name!r}: files.{lang}: unknown split(s) {', '.join(sorted(map(str, unknown)))}")
         out[str(lang)] = {s: (Path(str(splits[s])).expanduser() if splits.get(s) else None) for s in SPLITS}
     return DatasetSpec(name=name, task=task, files=out, unit=unit, display=str(spec.get("display", name)),
                        dev_overlaps_test=bool(spec.get("dev_overlaps_test", False)))

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..conll import DOCSTART, iter_conll
 from ..errors import KbioxlmError, where
-from ..io import iter_jsonl, open_text
+from ..io import iter_jsonl, iter_lines
 from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
 
 
@@ -50,11 +50,10 @@ def detect_lang(text: str) -> str:
 
 def _sniff_jsonl(path: Path) -> bool:
     """True when the first non-blank character of the file opens a JSON object."""
-    with open_text(path) as fh:
-        for line in fh:
-            s = line.strip()
-            if s:
-                return s.startswith("{")
+    for _lineno, line in iter_lines(path):
+        s = line.strip()
+        if s:
+            return s.startswith("{")
     return False
 
 
@@ -166,6 +165,10 @@ def _file_lang(token_lists: Any) -> str:
 # ------------------------------------------------------------------------------ sequence classification
 
 
+RE_LABELS = (0, 1)
+"""RE is binary (scored by positive-class F1): any other label is a data error, not a third class."""
+
+
 def _parse_label(value: Any, task: str | None, path: Path, lineno: int) -> int | list[int]:
     if isinstance(value, bool):
         raise KbioxlmError(f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1")
@@ -182,10 +185,29 @@ def _parse_label(value: Any, task: str | None, path: Path, lineno: int) -> int |
     if task == "dc":
         raise KbioxlmError(f"{where(path, lineno)}: task 'dc' expects a list of 0/1 labels")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise KbioxlmError(f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1, got {value!r}")
+        label = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        label = int(value)
+    else:
+        raise KbioxlmError(f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1, got {value!r}")
+    if task == "re" and label not in RE_LABELS:
+        raise KbioxlmError(f"{where(path, lineno)}: task 're' labels are 0 or 1 (binary relation), got {value!r}")
+    return label
+
+
+def find_tag_line(path: str | os.PathLike[str], entity_type: str) -> int | None:
+    """Line of the first tag of ``entity_type`` in a NER file (CoNLL: the token's line; JSONL: the record's)."""
+    p = Path(path)
+    tags = {f"B-{entity_type}", f"I-{entity_type}"}
+    if p.suffix in (".jsonl", ".json") or _sniff_jsonl(p):
+        for lineno, rec in iter_jsonl(p):
+            if any(t in tags for t in rec.get("tags") or ()):
+                return lineno
+        return None
+    for row in iter_conll(p):
+        if row.kind == "token" and row.tag in tags:
+            return row.lineno
+    return None
 
 
 def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str | None = None) -> list[SeqClsRecord]:

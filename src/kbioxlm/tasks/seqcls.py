@@ -148,12 +148,18 @@ class NormalizedPoolingClassifier(torch.nn.Module):
         return SeqClsOutput(loss, logits)
 
     def save_pretrained(self, path: Any) -> None:
-        """Encoder in Hugging Face format plus ``seqcls_head.pt`` (norm statistics and classifier)."""
+        """Encoder in Hugging Face format plus ``seqcls_head.safetensors`` (norm statistics and
+        classifier) and ``seqcls_head.json`` (settings): no pickle, so loading them runs no code."""
+        import json
         from pathlib import Path
 
+        from safetensors.torch import save_file
+
         self.encoder.save_pretrained(path)
-        head = {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
-        torch.save({"multilabel": self.multilabel, "state": head}, Path(path) / "seqcls_head.pt")
+        head = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        save_file(head, str(Path(path) / "seqcls_head.safetensors"), metadata={"format": "pt"})
+        info = {"head": "normalized", "multilabel": self.multilabel, "num_labels": self.classifier.out_features}
+        (Path(path) / "seqcls_head.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
 
 
 def build_normalized_model(model: str, num_labels: int, multilabel: bool,

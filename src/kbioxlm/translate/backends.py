@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import KbioxlmError
+from ..hub import check_model_name, load_error
 from ..llm.client import ChatClient
 from ..llm.templates import lang_name, load_template
 
@@ -99,11 +100,12 @@ class HFBackend:
         self.prefix = prefix
         self.num_beams = num_beams
         self.progress = progress
+        check_model_name(model, "model")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.net = AutoModelForSeq2SeqLM.from_pretrained(model)
         except (OSError, ValueError) as exc:
-            raise KbioxlmError(f"{model}: cannot load a seq2seq model ({exc})") from exc
+            raise load_error(model, exc, "seq2seq model") from exc
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net.to(self.device).eval()
         self.forced_bos_token_id = (

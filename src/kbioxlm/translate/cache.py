@@ -10,6 +10,7 @@ while another process writes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,13 +40,22 @@ class Cache:
         self._lock = threading.Lock()
         self._mem: dict[str, str] = {}
         self.conn: sqlite3.Connection | None = None
+        self.created: list[Path] = []  # what this cache created (folders, then the file): see discard_if_unused
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise KbioxlmError(f"{self.path}: is a folder, expected a cache file name")
+            missing = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise KbioxlmError(f"{self.path}: cannot create its folder ({exc.strerror or exc})") from exc
+            self.created = [*missing, *([] if self.path.exists() else [self.path])]
             try:
                 self.conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.executescript(_SCHEMA)
             except sqlite3.DatabaseError as exc:
+                self.discard_if_unused()
                 raise KbioxlmError(f"{self.path}: not a kbioxlm cache ({exc})") from exc
 
     def get(self, key: str) -> str | None:
@@ -80,3 +90,29 @@ class Cache:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+    def discard_if_unused(self) -> None:
+        """Close; and when this cache created its file and never stored an answer, remove the file
+        (and the folders it created), so a run that failed before any answer leaves nothing behind."""
+        if self.path is None or self.path not in self.created:
+            self.close()
+            return
+        try:
+            if self.conn is not None:
+                unused = len(self) == 0
+            elif self.path.exists():
+                with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                    unused = conn.execute("SELECT count(*) FROM answer").fetchone()[0] == 0
+            else:
+                unused = True
+        except sqlite3.Error:
+            unused = False
+        self.close()
+        if not unused:
+            return
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self.path}{suffix}")
+        for folder in self.created[:-1]:  # innermost first; only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()

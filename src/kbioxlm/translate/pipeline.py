@@ -183,10 +183,15 @@ def translate_dataset(
         "n_cached": n_cached,
         "n_translated": len(todo) - len(errors),
         "n_backend_errors": len(errors),
+        "last_backend_error": _one_line(list(errors.values())[-1]) if errors else None,
         "n_fixes_used": sum(it.fixed for it in items),
         "n_check_requests": n_check_requests,
     }
     return Result(accepted, review, summary)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:400]
 
 
 def _bar(total: int, desc: str, progress: bool) -> Any:
@@ -311,10 +316,22 @@ def _review_row(it: Item, src: str, tgt: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ write
-def write_outputs(result: Result, task: str, out: str | os.PathLike[str], review: str | os.PathLike[str],
+def write_outputs(result: Result, task: str, out: str | os.PathLike[str] | None, review: str | os.PathLike[str],
                   summary: str | os.PathLike[str] | None = None) -> None:
-    """Atomic writes. NER: CoNLL like the release for ``.txt``/``.conll``, NER JSONL otherwise."""
-    outp = Path(out)
+    """Atomic writes. NER: CoNLL like the release for ``.txt``/``.conll``, NER JSONL otherwise.
+    ``out=None`` writes only the review file and the summary (a failed run)."""
+    if out is not None:
+        _write_dataset(result, task, Path(out))
+    with atomic_write(review) as fh:
+        for row in result.review:
+            fh.write(dumps(row) + "\n")
+    if summary:
+        from ..io import write_json
+
+        write_json(summary, result.summary)
+
+
+def _write_dataset(result: Result, task: str, outp: Path) -> None:
     with atomic_write(outp) as fh:
         if task == "ner" and outp.suffix in (".txt", ".conll"):
             for rec in result.accepted:
@@ -325,10 +342,3 @@ def write_outputs(result: Result, task: str, out: str | os.PathLike[str], review
         else:
             for rec in result.accepted:
                 fh.write(dumps(rec) + "\n")
-    with atomic_write(review) as fh:
-        for row in result.review:
-            fh.write(dumps(row) + "\n")
-    if summary:
-        from ..io import write_json
-
-        write_json(summary, result.summary)
