@@ -1,15 +1,32 @@
-"""The demo: shipped resources expand deterministically, and the whole pipeline runs end to end."""
+"""The demo: its synthetic data, its tokenizer, the progress helper, and the whole comparison end to end."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from kbioxlm.cli import main
-from kbioxlm.demo.data import load_concepts, load_relations, write_demo_data
+import pytest
+
+from kbioxlm.demo.data import build_world, load_concepts, load_relations, write_demo_data, write_parallel
+from kbioxlm.progress import PlainProgress, progress, quiet_transformers
 
 
-def test_demo_data_is_deterministic_and_consistent(tmp_path: Path) -> None:
+def _spans(rec: dict) -> list[str]:
+    out: list[list[str]] = []
+    for tok, tag in zip(rec["tokens"], rec["tags"]):
+        if tag.startswith("B-"):
+            out.append([tok])
+        elif tag.startswith("I-"):
+            out[-1].append(tok)
+    sep = " " if rec["lang"] == "en" else ""
+    return [sep.join(s) for s in out]
+
+
+def test_demo_data_is_deterministic_and_designed_for_the_probe(tmp_path: Path) -> None:
     a = write_demo_data(tmp_path / "a", seed=3)
     b = write_demo_data(tmp_path / "b", seed=3)
     for key in a:
@@ -17,41 +34,151 @@ def test_demo_data_is_deterministic_and_consistent(tmp_path: Path) -> None:
     concepts = load_concepts()
     assert all(set(c.names) == {"en", "zh"} for c in concepts.values())
     assert all(h in concepts and t in concepts for h, _, t in load_relations())
+    # diseases are compositions: every organ root and every pathology names 12 diseases in each language
+    diseases = [c for c in concepts.values() if c.parts is not None]
+    assert len(diseases) == 144 and len({c.names["en"] for c in diseases}) == 144
+    roots = {c.parts[0] for c in diseases}
+    assert all(sum(c.parts[0] == r for c in diseases) == 12 for r in roots)
+    # monolingual documents name concepts only in their own language
     names = {lang: {c.names[lang] for c in concepts.values()} for lang in ("en", "zh")}
-    for lang in ("en", "zh"):
-        for line in a[f"ner_train_{lang}"].read_text(encoding="utf-8").splitlines():
+    for lang, other in (("en", "zh"), ("zh", "en")):
+        texts = [json.loads(line)["text"] for line in a[f"docs_{lang}"].read_text(encoding="utf-8").splitlines()]
+        assert texts and not any(n in t for t in texts for n in names[other])
+    # NER: English train, Chinese test; every tagged span is a KB name of that language
+    for split, lang in (("train", "en"), ("test", "zh")):
+        for line in a[f"ner_{split}_{lang}"].read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
-            assert len(rec["tokens"]) == len(rec["tags"])
-            # every tagged span is a KB name of that language (case-folded for sentence-initial English)
-            spans, cur = [], []
-            for tok, tag in zip(rec["tokens"], rec["tags"]):
-                if tag.startswith("B-"):
-                    cur = [tok]
-                    spans.append(cur)
-                elif tag.startswith("I-"):
-                    cur.append(tok)
-            sep = " " if lang == "en" else ""
-            assert spans and all(sep.join(s).lower() in {n.lower() for n in names[lang]} for s in spans)
+            assert len(rec["tokens"]) == len(rec["tags"]) and rec["lang"] == lang
+            assert _spans(rec) and all(s.lower() in {n.lower() for n in names[lang]} for s in _spans(rec))
 
 
-def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
+def test_held_out_concepts_stay_out_of_the_aligned_sentences(tmp_path: Path) -> None:
+    held = ["dis-stomach-haemorrhage", "dis-kidney-cyst"]
+    paths = write_demo_data(tmp_path, seed=3, held_out=held)
+    en, zh, kept, dropped = write_parallel(tmp_path, held)
+    world = build_world()
+    for cid in held:
+        for path, lang in ((en, "en"), (zh, "zh"), (paths["pairs"], "en"), (paths["pairs"], "zh")):
+            assert world.concepts[cid].names[lang] not in path.read_text(encoding="utf-8").lower()
+    assert dropped > 0 and kept == len(en.read_text(encoding="utf-8").splitlines())
+    # ... but their parts are anchored by other diseases
+    assert "gastric" in en.read_text(encoding="utf-8") and "出血" in zh.read_text(encoding="utf-8")
+
+
+def test_demo_tokenizer_splits_words_and_characters(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from kbioxlm.demo.data import demo_texts
+    from kbioxlm.demo.pipeline import train_demo_tokenizer
+
+    data = write_demo_data(tmp_path / "data", seed=3)
+    tok = AutoTokenizer.from_pretrained(train_demo_tokenizer(demo_texts(data), tmp_path / "tok"))
+    assert tok.tokenize("Gastric haemorrhage") == ["▁gastric", "▁haemorrhage"]
+    assert tok.tokenize("胃出血") == ["▁胃", "▁出", "▁血"]
+    assert tok.tokenize("服用胃") == tok.tokenize("服用") + ["▁胃"]  # a character is one piece wherever it stands
+    assert tok.mask_token_id is not None and tok.pad_token_id is not None
+
+
+# ---------------------------------------------------------------------------------- progress output
+def test_progress_is_plain_lines_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KBIOXLM_PROGRESS", raising=False)
+    err = io.StringIO()  # not a terminal
+    monkeypatch.setattr(sys, "stderr", err)
+    bar = progress(total=4, desc="pretrain", unit="step", interval=0.0)
+    assert isinstance(bar, PlainProgress)
+    for _ in range(4):
+        bar.set_postfix(loss="1.234")
+        bar.update(1)
+    bar.close()
+    out = err.getvalue()
+    assert "\r" not in out and "\x1b" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("pretrain: 1/4 (25%)") and "loss=1.234" in lines[0]
+    assert lines[-1].startswith("pretrain: 4/4 (100%)")
+    # wrapping an iterable; nothing at all when disabled
+    assert list(progress(range(3), desc="x", interval=0.0)) == [0, 1, 2]
+    before = err.getvalue()
+    list(progress(range(3), desc="y", interval=0.0, enabled=False))
+    assert err.getvalue() == before
+
+
+def test_progress_lines_are_spaced_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    bar = progress(total=1000, desc="d", stream=stream, interval=3600.0)
+    for _ in range(1000):
+        bar.update(1)
+    bar.close()
+    assert stream.getvalue() == ""  # finished before the first interval: no line at all
+
+
+def test_progress_is_tqdm_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tqdm import tqdm
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("KBIOXLM_PROGRESS", raising=False)
+    bar = progress(total=2, desc="d", stream=Tty())
+    assert isinstance(bar, tqdm)
+    bar.close()
+    monkeypatch.setenv("KBIOXLM_PROGRESS", "plain")
+    assert isinstance(progress(total=2, stream=Tty()), PlainProgress)
+
+
+def test_quiet_transformers_hides_load_reports(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from transformers import AutoModel, XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    cfg = XLMRobertaConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    with quiet_transformers():
+        XLMRobertaForMaskedLM(cfg).save_pretrained(tmp_path / "m")
+        AutoModel.from_pretrained(tmp_path / "m")  # lm_head unexpected, pooler missing
+    captured = capfd.readouterr()
+    assert "UNEXPECTED" not in captured.err + captured.out and "\r" not in captured.err
+
+
+# ---------------------------------------------------------------------------------- end to end
+def test_demo_end_to_end_small(tmp_path: Path) -> None:
+    """The whole comparison at reduced size, as a user runs it with its output redirected to a file."""
     work = tmp_path / "demo"
-    rc = main(["demo", "--workdir", str(work), "--pretrain-steps", "4", "--epochs", "1"])
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "| base |" in out and "| kbioxlm |" in out
-    for name in ("base", "kbioxlm"):
-        res = json.loads((work / "finetune" / name / "results.json").read_text(encoding="utf-8"))
-        assert res["task"] == "ner" and res["n_test"] == 80 and 0.0 <= res["f1"] <= 100.0
-    # the corpora hold code-switched entities in both directions and passage pairs of all three kinds
-    switched = {
-        lang: sum(e["switched"] for line in (work / "corpus" / f"entity_{lang}.jsonl").open(encoding="utf-8")
-                  for e in json.loads(line)["entities"])
-        for lang in ("en", "zh")
-    }
-    assert switched["en"] > 0 and switched["zh"] > 0
-    labels = {json.loads(line)["label"] for line in (work / "corpus" / "passage.jsonl").open(encoding="utf-8")}
-    assert labels == {"positive", "random", "context"}
-    assert (work / "kbioxlm-model" / "config.json").exists()
-    md = (work / "results.md").read_text(encoding="utf-8")
-    assert md.startswith("| held-out accuracy (%) | step 0 | step 4 |") and "| model |" in md
+    log = tmp_path / "stdout-and-stderr.txt"
+    env = {k: v for k, v in os.environ.items() if k not in ("KBIOXLM_PROGRESS", "KBIOXLM_PROGRESS_INTERVAL")}
+    env["KBIOXLM_PROGRESS_INTERVAL"] = "0"  # a progress line for every update: the file must still be plain
+    with open(log, "wb") as fh:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kbioxlm", "demo", "--workdir", str(work), "--seeds", "2",
+             "--pretrain-steps", "6", "--epochs", "1"],
+            stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=300,
+        )  # fmt: skip
+    text = log.read_text(encoding="utf-8")
+    assert proc.returncode == 0, text[-3000:]
+    res = json.loads((work / "results.json").read_text(encoding="utf-8"))
+    assert set(res) == {"arms", "seconds"} and res["seconds"] > 0
+    assert set(res["arms"]) == {"base", "mlm", "kbioxlm"}
+    for arm in res["arms"].values():
+        assert set(arm) == {"term_retrieval_en_zh", "term_retrieval_zh_en", "ner_zero_shot_f1"}
+        for cell in arm.values():
+            assert set(cell) == {"mean", "sd", "values"} and len(cell["values"]) == 2
+            assert all(0.0 <= v <= 100.0 for v in cell["values"]) and cell["sd"] >= 0
+    assert (work / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a readable log: the table, one line per stage, no carriage returns, no transformers load reports
+    assert "| kbioxlm (MLM + entity + fact + passage) |" in text and "seed 14 kbioxlm: pretrain" in text
+    assert "\r" not in text
+    for noise in ("UNEXPECTED", "MISSING", "LOAD REPORT", "Loading weights", "Writing model shards"):
+        assert noise not in text, noise
+    # no pretraining record links a held-out disease to its translation: never an entity (so never
+    # switched), never in a fact or an aligned pair; its name occurs only in its own language's text
+    held = set((work / "heldout.txt").read_text(encoding="utf-8").split())
+    world = build_world()
+    assert held and all(world.concepts[c].parts is not None for c in held)
+    for path in (work / "corpus").glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            assert not held.intersection(e["concept"] for e in rec.get("entities", [])), path.name
+            texts = {rec["lang_a"]: rec["text_a"], rec["lang_b"]: rec["text_b"]} if "text_a" in rec else {}
+            if rec.get("task") == "fact":
+                texts = {"en": rec["text"], "zh": rec["text"]}  # both languages in one text
+            elif "text" in rec:
+                texts = {"zh" if rec["lang"] == "en" else "en": rec["text"]}  # the other language must not occur
+            for lang, t in texts.items():
+                assert not any(world.concepts[c].names[lang] in t.lower() for c in held), (path.name, rec["id"])

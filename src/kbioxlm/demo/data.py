@@ -1,25 +1,42 @@
-"""Demo data generated from the small bilingual resources the project ships.
+"""The demo's synthetic bilingual world, generated deterministically from ``resources/demo/lexicon.json``.
 
-The demo must run offline in minutes, so instead of real terminologies and corpora it expands
-``resources/demo`` (about 70 concepts with English and Chinese names, 70 relations, sentence
-templates written for the project) into the same file formats the real pipeline reads: a concept
-TSV for ``kb import tsv``, monolingual Document JSONL, an aligned-article pair file for
-``corpus passage`` and a tiny Drug/ADE NER set in both languages. Everything is seeded, so the
-files are byte-identical on every run.
+The demo has to show the method's mechanism offline, in minutes, on a tiny model, so its data is
+designed for it (and is synthetic: the "facts" are written for the project, not clinical truth):
+
+* **Compositional concepts.** 144 diseases are the compositions of 12 organ roots and 12
+  pathologies, named in English and Chinese the way real terms are (``gastric ulcer`` /
+  ``胃溃疡``, ``renal failure`` / ``肾衰竭``); 12 drugs treat or cause some of them, and some
+  diseases progress to others. The bilingual KB (concepts, names, relations) links the languages.
+* **Monolingual text in one language each.** Every concept has a short article, written once in
+  English and once in Chinese; a document mentions concepts only in its own language, so nothing
+  in the monolingual text tells a model which English word goes with which Chinese one.
+* **Held-out concepts.** ``kbioxlm kb split`` holds some concepts out; the corpus builders never
+  match, switch or write facts about them, and the aligned sentences for the passage level drop
+  every sentence naming one (:func:`write_parallel`). A held-out disease is a *new composition*
+  of an organ and a pathology the KB anchors through other diseases, as ``gastric haemorrhage``
+  is for a model that saw ``gastric ulcer`` and ``renal haemorrhage``.
+* **A small NER set** (Drug / ADE, BIO tags): English train/dev and a Chinese test split for the
+  zero-shot EN→ZH protocol (both languages are written for every split).
+
+Everything is a pure function of the lexicon and ``seed``: the files are byte-identical on every
+run.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import random
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from ..io import write_jsonl
+from ..io import atomic_write, write_jsonl
 
 LANGS = ("en", "zh")
+NER_SIZES = {"train": 240, "dev": 60, "test": 200}
+DOC_SENTENCES = 2  # sentences per monolingual document (short records: many per batch)
 
 
 @dataclass(frozen=True)
@@ -27,24 +44,29 @@ class Concept:
     id: str
     type: str
     names: dict[str, str]
+    parts: tuple[str, str] | None = None  # (organ root, pathology) of a disease
 
 
-def _resource(name: str) -> str:
-    return resources.files("kbioxlm.resources.demo").joinpath(name).read_text(encoding="utf-8")
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of an article in both languages and the concepts it names."""
+
+    en: str
+    zh: str
+    concepts: tuple[str, ...]
 
 
-def load_concepts() -> dict[str, Concept]:
-    rows = csv.DictReader(_resource("concepts.tsv").splitlines(), delimiter="\t")
-    return {r["id"]: Concept(r["id"], r["type"], {"en": r["en"], "zh": r["zh"]}) for r in rows}
+@dataclass
+class World:
+    concepts: dict[str, Concept]
+    relations: list[tuple[str, str, str]]
+    relation_names: dict[str, dict[str, str]]
+    articles: dict[str, list[Sentence]] = field(default_factory=dict)  # concept id -> its article
 
 
-def load_relations() -> list[tuple[str, str, str]]:
-    rows = csv.DictReader(_resource("relations.tsv").splitlines(), delimiter="\t")
-    return [(r["head"], r["rel"], r["tail"]) for r in rows]
-
-
-def load_templates() -> dict:
-    return json.loads(_resource("templates.json"))
+def load_lexicon() -> dict[str, Any]:
+    text = resources.files("kbioxlm.resources.demo").joinpath("lexicon.json").read_text(encoding="utf-8")
+    return json.loads(text)
 
 
 def _cap(text: str) -> str:
@@ -52,40 +74,110 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def articles(concepts: dict[str, Concept], relations: list[tuple[str, str, str]]) -> list[dict[str, str]]:
-    """One aligned EN/ZH article per drug and per disease with relations, sentence by sentence."""
-    tpl = load_templates()["article"]
-    by_head: dict[str, list[tuple[str, str]]] = {}
-    for h, r, t in relations:
-        by_head.setdefault(h, []).append((r, t))
-    out = []
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def disease_id(root: str, pathology: str) -> str:
+    return f"dis-{root}-{pathology}"
+
+
+def build_world(lexicon: dict[str, Any] | None = None) -> World:
+    """Concepts, relations and one bilingual article per concept."""
+    lex = lexicon or load_lexicon()
+    roots = {r["key"]: r for r in lex["roots"]}
+    paths = {p["key"]: p for p in lex["pathologies"]}
+    concepts: dict[str, Concept] = {}
+    for r in lex["roots"]:
+        for p in lex["pathologies"]:
+            cid = disease_id(r["key"], p["key"])
+            concepts[cid] = Concept(cid, "Disease", {"en": f"{r['en']} {p['en']}", "zh": r["zh"] + p["zh"]},
+                                    (r["key"], p["key"]))
+    for d in lex["drugs"]:
+        cid = f"drug-{d['key']}"
+        concepts[cid] = Concept(cid, "Drug", {"en": d["en"], "zh": d["zh"]})
+
+    def dis(key: str) -> str:
+        root, _, path = key.partition("-")
+        cid = disease_id(root, path)
+        if cid not in concepts:
+            raise ValueError(f"lexicon: unknown disease {key!r}")
+        return cid
+
+    relations: list[tuple[str, str, str]] = []
+    for d in lex["drugs"]:
+        relations += [(f"drug-{d['key']}", "may_treat", dis(k)) for k in d["treats"]]
+        relations += [(f"drug-{d['key']}", "causes", dis(k)) for k in d["causes"]]
+    progress = dict(lex["progressions"])
+    for r in roots:
+        for p, q in progress.items():
+            relations.append((disease_id(r, p), "may_progress_to", disease_id(r, q)))
+
+    world = World(concepts, relations, lex["relation_names"])
+    tpl = lex["article"]
+
+    def say(key: str, ids: tuple[str, ...], **fill: str) -> Sentence:
+        en = {k: concepts[v].names["en"] if v in concepts else v for k, v in fill.items()}
+        zh = {k: concepts[v].names["zh"] if v in concepts else v for k, v in fill.items()}
+        en.update({k[0].upper() + k[1:]: _cap(v) for k, v in list(en.items())})
+        return Sentence(tpl[key]["en"].format(**en), tpl[key]["zh"].format(**zh), ids)
+
+    treated_by: dict[str, list[str]] = {}
+    caused_by: dict[str, list[str]] = {}
+    for h, rel, t in relations:
+        if rel == "may_treat":
+            treated_by.setdefault(t, []).append(h)
+        elif rel == "causes":
+            caused_by.setdefault(t, []).append(h)
     for cid, c in concepts.items():
-        rels = by_head.get(cid, [])
-        if not rels:
+        if c.parts is None:
             continue
-        sents: dict[str, list[str]] = {"en": [], "zh": []}
-        for lang in LANGS:
-            name = c.names[lang]
-            if c.type == "Drug":
-                sents[lang].append(tpl["intro"][lang].format(drug=name))
-            adrs = [concepts[t].names[lang] for r, t in rels if r == "causes"]
-            for r, t in rels:
-                other = concepts[t].names[lang]
-                fill = {"drug": name, "disease": name, "adr": other, "site": other, "parent": other}
-                if r == "may_treat":
-                    fill["disease"] = other
-                sents[lang].append(tpl[r][lang].format(**fill))
-            if adrs:
-                sents[lang].append(tpl["monitor"][lang].format(drug=name, adr=adrs[0]))
-        sep = {"en": " ", "zh": ""}
-        out.append({"id": cid, **{lang: sep[lang].join(_cap(s) for s in sents[lang]) for lang in LANGS}})
-    return out
+        r, p = roots[c.parts[0]], paths[c.parts[1]]
+        sents = [
+            Sentence(
+                tpl["disease"]["en"].format(Name=_cap(c.names["en"]), organ=r["organ_en"], desc=p["desc_en"],
+                                            a_pathology=_a(p["en"]), root=r["en"]),
+                tpl["disease"]["zh"].format(name=c.names["zh"], organ=r["organ_zh"], desc=p["desc_zh"],
+                                            pathology=p["noun_zh"], root=r["zh"]),
+                (cid,),
+            ),
+            Sentence(
+                tpl["symptoms"]["en"].format(name=c.names["en"], symptom_a=r["symptom_en"], symptom_b=p["symptom_en"]),
+                tpl["symptoms"]["zh"].format(name=c.names["zh"], symptom_a=r["symptom_zh"], symptom_b=p["symptom_zh"]),
+                (cid,),
+            ),
+        ]
+        if p["key"] in progress:
+            other = disease_id(r["key"], progress[p["key"]])
+            sents.append(say("progression", (cid, other), name=cid, other=other))
+        sents += [say("treated_by", (drug, cid), drug=drug, name=cid) for drug in treated_by.get(cid, [])]
+        sents += [say("caused_by", (drug, cid), drug=drug, name=cid) for drug in caused_by.get(cid, [])]
+        world.articles[cid] = sents
+    for d in lex["drugs"]:
+        cid = f"drug-{d['key']}"
+        sents = [say("drug", (cid,), drug=cid)]
+        sents += [say("drug_treats", (cid, dis(k)), drug=cid, name=dis(k)) for k in d["treats"]]
+        sents += [say("drug_causes", (cid, dis(k)), drug=cid, name=dis(k)) for k in d["causes"]]
+        world.articles[cid] = sents
+    return world
+
+
+def load_concepts() -> dict[str, Concept]:
+    return build_world().concepts
+
+
+def load_relations() -> list[tuple[str, str, str]]:
+    return build_world().relations
+
+
+def _join(sents: Iterable[Sentence], lang: str) -> str:
+    return ("" if lang == "zh" else " ").join(getattr(s, lang) for s in sents)
 
 
 def ner_examples(concepts: dict[str, Concept], lang: str, n: int, seed: int, prefix: str) -> list[dict]:
     """Templated Drug/ADE sentences with BIO tags (English on spaces, Chinese one char per token)."""
     rng = random.Random(f"{seed}:{prefix}:{lang}")
-    templates = load_templates()["ner"][lang]
+    templates = load_lexicon()["ner"][lang]
     drugs = [c for c in concepts.values() if c.type == "Drug"]
     adrs = [c for c in concepts.values() if c.type == "Disease"]
     records = []
@@ -96,12 +188,9 @@ def ner_examples(concepts: dict[str, Concept], lang: str, n: int, seed: int, pre
         tags: list[str] = []
         rest = tpl
         while rest:
-            cut = min((rest.find(k), k) for k in ("{drug}", "{adr}") if rest.find(k) >= 0) if (
-                "{drug}" in rest or "{adr}" in rest
-            ) else (len(rest), "")
-            pos, key = cut
-            plain = rest[:pos]
-            _add(tokens, tags, plain, "O", lang)
+            found = [(rest.find(k), k) for k in ("{drug}", "{adr}") if rest.find(k) >= 0]
+            pos, key = min(found) if found else (len(rest), "")
+            _add(tokens, tags, rest[:pos], "O", lang)
             if not key:
                 break
             ent, etype = (drug, "Drug") if key == "{drug}" else (adr, "ADE")
@@ -120,40 +209,79 @@ def _add(tokens: list[str], tags: list[str], text: str, etype: str, lang: str) -
         tags.append("O" if etype == "O" else ("B-" if j == 0 else "I-") + etype)
 
 
-def write_demo_data(out: Path, seed: int = 13) -> dict[str, Path]:
-    """Write every demo input file under ``out``; returns their paths by role."""
+def write_demo_data(out: Path, seed: int = 13, held_out: Iterable[str] = ()) -> dict[str, Path]:
+    """Write every demo input file under ``out``; returns their paths by role.
+
+    KB files (concepts, relations, relation names), monolingual documents (one article per concept
+    and language), the aligned article pairs (``article_pairs.jsonl``) and the NER sets. Sentences
+    naming a ``held_out`` concept are left out of the article pairs (see :func:`write_parallel` for
+    the line-aligned sentences the demo's passage level reads).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    concepts, relations = load_concepts(), load_relations()
+    world = build_world()
     paths = {
         "concepts": out / "kb_concepts.tsv",
         "relations": out / "kb_relations.tsv",
+        "relation_names": out / "kb_relation_names.tsv",
         "docs_en": out / "docs_en.jsonl",
         "docs_zh": out / "docs_zh.jsonl",
         "pairs": out / "article_pairs.jsonl",
-        "ner_train_en": out / "ner_train_en.jsonl",
-        "ner_dev_en": out / "ner_dev_en.jsonl",
-        "ner_test_en": out / "ner_test_en.jsonl",
-        "ner_train_zh": out / "ner_train_zh.jsonl",
-        "ner_dev_zh": out / "ner_dev_zh.jsonl",
-        "ner_test_zh": out / "ner_test_zh.jsonl",
+        **{f"ner_{split}_{lang}": out / f"ner_{split}_{lang}.jsonl" for split in NER_SIZES for lang in LANGS},
     }
-    from ..io import atomic_write
-
     with atomic_write(paths["concepts"]) as fh:
         fh.write("id\ttype\tlang\tname\tpreferred\n")
-        for c in concepts.values():
+        for c in world.concepts.values():
             for lang in LANGS:
                 fh.write(f"{c.id}\t{c.type}\t{lang}\t{c.names[lang]}\t1\n")
     with atomic_write(paths["relations"]) as fh:
         fh.write("head\trel\ttail\n")
-        for h, r, t in relations:
-            fh.write(f"{h}\t{r}\t{t}\n")
-    arts = articles(concepts, relations)
+        fh.writelines(f"{h}\t{r}\t{t}\n" for h, r, t in world.relations)
+    with atomic_write(paths["relation_names"]) as fh:
+        fh.write("rel\tlang\ttext\n")
+        fh.writelines(f"{rel}\t{lang}\t{text}\n" for rel, names in world.relation_names.items() for lang, text in names.items())
     for lang in LANGS:
-        write_jsonl(paths[f"docs_{lang}"], ({"id": f"{a['id']}-{lang}", "lang": lang, "text": a[lang]} for a in arts))
-    write_jsonl(paths["pairs"], ({"id": a["id"], "sent1": a["en"], "sent2": a["zh"], "label": "link"} for a in arts))
-    sizes = {"train": 240, "dev": 60, "test": 80}
+        write_jsonl(paths[f"docs_{lang}"], ({"id": f"{cid}-{lang}-{k}", "lang": lang, "text": _join(sents[k:k + DOC_SENTENCES], lang)}
+                                            for cid, sents in world.articles.items()
+                                            for k in range(0, len(sents), DOC_SENTENCES)))
+    held = set(held_out)
+    pairs = []
+    for cid, sents in world.articles.items():
+        kept = [s for s in sents if not held.intersection(s.concepts)]
+        if kept:
+            pairs.append({"id": cid, "sent1": _join(kept, "en"), "sent2": _join(kept, "zh"), "label": "link"})
+    write_jsonl(paths["pairs"], pairs)
     for lang in LANGS:
-        for split, n in sizes.items():
-            write_jsonl(paths[f"ner_{split}_{lang}"], ner_examples(concepts, lang, n, seed, split))
+        for split, n in NER_SIZES.items():
+            write_jsonl(paths[f"ner_{split}_{lang}"], ner_examples(world.concepts, lang, n, seed, split))
     return paths
+
+
+def write_parallel(out: Path, held_out: Iterable[str]) -> tuple[Path, Path, int, int]:
+    """Line-aligned EN/ZH sentences of all articles (for ``corpus passage --parallel-a/-b``), without
+    the sentences that name a held-out concept; returns the two paths, sentences kept and dropped."""
+    world = build_world()
+    held = set(held_out)
+    kept = [s for sents in world.articles.values() for s in sents if not held.intersection(s.concepts)]
+    dropped = sum(len(sents) for sents in world.articles.values()) - len(kept)
+    paths = (out / "parallel.en", out / "parallel.zh")
+    for lang, path in zip(LANGS, paths):
+        with atomic_write(path) as fh:
+            fh.writelines(getattr(s, lang) + "\n" for s in kept)
+    return paths[0], paths[1], len(kept), dropped
+
+
+def demo_texts(paths: dict[str, Path]) -> list[str]:
+    """Every text of the demo data (documents, NER sentences, KB names): what the tokenizer covers."""
+    texts: list[str] = []
+    for key, path in paths.items():
+        if path.suffix != ".jsonl" or key == "pairs":
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if "text" in rec:
+                texts.append(rec["text"])
+            elif "tokens" in rec:
+                texts.append(("" if rec["lang"] == "zh" else " ").join(rec["tokens"]))
+    names = paths["concepts"].read_text(encoding="utf-8").splitlines()[1:]
+    texts.extend(line.split("\t")[3] for line in names)
+    return texts
