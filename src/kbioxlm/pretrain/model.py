@@ -254,7 +254,7 @@ class KnowledgeAnchoredModel(nn.Module):
             parts.append(("encoder", self.encoder))
         else:
             if embeddings:
-                parts.append(("encoder.embeddings", self.encoder.get_input_embeddings() if not hasattr(self.encoder, "embeddings") else self.encoder.embeddings))
+                parts.append(("encoder.embeddings", getattr(self.encoder, "embeddings", None) or self.encoder.get_input_embeddings()))
             for i in range(int(layers or 0)):
                 parts.append((f"encoder.layer.{i}", layer_list[i]))  # type: ignore[index]
         for prefix, module in parts:

@@ -264,21 +264,17 @@ def load_encoder(model: PathLike, tokenizer: PathLike | None = None) -> tuple[An
         encoder = KnowledgeAnchoredModel.load(path).encoder
     else:
         from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
 
-        verbosity = hf_logging.get_verbosity()
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()  # e.g. "pooler.* newly initialized": the probe never uses the pooler
-        hf_logging.disable_progress_bar()
-        try:
-            encoder = AutoModel.from_pretrained(str(model))
-        except (OSError, ValueError, KeyError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise KbioxlmError(f"{model}: cannot load model ({msg})") from exc
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
+        from ..hub import check_model_name, load_error
+        from ..progress import quiet_transformers
+
+        check_model_name(str(model), "model")
+        # e.g. "pooler.* newly initialized": the probe never uses the pooler
+        with quiet_transformers():
+            try:
+                encoder = AutoModel.from_pretrained(str(model))
+            except (OSError, ValueError, KeyError) as exc:
+                raise load_error(str(model), exc, "model") from exc
     encoder.eval()
     try:
         tok = load_tokenizer(str(tokenizer or model))
