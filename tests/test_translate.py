@@ -12,7 +12,8 @@ from kbioxlm.errors import KbioxlmError
 from kbioxlm.llm.client import ChatClient
 from kbioxlm.translate.backends import OpenAIBackend
 from kbioxlm.translate.cache import Cache
-from kbioxlm.translate.markers import bio_spans, parse_markers, wrap_ner
+from kbioxlm.conll import bio_spans
+from kbioxlm.translate.markers import parse_markers, wrap_ner
 from kbioxlm.translate.pipeline import translate_dataset
 from kbioxlm.translate.projection import ProjectionError, project, tokenize
 from kbioxlm.translate.qc import length_ratio_ok, residue_words

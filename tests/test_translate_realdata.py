@@ -15,7 +15,8 @@ from conftest import shared_path
 
 from kbioxlm.tasks.readers import read_ner
 from kbioxlm.translate.cache import Cache
-from kbioxlm.translate.markers import bio_spans, insert_markers, join_tokens, wrap_ner
+from kbioxlm.conll import bio_spans
+from kbioxlm.translate.markers import insert_markers, join_tokens, wrap_ner
 from kbioxlm.translate.pipeline import translate_dataset
 
 

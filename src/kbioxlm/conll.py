@@ -60,3 +60,22 @@ def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | 
         if not token.strip():
             raise KbioxlmError(f"{where(path, lineno)}: empty token")
         yield ConllLine(lineno, "token", token, tag)
+
+
+def bio_spans(tags: list[str]) -> list[tuple[int, int, str]]:
+    """``(start, end_exclusive, type)`` token spans of a BIO sequence.
+
+    An ``I-X`` that does not continue an ``X`` chunk starts a new one (the release's EN ADE has
+    ``B-Drug I-ADE`` where overlapping spans were flattened; seqeval's default mode reads it the same).
+    """
+    spans: list[tuple[int, int, str]] = []
+    start, typ = -1, ""
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if tag.startswith("I-") and start >= 0 and tag[2:] == typ:
+            continue
+        if start >= 0:
+            spans.append((start, i, typ))
+            start, typ = -1, ""
+        if tag.startswith(("B-", "I-")):
+            start, typ = i, tag[2:]
+    return spans

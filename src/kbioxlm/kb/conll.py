@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..conll import iter_conll
+from ..conll import bio_spans, iter_conll
 from ..errors import KbioxlmError, where
 from ..schema import is_unspaced
 from .importing import iter_lines
@@ -46,19 +46,6 @@ def read_conll_docs(path: str | os.PathLike[str]) -> dict[str, list[tuple[str, s
 
 
 def entities(tagged: list[tuple[str, str]]) -> list[Entity]:
-    """Entities in order. An ``I-X`` that does not continue an ``X`` span starts a new one (the
-    released ADE data has ``I-ADE`` right after ``B-Drug``, a flattened overlap)."""
-    out: list[Entity] = []
-    cur_type: str | None = None
-    cur: list[str] = []
-    for token, tag in tagged:
-        kind, _, etype = tag.partition("-")
-        if kind == "I" and etype == cur_type:
-            cur.append(token)
-            continue
-        if cur_type is not None:
-            out.append(Entity(cur_type, tuple(cur)))
-        cur_type, cur = (etype, [token]) if kind in {"B", "I"} else (None, [])
-    if cur_type is not None:
-        out.append(Entity(cur_type, tuple(cur)))
-    return out
+    """Entities in order, read as :func:`kbioxlm.conll.bio_spans` reads BIO tags."""
+    tokens = [token for token, _ in tagged]
+    return [Entity(etype, tuple(tokens[s:e])) for s, e, etype in bio_spans([tag for _, tag in tagged])]

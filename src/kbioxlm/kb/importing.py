@@ -20,10 +20,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm import tqdm
 
 from ..errors import KbioxlmError, where
 from ..io import SkipCounter
+from ..progress import progress
 from .store import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,7 @@ def iter_lines(path: str | os.PathLike[str], desc: str | None = None) -> Iterato
         fh = open(p, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise KbioxlmError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-    with fh, tqdm(
-        total=p.stat().st_size, unit="B", unit_scale=True, desc=desc or p.name, disable=None, leave=False
-    ) as bar:
+    with fh, progress(total=p.stat().st_size, unit="B", unit_scale=True, desc=desc or p.name, leave=False) as bar:
         pending = 0
         for lineno, raw in enumerate(fh, 1):
             pending += len(raw)

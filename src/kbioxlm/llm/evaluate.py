@@ -21,7 +21,8 @@ from typing import Any
 from ..errors import KbioxlmError
 from ..io import write_json, write_jsonl
 from ..translate.cache import Cache, cache_key
-from ..translate.markers import bio_spans, join_tokens
+from ..conll import bio_spans
+from ..translate.markers import join_tokens
 from .client import ChatClient
 from .parsing import HOC_LABELS, HOC_LABELS_ZH, locate_entities, parse_entities, parse_labels, parse_yes_no
 from .templates import Template, load_template

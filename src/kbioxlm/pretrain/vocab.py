@@ -98,7 +98,7 @@ def count_token_frequencies(
     is counted as the special id it tokenizes to.
     """
     import numpy as np
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
     size = len(tokenizer)
     totals = np.zeros(size, dtype=np.int64)
@@ -111,7 +111,7 @@ def count_token_frequencies(
             totals[:] += np.bincount(flat, minlength=size)[:size]
         batch.clear()
 
-    with tqdm(desc="counting tokens", unit=" texts", disable=not progress) as bar:
+    with progress_bar(desc="counting tokens", unit="texts", enabled=progress) as bar:
         for text in iter_texts(files, text_fields):
             batch.append(text)
             if len(batch) >= batch_size:

@@ -541,8 +541,7 @@ def run_benchmark(
     A cell counts as finished when its id is in ``out/results.jsonl``. If that line was produced with
     different settings (fingerprint) the run stops rather than mixing incomparable numbers.
     """
-    from tqdm import tqdm
-
+    from ..progress import progress as progress_bar
     from .report import write_report
 
     out = Path(out)
@@ -555,7 +554,7 @@ def run_benchmark(
     run_fn = run_fn or default_run_fn
     cached = P.CachedReader(reader)
     counts = {"cells": len(cells), "ran": 0, "skipped": 0, "recovered": 0}
-    bar = tqdm(total=len(cells), desc="benchmark", unit="cell", disable=not progress)
+    bar = progress_bar(total=len(cells), desc="benchmark", unit="cell", enabled=progress)
     try:
         for i, cell in enumerate(cells, 1):
             fp = fingerprint(cfg, cell)

@@ -117,10 +117,10 @@ class HFBackend:
         return f"hf-v1|{self.prefix}|{self.forced_bos_token_id}|{self.max_new_tokens}|{self.num_beams}"
 
     def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None:
-        from tqdm import tqdm
+        from ..progress import progress
 
-        for start in tqdm(range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False,
-                          disable=not self.progress):
+        for start in progress(range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False,
+                              enabled=self.progress):
             batch = [self.prefix + t for t in texts[start : start + self.batch_size]]
             try:
                 enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True).to(self.device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..conll import bio_spans
 from ..schema import is_unspaced
 from .projection import CJK_RE
 
@@ -44,25 +45,6 @@ class Marked:
     plain: str  # without markers (for length ratio / residue checks)
     entities: list[Entity] = field(default_factory=list)
     placeholders: list[str] = field(default_factory=list)
-
-
-def bio_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """``(start, end_exclusive, type)`` token spans of a BIO sequence.
-
-    An ``I-X`` that does not continue an ``X`` chunk starts a new one (the release's EN ADE has
-    ``B-Drug I-ADE`` where overlapping spans were flattened; seqeval's default mode reads it the same).
-    """
-    spans: list[tuple[int, int, str]] = []
-    start, typ = -1, ""
-    for i, tag in enumerate(list(tags) + ["O"]):
-        if tag.startswith("I-") and start >= 0 and tag[2:] == typ:
-            continue
-        if start >= 0:
-            spans.append((start, i, typ))
-            start, typ = -1, ""
-        if tag.startswith(("B-", "I-")):
-            start, typ = i, tag[2:]
-    return spans
 
 
 def join_tokens(tokens: list[str], lang: str) -> tuple[str, list[tuple[int, int]]]:

@@ -195,9 +195,9 @@ def _one_line(text: str) -> str:
 
 
 def _bar(total: int, desc: str, progress: bool) -> Any:
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
-    return tqdm(total=total, desc=desc, unit="item", disable=not progress, leave=False)
+    return progress_bar(total=total, desc=desc, unit="item", enabled=progress, leave=False)
 
 
 def _check_item(it: Item, task: str, src: str, tgt: str, backend: Backend, qc: QCConfig) -> None:
