@@ -29,7 +29,10 @@ Measures, per language:
    (what stays resident), and the peak RSS growth during the build (temporaries included).
 All speeds are characters per CPU second of the one process doing the work (see ``clock``):
 the whole build's, of the build alone in its process.
-Last line: ``mchar_per_s=<whole build, slower language> speedup_vs_naive=<matching, smaller of two>``.
+The whole build is also run with ``--num-workers 2`` and timed in wall seconds against the
+one-worker run's wall seconds (outputs asserted identical).
+Last line: ``mchar_per_s=<whole build, slower language> speedup_vs_naive=<matching, smaller of two>
+workers2_x=<wall-time speed-up of --num-workers 2, smaller of two>``.
 """
 
 from __future__ import annotations
@@ -312,21 +315,24 @@ def measure_memory(kb_path: str, lang: str) -> None:
                       "rss_delta_mb": round(after - before), "build_peak_delta_mb": round(peak - before)}))
 
 
-def measure_build(kb_path: str, lang: str, target: str, input_path: str, work: str) -> None:
-    """Child process: load the KB, then one entity+fact build of ``input_path``; prints JSON."""
+def measure_build(kb_path: str, lang: str, target: str, input_path: str, work: str, workers: str = "1") -> None:
+    """Child process: load the KB, then one entity+fact build of ``input_path`` with ``workers``
+    processes; prints JSON: CPU seconds of this process (meaningful with one worker) and wall
+    seconds of the build (what ``--num-workers`` shortens)."""
     from kbioxlm.corpus import build as B
     from kbioxlm.corpus.knowledge import BuildOptions
 
     opts = BuildOptions(kb=kb_path, lang=lang, target_lang=target, task="entity+fact")
-    outs = {lv: str(Path(work) / f"{lang}.{lv}.jsonl") for lv in ("entity", "fact")}
+    tag = "" if workers == "1" else f".w{workers}"
+    outs = {lv: str(Path(work) / f"{lang}.{lv}{tag}.jsonl") for lv in ("entity", "fact")}
     t0 = clock()
     B._init_worker(opts, (lang,))
     load = clock() - t0
-    t0 = clock()
+    t0, w0 = clock(), time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        s = B.run_levels(opts, input_path, outs, progress=False)
-    secs = clock() - t0
-    print(json.dumps({"cpu_s": secs, "kb_load_s": load, "entity": s["entity"], "fact": s["fact"]}))
+        s = B.run_levels(opts, input_path, outs, progress=False, num_workers=int(workers))
+    secs, wall = clock() - t0, time.perf_counter() - w0
+    print(json.dumps({"cpu_s": secs, "wall_s": wall, "kb_load_s": load, "entity": s["entity"], "fact": s["fact"]}))
 
 
 def main() -> None:
@@ -335,7 +341,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/kbioxlm-corpus-bench")
     ap.add_argument("--compare-chars", type=int, default=None, help="sample size of the side-by-side runs (default 2 M x scale)")
     ap.add_argument("--measure-memory", nargs=2, metavar=("KB", "LANG"), help=argparse.SUPPRESS)
-    ap.add_argument("--measure-build", nargs=5, metavar=("KB", "LANG", "TARGET", "INPUT", "WORKDIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--measure-build", nargs=6, metavar=("KB", "LANG", "TARGET", "INPUT", "WORKDIR", "WORKERS"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure_memory:
         measure_memory(*args.measure_memory)
@@ -402,9 +409,12 @@ def main() -> None:
         # Whole build = one `corpus build --levels entity,fact` pass (JSONL in -> both JSONL files
         # out) over the full input, in a fresh process as the command runs it (not beside this
         # process's naive matchers and leftovers); the KB is loaded first, its time reported apart.
-        out = subprocess.run([sys.executable, __file__, "--measure-build", str(kb_path), lang, target,
-                              str(inputs[lang]), str(work)], capture_output=True, text=True, check=True)
-        b = json.loads(out.stdout.strip().splitlines()[-1])
+        def whole_build(workers: int) -> dict:
+            out = subprocess.run([sys.executable, __file__, "--measure-build", str(kb_path), lang, target,
+                                  str(inputs[lang]), str(work), str(workers)], capture_output=True, text=True, check=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        b = whole_build(1)
         secs = b["cpu_s"]
         res["kb_load_s"] = b["kb_load_s"]
         res["build_cps"] = full_chars / secs
@@ -413,6 +423,15 @@ def main() -> None:
               f"{res['build_cps'] / 1e6:.2f} M chars/s; KB load (not included) {res['kb_load_s']:.1f} s; "
               f"{b['entity']['entities']:,} entities (1 per {full_chars / max(1, b['entity']['entities']):.0f} chars), "
               f"{b['fact']['facts']:,} facts", flush=True)
+        # The same build with --num-workers 2, in wall time (CPU time of one process says nothing
+        # about two); the 1-worker run's wall time is the reference, so a busy machine shows here.
+        b2 = whole_build(2)
+        res["workers2_x"] = b["wall_s"] / b2["wall_s"]
+        for lv in ("entity", "fact"):
+            assert Path(work / f"{lang}.{lv}.w2.jsonl").read_bytes() == Path(work / f"{lang}.{lv}.jsonl").read_bytes()
+        print(f"  whole build with --num-workers 2: {b2['wall_s']:.1f} s wall vs {b['wall_s']:.1f} s with one "
+              f"({full_chars / b['wall_s'] / 1e6:.2f} -> {full_chars / b2['wall_s'] / 1e6:.2f} M chars/s wall): "
+              f"{res['workers2_x']:.2f}x (identical output)", flush=True)
         opts = BuildOptions(kb=str(kb_path), lang=lang, target_lang=target, task="entity+fact")
         B._init_worker(opts, (lang,))
         # Untimed warm-up on the sample: fills the per-key caches, as the whole build's first
@@ -459,7 +478,8 @@ def main() -> None:
           + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in results.items())
           + "; matcher memory: " + ", ".join(f"{k} {v['rss_delta_mb']} MB RSS (build peak {v['build_peak_delta_mb']} MB)"
                                              for k, v in mem.items()))
-    print(f"mchar_per_s={results[slow]['build_cps'] / 1e6:.2f} speedup_vs_naive={speedup:.2f}")
+    workers2 = min(r["workers2_x"] for r in results.values())
+    print(f"mchar_per_s={results[slow]['build_cps'] / 1e6:.2f} speedup_vs_naive={speedup:.2f} workers2_x={workers2:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 ``--model`` is an encoder folder (default: the shared multilingual-e5-small-zhen; the NER head is
 random, which does not change the cost) or a folder saved by ``kbioxlm finetune --save-model``
-(``ner_head.pt`` beside the encoder is then loaded). ``--test`` defaults to the ADE Chinese test set.
+(loaded with ``kbioxlm.tasks.predict.load_finetuned``). ``--test`` defaults to the ADE Chinese test set.
 
 Both paths run the same model on the same sentences: the toolkit path encodes length-sorted batches
 and decodes each batch with one vectorised Viterbi (ConstrainedCRF.decode); the baseline encodes and decodes one sentence
@@ -41,6 +41,8 @@ def main() -> int:
     from kbioxlm.schema import is_unspaced
     from kbioxlm.tasks.ner import (EncoderCRFTagger, build_label_list, collate_ner, decode_words, encode_ner,
                                    entity_types_of)
+    from kbioxlm.tasks.finetune import MODEL_MARKER
+    from kbioxlm.tasks.predict import load_finetuned
     from kbioxlm.tasks.readers import read_ner
 
     torch.set_num_threads(args.threads)
@@ -48,17 +50,14 @@ def main() -> int:
     recs = read_ner(args.test)
     if args.limit:
         recs = recs[: args.limit]
-    head = Path(args.model) / "ner_head.pt"
-    if head.exists():
-        saved = torch.load(head)
-        labels = saved["labels"]
+    if (Path(args.model) / MODEL_MARKER).is_file():
+        saved = load_finetuned(args.model)
+        model, labels = saved.model, list(saved.model.labels)
+        tok = AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else saved.tokenizer
     else:
-        saved, labels = None, build_label_list(entity_types_of([r["tags"] for r in recs]))
-    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
-    model = EncoderCRFTagger.from_pretrained(args.model, labels)
-    if saved is not None:
-        model.classifier.load_state_dict(saved["classifier"])
-        model.crf.load_state_dict(saved["crf"])
+        labels = build_label_list(entity_types_of([r["tags"] for r in recs]))
+        tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+        model = EncoderCRFTagger.from_pretrained(args.model, labels)
     model.eval()
     l2i = {t: i for i, t in enumerate(labels)}
     encs = encode_ner(tok, recs, l2i, args.max_length, is_unspaced)

@@ -255,7 +255,7 @@ def test_monolingual_cells_cover_both_languages_of_the_directions(tmp_path):
     md = (tmp_path / "o" / "results.md").read_text(encoding="utf-8")
     t6 = _table(md, "Monolingual (layout of Table 6)")
     assert t6[0] == ["Setting", "Model", "syn-ade", "syn-gad", "syn-hoc", "AVG"]
-    assert [r[0] for r in t6[1:]] == ["EN-to-EN", "CN-to-CN"]
+    assert [r[0] for r in t6[1:]] == ["en→en", "zh→zh"]
 
 
 # ---------------------------------------------------------------------------------------- reports
@@ -281,7 +281,7 @@ def test_report_tables_mean_std_and_layout():
     md = render_markdown(recs)
     t4 = _table(md, "Cross-lingual zero-shot (layout of Table 4)")
     assert t4[0] == ["Direction", "Dataset", "XLM-R", "KBioXLM"]
-    assert len(t4) == 1 + 2 * 4 and [r[0] for r in t4[1:]] == ["EN-to-CN"] * 4 + ["CN-to-EN"] * 4
+    assert len(t4) == 1 + 2 * 4 and [r[0] for r in t4[1:]] == ["en→zh"] * 4 + ["zh→en"] * 4
     assert t4[1][2:] == ["60.00 ± 2.00", "**70.00 ± 2.00**"]
     assert t4[4][1] == "AVG" and t4[4][2] == "61.00 ± 2.00"
     t5 = _table(md, "Cross-lingual few-shot (layout of Table 5)")

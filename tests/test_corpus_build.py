@@ -381,22 +381,6 @@ def test_killed_build_leaves_no_output_and_rerun_completes(tmp_path: Path, kb_na
     assert len(read(out)) == 20000
 
 
-def test_fast_record_serialisation_equals_generic_json(tmp_path: Path) -> None:
-    from kbioxlm.corpus.runner import dumps_record
-    from kbioxlm.io import dumps
-
-    recs = [
-        {"id": 3, "lang": "zh", "text": 'a"b\\c\u2028 高血压</s>x', "task": "fact",
-         "entities": [{"start": 0, "end": 1, "concept": 'C"1\\', "lang": "zh", "switched": False},
-                      {"start": 2, "end": 3, "concept": "HP:0000822", "lang": "en", "switched": True}],
-         "relations": [{"start": 1, "end": 2, "rel": "is_a\n", "lang": "en", "head": 0, "tail": 1}]},
-        {"id": "d", "lang": "en", "text": "x", "task": "entity", "entities": []},
-    ]
-    for rec in recs:
-        assert dumps_record(rec) == dumps(rec)
-        assert json.loads(dumps_record(rec)) == rec
-
-
 def test_combined_build_equals_separate_builds(tmp_path: Path, kb_names, capsys) -> None:
     """`corpus build` matches each document once for both levels; its outputs are byte-identical
     to `corpus entity` and `corpus fact` run separately (balance pass and workers included)."""

@@ -161,3 +161,91 @@ def test_export_undoes_vocab_trim(tmp_path, xlmr_tokenizer_path):
     gone = [i for i in range(1000, 1100) if i not in inv]
     torch.testing.assert_close(hf.get_input_embeddings().weight[gone], full.get_input_embeddings().weight[gone])
     torch.testing.assert_close(hf.get_output_embeddings().bias[gone], full.lm_head.bias[gone])
+
+
+def _export_run(tmp_path, with_license: bool = True):
+    """A one-step run folder (RUN/checkpoints/checkpoint-1, RUN/eval.jsonl, RUN/kbioxlm_config.json)."""
+    orig_dir = make_original(tmp_path, "xlmr")
+    if with_license:
+        (orig_dir / "README.md").write_text("---\nlicense: mit\nlanguage: [en]\n---\n# base\n")
+    model = KnowledgeAnchoredModel.from_pretrained(orig_dir, kept_ids=KEPT)
+    train_one_step(model)
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "checkpoint-1"
+    model.save_pretrained(ckpt)
+    (run / "e.jsonl").write_text(json.dumps({"id": "1", "lang": "en", "text": "x"}) + "\n")
+    (run / "p.jsonl").write_text(json.dumps({"id": "2", "lang_a": "en", "lang_b": "zh", "text_a": "x", "text_b": "y"}) + "\n")
+    (run / "kbioxlm_config.json").write_text(json.dumps({"train_files": f"{run / 'e.jsonl'},{run / 'p.jsonl'}",
+                                                         "learning_rate": 5e-5, "global_step": 1}))
+    (run / "eval.jsonl").write_text(json.dumps({"step": 0, "acc_mlm": 0.0123, "n_mlm": 40, "loss": 6.5}) + "\n"
+                                    + json.dumps({"step": 1, "acc_mlm": 0.3456, "n_mlm": 40, "loss": 5.25}) + "\n")
+    return orig_dir, ckpt
+
+
+def test_export_card_has_hub_metadata_and_measured_numbers(tmp_path):
+    from huggingface_hub import ModelCard
+
+    orig_dir, ckpt = _export_run(tmp_path)
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"term_retrieval": {"n": 50, "layer": 2, "en_zh": {"acc1": 35.12, "mrr": 44.43},
+                                                    "zh_en": {"acc1": 31.8, "mrr": 40.34}}, "sentence_retrieval": None}))
+    bench = tmp_path / "results.jsonl"
+    bench.write_text("".join(json.dumps({"model": "m", "dataset": "ade", "dataset_label": "ADE", "direction": "en-zh",
+                                         "setting": "zero-shot", "metric": "entity_f1", "f1": f, "seed": s}) + "\n"
+                             for s, f in ((1, 50.0), (2, 54.0))))
+    out = tmp_path / "export"
+    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--probe", str(probe),
+                   "--benchmark", str(bench)) == 0
+    data = ModelCard.load(out / "README.md").data
+    assert data.language == ["en", "zh"] and data.license == "mit" and data.pipeline_tag == "fill-mask"
+    assert data.base_model == str(orig_dir)
+    text = (out / "README.md").read_text()
+    assert "| 1 | 0.3456 | 40 | 5.25 |" in text and "| 0 | 0.0123 | 40 | 6.50 |" in text  # eval.jsonl, both rows
+    assert "| term retrieval | en→zh | 50 | 2 | 35.12 | 44.43 |" in text
+    assert "| m | ADE | en-zh | zero-shot | entity_f1 | 52.00 ± 2.83 | 2 |" in text
+    assert '"PATH"' not in text and str(tmp_path / "run") not in text  # no placeholder, no training paths
+
+
+def test_export_license_unknown_base_model_override_and_bad_probe(tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    _, ckpt = _export_run(tmp_path, with_license=False)
+    out = tmp_path / "export"
+    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--base-model", "intfloat/multilingual-e5-small",
+                   "--dataset", "bigbio/ade_corpus") == 0
+    data = ModelCard.load(out / "README.md").data
+    assert data.license == "unknown" and data.base_model == "intfloat/multilingual-e5-small"
+    assert data.datasets == ["bigbio/ade_corpus"]
+    bad = tmp_path / "probe.json"
+    bad.write_text("{}")
+    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "e2"), "--probe", str(bad)) == 2
+    assert "not a probe.json" in capsys.readouterr().err and not (tmp_path / "e2").exists()
+
+
+def test_export_push_to_hub_uploads_the_folder(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create", repo_id, kw.get("private")))
+
+        def upload_folder(self, folder_path, repo_id, **kw):
+            calls.append(("upload", repo_id, sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir())))
+            return type("Info", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    _, ckpt = _export_run(tmp_path)
+    out = tmp_path / "export"
+    # the card's base_model is a local path here: refused before anything is sent
+    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--push-to-hub", "me/kbx") == 2
+    assert "base_model" in capsys.readouterr().err and calls == []
+    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--overwrite", "--push-to-hub", "me/kbx",
+                   "--base-model", "FacebookAI/xlm-roberta-base", "--private") == 0
+    assert calls[0] == ("create", "me/kbx", True)
+    assert calls[1][0] == "upload" and {"README.md", "config.json", "model.safetensors"} <= set(calls[1][2])
+    assert "https://huggingface.co/me/kbx/commit/abc" in capsys.readouterr().out

@@ -171,7 +171,8 @@ def test_dc_normalized_head_with_head_lr_saves_head(tmp_path: Path, tiny_model: 
     from safetensors.torch import load_file
 
     model_dir = tmp_path / "out" / "model"
-    assert json.loads((model_dir / "seqcls_head.json").read_text())["multilabel"] is True
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and len(config["id2label"]) == 3
     head = load_file(str(model_dir / "seqcls_head.safetensors"))
     assert head["classifier.weight"].shape[0] == 3 and "norm.running_mean" in head
     assert not [p.name for p in model_dir.iterdir() if p.suffix in (".pt", ".bin", ".pkl", ".pth")]  # no pickle
@@ -291,10 +292,10 @@ def test_ner_save_model_writes_no_pickle(tmp_path: Path, tiny_model: str) -> Non
     run_finetune(cfg)
     model_dir = tmp_path / "out" / "model"
     assert not [p.name for p in model_dir.iterdir() if p.suffix in (".pt", ".bin", ".pkl", ".pth")]
-    labels = json.loads((model_dir / "ner_head.json").read_text())["labels"]
-    head = load_file(str(model_dir / "ner_head.safetensors"))
+    labels = json.loads((model_dir / "kbioxlm_task.json").read_text())["labels"]
+    head = load_file(str(model_dir / "model.safetensors"))
     assert labels[0] == "O" and head["classifier.weight"].shape[0] == len(labels)
-    assert any(k.startswith("crf.") for k in head)
+    assert load_file(str(model_dir / "crf.safetensors"))["transitions"].shape == (len(labels), len(labels))
     import os
     import stat
 

@@ -155,3 +155,31 @@ def test_prompt_dir_overrides_template(tmp_path: Path) -> None:
         default = run_llm_eval("re", gad, _client(stub), tmp_path / "b", progress=False)
         assert stub.requests[0]["messages"] == [{"role": "user", "content": "Related? @GENE$ causes @DISEASE$ ."}]
     assert custom["prompt_version"] != default["prompt_version"] and custom["f1"] == 100.0
+
+
+def test_unreachable_endpoint_fails_in_one_line_and_writes_nothing(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    test = _conll(tmp_path / "test.txt", ZH, zh=True)
+    out = tmp_path / "o"
+    rc = stage_main(["llm-eval", "--task", "ner", "--test", str(test), "--base-url", "http://127.0.0.1:9/v1",
+                     "--model", "m", "--out", str(out), "--max-retries", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "every request failed (3 of 3)" in err
+    assert not (out / "results.json").exists() and not (out / "predictions.jsonl").exists()
+
+
+def test_failures_beyond_max_failed_stop_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    test = _conll(tmp_path / "test.txt", ZH, zh=True)
+    argv = ["llm-eval", "--task", "ner", "--test", str(test), "--model", "stub", "--max-retries", "0",
+            "--concurrency", "1", "--no-progress"]
+    with OpenAIStub(_ner_answer) as stub:
+        stub.errors.append((400, {}))  # one request fails for good; the other two are answered
+        rc = stage_main([*argv, "--base-url", stub.base_url, "--out", str(tmp_path / "strict")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "1 of 3 requests failed (more than --max-failed 0)" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "strict" / "results.json").exists()
+        stub.errors.append((400, {}))
+        rc = stage_main([*argv, "--base-url", stub.base_url, "--out", str(tmp_path / "lenient"), "--max-failed", "1"])
+    assert rc == 0
+    res = json.loads((tmp_path / "lenient" / "results.json").read_text())
+    assert res["n_failed"] == 1 and res["n_test"] == 3

@@ -187,10 +187,13 @@ def test_variables_shared_default_and_errors(tmp_path: Path, monkeypatch: pytest
     p = tmp_path / "c.yaml"
     p.write_text("out: ${shared}/run-${seed}\nseed: 7\nvars: {a: '${out}/x'}\nbase_model: '${a}/m'\n", encoding="utf-8")
     monkeypatch.delenv("KBIOXLM_SHARED", raising=False)
-    cfg = load_pipeline_config(p)
-    assert cfg.out == Path("../shared/run-7") and cfg.base_model["path"] == "../shared/run-7/x/m"
+    monkeypatch.chdir(tmp_path)
+    cfg = load_pipeline_config(p)  # no project above the config: ../shared from the current directory
+    shared = tmp_path.parent / "shared"
+    assert cfg.out == shared / "run-7" and cfg.base_model["path"] == str(shared / "run-7/x/m")
     monkeypatch.setenv("KBIOXLM_SHARED", "/data/sh")
     assert load_pipeline_config(p).out == Path("/data/sh/run-7")
+    assert load_pipeline_config(p, shared="rel").out == tmp_path / "rel" / "run-7"  # --shared: from the cwd
     p.write_text("out: o\nbase_model: ${nosuch}/m\n", encoding="utf-8")
     with pytest.raises(KbioxlmError, match=r"unknown variable \$\{nosuch\}"):
         load_pipeline_config(p)

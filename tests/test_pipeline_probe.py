@@ -114,7 +114,7 @@ def test_holdout_align_probe_and_ablation_arms_plan(tmp_path: Path) -> None:
     assert last_export < names.index("probe.base") and names.index("probe.report") < first_bench
     base = by["probe.base"]
     assert base.argv == ["probe", "--model", str(inp / "model"), "--tokenizer", str(inp / "tok"), "--kb", str(kb),
-                         "--source-lang", "en", "--target-lang", "zh", "--concepts", str(heldout),
+                         "--lang", "en", "--target-lang", "zh", "--concepts", str(heldout),
                          "--parallel", str(inp / "probe.en"), str(inp / "probe.zh"), "--max-terms", "300",
                          "--max-sentences", "100", "--seed", "7", "--out", str(out / "probe" / "base")]
     assert base.outputs == [out / "probe" / "base" / "probe.json"]
@@ -253,7 +253,7 @@ def test_dry_run_prints_the_new_commands(tmp_path: Path, capsys: pytest.CaptureF
     assert f"--seed 7 --exclude-concepts {heldout}\n" in text  # the fact steps
     assert (f"$ kbioxlm corpus align --kb {kb} --lang en --target-lang zh --out {out}/corpus/align.en-zh.jsonl --seed 7 "
             f"--exclude-concepts {heldout} --entity-records {out}/corpus/entity.en+zh.jsonl --max-pairs 500") in text
-    assert (f"$ kbioxlm probe --model {out}/models/g --kb {kb} --source-lang en --target-lang zh --concepts {heldout} "
+    assert (f"$ kbioxlm probe --model {out}/models/g --kb {kb} --lang en --target-lang zh --concepts {heldout} "
             f"--parallel {inp}/probe.en {inp}/probe.zh --max-terms 300 --max-sentences 100 --seed 7 --out {out}/probe/g") in text
     assert f"$ kbioxlm pipeline --config {path} --only probe.report" in text
     assert text.index("[") < text.index("probe.base") < text.index("benchmark.base")
@@ -292,8 +292,8 @@ def test_probe_report_step_writes_json_table_and_chart(tmp_path: Path, capsys: p
                        "best layer en→zh (acc@1)", "best layer zh→en (acc@1)", "sentence acc@1 en→zh",
                        "sentence acc@1 zh→en", "n terms", "n sentences"]
     assert rows[2] == ["XLM-R", "25.0", "12.5", "35.0", "22.5", "30.0 (layer 8)", "12.5 (layer 9)",
-                       "90.0", "80.0", "1,234", "100"]
-    assert rows[3][0] == "warmup" and rows[3][7:] == ["–", "–", "1,234", "–"]
+                       "90.0", "80.0", "1,234 of 1,244", "100 of 110"]
+    assert rows[3][0] == "warmup" and rows[3][7:] == ["–", "–", "1,234 of 1,244", "–"]
     assert rows[4][:2] == ["arm-b", "62.5"]
     assert (out / "probe" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

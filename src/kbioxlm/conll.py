@@ -35,11 +35,13 @@ def is_bio_tag(tag: str) -> bool:
     return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
 
 
-def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | None = None) -> Iterator[ConllLine]:
+def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | None = None,
+               tags_optional: bool = False) -> Iterator[ConllLine]:
     """Classified lines of a CoNLL file; a malformed line raises ``file:line: reason``.
 
     ``lines``: ``(line number, line)`` pairs to read instead of the file (e.g. a reader with a
-    progress bar); ``path`` still names the file in errors.
+    progress bar); ``path`` still names the file in errors. ``tags_optional``: a line holding only
+    a token is a token with tag ``""`` (text to be tagged, ``kbioxlm predict``), not an error.
     """
     for lineno, raw in iter_lines(path) if lines is None else lines:
         line = raw.rstrip("\r\n")
@@ -52,6 +54,9 @@ def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | 
         parts = line.split("\t")
         if len(parts) < 2:
             parts = line.split()
+        if len(parts) < 2 and tags_optional:
+            yield ConllLine(lineno, "token", line.strip(), "")
+            continue
         if len(parts) < 2:
             raise KbioxlmError(f"{where(path, lineno)}: expected 'token<TAB>tag', got {line[:60]!r}")
         token, tag = parts[0], parts[-1].strip()

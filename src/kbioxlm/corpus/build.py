@@ -29,8 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-
-from .. import speedups
 from ..errors import KbioxlmError, where
 from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
@@ -206,8 +204,7 @@ def run_levels(
     t0 = summaries[levels[0]].t0
     for sm in summaries.values():
         sm.t0 = t0
-        sm.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(t0 - t_scan, 3),
-                    "inner_loops": "compiled" if speedups.COMPILED else "python"}
+        sm.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(t0 - t_scan, 3)}
     know = _KNOW
     assert know is not None
     if options.exclude_concepts:

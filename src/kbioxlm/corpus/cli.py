@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import KbioxlmError
 from ..io import read_text
-from .readers import INPUT_FORMATS
+from ..cliutil import hide_aliases
+from .readers import INPUT_FORMATS, canonical_format
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,10 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = sub.add_parser(task, help=text, description=text)
         p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
         p.add_argument("--input", required=True, help="input documents")
-        p.add_argument("--input-format", default="jsonl", choices=INPUT_FORMATS,
+        p.add_argument("--input-format", default="jsonl", choices=INPUT_FORMATS, type=canonical_format,
                        help="jsonl: {id,lang,text} lines (id/lang optional); pubmedqa: ori_pqal.json; "
-                       "cmeee: JSON list with 'text'; lines: one document per line; dialogue: blank-line separated records")
-        p.add_argument("--text-field", default="text", help="field holding the text (jsonl, cmeee)")
+                       "json-list: JSON list of objects with 'text' (CMeEE; old name: cmeee); lines: one document per "
+                       "line; blocks: blank-line separated records (old name: dialogue); the same names as the "
+                       "pipeline's documents.format")
+        p.add_argument("--text-field", default="text", help="field holding the text (jsonl, json-list)")
         p.add_argument("--lang", required=True, help="language of the documents (default for records without 'lang')")
         p.add_argument("--target-lang", required=True, help="the other language")
         if task == "build":
@@ -35,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--fact-out", help="output JSONL of the fact level")
         else:
             p.add_argument("--out", required=True, help="output JSONL")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--num-workers", type=int, default=1)
+        p.add_argument("--seed", type=int, default=0, help="seed of the per-document random choices (switches, facts)")
+        p.add_argument("--num-workers", type=int, default=1, help="worker processes (output identical for any number)")
         p.add_argument("--skip-invalid", action="store_true", help="count and skip bad records instead of stopping")
         p.add_argument("--case", choices=("fold", "exact"), default="fold", help="case policy of the matcher")
         p.add_argument("--min-length", type=int, default=2, help="shortest name matched, in characters")
@@ -77,22 +80,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("passage", help="positive / random / context passage pairs from aligned texts")
     p.add_argument("--pairs", help="JSONL of {sent1, sent2} aligned article pairs (e.g. the release's pair_data.json)")
-    p.add_argument("--articles-a", help="JSONL {id, text} articles in --lang-a")
-    p.add_argument("--articles-b", help="JSONL {id, text} articles in --lang-b, same ids")
-    p.add_argument("--parallel-a", help="line-aligned file in --lang-a (e.g. ParaMed nejm.*.en)")
-    p.add_argument("--parallel-b", help="line-aligned file in --lang-b (e.g. ParaMed nejm.*.zh)")
-    p.add_argument("--lang-a", default="en")
-    p.add_argument("--lang-b", default="zh")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--articles-a", help="JSONL {id, text} articles in --lang")
+    p.add_argument("--articles-b", help="JSONL {id, text} articles in --target-lang, same ids")
+    p.add_argument("--parallel-a", help="line-aligned file in --lang (e.g. ParaMed nejm.*.en)")
+    p.add_argument("--parallel-b", help="line-aligned file in --target-lang (e.g. ParaMed nejm.*.zh)")
+    hide_aliases(p.add_argument("--lang", "--lang-a", default="en",
+                                help="language of side a (--articles-a/--parallel-a; the first text of a pair)"), "--lang-a")
+    hide_aliases(p.add_argument("--target-lang", "--lang-b", default="zh",
+                                help="language of side b (--articles-b/--parallel-b)"), "--lang-b")
+    p.add_argument("--out", required=True, help="output JSONL of passage-pair records")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random pairs and the passage cuts")
     p.add_argument("--max-chars", type=int, default=512, help="longest passage, in characters")
     p.add_argument("--passages-per-article", type=int, default=4, help="line-aligned input: passages per pseudo-article")
     p.add_argument("--context-lang", choices=("same", "cross"), default="same",
                    help="context pairs: the next passage in the same language (paper), or the passage after the aligned "
                         "one in the other language (every pair cross-lingual: the label cannot be read off the scripts)")
-    p.add_argument("--num-workers", type=int, default=1)
-    p.add_argument("--skip-invalid", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--num-workers", type=int, default=1, help="worker processes (output identical for any number)")
+    p.add_argument("--skip-invalid", action="store_true", help="count and skip bad articles/pairs instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_passage)
 
 
@@ -212,8 +217,8 @@ def _run_passage(args: argparse.Namespace) -> int:
         pairs=args.pairs,
         articles=articles,
         parallel=parallel,
-        lang_a=args.lang_a,
-        lang_b=args.lang_b,
+        lang_a=args.lang,
+        lang_b=args.target_lang,
         seed=args.seed,
         max_chars=args.max_chars,
         num_workers=args.num_workers,

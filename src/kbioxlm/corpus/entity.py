@@ -1,30 +1,118 @@
 """Entity-level code-switching (paper section 3.1.2): matched KB entities are replaced by a name
 of the same concept in the other language; every entity keeps its span and concept id.
 
-Speed: with a match every few characters the per-entity work dominates the build, so the record
-is written straight to its JSONL line (no per-entity dicts; concept/target name come from the
-per-key cache of :class:`Knowledge`). The line is byte-identical to ``io.dumps`` of the record
-(checked by the tests through :func:`build_entity_record`).
+Records are built as :class:`kbioxlm.schema.EntityRecord` dicts and written with
+:func:`kbioxlm.corpus.runner.encode_record` (msgspec). Speed comes from the per-key cache of
+:class:`Knowledge` (concept and target name are looked up once per KB name, not per mention)
+and from building each entity's dict in one comprehension when nothing moves.
 """
 
 from __future__ import annotations
 
-import json
-from operator import itemgetter
 from typing import Any
 
-from ..speedups import switch_entities
-from .knowledge import EntityInfo, Knowledge
-from .runner import record_prefix
+from ..schema import EntityRecord, EntitySpan
+from .knowledge import Knowledge, KeyInfo
+from .runner import encode_record
 
-Entity = dict[str, Any]
-_target = itemgetter(0)
+_MASK64 = (1 << 64) - 1
+
+
+def sample_indices(seed: int, n: int, k: int) -> list[int]:
+    """``k`` distinct integers of ``range(n)``, sorted, drawn uniformly with Floyd's algorithm;
+    draw ``j`` is ``(x * (j + 1)) >> 64`` for the next SplitMix64 output ``x`` of ``seed``.
+
+    Why not ``random.Random(seed).sample``: seeding a Mersenne Twister per document costs more
+    than the rest of its switching; this needs one 64-bit state and ``k`` multiplications. The
+    draws are part of the output's definition (which entities a corpus switches), so this must
+    not change.
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"cannot draw {k} of {n}")
+    state = seed & _MASK64
+    taken: set[int] = set()
+    for j in range(n - k, n):
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        z ^= z >> 31
+        t = (z * (j + 1)) >> 64
+        taken.add(j if t in taken else t)
+    return sorted(taken)
 
 
 def count_switchable(doc: dict[str, Any], know: Knowledge) -> int:
     """How many switches ``doc`` can take (at most ``max_switches``): the balance pass."""
     infos = know.entity_infos(doc["lang"], know.matchers[doc["lang"]].find_spans(doc["text"]))
-    return min(know.options.max_switches, len(infos) - list(map(_target, infos)).count(None))
+    return min(know.options.max_switches, sum(info.target_name is not None for info in infos))
+
+
+def switch_entities(
+    doc_id: Any, text: str, lang: str, other: str, spans: list[tuple[int, int, int]], infos: list[KeyInfo],
+    quota: int, seed: int,
+) -> tuple[EntityRecord, int]:
+    """The Entity record of a ``lang`` text with matches ``spans`` and their ``infos``, and its
+    number of switches ``k = min(quota, switchable)`` (0 for a negative ``quota``).
+
+    The ``k`` switched entities are drawn by :func:`sample_indices` ``(seed, switchable, k)``
+    among the switchable ones (those with a target name) and replaced by their ``other``-language
+    name; every entity, switched or not, is listed with its span in the new text.
+    """
+    switchable = [i for i, info in enumerate(infos) if info.target_name is not None]
+    k = max(0, min(quota, len(switchable)))
+    chosen = [switchable[j] for j in sample_indices(seed, len(switchable), k)] if k else []
+    pieces: list[str] = []
+    entities: list[EntitySpan] = []
+    pos = 0  # end of the last switched span, in the old text
+    shift = 0  # offset in the new text - offset in the old text
+    done = 0  # entities before this index are in ``entities``
+    for i in [*chosen, len(spans)]:
+        # The kept entities up to the next switched one (or the end) all move by ``shift``.
+        entities += [
+            {"start": s + shift, "end": e + shift, "concept": info.concept, "lang": lang, "switched": False}
+            for (s, e, _key), info in zip(spans[done:i], infos[done:i])
+        ]
+        if i == len(spans):
+            break
+        s, e, _key = spans[i]
+        info = infos[i]
+        name = info.target_name
+        assert name is not None
+        pieces += (text[pos:s], name)
+        start = s + shift
+        shift += len(name) - (e - s)
+        entities.append({"start": start, "end": e + shift, "concept": info.concept, "lang": other, "switched": True})
+        pos = e
+        done = i + 1
+    new_text = "".join([*pieces, text[pos:]]) if k else text
+    return {"id": doc_id, "lang": lang, "text": new_text, "task": "entity", "entities": entities}, k
+
+
+def build_entity_record(
+    doc: dict[str, Any],
+    know: Knowledge,
+    seed: int,
+    quota: int,
+    spans: list[tuple[int, int, int]] | None = None,
+    infos: list[KeyInfo] | None = None,
+) -> tuple[EntityRecord | None, int]:
+    """The Entity record of ``doc`` (``None`` if nothing matched) and its number of switches.
+
+    Up to ``quota`` switchable entities, drawn from the document's 64-bit ``seed``
+    (``runner.doc_seed``), are replaced by the other language's preferred name
+    (:func:`switch_entities`). ``spans`` / ``infos``: the matcher's ``find_spans`` of the text and
+    their :meth:`Knowledge.entity_infos` when the caller already has them.
+    """
+    text = doc["text"]
+    lang = doc["lang"]
+    if spans is None:
+        spans = know.matchers[lang].find_spans(text)
+    if not spans:
+        return None, 0
+    if infos is None:
+        infos = know.entity_infos(lang, spans)
+    return switch_entities(doc["id"], text, lang, know.other(lang), spans, infos, quota, seed)
 
 
 def build_entity_line(
@@ -32,32 +120,12 @@ def build_entity_line(
     know: Knowledge,
     seed: int,
     quota: int,
-    spans: list | None = None,
-    infos: list[EntityInfo] | None = None,
+    spans: list[tuple[int, int, int]] | None = None,
+    infos: list[KeyInfo] | None = None,
 ) -> tuple[bytes | None, int, int]:
-    """The Entity record of ``doc`` as a UTF-8 JSON line without newline (``None`` if nothing
-    matched), its number of switches and of entities.
-
-    Up to ``quota`` switchable entities, drawn with :func:`kbioxlm.speedups.sample_indices` from
-    the document's 64-bit ``seed`` (``runner.doc_seed``), are replaced by the other language's
-    preferred name; spans of all entities are recomputed for the new text (all of it in
-    :func:`kbioxlm.speedups.switch_entities`). ``spans`` / ``infos``:
-    the matcher's ``find_spans`` of the text and their :meth:`Knowledge.entity_infos` when the
-    caller already has them.
-    """
-    text = doc["text"]
-    lang = doc["lang"]
-    if spans is None:
-        spans = know.matchers[lang].find_spans(text)
-    if not spans:
+    """:func:`build_entity_record` as a UTF-8 JSON line without newline (``None`` if nothing
+    matched), with its number of switches and of entities."""
+    rec, k = build_entity_record(doc, know, seed, quota, spans, infos)
+    if rec is None:
         return None, 0, 0
-    if infos is None:
-        infos = know.entity_infos(lang, spans)
-    line, k = switch_entities(text, spans, infos, quota, seed, record_prefix(doc["id"], lang))
-    return line, k, len(spans)
-
-
-def build_entity_record(doc: dict[str, Any], know: Knowledge, seed: int, quota: int) -> tuple[dict | None, int]:
-    """The Entity record of ``doc`` as a dict (``None`` if nothing matched) and its number of switches."""
-    line, k, _n = build_entity_line(doc, know, seed, quota)
-    return (json.loads(line) if line is not None else None), k
+    return encode_record(rec), k, len(rec["entities"])

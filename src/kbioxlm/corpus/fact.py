@@ -1,39 +1,107 @@
 """Fact-level knowledge (paper section 3.1.3): when two concepts with a KB relation are matched in
 the same sentence window, the fact ``head relation tail`` is appended after ``</s>`` in the other
 language (or the document's own, ``--fact-lang source``), with spans of the relation and both
-arguments."""
+arguments.
+
+Records are built as :class:`kbioxlm.schema.FactRecord` dicts and written with
+:func:`kbioxlm.corpus.runner.encode_record` (msgspec).
+"""
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_left, bisect_right
-from operator import itemgetter
 from typing import Any
 
-from ..speedups import fact_heads, fact_line, window_facts
-from .knowledge import EntityInfo, Knowledge, joiner
-from .runner import js, json_literals, record_prefix
+from ..schema import EntitySpan, FactRecord, RelationSpan
+from .knowledge import KeyInfo, Knowledge, joiner
+from .runner import encode_record
 from .sentences import split_sentences
 
-_start = itemgetter(0)
+FACT_SEP = "</s>"  # between a window and each appended fact (DESIGN.md: after </s>)
 
 
-def build_fact_records(doc: dict[str, Any], know: Knowledge, spans: list | None = None) -> list[dict[str, Any]]:
-    """One Fact record (a dict) per sentence window holding at least one fact (see :func:`build_fact_lines`)."""
-    return [json.loads(line) for line, _n in build_fact_lines(doc, know, spans)]
+def fact_heads(infos: list[KeyInfo]) -> list[int]:
+    """Indices of the mentions whose concept has a tail among the concepts of all mentions.
+
+    Why: most documents hold no related pair at all, and a window's facts are a subset of the
+    document's, so only windows holding one of these mentions need sentence splitting and search.
+    """
+    seen = {info.first_concept for info in infos}
+    return [i for i, info in enumerate(infos) if info.tails and not seen.isdisjoint(info.tails)]
 
 
-def build_fact_lines(
-    doc: dict[str, Any], know: Knowledge, spans: list | None = None, infos: list[EntityInfo] | None = None
-) -> list[tuple[bytes, int]]:
-    """One Fact record per sentence window holding at least one fact, as ``(UTF-8 JSON line
-    without newline, facts)``.
+def window_facts(
+    infos: list[KeyInfo],
+    names: dict[str, str],
+    relations: dict[tuple[str, str], tuple[str, ...]],
+    cap: int,
+) -> list[tuple[str, str, str]]:
+    """Facts ``(head, rel, tail)`` among the mentions ``infos`` of one window: heads in order of
+    first mention; per head its tails that occur in the window, both with a name in ``names``, in
+    order of first mention; per pair its relations (sorted); stop after the head that reaches
+    ``cap``, and keep at most ``cap``."""
+    rank: dict[str, int] = {}
+    for info in infos:
+        rank.setdefault(info.first_concept, len(rank))
+    facts: list[tuple[str, str, str]] = []
+    done: set[str] = set()
+    for info in infos:
+        h = info.first_concept
+        if h in done:
+            continue
+        done.add(h)
+        if h not in names or rank.keys().isdisjoint(info.tails):
+            continue
+        hits = sorted((t for t in info.tails if t in rank and t != h and t in names), key=rank.__getitem__)
+        for t in hits:
+            for rel in relations[(h, t)]:
+                facts.append((h, rel, t))
+        if len(facts) >= cap:
+            break
+    return facts[:cap]
+
+
+def fact_record(
+    rec_id: str, lang: str, body: str, window: list[tuple[int, int, int]], window_infos: list[KeyInfo], ws: int,
+    facts: list[tuple[str, str, str]], names: dict[str, str], labels: dict[str, str], join: str, fact_lang: str,
+) -> FactRecord:
+    """One Fact record. Text: ``body`` (the window, starting at document offset ``ws``), then
+    ``</s>`` + head name + ``join`` + relation label + ``join`` + tail name per fact. Entities:
+    the window's mentions (offsets relative to ``ws``, each naming its smallest concept), then
+    head and tail of every fact in ``fact_lang``; relations: one per fact, pointing at them.
+    ``names``/``labels``: concept -> name and relation -> label in ``fact_lang``."""
+    entities: list[EntitySpan] = [
+        {"start": s - ws, "end": e - ws, "concept": info.first_concept, "lang": lang, "switched": False}
+        for (s, e, _key), info in zip(window, window_infos)
+    ]
+    relations: list[RelationSpan] = []
+    pieces = [body]
+    p = len(body)
+    for h, rel, t in facts:
+        hn, rn, tn = names[h], labels[rel], names[t]
+        hs = p + len(FACT_SEP)
+        rs = hs + len(hn) + len(join)
+        ts = rs + len(rn) + len(join)
+        p = ts + len(tn)
+        pieces += (FACT_SEP, hn, join, rn, join, tn)
+        entities.append({"start": hs, "end": hs + len(hn), "concept": h, "lang": fact_lang, "switched": False})
+        entities.append({"start": ts, "end": p, "concept": t, "lang": fact_lang, "switched": False})
+        relations.append({"start": rs, "end": rs + len(rn), "rel": rel, "lang": fact_lang,
+                          "head": len(entities) - 2, "tail": len(entities) - 1})
+    return {"id": rec_id, "lang": lang, "text": "".join(pieces), "task": "fact", "entities": entities,
+            "relations": relations}
+
+
+def build_fact_records(
+    doc: dict[str, Any], know: Knowledge, spans: list[tuple[int, int, int]] | None = None,
+    infos: list[KeyInfo] | None = None,
+) -> list[tuple[FactRecord, int]]:
+    """One Fact record per sentence window holding at least one fact, with its number of facts.
 
     Facts come from ordered pairs (head before tail in order of first mention, then by relation
-    id), so the order is deterministic; at most ``max_facts`` per record. ``spans`` / ``infos``:
-    the matcher's ``find_spans`` of the text and their :meth:`Knowledge.entity_infos` when the
-    caller already has them (combined builds). The line is written directly (byte-identical to
-    ``io.dumps`` of the record): a record lists every match of its window, tens of span objects.
+    id), so the order is deterministic; at most ``max_facts`` per record; id
+    ``<doc id>#<window index>``. ``spans`` / ``infos``: the matcher's ``find_spans`` of the text
+    and their :meth:`Knowledge.entity_infos` when the caller already has them (combined builds).
     """
     opts = know.options
     lang = doc["lang"]
@@ -44,9 +112,6 @@ def build_fact_lines(
         return []
     if infos is None:
         infos = know.entity_infos(lang, spans)
-    # Most documents hold no related pair at all: check that on the whole document before any
-    # per-sentence work (a window's facts are a subset of the document's). Only windows holding a
-    # mention whose concept has a tail in the document ("heads") can hold a fact.
     heads = fact_heads(infos)
     if not heads:
         return []
@@ -54,21 +119,16 @@ def build_fact_lines(
     w = max(1, opts.window)
     windows = [(sents[i][0], sents[min(i + w, len(sents)) - 1][1]) for i in range(0, len(sents), w)]
     ends = [we for _ws, we in windows]
-    n_windows = len(windows)
     fact_lang = know.other(lang) if opts.fact_lang == "target" else lang
     names = know.names[fact_lang]
-    tails_of = know.tails
     join = joiner(fact_lang)
-    relations_of = know.relations
-    cap = opts.max_facts
-    fact_lang_js = js(fact_lang)
     labels = know.relation_labels(fact_lang)
-    starts = list(map(_start, spans))
-    out: list[tuple[bytes, int]] = []
+    starts = [s for s, _e, _key in spans]
+    out: list[tuple[FactRecord, int]] = []
     last = -1
     for i in heads:
         wi = bisect_right(ends, starts[i])  # the window this mention starts in (or the next one)
-        if wi == last or wi >= n_windows:
+        if wi == last or wi >= len(windows):
             continue
         last = wi
         ws, we = windows[wi]
@@ -78,10 +138,17 @@ def build_fact_lines(
             hi -= 1
         if hi - lo < 2:
             continue
-        facts = window_facts(infos, lo, hi, names, tails_of, relations_of, cap)
-        if not facts:
-            continue
-        line = fact_line(record_prefix(f"{doc['id']}#{wi}", lang), text[ws:we], spans, infos, lo, hi, ws, facts,
-                         names, labels, join, fact_lang_js, json_literals)
-        out.append((line, len(facts)))
+        facts = window_facts(infos[lo:hi], names, know.relations, opts.max_facts)
+        if facts:
+            rec = fact_record(f"{doc['id']}#{wi}", lang, text[ws:we], spans[lo:hi], infos[lo:hi], ws, facts, names,
+                              labels, join, fact_lang)
+            out.append((rec, len(facts)))
     return out
+
+
+def build_fact_lines(
+    doc: dict[str, Any], know: Knowledge, spans: list[tuple[int, int, int]] | None = None,
+    infos: list[KeyInfo] | None = None,
+) -> list[tuple[bytes, int]]:
+    """:func:`build_fact_records` as ``(UTF-8 JSON line without newline, facts)``."""
+    return [(encode_record(rec), n) for rec, n in build_fact_records(doc, know, spans, infos)]

@@ -6,8 +6,6 @@ platforms without ``fork`` each worker loads it again from the same options (sam
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,17 +14,26 @@ from ..kb.matcher import Matcher, fold_case
 from ..kb.split import held_out_names
 from ..kb.store import KnowledgeBase
 from ..schema import is_unspaced
-from ..speedups import cached_infos
-
-# Per matched key: (target name or None, kept-entity JSON format, switched-entity JSON format,
-# smallest concept, the concepts that one has relations to, kept-entity JSON format naming the
-# smallest concept, hashes of the smallest concept and its tails packed as int64 for
-# speedups.fact_heads). See Knowledge.entity_infos.
-EntityInfo = tuple[str | None, str, str, str, tuple[str, ...], str, bytes]
 
 
-def _hashes(n: int, *values: int) -> bytes:
-    return struct.pack(f"{n}q", *values)
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What the builders derive from one matched key (a KB name's concepts), computed once per key.
+
+    Why a per-key cache: with a large KB a match comes every few characters, and the same few
+    thousand names repeat; looking their concepts, names and relations up per mention cost more
+    than the automaton walk.
+    """
+
+    concept: str
+    """The entity's concept: the first (smallest) of the key's concepts with a name in the other
+    language, else the smallest."""
+    target_name: str | None
+    """``concept``'s preferred name in the other language; ``None``: the entity cannot be switched."""
+    first_concept: str
+    """The smallest of the key's concepts: the fact builder's view of the mention."""
+    tails: tuple[str, ...]
+    """The concepts ``first_concept`` has relations to (empty unless facts are built)."""
 
 
 @dataclass(frozen=True)
@@ -120,50 +127,36 @@ class Knowledge:
         o = self.options
         return o.target_lang if lang == o.lang else o.lang
 
-    def entity_infos(self, lang: str, spans: list[tuple[int, int, int]]) -> list[EntityInfo]:
-        """Per match ``(start, end, key)`` of a ``lang`` text, the key's :data:`EntityInfo`:
-        ``(target name, kept-entity format, switched-entity format, smallest concept, its tails,
-        kept-entity format of the smallest concept, the hashes of that concept and its tails
-        packed as native int64)``.
+    def entity_infos(self, lang: str, spans: list[tuple[int, int, int]]) -> list[KeyInfo]:
+        """The :class:`KeyInfo` of each match ``(start, end, key)`` of a ``lang`` text.
 
-        The target name is the preferred name, in the other language, of the first (smallest) of
-        the key's concepts that has one; ``None`` when none has (not switchable). The two formats
-        are the entity's JSON object with ``%d`` for start and end and that concept's id. The
-        smallest concept and the concepts it has relations to are the fact builder's view.
-        Cached per key, filled on first sight: the KB is not consulted per document, and reading
-        the infos of a document is one call of :func:`kbioxlm.speedups.cached_infos` (matches come
-        every few characters with a large KB, so this is the build's inner loop).
-        """
+        Cached per matcher and key, filled on first sight: the KB is not consulted per document
+        (a list of ``n_keys`` slots, 8 bytes per key)."""
         matcher = self.matchers[lang]
         cache = self._entity_keys.get(matcher)  # per matcher: a benchmark swaps in another one
         if cache is None:
             cache = self._entity_keys[matcher] = [None] * matcher.n_keys
-        infos = cached_infos(cache, spans)
-        if infos is None:
-            infos = [cache[sp[2]] for sp in spans]
-            other = self.other(lang)
-            targets = self.names[other]
-            tails = self.tails
-            keep = ',"lang":%s,"switched":false}' % _json_str(lang)
-            switch = ',"lang":%s,"switched":true}' % _json_str(other)
+        infos = [cache[key] for _s, _e, key in spans]
+        if None in infos:
+            targets = self.names[self.other(lang)]
             for i, info in enumerate(infos):
                 if info is None:
-                    k = spans[i][2]
-                    info = cache[k]
+                    key = spans[i][2]
+                    info = cache[key]
                     if info is None:
-                        cids = matcher.key_concepts(k)
-                        cid, name, cid_js = _choose(cids, targets)
-                        head = '{"start":%d,"end":%d,"concept":' + cid_js.replace("%", "%%")
-                        kept = head + keep
-                        if cid != cids[0]:  # the fact builder's entities name the smallest concept
-                            kept_first = '{"start":%d,"end":%d,"concept":' + _json_str(cids[0]).replace("%", "%%") + keep
-                        else:
-                            kept_first = kept
-                        ts = tails.get(cids[0], ())
-                        sig = _hashes(len(ts) + 1, hash(cids[0]), *map(hash, ts))
-                        info = cache[k] = (name, kept, head + switch, cids[0], ts, kept_first, sig)
+                        info = cache[key] = self._key_info(matcher.key_concepts(key), targets)
                     infos[i] = info
         return infos
+
+    def _key_info(self, cids: tuple[str, ...], targets: dict[str, str]) -> KeyInfo:
+        """The :class:`KeyInfo` of a key whose concepts are ``cids`` (sorted); ``targets``: concept
+        -> preferred name in the other language."""
+        concept, name = cids[0], None
+        for c in cids:
+            if c in targets:
+                concept, name = c, targets[c]
+                break
+        return KeyInfo(concept, name, cids[0], self.tails.get(cids[0], ()))
 
     def relation_name(self, rel: str, lang: str) -> str:
         """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""
@@ -176,22 +169,6 @@ class Knowledge:
             rels = {r for rs in self.relations.values() for r in rs}
             labels = self._labels[lang] = {r: self.relation_name(r, lang) for r in sorted(rels)}
         return labels
-
-
-def _choose(cids: tuple[str, ...], targets: dict[str, str]) -> tuple[str, str | None, str]:
-    for c in cids:
-        name = targets.get(c)
-        if name is not None:
-            return c, name, _json_str(c)
-    return cids[0], None, _json_str(cids[0])
-
-
-def _json_str(s: str) -> str:
-    """``json.dumps(s, ensure_ascii=False)``, without the encoder call for the usual ids
-    (printable ASCII without quote or backslash need no escape)."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return f'"{s}"'
-    return json.dumps(s, ensure_ascii=False)
 
 
 def joiner(lang: str) -> str:

@@ -17,7 +17,15 @@ from ..errors import KbioxlmError, where
 from ..io import SkipCounter, read_text
 from ..schema import check_lang
 
-INPUT_FORMATS = ("jsonl", "pubmedqa", "cmeee", "lines", "dialogue")
+INPUT_FORMATS = ("jsonl", "pubmedqa", "json-list", "lines", "blocks")
+FORMAT_ALIASES = {"cmeee": "json-list", "dialogue": "blocks"}
+"""Older names of two formats, still accepted: the command line once named them after one corpus each,
+while the pipeline's ``documents:`` entries used the generic names kept now."""
+
+
+def canonical_format(name: str) -> str:
+    """``cmeee`` → ``json-list``, ``dialogue`` → ``blocks``; other names as they are."""
+    return FORMAT_ALIASES.get(name, name)
 
 Doc = dict[str, Any]
 _DECODER = json.JSONDecoder()
@@ -36,15 +44,16 @@ def iter_documents(
     A bad record raises :class:`KbioxlmError` naming ``file:line`` (or, with ``skip``, is counted
     and skipped). ``id`` defaults to ``<file name>:<line>``; ``lang`` to ``default_lang``.
     """
+    fmt = canonical_format(fmt)
     if fmt not in INPUT_FORMATS:
         raise KbioxlmError(f"unknown --input-format {fmt!r} (choose from {', '.join(INPUT_FORMATS)})")
     path = Path(path)
     raw = {
         "jsonl": _raw_jsonl,
         "pubmedqa": _raw_pubmedqa,
-        "cmeee": _raw_json_list,
+        "json-list": _raw_json_list,
         "lines": _raw_lines,
-        "dialogue": _raw_dialogue,
+        "blocks": _raw_dialogue,
     }[fmt](path, text_field)
     for line, rec in raw:
         try:

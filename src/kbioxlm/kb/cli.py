@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from ..cliutil import hide_aliases
 from ..io import SkipCounter
 
 
@@ -74,7 +75,7 @@ def _mine_pairs(args: argparse.Namespace) -> int:
     from .pairs import mine_pairs
 
     stats = mine_pairs(
-        args.kb, args.source, args.target, args.source_lang, args.target_lang, min_count=args.min_count,
+        args.kb, args.source, args.target, args.lang, args.target_lang, min_count=args.min_count,
         source_name=args.source_name,
     )  # fmt: skip
     _print_summary(f"mined pairs into {args.kb}", stats)
@@ -167,8 +168,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = kb_sub.add_parser("mine-pairs", help="mine bilingual entity pairs from two parallel CoNLL NER files")
     p.add_argument("--source", required=True, help="CoNLL file in the source language")
     p.add_argument("--target", required=True, help="CoNLL file in the target language, same document ids")
-    p.add_argument("--source-lang", required=True)
-    p.add_argument("--target-lang", required=True)
+    hide_aliases(p.add_argument("--lang", "--source-lang", required=True, help="language of --source (e.g. en)"),
+                 "--source-lang")
+    p.add_argument("--target-lang", required=True, help="language of --target (e.g. zh)")
     p.add_argument("--min-count", type=int, default=2, help="keep pairs seen at least this often (default: 2)")
     p.add_argument("--source-name", help="source label in the KB (default: pairs:<src>-<tgt>)")
     p.add_argument("--kb", required=True, help="knowledge base file (created if absent)")
@@ -184,12 +186,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
     p.add_argument("--holdout-fraction", type=float, required=True, help="fraction of the candidates held out, in (0, 1]")
     p.add_argument("--max-concepts", type=int, default=None, help="hold out at most this many concepts")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the ranking (the same seed holds out the same concepts)")
     p.add_argument("--langs", default="en,zh", help="comma-separated languages a candidate needs names in (default: en,zh)")
     p.add_argument("--out", required=True, help="output file: one held-out concept id per line")
     p.set_defaults(func=_split)
 
     p = kb_sub.add_parser("stats", help="concept / name / relation counts")
-    p.add_argument("--kb", required=True)
+    p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
     p.add_argument("--json", action="store_true", help='print {"concepts": n, "names": {"en": n, ...}, "relations": n}')
     p.set_defaults(func=_stats)

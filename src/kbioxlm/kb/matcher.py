@@ -11,7 +11,7 @@ Why this shape (DESIGN.md section 4; deviation noted in docs/design.md):
   automaton about 1.7x (EN) and 2.1x (ZH) slower. Identical spans with all three.
 * Word boundaries without per-candidate checks: text and names get a sentinel ``\x00`` before
   and after every run of word characters (:func:`mark_words`, i.e.
-  :func:`kbioxlm.speedups.mark_runs`; ``unmark_spans`` maps offsets back). A name's marked form
+  :func:`mark_runs`; ``unmark_spans`` maps offsets back). A name's marked form
   then occurs in the marked text exactly where the name occurs without cutting a word: a sentinel in the name
   can only meet a sentinel of the text, which sits at a run boundary, and the sentinels are
   zero-width in the original text. The greedy selection over the marked text is therefore the
@@ -27,16 +27,48 @@ but a handful of characters such as U+0130), otherwise the text is folded per ch
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
 import daachorse
 
 from ..schema import is_unspaced
-from ..speedups import mark_runs, unmark_spans
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import KnowledgeBase
+
+
+@lru_cache(maxsize=8)
+def _runs_pattern(excluded: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
+    # ``[^\W_]`` is exactly str.isalnum (CPython's \w is isalnum() or "_").
+    ranges = "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in excluded)
+    return re.compile(f"([^\\W_{ranges}]+)")
+
+
+def mark_runs(text: str, excluded: tuple[tuple[int, int], ...]) -> str | None:
+    """``text`` with a NUL before and after every maximal run of word characters (``isalnum``
+    and outside the inclusive code point ranges ``excluded``); ``None`` when there is none."""
+    parts = _runs_pattern(excluded).split(text)
+    return None if len(parts) == 1 else "\x00".join(parts)
+
+
+def unmark_spans(marked: str, matches: list[tuple[int, int, int]], sentinel: str) -> list[tuple[int, int, int]]:
+    """``matches`` ``(start, end, key)`` in ``marked`` (in text order, not overlapping) with offsets
+    in the text without the ``sentinel`` characters (zero-width there)."""
+    out = []
+    append = out.append
+    count = marked.count
+    prev = shift = 0  # shift: sentinels before the current position
+    for s, e, k in matches:
+        shift += count(sentinel, prev, s)
+        start = s - shift
+        shift += count(sentinel, s, e)
+        append((start, e - shift, k))
+        prev = e
+    return out
+
 
 SENTINEL = "\x00"
 _NATIVE_SENTINEL_STANDIN = "\ufffe"  # a text's own NUL characters (never in a name) become this

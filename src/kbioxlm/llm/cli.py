@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="score a chat LLM on NER / RE / DC by prompting (zero- or few-shot)",
         description="Prompt an OpenAI-compatible endpoint, parse the answers, score with the fine-tuning metrics.",
     )
-    p.add_argument("--task", required=True, choices=("ner", "re", "dc"))
-    p.add_argument("--test", required=True)
+    p.add_argument("--task", required=True, choices=("ner", "re", "dc"),
+                   help="ner: entity tagging (ADE); re: relation yes/no (GAD); dc: multi-label classes (HoC)")
+    p.add_argument("--test", required=True, help="test file (release CoNLL / NER JSONL, or JSON lines)")
     p.add_argument("--train", help="demonstrations are sampled from this file (few-shot)")
     p.add_argument("--shots", type=int, default=0, help="K demonstrations (0 = zero-shot)")
     p.add_argument("--seed", type=int, default=0, help="few-shot sampling seed (same sampler as fine-tuning)")
@@ -30,12 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lang", help="language of the test file (default: detected)")
     p.add_argument("--prompt-dir", help="directory overriding the packaged prompt templates (ner.txt, re.txt, dc.txt)")
     p.add_argument("--cache", help="SQLite answer cache (default: <out>/cache.sqlite)")
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--max-retries", type=int, default=6)
-    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--concurrency", type=int, default=4, help="parallel requests")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a failed request (with backoff)")
+    p.add_argument("--max-failed", type=int, default=0,
+                   help="requests allowed to fail for good (after retries) before the run stops with exit status 2 "
+                   "and writes nothing; allowed failures score as 'no prediction' and are counted in n_failed")
+    p.add_argument("--max-tokens", type=int, default=1024, help="answer length limit per request")
     p.add_argument("--limit", type=int, help="only the first N test records (quick runs)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = run_llm_eval(args.task, args.test, client, args.out, lang=args.lang, train_path=args.train,
                            shots=args.shots, seed=args.seed, dataset=args.dataset, prompt_dir=args.prompt_dir,
-                           cache=cache, limit=args.limit, progress=not args.no_progress)
+                           cache=cache, limit=args.limit, progress=not args.no_progress,
+                           max_failed=args.max_failed)
         ok = True
     finally:
         if ok:

@@ -6,7 +6,11 @@ train file with the *same* seeded K-shot sampling as fine-tuning
 are parsed robustly (:mod:`.parsing`) and scored with the fine-tuning metrics
 (:mod:`kbioxlm.tasks.metrics`), so the numbers sit in the same table. An answer that cannot be
 parsed is scored as "no prediction" (no entities / ``no`` / no labels) and counted in
-``n_unparsed``; a request that fails for good is counted in ``n_failed`` and scored the same way.
+``n_unparsed``. A request that fails for good (after the client's retries) stops the run unless
+``max_failed`` allows it: more than ``max_failed`` failures (default 0) is an error and nothing is
+written, because a score with missing answers is not the model's score (a dead endpoint used to
+show up as F1 = 0). Answers already received are cached, so a rerun asks only for the failed ones.
+Allowed failures are scored as "no prediction" and counted in ``n_failed``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from ..errors import KbioxlmError
 from ..io import write_json, write_jsonl
+from ..progress import progress as progress_bar
 from ..translate.cache import Cache, cache_key
 from ..conll import bio_spans
 from ..translate.markers import join_tokens
@@ -96,6 +101,7 @@ def run_llm_eval(
     cache: Cache | None = None,
     limit: int | None = None,
     progress: bool = True,
+    max_failed: int = 0,
 ) -> dict[str, Any]:
     """Prompt, parse, score; write ``results.json`` and ``predictions.jsonl`` into ``out_dir``."""
     from ..tasks.metrics import binary_scores, multilabel_scores, ner_scores
@@ -103,6 +109,8 @@ def run_llm_eval(
 
     if task not in TASK_DATASET:
         raise KbioxlmError(f"unknown task {task!r} (use ner, re or dc)")
+    if max_failed < 0:
+        raise KbioxlmError(f"--max-failed must be >= 0, got {max_failed}")
     if shots and not train_path:
         raise KbioxlmError("--shots needs --train (demonstrations are sampled from it)")
     test = _read(task, test_path, lang)
@@ -152,9 +160,7 @@ def run_llm_eval(
         else:
             need.setdefault(k, c)
     need_keys = list(need)
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(need_keys), desc=f"llm-eval {task}", unit="req", disable=not progress, leave=False)
+    bar = progress_bar(total=len(need_keys), desc=f"llm-eval {task}", unit="req", enabled=progress, leave=False)
 
     def on_result(i: int, res: str | BaseException) -> None:
         k = need_keys[i]
@@ -204,10 +210,12 @@ def run_llm_eval(
         pred.append(p)
         rows.append(row)
 
-    if n_failed == len(test):  # a dead endpoint must not look like a model that scores 0
+    if n_failed > max_failed:  # a dead endpoint must not look like a model that scores 0
         last = next((str(a) for a in reversed(list(answers.values())) if isinstance(a, BaseException)), "")
-        raise KbioxlmError(f"{client.url}: every request failed ({n_failed} of {len(test)}), last error: "
-                           f"{' '.join(last.split())[:400]}; nothing written")
+        what = (f"every request failed ({n_failed} of {len(test)})" if n_failed == len(test) else
+                f"{n_failed} of {len(test)} requests failed (more than --max-failed {max_failed})")
+        raise KbioxlmError(f"{client.url}: {what}, last error: {' '.join(last.split())[:300]}; nothing written "
+                           "(answers received are cached: a rerun asks only for the failed ones)")
     if task == "ner":
         scores = ner_scores(gold, pred)
     elif task == "re":

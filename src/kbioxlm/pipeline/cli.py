@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from ..cliutil import add_print_config
+
 
 def _names(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
@@ -21,13 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "probe.*, benchmark.*; --only/--force take names or prefixes (e.g. kb,corpus). See docs/quickstart.md."
         ),
     )
-    p.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/e2e-small-cpu.yaml")
+    p.add_argument("--config", required=True,
+                   help="pipeline YAML, e.g. configs/e2e-small-cpu.yaml; relative paths inside it are taken from its folder")
     p.add_argument("--out", default=None, help="output folder (default: the config's `out`)")
-    p.add_argument("--shared", default=None, help="value of ${shared} (default: $KBIOXLM_SHARED or ../shared)")
+    p.add_argument("--shared", default=None,
+                   help="value of ${shared} (default: $KBIOXLM_SHARED, else ../shared beside the project holding the config)")
     p.add_argument("--only", action="append", metavar="STEP,...", help="run only these steps (names or prefixes)")
     p.add_argument("--force", action="append", metavar="STEP,...", help="redo these steps even if finished")
     p.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
     p.add_argument("--list", action="store_true", help="list the step names and exit")
+    add_print_config(p)
     p.set_defaults(func=_run)
 
 
@@ -37,6 +42,12 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import Runner, check_force, select_steps
 
     cfg = load_pipeline_config(args.config, out=args.out, shared=args.shared)
+    if args.print_config:
+        import dataclasses
+
+        from ..cliutil import print_config
+
+        return print_config({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("path", "anchor")})
     steps = build_plan(cfg)
     if args.list:
         for s in steps:
@@ -50,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         cmd += ["--out", args.out]
     if args.shared is not None:
         cmd += ["--shared", args.shared]
-    runner = Runner(steps, cfg.out, shlex.join(cmd), dry_run=args.dry_run, force=force)
+    runner = Runner(steps, cfg.out, shlex.join(cmd), dry_run=args.dry_run, force=force, anchor=cfg.anchor)
     print(f"pipeline {cfg.name}: {len(selected)} of {len(steps)} steps, output in {cfg.out}"
           f"{' (dry run: nothing is executed)' if args.dry_run else ''}", flush=True)
     outcomes = runner.run(selected)

@@ -4,12 +4,15 @@ A pipeline config names *inputs* (terminologies, raw corpora, aligned texts, a b
 benchmark config) and a few knobs; :mod:`kbioxlm.pipeline.plan` turns it into the stage commands.
 Strings may use ``${name}`` variables:
 
-* ``${shared}`` — ``$KBIOXLM_SHARED`` if set, else ``../shared`` (relative to the current directory,
-  like every relative path in the configs: run from the repository root);
-* ``${out}`` — the output folder (``--out``, else the config's ``out``);
+* ``${shared}`` — ``--shared``, else ``$KBIOXLM_SHARED``, else ``../shared`` beside the project holding
+  the config (:func:`kbioxlm.paths.default_shared`);
+* ``${out}`` — the output folder (``--out``, else the config's ``out``), as an absolute path;
 * ``${seed}`` — the config's ``seed``;
 * any key of the config's ``vars:`` mapping (evaluated in order, may use the ones above);
 * ``${env:NAME}`` — an environment variable.
+
+Relative paths in the config are taken from the config file's folder (:mod:`kbioxlm.paths`), so a
+pipeline does the same from any directory; every path of the parsed config is absolute.
 
 Unknown variables and unknown keys are errors: a typo must not silently drop a terminology. Top-level
 keys starting with ``x-`` are ignored (a place for YAML anchors such as ``x-arm: &arm {...}``).
@@ -25,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from .. import paths
 from ..errors import KbioxlmError, where
-
-VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|env:[A-Za-z_][A-Za-z0-9_]*)\}")
+from ..paths import VAR, substitute  # noqa: F401  (re-exported: the pipeline's variables)
 TOP_KEYS = {
     "name", "out", "seed", "vars", "languages", "base_model", "kb", "documents", "pairs", "corpus",
     "vocab", "pretrain", "benchmark", "holdout", "probe",
@@ -54,9 +57,9 @@ PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "args"}
 RESERVED_STAGE_NAMES = {"base", "report"}  # `report` would clash with benchmark.report / probe.report
 
 
-def default_shared() -> str:
-    """Where the shared data lives: ``$KBIOXLM_SHARED`` or ``../shared`` (relative to the cwd)."""
-    return os.environ.get("KBIOXLM_SHARED") or "../shared"
+def default_shared(config: str | os.PathLike[str] | None = None) -> str:
+    """Where the shared data lives when ``--shared`` is not given (:func:`kbioxlm.paths.default_shared`)."""
+    return str(paths.default_shared(config))
 
 
 @dataclass
@@ -79,28 +82,7 @@ class PipelineConfig:
     holdout: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
     variables: dict[str, str] = field(default_factory=dict)
-
-
-def substitute(value: Any, variables: dict[str, str], what: str) -> Any:
-    """Replace ``${name}`` in every string of ``value`` (recursively)."""
-    if isinstance(value, str):
-        def repl(m: re.Match[str]) -> str:
-            key = m.group(1)
-            if key.startswith("env:"):
-                env = os.environ.get(key[4:])
-                if env is None:
-                    raise KbioxlmError(f"{what}: environment variable {key[4:]} is not set")
-                return env
-            if key not in variables:
-                raise KbioxlmError(f"{what}: unknown variable ${{{key}}} (known: {', '.join(sorted(variables))})")
-            return variables[key]
-
-        return VAR.sub(repl, value)
-    if isinstance(value, list):
-        return [substitute(v, variables, f"{what}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: substitute(v, variables, f"{what}.{k}") for k, v in value.items()}
-    return value
+    anchor: Path | None = None  # fingerprints spell paths relative to this folder (kbioxlm.paths.anchor)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:
@@ -158,11 +140,14 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     seed = raw.get("seed", 13)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise KbioxlmError(f"{src}: seed must be an integer")
-    variables: dict[str, str] = {"shared": shared or default_shared(), "seed": str(seed)}
-    out_raw = out if out is not None else raw.get("out")
-    if not out_raw:
+    base = paths.config_dir(p)
+    variables: dict[str, str] = {"shared": str(paths.absolute(shared)) if shared else default_shared(p), "seed": str(seed)}
+    if out is not None:  # typed on the command line: from the current directory
+        variables["out"] = str(paths.absolute(out))
+    elif raw.get("out"):
+        variables["out"] = str(paths.absolute(substitute(str(raw["out"]), variables, f"{src}: out"), base))
+    else:
         raise KbioxlmError(f"{src}: no output folder (set `out:` in the config or pass --out)")
-    variables["out"] = str(substitute(str(out_raw), variables, f"{src}: out"))
     vars_raw = raw.get("vars") or {}
     if not isinstance(vars_raw, dict):
         raise KbioxlmError(f"{src}: vars must be a mapping of name: value")
@@ -171,6 +156,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
             raise KbioxlmError(f"{src}: vars: {k!r} is reserved or not a valid name")
         variables[str(k)] = str(substitute(str(v), variables, f"{src}: vars.{k}"))
     data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, src)
+    data = _resolve_paths(data, base)
 
     languages = data.get("languages", ["en", "zh"])
     if not isinstance(languages, list) or len(languages) < 2 or not all(isinstance(x, str) for x in languages):
@@ -290,8 +276,90 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     return PipelineConfig(
         path=p, name=str(data.get("name") or p.stem), out=Path(variables["out"]), seed=seed, languages=languages,
         base_model=base, kb=kb, documents=documents, pairs=pairs, corpus=corpus, vocab=vocab, pretrain=stages,
-        benchmark=bench, holdout=holdout, probe=probe, variables=variables,
+        benchmark=bench, holdout=holdout, probe=probe, variables=variables, anchor=paths.anchor(p),
     )
+
+
+# File fields of the KB importers (the others are languages, sources, counts and flags).
+KB_FILE_FIELDS = {
+    "obo": ("obo", "translations"), "icd10": ("xml", "zh_categories", "zh_blocks"), "mine_pairs": ("source", "target"),
+    "umls": ("rrf_dir", "translations"), "tsv": ("concepts", "relations", "relation_names"),
+}
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Every path of a substituted config taken from the config's folder (absolute afterwards).
+
+    Values of the wrong shape are left alone: the checks below report them with their key.
+    """
+    files = lambda v: ([paths.resolve_file(x, base) for x in v] if isinstance(v, list)  # noqa: E731
+                       else paths.resolve_file(v, base))
+    d = dict(data)
+    bm = d.get("base_model")
+    if isinstance(bm, str):
+        d["base_model"] = paths.resolve_model(bm, base)
+    elif isinstance(bm, dict):
+        d["base_model"] = {**bm, **{k: paths.resolve_model(bm[k], base) for k in ("path", "tokenizer") if bm.get(k)}}
+    kb = d.get("kb")
+    if isinstance(kb, dict):
+        kb = dict(kb)
+        for kind, fields in KB_FILE_FIELDS.items():
+            entries = kb.get(kind)
+            items = entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else None
+            if items is not None:
+                kb[kind] = [{**e, **{f: files(e[f]) for f in fields if e.get(f)}} if isinstance(e, dict) else e for e in items]
+        d["kb"] = kb
+    docs = d.get("documents")
+    if isinstance(docs, dict):
+        def doc(e: Any) -> Any:
+            if isinstance(e, dict) and e.get("path"):
+                return {**e, "path": paths.resolve_file(e["path"], base)}
+            return paths.resolve_file(e, base)
+
+        d["documents"] = {k: ([doc(e) for e in v] if isinstance(v, list) else doc(v))
+                          if k not in ("max_per_lang", "dedup") else v for k, v in docs.items()}
+    pairs = d.get("pairs")
+    if pairs is not None:
+        keep = {"format", "per_article", "args"}
+        d["pairs"] = [({k: (v if k in keep else paths.resolve_file(v, base)) for k, v in e.items()} if isinstance(e, dict)
+                       else paths.resolve_file(e, base)) for e in (pairs if isinstance(pairs, list) else [pairs])]
+    vocab = d.get("vocab")
+    if isinstance(vocab, dict) and vocab.get("tokenizer"):
+        d["vocab"] = {**vocab, "tokenizer": paths.resolve_model(vocab["tokenizer"], base)}
+    stages = d.get("pretrain")
+    if isinstance(stages, list):
+        names = {str(st.get("name")) for st in stages if isinstance(st, dict)} | {"base"}
+        out = []
+        for st in stages:
+            if isinstance(st, dict):
+                st = dict(st)
+                if st.get("config"):
+                    st["config"] = paths.resolve_file(str(st["config"]), base)
+                if isinstance(st.get("model"), str) and st["model"] not in names:
+                    st["model"] = paths.resolve_model(st["model"], base)
+                if st.get("tokenizer"):
+                    st["tokenizer"] = paths.resolve_model(st["tokenizer"], base)
+                if isinstance(st.get("train"), list):
+                    st["train"] = [t if t in TRAIN_KEYS else paths.resolve_file(str(t), base) for t in st["train"]]
+                if isinstance(st.get("overrides"), dict):
+                    st["overrides"] = paths.resolve_pretrain_paths(dict(st["overrides"]), base)
+            out.append(st)
+        d["pretrain"] = out
+    bench = d.get("benchmark")
+    if isinstance(bench, dict):
+        bench = dict(bench)
+        if bench.get("config"):
+            bench["config"] = paths.resolve_file(str(bench["config"]), base)
+        if isinstance(bench.get("extra_models"), list):
+            bench["extra_models"] = [{**m, **{k: paths.resolve_model(m[k], base) for k in ("path", "tokenizer") if m.get(k)}}
+                                     if isinstance(m, dict) else paths.resolve_model(m, base) for m in bench["extra_models"]]
+        if isinstance(bench.get("overrides"), dict):
+            bench["overrides"] = paths.resolve_benchmark_paths(bench["overrides"], base)
+        d["benchmark"] = bench
+    probe = d.get("probe")
+    if isinstance(probe, dict) and isinstance(probe.get("parallel"), dict):
+        d["probe"] = {**probe, "parallel": {k: paths.resolve_file(v, base) for k, v in probe["parallel"].items()}}
+    return d
 
 
 def _int_or_none(value: Any, what: str, minimum: int) -> int | None:

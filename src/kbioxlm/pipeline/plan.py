@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -31,8 +32,10 @@ from typing import Any
 
 import yaml
 
+from .. import paths
 from ..errors import KbioxlmError
 from ..io import atomic_write
+from ..paths import display
 from . import sources
 from .config import LEVELS, PipelineConfig
 
@@ -63,7 +66,7 @@ class Step:
 
         if self.argv is not None:
             prog = shlex.join(self.launcher) if self.launcher else "kbioxlm"
-            return f"{prog} {shlex.join(self.argv)}"
+            return display(f"{prog} {shlex.join(self.argv)}")
         return f"{pipeline_cmd} --only {self.name}"
 
 
@@ -153,7 +156,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         kb_step(f"tsv.{_slug(inputs[0].stem)}", argv + e["args"], inputs, "import concepts/relations (TSV/JSONL)")
     for e in cfg.kb["mine_pairs"]:
         argv = ["kb", "mine-pairs", "--source", e["source"], "--target", e["target"],
-                "--source-lang", str(e["source_lang"]), "--target-lang", str(e["target_lang"])]
+                "--lang", str(e["source_lang"]), "--target-lang", str(e["target_lang"])]
         if e.get("min_count") is not None:
             argv += ["--min-count", str(e["min_count"])]
         kb_step(f"pairs.{e['source_lang']}-{e['target_lang']}", argv + e["args"],
@@ -288,7 +291,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             path = out / "corpus" / f"passage.{src['label']}.jsonl"
             corpus_files["passage"].append(path)
             steps.append(Step(_unique(f"corpus.passage.{src['label']}", taken), f"passage-level corpus from {src['what']}",
-                              argv=["corpus", "passage", *src["argv"], "--lang-a", src["langs"][0], "--lang-b", src["langs"][1],
+                              argv=["corpus", "passage", *src["argv"], "--lang", src["langs"][0], "--target-lang", src["langs"][1],
                                     "--out", str(path), "--seed", seed, *cfg.corpus["args"]["passage"], *src["args"]],
                               inputs=src["inputs"], outputs=[path]))
 
@@ -445,7 +448,7 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
         else:  # an export ships its tokenizer
             argv = ["probe", "--model", str(exports[key])]
             model_inputs = [exports[key] / "config.json", exports[key]]
-        argv += ["--kb", str(kb), "--source-lang", a, "--target-lang", b]
+        argv += ["--kb", str(kb), "--lang", a, "--target-lang", b]
         inputs = [*model_inputs, kb]
         if heldout is not None:
             argv += ["--concepts", str(heldout)]
@@ -474,18 +477,20 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
 def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[str]) -> list[Step]:
     bench = cfg.benchmark
     assert bench is not None
+    from ..tasks.benchmark import read_config_file
+
     base_cfg_path = Path(bench["config"])
-    if base_cfg_path.is_file():
-        try:
-            base_cfg = yaml.safe_load(base_cfg_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise KbioxlmError(f"{base_cfg_path}: invalid YAML ({exc})") from exc
-        if not isinstance(base_cfg, dict):
-            raise KbioxlmError(f"{base_cfg_path}: a benchmark config must be a YAML mapping")
-    else:
-        raise KbioxlmError(f"{base_cfg_path}: no such benchmark config")
+    if not base_cfg_path.is_file():
+        raise KbioxlmError(f"{base_cfg_path}: no such benchmark config (from benchmark.config of {cfg.path}; "
+                           "relative paths are taken from the pipeline config's folder)")
+    # ${shared} and relative paths of the benchmark config resolved now: the generated configs live elsewhere
+    base_cfg = read_config_file(base_cfg_path, shared=cfg.variables["shared"])
     merged = _deep_merge(base_cfg, bench["overrides"])
     root = cfg.out / bench["dir"]  # a folder of its own per matrix (e.g. the ablations beside Tables 4-6)
+    if "data_root" not in merged and not os.environ.get("KBIOXLM_DATA") \
+            and cfg.variables["shared"] != str(paths.default_shared(root / "compare.yaml")):
+        # a --shared that the generated configs would not find on their own
+        merged["data_root"] = str(Path(cfg.variables["shared"]) / "data" / "kbioxlm-release")
     steps: list[Step] = []
     specs: list[dict[str, str]] = []
     results: list[Path] = []

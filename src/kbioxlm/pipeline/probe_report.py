@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import KbioxlmError
 from ..io import atomic_write, write_json
+from ..plotting import label_bars
 
 DASH = "–"
 
@@ -45,6 +46,26 @@ def _count(x: Any) -> str:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return DASH
     return f"{int(x):,}"
+
+
+def _sample(section: Any) -> str:
+    """``n`` (``of n_available`` when the probe sampled): how many items a score is out of, and the cap."""
+    n, avail = _get(section, "n"), _get(section, "n_available")
+    if _count(n) == DASH:
+        return DASH
+    return _count(n) + (f" of {_count(avail)}" if _count(avail) != DASH and avail != n else "")
+
+
+def _resolution(models: Mapping[str, Mapping[str, Any]]) -> str:
+    """What one item is worth: a score out of n moves by 100/n points per correct item."""
+    ns = sorted({int(n) for res in models.values() for sec in ("term_retrieval", "sentence_retrieval")
+                 if isinstance(n := _get(res.get(sec), "n"), int) and not isinstance(n, bool) and n > 0})
+    if not ns:
+        return ""
+    return ("One retrieved item more or less moves an acc@1 by 100/n points (" +
+            ", ".join(f"1 in {n:,} = {100 / n:.3g} points" for n in ns) +
+            "). Each model was probed once, on one seeded sample: differences of a few items are within that noise, "
+            "and nothing is marked as better.")
 
 
 def _best(best: Any) -> str:
@@ -78,6 +99,7 @@ def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequen
     header = ["Model", f"term acc@1 {arrow_ab}", f"term acc@1 {arrow_ba}", f"term MRR {arrow_ab}", f"term MRR {arrow_ba}",
               f"best layer {arrow_ab} (acc@1)", f"best layer {arrow_ba} (acc@1)",
               f"sentence acc@1 {arrow_ab}", f"sentence acc@1 {arrow_ba}", "n terms", "n sentences"]
+    # n terms / n sentences: the sample a score is out of ("of N" when the probe's cap sampled from N)
     rows = []
     layers = []
     for name, res in models.items():
@@ -88,7 +110,7 @@ def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequen
             _num(_get(term, ab, "mrr")), _num(_get(term, ba, "mrr")),
             _best(_get(term, "best_layer", ab)), _best(_get(term, "best_layer", ba)),
             _num(_get(sent, ab, "acc1")), _num(_get(sent, ba, "acc1")),
-            _count(_get(term, "n")), _count(_get(sent, "n")),
+            _sample(term), _sample(sent),
         ])
         if _get(term, "layer") is not None:
             layers.append(f"{labels.get(name, name)}: {_get(term, 'layer')}")
@@ -98,7 +120,10 @@ def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequen
         f"Nearest-neighbour retrieval of {a}/{b} term translations (KB concept names) and, with parallel text, of "
         f"sentence translations, on frozen encoder embeddings (`kbioxlm probe`); acc@1 and MRR in percent, "
         f"from the model's last layer; best layer = the layer with the highest acc@1. "
-        f"{DASH} = not measured.",
+        f"{DASH} = not measured. n = the items a score is out of (\"of N\": a sample of N, capped by --max-terms / "
+        f"--max-sentences).",
+        "",
+        _resolution(models),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -131,11 +156,15 @@ def plot_probe(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], pa
             vals.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0)
         values += vals
         xs = [i + (j - 0.5) * width for i in range(len(names))]
-        bars = ax.bar(xs, vals, width, label=text)
-        ax.bar_label(bars, labels=[f"{v:.1f}" for v in vals], fontsize="small", padding=2)
+        present = [isinstance(_get(models[n].get("term_retrieval"), key, "acc1"), (int, float)) for n in names]
+        bars = ax.bar(xs, vals, width, label=text, edgecolor="black", linewidth=0.6)  # outlined: a 0.0 bar shows
+        for bar, ok in zip(bars, present):
+            bar.set_visible(ok)
+        label_bars(ax, bars, [f"{v:.1f}" if ok else "n/a" for v, ok in zip(vals, present)])
+    ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([labels.get(n, n) for n in names])
-    ax.set_ylim(0, max(100.0, *values) * 1.08 if values else 100.0)
+    ax.set_xticklabels([f"{labels.get(n, n)}\n(n={_count(_get(models[n].get('term_retrieval'), 'n'))})" for n in names])
+    ax.set_ylim(-3.0, max(100.0, *values) * 1.08 if values else 100.0)
     ax.set_ylabel("term retrieval acc@1 (%)")
     ax.set_title(f"Term retrieval {a}↔{b}, last layer (acc@1, %)")
     ax.grid(axis="y", alpha=0.3)

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import KbioxlmError
 from ..io import atomic_write, write_json
+from ..paths import portable
 from .plan import Step, remove_paths
 
 HASH_LIMIT = 64 << 20
@@ -67,13 +68,42 @@ def path_fingerprint(p: Path) -> Any:
     return "missing"
 
 
-def step_fingerprint(step: Step) -> str:
+# Flags renamed without a change in meaning (the one --lang/--target-lang vocabulary), spelled in
+# fingerprints by their earlier names: renaming a flag is no reason to redo a finished step.
+FINGERPRINT_FLAG_NAMES: dict[tuple[str, ...], dict[str, str]] = {
+    ("corpus", "passage"): {"--lang": "--lang-a", "--target-lang": "--lang-b"},
+    ("kb", "mine-pairs"): {"--lang": "--source-lang"},
+    ("probe",): {"--lang": "--source-lang"},
+}
+
+
+def _stable_argv(argv: list[str] | None) -> list[str] | None:
+    """``argv`` with renamed flags spelled as in :data:`FINGERPRINT_FLAG_NAMES`."""
+    if not argv:
+        return argv
+    for prefix, names in FINGERPRINT_FLAG_NAMES.items():
+        if tuple(argv[: len(prefix)]) == prefix:
+            return [names.get(a, a) for a in argv]
+    return argv
+
+
+def step_fingerprint(step: Step, anchor: Path | None = None) -> str:
+    """A hash of what a step does and reads. With ``anchor``, absolute paths are spelled relative to it
+    (:func:`kbioxlm.paths.portable`): the same files reached from another directory, or through a
+    differently spelled config path, give the same fingerprint (and the spelling of older runs, whose
+    paths were relative to the repository root, is kept)."""
+    def rel(value: Any) -> Any:
+        return portable(value, anchor) if anchor is not None else value
+
+    params = json.loads(json.dumps(step.params, default=str))
+    if isinstance(params, dict) and isinstance(params.get("kb_recipe"), list):
+        params["kb_recipe"] = [_stable_argv(a) for a in params["kb_recipe"]]
     material = {
-        "argv": step.argv,
+        "argv": rel(_stable_argv(step.argv)),
         "launcher": step.launcher,
-        "params": step.params,
-        "generated": {str(k): hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(step.generated.items())},
-        "inputs": {str(p): path_fingerprint(p) for p in step.inputs},
+        "params": rel(params),
+        "generated": {rel(str(k)): hashlib.sha256(rel(v).encode()).hexdigest() for k, v in sorted(step.generated.items())},
+        "inputs": {rel(str(p)): path_fingerprint(p) for p in step.inputs},
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -107,8 +137,9 @@ class _Tee(io.TextIOBase):
 
 class Runner:
     def __init__(self, steps: list[Step], out: Path, pipeline_cmd: str, *, dry_run: bool = False,
-                 force: Iterable[str] = (), stream: Any = None) -> None:
+                 force: Iterable[str] = (), stream: Any = None, anchor: Path | None = None) -> None:
         self.steps, self.out, self.pipeline_cmd = steps, out, pipeline_cmd
+        self.anchor = anchor
         self.dry_run = dry_run
         self.force = list(force)
         self.stream = stream or sys.stdout
@@ -142,7 +173,7 @@ class Runner:
             outputs_ok = all(p.exists() for p in step.outputs)
             upstream = [p for p in step.inputs if p in pending]
             wiped = [(p, reset[q]) for p in step.outputs for q in reset if p == q or p.is_relative_to(q)]
-            fp = step_fingerprint(step)
+            fp = step_fingerprint(step, self.anchor)
             if forced:
                 reason, resume = "forced", False
             elif wiped:

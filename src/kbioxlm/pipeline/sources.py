@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..corpus.readers import canonical_format
 from ..errors import KbioxlmError, where
 from ..io import atomic_write, dumps, iter_jsonl, open_text
 
-DOC_FORMATS = ("auto", "jsonl", "pubmedqa", "json-list", "blocks", "lines")
+DOC_FORMATS = ("auto", "jsonl", "pubmedqa", "json-list", "blocks", "lines")  # + the aliases cmeee, dialogue
 
 
 def _norm(text: str) -> str:
@@ -88,6 +89,7 @@ def iter_source_texts(path: Path, fmt: str = "auto") -> Iterator[tuple[str, str]
     """Yield ``(local_id, text)`` for every document of one raw file."""
     if not path.is_file():
         raise KbioxlmError(f"{path}: no such corpus file")
+    fmt = canonical_format(fmt)
     if fmt not in DOC_FORMATS:
         raise KbioxlmError(f"{path}: unknown format {fmt!r} (one of {', '.join(DOC_FORMATS)})")
     if fmt == "auto":

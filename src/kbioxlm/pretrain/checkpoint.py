@@ -15,6 +15,14 @@ module writes the same state in formats that cannot:
 Everything round-trips exactly (floats through ``repr``, tensors bit for bit), so a resumed run
 is identical to an uninterrupted one (tests/test_pretrain_train.py). A checkpoint in accelerate's
 pickle format is refused, never unpickled.
+
+Under DeepSpeed the model and optimizer are sharded by ZeRO and only the engine can write them:
+``engine.save_checkpoint`` writes ``<tag>/`` (``pytorch_model/`` as ``accelerate``'s ``save_state``
+names it, or DeepSpeed's own ``global_step<N>/``) and a ``latest`` file naming the tag. The
+scheduler and RNG states still go to the JSON/safetensors files above, so a DeepSpeed resume reads
+no pickle of ours (DeepSpeed's own ``*.pt`` shards are ``torch.load``-ed by DeepSpeed; only resume
+from checkpoints you wrote). :func:`checkpoint_layout` tells the two layouts apart, so a checkpoint
+is never read by the wrong path (each refusal says how to resume it).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ OPTIMIZER_FILE = "optimizer"
 SCHEDULER_FILE = "scheduler"
 SCALER_FILE = "scaler"
 FORMAT = "kbioxlm-train-state"
+DEEPSPEED_LATEST = "latest"  # DeepSpeed's file naming the checkpoint tag (sub-folder) to load
+DEEPSPEED_TAG = "pytorch_model"  # the tag accelerate's save_state uses (and so do we)
 PICKLE_FILES = ("pytorch_model.bin", "optimizer.bin", "scheduler.bin", "scaler.pt", "random_states_0.pkl",
                 "custom_checkpoint_0.pkl")
 
@@ -233,3 +243,84 @@ def load_training_state(directory: Path, accelerator: Any, model: Any, optimizer
     name = rng_file(accelerator.process_index)
     if (directory / f"{name}.json").is_file():
         set_rng_state(accelerator, load_state_files(directory, name))
+
+
+# ------------------------------------------------------------------------ DeepSpeed layout
+def deepspeed_tag(directory: Path) -> str | None:
+    """The tag of a DeepSpeed checkpoint folder, or None when it is not one.
+
+    A DeepSpeed checkpoint is a ``latest`` file naming a sub-folder, or (without ``latest``) a
+    single ``pytorch_model/`` or ``global_step<N>/`` sub-folder holding ``*model_states.pt``.
+    Raises :class:`KbioxlmError` for a ``latest`` that names a missing or empty folder (an
+    interrupted save).
+    """
+    directory = Path(directory)
+    latest = directory / DEEPSPEED_LATEST
+    if latest.is_file():
+        try:
+            tag = latest.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KbioxlmError(f"{latest}: cannot read the DeepSpeed checkpoint tag ({exc})") from exc
+        if not tag or "/" in tag or tag in (".", ".."):
+            raise KbioxlmError(f"{latest}: not a DeepSpeed checkpoint tag ({tag!r})")
+        if not any((directory / tag).glob("*model_states.pt")):
+            raise KbioxlmError(f"{directory}: incomplete DeepSpeed checkpoint (`latest` names {tag}/, which holds no *model_states.pt)")
+        return tag
+    tags = [d.name for d in directory.iterdir() if d.is_dir() and (d.name == DEEPSPEED_TAG or d.name.startswith("global_step"))
+            and any(d.glob("*model_states.pt"))] if directory.is_dir() else []
+    if len(tags) > 1:
+        raise KbioxlmError(f"{directory}: several DeepSpeed checkpoints ({', '.join(sorted(tags))}) and no `latest` file naming one")
+    return tags[0] if tags else None
+
+
+def checkpoint_layout(directory: Path) -> str:
+    """``deepspeed`` (see :func:`deepspeed_tag`) or ``kbioxlm`` (this module's files; also what an
+    old or incomplete checkpoint is refused as by :func:`load_training_state`)."""
+    return "deepspeed" if deepspeed_tag(Path(directory)) is not None else "kbioxlm"
+
+
+def save_deepspeed_state(directory: Path, accelerator: Any, engine: Any, scheduler: Any) -> None:
+    """DeepSpeed: the engine writes its (sharded) model and optimizer under ``pytorch_model/`` +
+    ``latest`` (every process writes its shard); scheduler and RNG states as in the plain layout."""
+    directory.mkdir(parents=True, exist_ok=True)
+    engine.save_checkpoint(str(directory), DEEPSPEED_TAG)
+    if accelerator.is_main_process:
+        save_state_files(directory, SCHEDULER_FILE, scheduler.state_dict())
+    save_state_files(directory, rng_file(accelerator.process_index), rng_state(accelerator))
+
+
+def load_deepspeed_state(directory: Path, accelerator: Any, engine: Any, scheduler: Any) -> None:
+    """Restore what :func:`save_deepspeed_state` wrote (or a bare ``global_step<N>`` checkpoint,
+    whose scheduler and RNG states, absent, then start afresh with a warning)."""
+    import logging
+
+    directory = Path(directory)
+    tag = deepspeed_tag(directory)
+    if tag is None:
+        raise KbioxlmError(f"{directory}: not a DeepSpeed checkpoint (no `latest` file or {DEEPSPEED_TAG}/ folder)")
+    path, _ = engine.load_checkpoint(str(directory), tag)
+    if path is None:
+        raise KbioxlmError(f"{directory / tag}: DeepSpeed could not load this checkpoint")
+    if (directory / f"{SCHEDULER_FILE}.json").is_file():
+        scheduler.load_state_dict(load_state_files(directory, SCHEDULER_FILE))
+    else:
+        logging.getLogger(__name__).warning("%s: no scheduler state; the learning-rate schedule restarts", directory)
+    name = rng_file(accelerator.process_index)
+    if (directory / f"{name}.json").is_file():
+        set_rng_state(accelerator, load_state_files(directory, name))
+
+
+def check_layout(directory: Path, deepspeed: bool) -> str:
+    """The checkpoint's layout, after checking this run can read it (one-line refusal otherwise)."""
+    layout = checkpoint_layout(directory)
+    if layout == "deepspeed" and not deepspeed:
+        raise KbioxlmError(
+            f"{directory}: a DeepSpeed checkpoint ({deepspeed_tag(directory)}/ + latest); resume it under DeepSpeed with the same"
+            " ZeRO setup (accelerate launch --config_file configs/accelerate-deepspeed-zero2.yaml -m kbioxlm pretrain ...)"
+        )
+    if layout == "kbioxlm" and deepspeed:
+        raise KbioxlmError(
+            f"{directory}: written without DeepSpeed (no `latest` file or {DEEPSPEED_TAG}/ folder); resume it without DeepSpeed,"
+            " or start afresh (overwrite_output_dir=true)"
+        )
+    return layout

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ..errors import KbioxlmError
-from ..hub import check_model_name, load_error
+from ..hub import check_model_name, is_hub_id, load_error
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ def register(sub: Any) -> None:
         help="original model (or tokenizer) to restore rows outside the kept ids from, and to undo a 'vocab trim'",
     )
     p.add_argument("--tokenizer", default=None, help="tokenizer folder to ship (default: found in the checkpoint / base model)")
+    p.add_argument("--probe", default=None, help="probe.json of this model ('kbioxlm probe'): its table goes into the model card")
+    p.add_argument("--benchmark", default=None,
+                   help="results.jsonl of a 'kbioxlm benchmark' run: its F1 table goes into the model card")
+    p.add_argument("--base-model", default=None,
+                   help="hub id for the card's base_model (default: the base recorded at training; the hub refuses a local path)")
+    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
+                   help="hub dataset id for the card's datasets metadata (repeatable)")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID",
+                   help="after exporting, upload the folder to this Hugging Face hub model repository (created if needed)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     p.set_defaults(func=_export)
 
     try:
@@ -104,7 +114,17 @@ def _export(args: argparse.Namespace) -> int:
 
     check_model_name(args.full_vocab_from, "model or tokenizer")
     check_model_name(args.tokenizer, "tokenizer")
+    if args.push_to_hub and not is_hub_id(args.push_to_hub):  # before the export, not after it
+        raise KbioxlmError(f"--push-to-hub {args.push_to_hub}: not a hub repository id (expected name or owner/name)")
+    if args.base_model and not is_hub_id(args.base_model):
+        raise KbioxlmError(f"--base-model {args.base_model}: not a hub model id")
     summary = export_checkpoint(args.checkpoint, args.out, full_vocab_from=args.full_vocab_from, tokenizer=args.tokenizer,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, probe=args.probe, benchmark=args.benchmark,
+                                base_model=args.base_model, datasets=args.dataset)
     print(f"exported {summary['architecture']} ({summary['vocab_size']} ids) -> {args.out}")
+    if args.push_to_hub:
+        from ..modelcard import push_folder
+
+        url = push_folder(args.out, args.push_to_hub, private=args.private)
+        print(f"pushed {args.out} -> {url}")
     return 0

@@ -94,9 +94,11 @@ def _load_original(name: str) -> Original | None:
 
 
 def _find_settings(ckpt: Path) -> dict[str, Any]:
-    """Training settings for the model card, from the checkpoint folder or its parent (run folder)."""
+    """Training settings for the model card, from the checkpoint folder or the run folder above it
+    (``RUN/final``, ``RUN/checkpoints/checkpoint-N``)."""
     settings: dict[str, Any] = {}
-    for folder in (ckpt.parent, ckpt):  # checkpoint-specific values win
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    for folder in dict.fromkeys((run, ckpt.parent, ckpt)):  # checkpoint-specific values win
         for name in SETTINGS_FILES:
             path = folder / name
             if path.is_file():
@@ -154,15 +156,24 @@ def export_checkpoint(
     full_vocab_from: str | None = None,
     tokenizer: str | None = None,
     overwrite: bool = False,
+    probe: str | os.PathLike[str] | None = None,
+    benchmark: str | os.PathLike[str] | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write a plain Hugging Face MLM checkpoint + tokenizer + model card; returns a summary.
 
     ``out_dir`` may be absent or empty; a previous export there is replaced only with
     ``overwrite``; any other content is refused before anything is read or written.
+    ``probe`` (probe.json) and ``benchmark`` (a benchmark's results.jsonl) add their tables to the
+    card; ``base_model`` (a hub id) replaces the recorded base in the card's metadata (the hub
+    refuses a local path there); ``datasets``: hub dataset ids for the card's metadata.
     """
     from transformers import AutoModel, AutoModelForMaskedLM
 
     check_output_dir(out_dir, EXPORT_MARKER, overwrite, EXPORT_WHAT)
+    probe_data = read_probe(probe) if probe else None
+    bench_rows = read_benchmark(benchmark) if benchmark else None
     ckpt = Path(checkpoint)
     meta = read_meta(ckpt)
     model = KnowledgeAnchoredModel.load(ckpt).eval()
@@ -237,7 +248,7 @@ def export_checkpoint(
         log.warning("%s has no masked-LM class: exporting the encoder only", config.model_type)
         hf = base = AutoModel.from_config(config)
         parts = None
-    _load_encoder_state(base, state)
+    load_encoder_state(base, state)
     if parts is not None:
         with torch.no_grad():
             parts.dense.load_state_dict(model.mlm_head.dense.state_dict())
@@ -269,7 +280,8 @@ def export_checkpoint(
             "base_model": meta.get("base_model"),
             "checkpoint": str(ckpt),
         }
-        (tmp / "README.md").write_text(_model_card(summary, meta, settings), encoding="utf-8")
+        (tmp / "README.md").write_text(_model_card(summary, meta, settings, ckpt, probe_data, bench_rows, base_model,
+                                                   datasets), encoding="utf-8")
         write_marker(tmp, EXPORT_MARKER, {"format": "kbioxlm-export", **summary})
         replace_dir(tmp, out, EXPORT_MARKER, overwrite, EXPORT_WHAT)
     except BaseException:
@@ -278,7 +290,13 @@ def export_checkpoint(
     return summary
 
 
-def _load_encoder_state(base: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_encoder_state(base: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load an encoder's weights into the base model of a stock task class, pooler optional.
+
+    Shared by the export and the fine-tuned model savers: the stock ``*ForMaskedLM`` /
+    ``*ForTokenClassification`` bases have no pooler while an ``AutoModel`` encoder may have one
+    (and e5 has none), so only pooler keys may differ; anything else means the weights do not fit.
+    """
     result = base.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if "pooler" not in k]
     unexpected = [k for k in result.unexpected_keys if "pooler" not in k]
@@ -286,29 +304,148 @@ def _load_encoder_state(base: torch.nn.Module, state: dict[str, torch.Tensor]) -
         raise KbioxlmError(f"encoder weights do not fit the exported architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
-def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[str, Any]) -> str:
-    """A short Markdown model card: what it was trained from, on what, how, for how many steps."""
+LANG_KEYS = ("lang", "lang_a", "lang_b", "source_lang", "target_lang")
+LANG_SCAN_LINES = 500  # per training file: the corpus files are one language (pair) each
+
+
+def _run_languages(files: list[str]) -> list[str]:
+    """Languages of the training records (their ``lang``/``lang_a``/``lang_b`` fields), from the
+    first lines of each training file; the run's config does not list them."""
+    langs: set[str] = set()
+    for f in files:
+        try:
+            with open(f, encoding="utf-8") as fh:
+                for i, line in enumerate(fh):
+                    if i >= LANG_SCAN_LINES:
+                        break
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict):
+                        langs.update(v for k in LANG_KEYS if isinstance(v := rec.get(k), str) and v)
+        except (OSError, UnicodeDecodeError):
+            log.warning("%s: unreadable, its languages are not in the model card", f)
+    return sorted(langs)
+
+
+def find_eval_log(ckpt: Path) -> Path | None:
+    """``eval.jsonl`` of the run the checkpoint belongs to (``RUN/final``, ``RUN/checkpoints/checkpoint-N``)."""
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    for folder in (ckpt, run):
+        if (folder / "eval.jsonl").is_file():
+            return folder / "eval.jsonl"
+    return None
+
+
+def _eval_rows(path: Path, step: int | None) -> list[dict[str, Any]]:
+    """The first held-out evaluation and the one at the checkpoint's step (else the last before it)."""
+    from ..io import iter_jsonl
+
+    rows = [r for _, r in iter_jsonl(path) if isinstance(r, dict) and isinstance(r.get("step"), int)]
+    if not rows:
+        return []
+    upto = [r for r in rows if step is None or r["step"] <= step] or rows[:1]
+    picked = [rows[0]] if rows[0] is not upto[-1] else []
+    return picked + [upto[-1]]
+
+
+def read_probe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``kbioxlm probe`` result (probe.json), checked before any export work."""
+    from ..io import read_text
+
+    try:
+        data = json.loads(read_text(path))
+    except ValueError as exc:
+        raise KbioxlmError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("term_retrieval"), dict):
+        raise KbioxlmError(f"{path}: not a probe.json (no 'term_retrieval'; written by 'kbioxlm probe')")
+    return data
+
+
+def read_benchmark(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a benchmark's ``results.jsonl`` (one per finished cell), checked before any export work."""
+    from ..errors import where
+    from ..io import iter_jsonl
+
+    rows = []
+    for lineno, rec in iter_jsonl(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("f1"), (int, float)) or "dataset" not in rec:
+            raise KbioxlmError(f"{where(path, lineno)}: not a benchmark result row (needs 'dataset' and a numeric 'f1')")
+        rows.append(rec)
+    if not rows:
+        raise KbioxlmError(f"{path}: no benchmark result rows")
+    return rows
+
+
+def _probe_lines(probe: dict[str, Any]) -> list[str]:
+    from ..modelcard import table
+
+    rows = []
+    for kind in ("term_retrieval", "sentence_retrieval"):
+        part = probe.get(kind)
+        if not isinstance(part, dict):
+            continue
+        for key, val in part.items():
+            if isinstance(val, dict) and "acc1" in val and "_" in key:
+                src, tgt = key.split("_", 1)
+                rows.append([kind.replace("_", " "), f"{src}→{tgt}", part.get("n"), part.get("layer"), val["acc1"], val.get("mrr")])
+    lines = ["", "## Alignment probe (`kbioxlm probe`, percent)", ""]
+    return lines + table(["probe", "direction", "n", "layer", "accuracy@1", "MRR"], rows)
+
+
+def _benchmark_lines(rows: list[dict[str, Any]]) -> list[str]:
+    from statistics import mean, stdev
+
+    from ..modelcard import table
+
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        key = (r.get("model", ""), r.get("dataset_label") or r["dataset"], r.get("direction", ""),
+               r.get("setting", ""), r.get("shots") or 0, r.get("metric", ""))
+        groups.setdefault(key, []).append(float(r["f1"]))
+    out = []
+    for (model, ds, direction, setting, shots, metric), f1 in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]]):
+        sd = f" ± {stdev(f1):.2f}" if len(f1) > 1 else ""
+        out.append([model, ds, direction, setting + (f" ({shots}-shot)" if shots else ""), metric,
+                    f"{mean(f1):.2f}{sd}", len(f1)])
+    lines = ["", "## Downstream benchmark (`kbioxlm benchmark`, F1 × 100, mean ± sd over seeds)", ""]
+    return lines + table(["model", "dataset", "direction", "setting", "metric", "F1", "seeds"], out)
+
+
+def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[str, Any], ckpt: Path,
+                probe: dict[str, Any] | None = None, benchmark: list[dict[str, Any]] | None = None,
+                base_model: str | None = None, datasets: list[str] | None = None) -> str:
+    """The export's model card: ``ModelCardData`` metadata (languages, base licence, base model,
+    datasets, ``fill-mask``) and the numbers the run measured (held-out pretraining metrics from
+    eval.jsonl; probe and benchmark tables when given), so the card says what the model does."""
+    from huggingface_hub import ModelCardData
+
+    from ..modelcard import TAGS, base_license, card_base_model, render, table
+
     files = settings.get("train_files") or settings.get("files")
     if isinstance(files, str):
         files = [f for f in files.split(",") if f]
+    files = [str(f) for f in files or []]
     steps = settings.get("global_step") or settings.get("max_steps")
+    base = summary["base_model"]
+    data = ModelCardData(
+        language=_run_languages(files) or None, license=base_license(base),
+        base_model=base_model or card_base_model(base), datasets=list(datasets) if datasets else None,
+        pipeline_tag="fill-mask", library_name="transformers", tags=[*TAGS, "fill-mask"],
+    )
     lines = [
-        "---",
-        "library_name: transformers",
-        "tags: [kbioxlm, biomedical, cross-lingual, fill-mask]",
-        "---",
-        "",
         "# KBioXLM-style continued-pretraining checkpoint",
         "",
         "Exported by `kbioxlm export` (knowledge-anchored pretraining: entity, fact and passage",
         "objectives, Geng et al. 2023). Loads with `AutoModel` and `AutoModelForMaskedLM`.",
         "",
-        f"- **Base model:** `{summary['base_model'] or 'random initialisation'}`",
+        f"- **Base model:** `{base or 'random initialisation'}`",
         f"- **Architecture:** `{summary['architecture']}`, {summary['vocab_size']} vocabulary ids",
         f"- **Training steps:** {steps if steps is not None else 'unknown'}",
     ]
     if files:
-        lines.append("- **Training data:** " + ", ".join(f"`{f}`" for f in files))
+        lines.append("- **Training data:** " + ", ".join(f"`{Path(f).name}`" for f in files))
     if summary["kept_ids"] is not None:
         lines.append(
             f"- **Reduced output vocabulary during training:** {summary['kept_ids']} ids; the other rows of the"
@@ -319,7 +456,19 @@ def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[st
     weights = meta.get("loss_weights")
     if weights:
         lines.append("- **Loss weights:** " + ", ".join(f"{k}={v:g}" for k, v in weights.items()))
-    shown = {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool)) and k not in ("train_files",)}
+    log_path = find_eval_log(ckpt)
+    evals = _eval_rows(log_path, steps if isinstance(steps, int) else None) if log_path else []
+    if evals:
+        keys = [k for k in evals[-1] if k != "step"]
+        lines += ["", "## Held-out pretraining metrics (`eval.jsonl`)", "",
+                  "Accuracies (0–1) on the held-out records of each objective; `n_*` = positions scored.", ""]
+        lines += table(["step", *keys], ([r.get("step"), *(r.get(k) for k in keys)] for r in evals))
+    if probe is not None:
+        lines += _probe_lines(probe)
+    if benchmark:
+        lines += _benchmark_lines(benchmark)
+    shown = {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool)) and k not in ("train_files",)
+             and not (isinstance(v, str) and ("/" in v or os.sep in v))}  # no local paths in a published card
     if shown:
         lines += ["", "## Settings", "", "| key | value |", "|---|---|"]
         lines += [f"| {k} | `{v}` |" for k, v in sorted(shown.items())]
@@ -328,9 +477,9 @@ def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[st
         "## Use",
         "",
         "```python",
-        "from transformers import AutoModelForMaskedLM, AutoTokenizer",
-        'tok = AutoTokenizer.from_pretrained("PATH"); model = AutoModelForMaskedLM.from_pretrained("PATH")',
+        "from transformers import pipeline",
+        'fill = pipeline("fill-mask", model="THIS_FOLDER_OR_HUB_ID")',
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return render(data, "\n".join(lines))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..cliutil import add_print_config
+
 
 def register_pretrain(sub: Any) -> None:
     """Add the ``pretrain`` sub-command to the ``kbioxlm`` sub-parsers."""
@@ -23,16 +25,54 @@ def register_pretrain(sub: Any) -> None:
             "dotted keys reach into mappings, e.g. mix.mlm=0.5 loss_weights.passage=1). "
             "Multi-process: torchrun --nproc_per_node N -m kbioxlm pretrain ... or accelerate launch -m kbioxlm pretrain ..."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True, help="YAML config, e.g. configs/pretrain-tiny.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="override any config key")
-    p.set_defaults(func=_run)
+    p.add_argument("--config", required=True,
+                   help="YAML config, e.g. configs/pretrain-tiny.yaml; relative paths inside it are taken from its folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder: the same as output_dir=DIR (the name every other command uses)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override any config key (listed below); paths here are taken from the current directory")
+    add_print_config(p)
+    original = p.format_help
+
+    def format_help() -> str:  # the key list needs the trainer module: built only when help is shown
+        p.epilog = config_keys_help()
+        return original()
+
+    p.format_help = format_help  # type: ignore[method-assign]
+    p.set_defaults(func=_run, trailing_overrides=True)
+
+
+def config_keys_help() -> str:
+    """Every pretraining config key with its default (``kbioxlm.pretrain.trainer.DEFAULTS``), for ``--help``."""
+    import json
+
+    from .trainer import ALIASES, DEFAULTS
+
+    width = max(map(len, DEFAULTS))
+    lines = ["config keys (default) — set them in the YAML or as key=value; aliases: "
+             + ", ".join(f"{a}={k}" for a, k in ALIASES.items()) + ", --out=output_dir:"]
+    lines += [f"  {k:<{width}}  {json.dumps(v)}" for k, v in DEFAULTS.items()]
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .trainer import load_config, train
+    from .. import paths
+    from ..io import load_yaml
+    from .trainer import ALIASES, load_config, train
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = [*args.overrides, *([f"output_dir={args.out}"] if args.out is not None else [])]
+    cfg = load_config(args.config, overrides)
+    # Paths from the file are taken from the file's folder, typed ones from the current directory.
+    data, _ = load_yaml(args.config)
+    typed = {ALIASES.get(h, h) for h in (o.partition("=")[0].strip().partition(".")[0] for o in overrides)}
+    from_file = {ALIASES.get(str(k), str(k)) for k in (data or {})} - typed
+    paths.resolve_pretrain_paths(cfg, paths.config_dir(args.config), keys=from_file)
+    if "tokenizer" not in from_file | typed:  # load_config copied `model` into it
+        cfg["tokenizer"] = cfg["model"]
+    if args.print_config:
+        from ..cliutil import print_config
+
+        return print_config(cfg)
     train(cfg)
     return 0

@@ -32,16 +32,16 @@ from ..errors import KbioxlmError, where
 from ..hub import check_model_name, load_error
 from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, load_yaml, write_json
 from . import TASKS
-from .checkpoint import load_training_state, save_training_state
+from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
 from .data import (
     DEFAULT_MIX,
+    CollatedBatches,
     DataPosition,
     MixedSchedule,
     eval_batches,
     load_records,
     normalise_mix,
     parse_train_files,
-    rank_slice,
     resolve_path,
     split_heldout,
 )
@@ -96,6 +96,13 @@ DEFAULTS: dict[str, Any] = {
     "bf16": False,
     "fp16": False,
     "fused_adamw": True,
+    # throughput levers (docs/pretrain.md, "Throughput levers")
+    "attn_implementation": None,  # eager | sdpa | flash_attention_2 | ...; null: transformers' default
+    "torch_compile": False,  # true (inductor) or a torch.compile backend name
+    "gradient_checkpointing": False,  # recompute activations in backward: less memory, ~30% more compute
+    "length_bucketing": 0,  # N > 1: sort each N consecutive global batches by length (less padding)
+    "dataloader_num_workers": 0,  # 0: collate in the training process; 1+: in background workers
+    "mask_seeding": "stream",  # stream: one masking RNG stream per process | batch: reseeded per global batch
     # bookkeeping
     "logging_steps": 10,
     "eval_steps": 500,
@@ -106,7 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "resume_from_checkpoint": None,  # null | auto | path
     "stop_at_step": None,  # end this invocation after that step with a checkpoint (time-sliced jobs); schedule follows max_steps
     "overwrite_output_dir": False,
-    "report_to": "tensorboard",  # tensorboard | none
+    "report_to": "tensorboard",  # tensorboard | wandb | mlflow | ... (comma-separated) | none
     "num_threads": None,  # torch CPU threads per process
     "cpu": False,  # force CPU even when a GPU is visible
 }
@@ -185,7 +192,7 @@ FLOAT_KEYS = ("learning_rate", "weight_decay", "align_temperature", "mlm_probabi
               "adam_beta1", "adam_beta2", "adam_epsilon")
 INT_KEYS = ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
             "max_length", "logging_steps", "stop_at_step", "eval_steps", "save_steps", "warmup_steps", "seed", "eval_max_per_task",
-            "align_max_length", "freeze_layers")
+            "align_max_length", "freeze_layers", "length_bucketing", "dataloader_num_workers")
 
 
 def _coerce_numbers(cfg: dict[str, Any]) -> None:
@@ -239,6 +246,28 @@ def _check(cfg: dict[str, Any]) -> dict[str, Any]:
     for key, allowed in (("mask_decision", ("unit", "token")), ("entity_window", ("switched", "first")), ("pair_pooling", ("cls", "mean"))):
         if cfg[key] not in allowed:
             raise KbioxlmError(f"config: {key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    for key in ("length_bucketing", "dataloader_num_workers"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 0:
+            raise KbioxlmError(f"config: {key} must be a non-negative integer, got {cfg[key]!r}")
+    if cfg["mask_seeding"] not in ("stream", "batch"):
+        raise KbioxlmError(f"config: mask_seeding must be stream or batch, got {cfg['mask_seeding']!r}")
+    if cfg["dataloader_num_workers"] > 1 and cfg["mask_seeding"] != "batch":
+        raise KbioxlmError("config: dataloader_num_workers > 1 needs mask_seeding=batch (one masking stream cannot be split over workers)")
+    for key in ("gradient_checkpointing",):
+        if not isinstance(cfg[key], bool):
+            raise KbioxlmError(f"config: {key} must be true or false, got {cfg[key]!r}")
+    tc = cfg["torch_compile"]
+    if tc is not None and not isinstance(tc, (bool, str)):
+        raise KbioxlmError(f"config: torch_compile must be true, false or a backend name, got {tc!r}")
+    if isinstance(tc, str):
+        import torch
+
+        if tc not in torch._dynamo.list_backends(exclude_tags=()):
+            raise KbioxlmError(f"config: torch_compile backend {tc!r} unknown (known: {', '.join(torch._dynamo.list_backends())})")
+    ai = cfg["attn_implementation"]
+    if ai is not None and not isinstance(ai, str):
+        raise KbioxlmError(f"config: attn_implementation must be a name such as sdpa or eager, got {ai!r}")
+    cfg["report_to"] = _check_report_to(cfg["report_to"])
     if cfg["freeze_layers"] < 0 or cfg["align_max_length"] < 4:
         raise KbioxlmError("config: freeze_layers must be >= 0 and align_max_length >= 4")
     if not cfg["align_temperature"] > 0:
@@ -266,6 +295,33 @@ def _check(cfg: dict[str, Any]) -> dict[str, Any]:
     if rfc is not None and not isinstance(rfc, str):
         cfg["resume_from_checkpoint"] = None if rfc is False else "auto" if rfc is True else str(rfc)
     return cfg
+
+
+def _check_report_to(value: Any) -> str:
+    """``report_to`` as a comma-separated string of trackers, each known to accelerate and installed.
+
+    accelerate itself drops a tracker whose package is missing with only a log warning: a run asked
+    to report to wandb would train for days and report nowhere. So a missing package is a config
+    error here, before anything is loaded.
+    """
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    items = value if isinstance(value, (list, tuple)) else str(value if value is not None else "none").split(",")
+    names = [str(v).strip().lower() for v in items if str(v).strip()]
+    if not names or names == ["none"] or names == ["false"]:
+        return "none"
+    available = {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise KbioxlmError(f"config: report_to {name!r} unknown (known: none, {', '.join(sorted(LOGGER_TYPE_TO_CLASS))})")
+        if name not in available:
+            raise KbioxlmError(f"config: report_to {name!r} needs the {name} package, which is not installed (pip install {name}, or report_to=none)")
+    return ",".join(dict.fromkeys(names))
+
+
+def trackers(cfg: dict[str, Any]) -> list[str]:
+    """The tracker names of a checked config (empty for ``none``)."""
+    return [] if cfg["report_to"] == "none" else cfg["report_to"].split(",")
 
 
 # ---------------------------------------------------------------------------------------- pieces
@@ -299,6 +355,16 @@ def build_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> 
     from .model import KnowledgeAnchoredModel
 
     model = _load_model(cfg, tokenizer, kept)
+    if cfg.get("attn_implementation"):
+        # After construction, so it applies to every way of building (config, checkpoint, kbioxlm run).
+        try:
+            model.encoder.set_attn_implementation(cfg["attn_implementation"])
+        except (ValueError, ImportError) as exc:
+            raise KbioxlmError(f"config: attn_implementation={cfg['attn_implementation']} not usable here ({str(exc).splitlines()[0]})") from None
+    if cfg.get("gradient_checkpointing"):
+        if not model.supports_gradient_checkpointing:
+            raise KbioxlmError(f"config: {type(model.encoder).__name__} does not support gradient_checkpointing")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.set_options(pair_pooling=cfg["pair_pooling"], align_temperature=cfg["align_temperature"])
     frozen = model.freeze(encoder=cfg["freeze_encoder"], embeddings=cfg["freeze_embeddings"], layers=int(cfg["freeze_layers"]))
     if frozen:
@@ -411,6 +477,34 @@ def _to_float(v: Any) -> float:
     return float(v.detach().float().item()) if hasattr(v, "detach") else float(v)
 
 
+def _batch_stream(cfg: dict[str, Any], schedule: MixedSchedule, collator: Any, position: DataPosition, global_batch: int,
+                  rank: int, per_device: int, device: Any) -> Any:
+    """Iterator of ``(batch, position after it, collator state after it, global batch size)``.
+
+    ``dataloader_num_workers: 0`` collates here, between steps; ``>= 1`` in DataLoader worker
+    processes that run ``prefetch`` batches ahead (pinned memory on CUDA, so the copy to the GPU
+    overlaps compute). The batches are the same either way (tests/test_pretrain_throughput.py).
+    """
+    stream = CollatedBatches(schedule, collator, position, global_batch, rank, per_device,
+                             mask_seeding=cfg["mask_seeding"], seed=int(cfg["seed"]))
+    workers = int(cfg["dataloader_num_workers"])
+    if workers == 0:
+        return iter(stream)
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class _Dataset(IterableDataset):  # DataLoader wants an IterableDataset instance
+        def __iter__(self) -> Any:
+            return iter(stream)
+
+    # Its own generator: a DataLoader draws its workers' base seed from the global torch RNG
+    # otherwise, which would shift dropout after a resume (the RNG restored, then one extra draw).
+    loader = DataLoader(_Dataset(), batch_size=None, num_workers=workers, prefetch_factor=4,
+                        pin_memory=getattr(device, "type", "cpu") == "cuda", persistent_workers=False,
+                        generator=torch.Generator().manual_seed(int(cfg["seed"])))
+    return iter(loader)
+
+
 def _deepspeed(accelerator: Any) -> bool:
     return getattr(accelerator.state, "deepspeed_plugin", None) is not None
 
@@ -521,6 +615,25 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
 
 
 # ---------------------------------------------------------------------------------------- train
+
+def micro_step(accelerator: Any, model: Any, optimizer: Any, host_batch: dict[str, Any],
+               max_grad_norm: float | None) -> tuple[Any, Any]:
+    """One micro-batch of the training loop: forward under autocast, backward, and, when the
+    accumulation window closes, gradient clipping and the optimizer step (accelerate skips the
+    step inside the window). Returns the model output and the gradient norm (``None`` inside the
+    window). Shared with ``benchmarks/gpu_pretrain.py`` so the benchmark times this very step."""
+    batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in host_batch.items()}
+    grad_norm = None
+    with accelerator.accumulate(model):
+        with accelerator.autocast():
+            out = model(**batch)
+        accelerator.backward(out.loss)
+        if accelerator.sync_gradients and max_grad_norm:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), float(max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return out, grad_norm
+
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns the last evaluation metrics."""
     import torch
@@ -552,15 +665,20 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         log.warning("skipped %d invalid records, e.g. %s", skip.count, "; ".join(skip.examples))
     counts = {t: len(v) for t, v in train_pools.items()}
     mix = normalise_mix(cfg["mix"], counts)
-    schedule = MixedSchedule(train_pools, mix, int(cfg["seed"]), cfg["epoch_size"])
+    schedule = MixedSchedule(train_pools, mix, int(cfg["seed"]), cfg["epoch_size"], length_bucketing=int(cfg["length_bucketing"]))
     _reset_accelerate_state()
     # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
     has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    # ... except under `accelerate launch --use_deepspeed`: `cpu=True` would silently drop DeepSpeed
+    # (DeepSpeed has a CPU backend: the ZeRO-2 resume test runs on it).
+    from accelerate.utils import parse_flag_from_env
+
+    ds_requested = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
     accelerator = Accelerator(
-        cpu=bool(cfg["cpu"]) or not has_accel,
+        cpu=bool(cfg["cpu"]) or (not has_accel and not ds_requested),
         gradient_accumulation_steps=ga,
         mixed_precision=mp,
-        log_with="tensorboard" if cfg["report_to"] == "tensorboard" else None,
+        log_with=trackers(cfg) or None,
         project_dir=str(out_dir),
         step_scheduler_with_optimizer=False,
     )
@@ -570,6 +688,16 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         raise KbioxlmError("DeepSpeed ZeRO stage 3 is not supported; use stage 1 or 2 (the encoders here fit one GPU)")
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
+    if ds is not None:
+        # No DataLoader goes through accelerate.prepare (the schedule is ours), so DeepSpeed's
+        # "auto" batch sizes have nothing to be filled from: set them from this run's config.
+        dsc = ds.deepspeed_config
+        if dsc.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+            dsc["train_micro_batch_size_per_gpu"] = int(cfg["per_device_train_batch_size"])
+        if dsc.get("train_batch_size", "auto") == "auto":
+            dsc["train_batch_size"] = int(cfg["per_device_train_batch_size"]) * ga * world
+        if dsc.get("gradient_clipping", "auto") in ("auto", None):
+            dsc["gradient_clipping"] = float(cfg["max_grad_norm"] or 0.0)  # DeepSpeed clips; accelerate's clip only reads the norm
 
     ckpt = find_checkpoint(out_dir, cfg["resume_from_checkpoint"])
     if ckpt is None and cfg["resume_from_checkpoint"] not in (None, "auto"):
@@ -605,6 +733,9 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     model = build_model(cfg, tokenizer, kept)
     model.train()
     optimizer = make_optimizer(model, cfg, accelerator.device.type)
+    if cfg["torch_compile"]:
+        # In place (nn.Module.compile): names, state dicts and unwrap_model stay as they are.
+        model.compile(backend="inductor" if cfg["torch_compile"] is True else str(cfg["torch_compile"]))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_steps"]), int(cfg["max_steps"]))
     model, optimizer = accelerator.prepare(model, optimizer)
     # Stepped by us once per optimizer step (accelerate's wrapper would step it once per process).
@@ -614,8 +745,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     global_step = 0
     position = DataPosition()
     if ckpt is not None:
-        if _deepspeed(accelerator):
-            accelerator.load_state(str(ckpt))  # DeepSpeed's own checkpoint format (docs/robustness.md)
+        if check_layout(ckpt, _deepspeed(accelerator)) == "deepspeed":
+            load_deepspeed_state(ckpt, accelerator, model, scheduler)  # the engine's own shards (docs/robustness.md)
         else:
             load_training_state(ckpt, accelerator, model, optimizer, scheduler)
         state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
@@ -649,9 +780,10 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     if main:
         write_json(out_dir / "kbioxlm_config.json", run_info)
-    if cfg["report_to"] == "tensorboard":
+    if trackers(cfg):
         flat = {k: _scalar(v) for k, v in cfg.items() if v is not None and not isinstance(v, dict)}
-        accelerator.init_trackers("tensorboard", config=flat)
+        # "tensorboard": the run folder's tensorboard/ (docs/pretrain.md); other trackers' project name.
+        accelerator.init_trackers("tensorboard" if "tensorboard" in trackers(cfg) else "kbioxlm-pretrain", config=flat)
 
     last_eval = [-1]
 
@@ -667,10 +799,11 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     def save_checkpoint(step: int) -> None:
         d = out_dir / "checkpoints" / f"checkpoint-{step}"
         if _deepspeed(accelerator):
-            accelerator.save_state(str(d))  # DeepSpeed's own checkpoint format (docs/robustness.md)
+            save_deepspeed_state(d, accelerator, model, scheduler)  # the engine's own shards (docs/robustness.md)
         else:  # safetensors + JSON only: nothing a resume reads can run code
             save_training_state(d, accelerator, model, optimizer, scheduler)
-        write_json(d / f"collator_rank{rank}.json", collator.state_dict())
+        # The masking RNG as it was after the last batch *used* (a data worker runs ahead).
+        write_json(d / f"collator_rank{rank}.json", collator_state)
         accelerator.wait_for_everyone()
         if main:
             # Written last: its presence marks the checkpoint complete for resume=auto.
@@ -696,34 +829,30 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if global_step == 0 and cfg["eval_at_start"] and max_steps > 0:
         metrics = log_eval(0)
-    batches = schedule.global_batches(position, global_batch)
+    collator_state = collator.state_dict()
+    batches = _batch_stream(cfg, schedule, collator, position, global_batch, rank, per_device, accelerator.device)
     bar = progress(total=max_steps, initial=global_step, desc="pretrain", unit="step", enabled=accelerator.is_local_main_process, dynamic_ncols=True)
     window: dict[str, list[float]] = {}
     t0, n_examples = time.perf_counter(), 0
     while global_step < stop_at:
         grad_norm = None
         for _ in range(ga):
-            recs, next_pos = next(batches)
-            batch = {k: v.to(accelerator.device) for k, v in collator(rank_slice(recs, rank, per_device)).items()}
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    out = model(**batch)
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients and cfg["max_grad_norm"]:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), float(cfg["max_grad_norm"]))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            position = next_pos
-            n_examples += len(recs)
-            window.setdefault("loss", []).append(_to_float(out.loss))
+            host_batch, next_pos, collator_state, n_recs = next(batches)
+            out, norm = micro_step(accelerator, model, optimizer, host_batch, cfg["max_grad_norm"])
+            grad_norm = norm if norm is not None else grad_norm
+            position = DataPosition(**next_pos)
+            n_examples += n_recs
+            # Kept on the device until logging: a .item() here would make the host wait for
+            # every step's backward instead of preparing the next one.
+            window.setdefault("loss", []).append(out.loss.detach())
             for task, v in (out.losses or {}).items():
-                window.setdefault(f"loss_{task}", []).append(_to_float(v))
+                window.setdefault(f"loss_{task}", []).append(v)
         if not accelerator.optimizer_step_was_skipped:
             scheduler.step()
         global_step += 1
         bar.update(1)
         if cfg["logging_steps"] and (global_step % int(cfg["logging_steps"]) == 0 or global_step == max_steps):
-            rec = {k: sum(v) / len(v) for k, v in window.items() if v}
+            rec = {k: float(torch.stack([t.double() for t in v]).mean()) for k, v in window.items() if v}
             rec["lr"] = scheduler.get_last_lr()[0]
             if grad_norm is not None:
                 rec["grad_norm"] = _to_float(grad_norm)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cliutil import hide_aliases
+
 
 def _positive(value: str) -> int:
     try:
@@ -25,14 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="HF encoder folder or hub name, or a kbioxlm training checkpoint")
     p.add_argument("--tokenizer", help="tokenizer name or folder (default: the model's)")
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite) whose concept names are probed")
-    p.add_argument("--source-lang", default="en", help="default: en")
-    p.add_argument("--target-lang", default="zh", help="default: zh")
+    hide_aliases(p.add_argument("--lang", "--source-lang", default="en", help="first language (the source of the first direction)"),
+                 "--source-lang")
+    p.add_argument("--target-lang", default="zh", help="the other language")
     p.add_argument("--concepts", metavar="FILE", help="probe only these concept ids (one per line, # comments)")
     par = p.add_mutually_exclusive_group()
     par.add_argument("--parallel", nargs=2, metavar=("SRC_FILE", "TGT_FILE"),
                      help="line-aligned UTF-8 text files for sentence retrieval")  # fmt: skip
     par.add_argument("--parallel-jsonl", metavar="FILE",
-                     help='sentence pairs as JSON lines {"<source-lang>": text, "<target-lang>": text}')  # fmt: skip
+                     help='sentence pairs as JSON lines {"<lang>": text, "<target-lang>": text}')  # fmt: skip
     p.add_argument("--out", required=True, help="output folder (probe.json)")
     p.add_argument("--max-terms", type=_positive, default=2000, help="sample this many concepts when more qualify")
     p.add_argument("--max-sentences", type=_positive, default=1000, help="sample this many pairs when more exist")
@@ -48,7 +51,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     parallel = tuple(args.parallel) if args.parallel else args.parallel_jsonl
     res = run_probe(
-        args.model, args.kb, args.source_lang, args.target_lang, out_dir=args.out, concepts=args.concepts,
+        args.model, args.kb, args.lang, args.target_lang, out_dir=args.out, concepts=args.concepts,
         parallel=parallel, max_terms=args.max_terms, max_sentences=args.max_sentences, seed=args.seed,
         batch_size=args.batch_size, max_length=args.max_length, tokenizer=args.tokenizer,
         num_threads=args.num_threads,

@@ -45,6 +45,9 @@ CONFIG_KEYS = {
 # Keys the benchmark sets per cell; a config must not set them in ``finetune``.
 CELL_KEYS = {"task", "model", "tokenizer", "train", "dev", "test", "out", "seed", "max_train_examples",
              "train_lang", "dev_lang", "test_lang", "extra_tests"}
+# Config spellings of the fine-tuning hyper-parameters, as in the pretraining configs and on the command
+# line (`finetune --learning-rate`), for FinetuneConfig's field names.
+HPARAM_ALIASES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
 # Hyper-parameters that cannot change a score: changing them does not invalidate finished cells.
 NOT_FINGERPRINTED = {"progress", "num_threads"}
 
@@ -144,6 +147,11 @@ def _hparams(raw: Any, what: str, src: str) -> dict[str, Any]:
         raise KbioxlmError(f"{src}: {what}: {', '.join(sorted(map(str, bad)))} is set per cell by the benchmark "
                            "(use models/tasks/seeds/train_seed/max_train_examples)")
     out = _numbers(raw)
+    for alias, name in HPARAM_ALIASES.items():  # the pretraining configs' and the CLI's spelling
+        if alias in out:
+            if name in out:
+                raise KbioxlmError(f"{src}: {what}: {alias} and {name} are the same setting; give one")
+            out[name] = out.pop(alias)
     _check_hparam_types(out, what, src)
     return out
 
@@ -180,15 +188,32 @@ def _check_hparam_types(hp: dict[str, Any], what: str, src: str) -> None:
             raise KbioxlmError(f"{src}: {what}.{key} must be {want}{' or null' if none_ok else ''}, got {value!r}")
 
 
-def load_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
-    """Read and validate a benchmark YAML config; every problem is one ``file[:line]: reason``."""
+def read_config_file(path: str | os.PathLike[str], shared: str | None = None) -> dict[str, Any]:
+    """A benchmark YAML as a mapping, ``${shared}``/``${env:NAME}`` substituted and relative paths taken
+    from the file's folder (:mod:`kbioxlm.paths`), so the config works from any directory."""
+    from .. import paths
+
     p = Path(path)
     if not p.is_file():
         raise KbioxlmError(f"{p}: no such config file")
     raw, _lines = load_yaml(p)  # bad bytes and YAML errors as file:line
     if not isinstance(raw, dict):
         raise KbioxlmError(f"{p}: a benchmark config must be a YAML mapping")
-    return config_from_dict(raw, source=str(p))
+    raw = paths.substitute(raw, {"shared": shared or str(paths.default_shared(p))}, str(p))
+    return paths.resolve_benchmark_paths(raw, paths.config_dir(p))
+
+
+def load_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
+    """Read and validate a benchmark YAML config; every problem is one ``file[:line]: reason``.
+
+    Without ``data_root`` (and ``$KBIOXLM_DATA``) the release is looked for under ``${shared}``.
+    """
+    from .. import paths
+
+    raw = read_config_file(path)
+    if not raw.get("data_root") and not os.environ.get("KBIOXLM_DATA"):
+        raw["data_root"] = str(paths.default_shared(path) / "data" / "kbioxlm-release")
+    return config_from_dict(raw, source=str(path))
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
@@ -296,6 +321,26 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
     )
 
 
+def effective_config(cfg: BenchmarkConfig) -> dict[str, Any]:
+    """A parsed config back as the YAML mapping it stands for, every default filled in (``--print-config``)."""
+    def files(d: P.DatasetSpec) -> dict[str, Any]:
+        return {lang: {s: (str(f) if f else None) for s, f in splits.items()} for lang, splits in d.files.items()}
+
+    return {
+        "models": [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in cfg.models],
+        "tasks": [{"name": d.name, "type": d.task, "unit": d.unit, "display": d.display, "files": files(d)}
+                  for d in cfg.datasets],
+        "directions": [f"{s}-{t}" for s, t in cfg.directions],
+        "settings": [P.setting_name(s, k) for s, k in cfg.settings],
+        "seeds": cfg.seeds, "train_seed": cfg.train_seed, "fewshot_mode": cfg.fewshot_mode,
+        "fewshot_directions": [f"{s}-{t}" for s, t in cfg.fewshot_directions] if cfg.fewshot_directions else None,
+        "monolingual_langs": cfg.monolingual_langs, "dev_policy": cfg.dev_policy,
+        "finetune": cfg.finetune, "finetune_per_task": cfg.finetune_per_task,
+        "max_train_examples": cfg.max_train_examples, "max_dev_examples": cfg.max_dev_examples,
+        "max_test_examples": cfg.max_test_examples,
+    }
+
+
 def expand(cfg: BenchmarkConfig) -> list[Cell]:
     """All cells, model-major (a model's row of the tables fills up first), in config order.
 
@@ -349,8 +394,13 @@ def fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
     File *names* (not absolute paths) are hashed so a moved checkout still resumes.
     """
     files = {lang: {s: (p.name if p else None) for s, p in splits.items()} for lang, splits in cell.dataset.files.items()}
+    model, tokenizer = cell.model.path, cell.model.tokenizer
+    if Path(cfg.source).is_file():  # the model as spelled from the config's project (kbioxlm.paths.portable)
+        from .. import paths
+
+        model, tokenizer = paths.portable([model, tokenizer], paths.anchor(cfg.source))
     material = {
-        "model": cell.model.path, "tokenizer": cell.model.tokenizer, "dataset": cell.dataset.name,
+        "model": model, "tokenizer": tokenizer, "dataset": cell.dataset.name,
         "task": cell.dataset.task, "files": files, "unit": cell.dataset.unit, "setting": cell.setting,
         "shots": cell.shots, "direction": cell.direction, "seed": cell.seed, "train_seed": train_seed(cfg, cell),
         "fewshot_mode": cfg.fewshot_mode if cell.setting == "few-shot" else None,
@@ -616,12 +666,19 @@ def register_benchmark(sub: argparse._SubParsersAction) -> None:  # type: ignore
     mode.add_argument("--dry-run", action="store_true", help="list the cells with their files and sizes, train nothing")
     mode.add_argument("--report-only", action="store_true", help="only rewrite results.md/results.png from results.jsonl")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from ..cliutil import add_print_config
+
+    add_print_config(p)
     p.set_defaults(func=_cmd_benchmark)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     out = Path(args.out)
+    if getattr(args, "print_config", False):
+        from ..cliutil import print_config
+
+        return print_config(effective_config(cfg))
     if args.dry_run:
         for row in dry_run(cfg):
             print(dumps(row))

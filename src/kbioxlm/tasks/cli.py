@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..cliutil import add_print_config, hide_aliases
 from ..errors import KbioxlmError
 
 
@@ -18,38 +19,47 @@ def _extra(value: str) -> tuple[str, str]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune an encoder on NER/RE/DC, select on dev, score test",
                        description="Fine-tune and evaluate; writes OUT/results.json and OUT/predictions.jsonl.")
-    p.add_argument("--task", required=True, choices=["ner", "re", "dc"])
+    p.add_argument("--task", required=True, choices=["ner", "re", "dc"],
+                   help="ner: entity tagging (CRF head); re: relation classification; dc: multi-label document classes")
     p.add_argument("--model", required=True, help="HF model name or folder")
     p.add_argument("--tokenizer", help="tokenizer name or folder (default: the model's)")
-    p.add_argument("--train", required=True)
+    p.add_argument("--train", required=True, help="training set (release CoNLL / NER JSONL, or JSON lines for re/dc)")
     p.add_argument("--dev", help="dev set for checkpoint selection (source language for zero-shot)")
-    p.add_argument("--test", required=True)
+    p.add_argument("--test", required=True, help="test set, scored with the model selected on --dev")
     p.add_argument("--extra-test", action="append", type=_extra, default=[], metavar="NAME=FILE",
                    help="further test sets scored with the selected model (repeatable)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--head-lr", type=float, default=None,
-                   help="learning rate of parameters the checkpoint lacks (task head, missing pooler); default: --lr")
+    p.add_argument("--out", required=True, help="output folder (results.json, predictions.jsonl)")
+    p.add_argument("--epochs", type=int, default=4, help="training epochs at most (see --early-stopping-patience)")
+    hide_aliases(p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=5e-5,
+                                help="learning rate of the encoder (config key learning_rate)"), "--lr")
+    hide_aliases(p.add_argument("--head-learning-rate", "--head-lr", dest="head_lr", type=float, default=None,
+                                help="learning rate of parameters the checkpoint lacks (task head, missing pooler); "
+                                "default: --learning-rate"), "--head-lr")
     p.add_argument("--classifier-dropout", type=float, default=None,
                    help="RE/DC: dropout before the classifier (default: the checkpoint's)")
     p.add_argument("--head", choices=["model", "normalized"], default="model",
                    help="RE/DC head: the architecture's own (default) or mean pooling + standardisation")
     p.add_argument("--adapt-norm", action="store_true",
                    help="normalized head: standardise each evaluated set with its own inputs' statistics (AdaBN)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-train-examples", type=int)
-    p.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0 = off)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=16, help="training examples per step")
+    p.add_argument("--max-length", type=int, default=256, help="pieces per example (longer inputs are cut)")
+    p.add_argument("--seed", type=int, default=42, help="seed of initialisation, shuffling and dropout")
+    p.add_argument("--max-train-examples", type=int, help="use only the first N training examples (default: all)")
+    hide_aliases(p.add_argument("--early-stopping-patience", "--patience", dest="patience", type=int, default=2,
+                                help="stop after this many epochs without a better dev score (0 = off)"), "--patience")
+    hide_aliases(p.add_argument("--num-threads", "--threads", dest="threads", type=int,
+                                help="torch CPU threads (default: all cores)"), "--threads")
     p.add_argument("--save-model", action="store_true", help="also save the selected model to OUT/model")
     p.add_argument("--allow-unseen-types", action="store_true",
                    help="NER: score entity types of dev/test sets that never occur in training (default: an error)")
-    p.add_argument("--train-lang"), p.add_argument("--test-lang")
-    p.add_argument("--no-progress", action="store_true")
+    hide_aliases(p.add_argument("--lang", "--train-lang", dest="train_lang",
+                                help="language of --train and --dev (default: detected)"), "--train-lang")
+    hide_aliases(p.add_argument("--target-lang", "--test-lang", dest="test_lang",
+                                help="language of --test (default: detected)"), "--test-lang")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--log-test-each-epoch", action="store_true",
                    help="also score the test sets after every epoch (logged only; selection uses dev)")
+    add_print_config(p)
     p.set_defaults(func=_finetune)
     try:
         from .benchmark import register_benchmark
@@ -75,6 +85,12 @@ def _finetune(args: argparse.Namespace) -> int:
         extra_tests=dict(args.extra_test), progress=not args.no_progress,
         log_test_each_epoch=args.log_test_each_epoch, allow_unseen_types=args.allow_unseen_types,
     )
+    if args.print_config:
+        from dataclasses import asdict
+
+        from ..cliutil import print_config
+
+        return print_config(asdict(cfg))
     res = run_finetune(cfg)
     extra = "".join(f" {k}_f1={v['f1']:.2f}" for k, v in res.get("extra_tests", {}).items())
     logging.getLogger("kbioxlm.finetune").debug("results: %s", res)

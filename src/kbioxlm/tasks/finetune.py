@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import KbioxlmError, where
 from ..hub import check_model_name, load_error
-from ..io import check_writable_dir, ordinary_permissions, write_json, write_jsonl
+from ..io import check_output_dir, check_writable_dir, make_temp_dir, replace_dir, write_json, write_jsonl, write_marker
 from ..schema import is_unspaced
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ class FinetuneConfig:
     progress: bool = True
     # NER: an entity type in dev/test that training never shows is an error unless this is set
     allow_unseen_types: bool = False
+    # RE/DC: class names written to a saved model's config (id2label); None = default_label_names()
+    label_names: list[str] | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe view: record lists are summarised by their size."""
@@ -180,11 +182,14 @@ def _subsample(records: list[dict[str, Any]], n: int | None, seed: int) -> list[
 class _NERTask:
     """NER: encodings per sentence chunk, CRF loss, Viterbi decode, word-level scoring."""
 
-    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]]) -> None:
+    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]],
+                 labels: list[str] | None = None) -> None:
+        """``labels``: a saved model's label list (prediction); else built from the data's tags."""
         from .ner import build_label_list, entity_types_of
 
         self.cfg, self.tok = cfg, tokenizer
-        self.labels = build_label_list(entity_types_of([r["tags"] for s in all_sets for r in s]))
+        self.labels = list(labels) if labels is not None else build_label_list(
+            entity_types_of([r["tags"] for s in all_sets for r in s]))
         self.label2id = {t: i for i, t in enumerate(self.labels)}
 
     def encode(self, records: list[dict[str, Any]]) -> list[Any]:
@@ -240,9 +245,15 @@ class _NERTask:
 class _SeqClsTask:
     """RE (binary, positive-class F1) and DC (multi-label, micro-F1)."""
 
-    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]]) -> None:
+    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]],
+                 num_labels: int | None = None) -> None:
+        """``num_labels``: a saved model's output count (prediction); else checked from the data's labels."""
         self.cfg, self.tok = cfg, tokenizer
         self.multilabel = cfg.task == "dc"
+        self.n_truncated = 0
+        if num_labels is not None:
+            self.num_labels = num_labels
+            return
         labels = [r["label"] for s in all_sets for r in s]
         if self.multilabel:
             widths = {len(x) if isinstance(x, list) else -1 for x in labels}
@@ -256,7 +267,6 @@ class _SeqClsTask:
             if bad is not None:
                 raise KbioxlmError(f"task 're' labels are 0 or 1 (binary relation, positive-class F1), got {bad!r}")
             self.num_labels = 2
-        self.n_truncated = 0
 
     def encode(self, records: list[dict[str, Any]]) -> list[Any]:
         from .seqcls import encode_seqcls
@@ -379,6 +389,8 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise KbioxlmError("epochs and batch size must be >= 1 and max_length >= 8")
     if cfg.out:
         check_writable_dir(cfg.out)  # now, not after the training
+        if cfg.save_model:
+            check_output_dir(Path(cfg.out) / "model", MODEL_MARKER, True, MODEL_WHAT)
     import torch
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
 
@@ -539,28 +551,129 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         for name, rows in extra_rows.items():
             write_jsonl(out / f"predictions.{name}.jsonl", rows)
         if cfg.save_model:
-            _save_model(model, tokenizer, out / "model", task)
+            _save_model(model, tokenizer, out / "model", task, cfg, results)
         write_json(out / "results.json", results)
     return results
 
 
-def _save_model(model: Any, tokenizer: Any, path: Path, task: Any) -> None:
-    """Encoder in Hugging Face format plus the task head: tensors in safetensors, the rest JSON
-    (never pickle, so nothing that reads the folder can run code from it)."""
-    import json
+MODEL_MARKER = "kbioxlm_task.json"
+"""Written last into a saved fine-tuned model: what ``kbioxlm predict`` needs to run it exactly as
+``finetune`` scored it (task, head, labels, max_length, decision rule), and the files written."""
+MODEL_WHAT = "fine-tuned model (finetune --save-model)"
 
-    from safetensors.torch import save_file
 
-    path.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "crf"):  # EncoderCRFTagger: encoder in HF format + head weights + labels
-        model.encoder.save_pretrained(path)
-        head = {f"classifier.{k}": v for k, v in model.classifier.state_dict().items()}
-        head.update({f"crf.{k}": v for k, v in model.crf.state_dict().items()})
-        save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(path / "ner_head.safetensors"),
-                  metadata={"format": "pt"})
-        (path / "ner_head.json").write_text(json.dumps({"labels": list(model.labels)}, ensure_ascii=False, indent=1) + "\n",
-                                            encoding="utf-8")
+def default_label_names(task: str, num_labels: int) -> list[str]:
+    """Class names for a saved RE/DC config when none are given.
+
+    RE: ``"0"``/``"1"``, the labels as GAD writes them (1 = the gene and disease are associated).
+    DC: the HoC hallmarks in the release's column order when there are 10 outputs (the toolkit's
+    DC dataset), else the column numbers.
+    """
+    if task == "re":
+        return ["0", "1"]
+    from ..llm.parsing import HOC_LABELS
+
+    if num_labels == len(HOC_LABELS):
+        return list(HOC_LABELS)
+    return [str(j) for j in range(num_labels)]
+
+
+def _save_model(model: Any, tokenizer: Any, path: Path, task: Any, cfg: FinetuneConfig,
+                results: dict[str, Any]) -> None:
+    """Save the selected model as a Hugging Face model of the task (stock class + its labels),
+    the parts the stock class lacks beside it (CRF / exact normalized head, safetensors), a model
+    card and the task marker; built in a temporary folder and renamed into place.
+
+    Why the stock layout: ``AutoModelForTokenClassification`` / ``AutoModelForSequenceClassification``
+    and ``pipeline(...)`` then give the task's labels instead of a random two-label head.
+    """
+    from .seqcls import save_seqcls_model
+
+    tmp = make_temp_dir(path)
+    try:
+        if cfg.task == "ner":
+            model.save_pretrained(tmp)
+            labels = list(model.labels)
+        else:
+            names = list(cfg.label_names) if cfg.label_names else default_label_names(cfg.task, task.num_labels)
+            if len(names) != task.num_labels:
+                raise KbioxlmError(f"label_names has {len(names)} names for {task.num_labels} outputs")
+            save_seqcls_model(model, tmp, dict(enumerate(names)))
+            labels = names
+        tokenizer.save_pretrained(tmp)
+        info = {
+            "format": "kbioxlm-finetuned", "version": 1, "task": cfg.task,
+            "head": "crf" if cfg.task == "ner" else cfg.head, "labels": labels,
+            "max_length": cfg.max_length, "eval_batch_size": cfg.eval_batch_size,
+            "merge_adjacent_unspaced": cfg.merge_adjacent_unspaced, "threshold": cfg.threshold,
+            "adapt_norm": cfg.adapt_norm, "base_model": str(cfg.model), "metric": results.get("metric"),
+            "test_f1": results.get("f1"),
+        }
+        (tmp / "README.md").write_text(_model_card(cfg, results, labels), encoding="utf-8")
+        write_marker(tmp, MODEL_MARKER, info)
+        replace_dir(tmp, path, MODEL_MARKER, True, MODEL_WHAT)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _model_card(cfg: FinetuneConfig, results: dict[str, Any], labels: list[str]) -> str:
+    """Card of a fine-tuned model: metadata for the hub, the test scores this run printed, how to load."""
+    from huggingface_hub import ModelCardData
+
+    from ..modelcard import TAGS, base_license, card_base_model, render, table
+
+    pipeline_tag = "token-classification" if cfg.task == "ner" else "text-classification"
+    langs = sorted({*results.get("train_lang", []), *results.get("test_lang", [])})
+    files = [cfg.train, cfg.dev, cfg.test]
+    datasets = sorted({Path(os.fspath(f)).name for f in files if isinstance(f, (str, os.PathLike))})
+    data = ModelCardData(language=langs or None, license=base_license(cfg.model), base_model=card_base_model(cfg.model),
+                         datasets=datasets or None, pipeline_tag=pipeline_tag, library_name="transformers",
+                         tags=[*TAGS, cfg.task], metrics=["f1"])
+    stock = "AutoModelForTokenClassification" if cfg.task == "ner" else "AutoModelForSequenceClassification"
+    def pct(v: Any) -> str:  # percentages, two decimals like the summary line finetune prints
+        return "–" if v is None else f"{v:.2f}"
+
+    rows = []
+    if results.get("f1") is not None:
+        rows.append(["test", ", ".join(results.get("test_lang", [])), results.get("n_test"), pct(results["f1"]),
+                     pct(results.get("precision")), pct(results.get("recall"))])
+    for name, r in (results.get("extra_tests") or {}).items():
+        rows.append([name, "", r.get("n_test"), pct(r.get("f1")), pct(r.get("precision")), pct(r.get("recall"))])
+    lines = [
+        f"# {cfg.task.upper()} model fine-tuned with kbioxlm",
+        "",
+        f"Fine-tuned by `kbioxlm finetune --task {cfg.task} --save-model` from `{cfg.model}`; "
+        f"{results.get('n_train')} training examples ({', '.join(results.get('train_lang', []))}), "
+        f"best epoch {results.get('best_epoch')} of {results.get('epochs_run')} on the dev set.",
+        "",
+        f"Labels: {', '.join(f'`{x}`' for x in labels)}.",
+        "",
+        f"## Test scores ({results.get('metric')}, percent)",
+        "",
+    ]
+    lines += table(["set", "language", "examples", "F1", "precision", "recall"], rows) if rows else ["(no test set)"]
+    full = {"ner": "the CRF (Viterbi decoding under BIO constraints, `crf.safetensors`)",
+            "model": "the task's decision rule (argmax; DC: sigmoid >= threshold)",
+            "normalized": "the `normalized` head (masked mean + standardisation + linear, `seqcls_head.safetensors`)"}
+    key = "ner" if cfg.task == "ner" else cfg.head
+    lines += [
+        "",
+        "## Use",
+        "",
+        f"`{stock}` and `pipeline(\"{pipeline_tag}\")` load this folder with the labels above.",
+    ]
+    if cfg.task == "ner":
+        lines.append("They give the argmax of the emission layer for every piece; the scores above come from "
+                     f"{full[key]}, which `kbioxlm predict` runs:")
+    elif cfg.head == "normalized":
+        lines.append("The stock class pools differently (its pooler / head parts are reported as newly initialised); "
+                     "its `classifier` applied to the masked mean of the encoder's last hidden states gives this "
+                     f"head's logits where the stock head is one linear layer. The scores above come from {full[key]}, "
+                     "which `kbioxlm predict` runs:")
     else:
-        model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    ordinary_permissions(path)
+        lines.append(f"The stock class is the full model; `kbioxlm predict` applies {full[key]} and scores:")
+    lines += ["", "```", "kbioxlm predict --model THIS_FOLDER --input FILE --out PREDICTIONS", "```", ""]
+    return render(data, "\n".join(lines))

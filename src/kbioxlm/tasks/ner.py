@@ -35,7 +35,10 @@ BIO constraints
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +46,10 @@ from torch import nn
 from torchcrf import CRF
 
 IMPOSSIBLE = -10000.0
+CRF_FILE = "crf.safetensors"
+"""CRF transitions of a saved tagger, beside the stock ``*ForTokenClassification`` weights."""
+LEGACY_HEAD, LEGACY_LABELS = "ner_head.safetensors", "ner_head.json"
+"""The earlier save layout (``AutoModel`` encoder + head file), still loadable."""
 
 
 # ------------------------------------------------------------------------------------------ labels
@@ -343,6 +350,63 @@ class EncoderCRFTagger(nn.Module):
         from transformers import AutoModel
 
         return cls(AutoModel.from_pretrained(model), labels)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
+        """A stock ``*ForTokenClassification`` checkpoint plus ``crf.safetensors``.
+
+        Why this layout: ``AutoModelForTokenClassification`` / ``pipeline("token-classification")``
+        then load the encoder and the emission layer (``classifier.*``, the stock class's own
+        names) with the task's ``id2label`` and no newly initialised weights, so they give the
+        per-piece emission argmax; the CRF transitions, which the stock class has no place for,
+        sit beside it in safetensors (no pickle). :meth:`from_saved` rebuilds the full tagger
+        (CRF decoding), which is what ``kbioxlm predict`` runs.
+        """
+        from safetensors.torch import save_file
+        from transformers import AutoModelForTokenClassification
+
+        from ..pretrain.export import load_encoder_state
+
+        config = self.encoder.config.__class__.from_dict(self.encoder.config.to_dict())
+        config.id2label = dict(enumerate(self.labels))
+        config.label2id = {t: i for i, t in enumerate(self.labels)}
+        stock = AutoModelForTokenClassification.from_config(config)
+        head = getattr(stock, "classifier", None)
+        if not isinstance(head, nn.Linear) or head.weight.shape != self.classifier.weight.shape:
+            raise ValueError(f"{type(stock).__name__} has no linear 'classifier' of shape "
+                             f"{tuple(self.classifier.weight.shape)}; cannot save in its layout")
+        load_encoder_state(getattr(stock, stock.base_model_prefix), self.encoder.state_dict())
+        head.load_state_dict(self.classifier.state_dict())
+        stock.config.architectures = [type(stock).__name__]
+        stock.save_pretrained(path)
+        crf = {k: v.detach().cpu().contiguous() for k, v in self.crf.state_dict().items()}
+        save_file(crf, str(Path(path) / CRF_FILE), metadata={"format": "pt", "labels": json.dumps(self.labels)})
+
+    @classmethod
+    def from_saved(cls, path: str | os.PathLike[str]) -> EncoderCRFTagger:
+        """The tagger written by :meth:`save_pretrained` (or the earlier ``ner_head.safetensors``
+        layout: ``AutoModel`` encoder + head file + ``ner_head.json``)."""
+        from safetensors.torch import load_file
+
+        folder = Path(path)
+        if (folder / LEGACY_HEAD).is_file():
+            from transformers import AutoModel
+
+            labels = json.loads((folder / LEGACY_LABELS).read_text(encoding="utf-8"))["labels"]
+            tagger = cls(AutoModel.from_pretrained(folder), labels)
+            state = load_file(str(folder / LEGACY_HEAD))
+            tagger.classifier.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("classifier.")})
+            tagger.crf.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("crf.")})
+        else:
+            from transformers import AutoModelForTokenClassification
+
+            stock = AutoModelForTokenClassification.from_pretrained(folder)
+            id2label = stock.config.id2label
+            labels = [id2label[i] for i in range(len(id2label))]
+            tagger = cls(stock.base_model, labels)
+            tagger.classifier = stock.classifier
+            tagger.crf.load_state_dict(load_file(str(folder / CRF_FILE)))
+        tagger.crf.enforce()
+        return tagger.eval()
 
     def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, unit_index: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

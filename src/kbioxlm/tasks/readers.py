@@ -60,13 +60,15 @@ def _sniff_jsonl(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------- NER
 
 
-def read_ner(path: str | os.PathLike[str], lang: str | None = None) -> list[NERRecord]:
+def read_ner(path: str | os.PathLike[str], lang: str | None = None, labelled: bool = True) -> list[NERRecord]:
     """Read a NER file: release CoNLL (``-DOCSTART-\\t<id>`` + ``token\\ttag`` lines) or NER JSONL.
 
     ``lang`` overrides the per-record language; when ``None`` it is taken from JSONL ``lang`` fields
     or detected from the script of each sentence. Tags are kept as written (the release's
     ``I-ADE`` right after ``B-Drug`` survives here; seqeval's default mode reads it as a new span and
-    the trainer repairs it to ``B-ADE`` before the CRF sees it).
+    the trainer repairs it to ``B-ADE`` before the CRF sees it). ``labelled=False`` (text to tag):
+    a sentence may come without tags (CoNLL token-only lines, JSONL without ``tags``); its
+    ``tags`` is then ``None``.
     """
     p = Path(path)
     if not p.is_file():
@@ -77,13 +79,18 @@ def read_ner(path: str | os.PathLike[str], lang: str | None = None) -> list[NERR
         except ValueError as exc:
             raise KbioxlmError(f"{p}: {exc}") from exc
     if p.suffix in (".jsonl", ".json") or _sniff_jsonl(p):
-        return _read_ner_jsonl(p, lang)
-    return _read_conll(p, lang)
+        return _read_ner_jsonl(p, lang, labelled)
+    return _read_conll(p, lang, labelled)
 
 
-def _read_ner_jsonl(path: Path, lang: str | None) -> list[NERRecord]:
+def _read_ner_jsonl(path: Path, lang: str | None, labelled: bool = True) -> list[NERRecord]:
+    def validate(rec: dict[str, Any]) -> None:
+        if not labelled and "tags" not in rec and isinstance(rec.get("tokens"), list):
+            rec = {**rec, "tags": ["O"] * len(rec["tokens"])}
+        validate_ner_record(rec)
+
     out: list[NERRecord] = []
-    for lineno, rec in iter_jsonl(path, validate_ner_record):
+    for lineno, rec in iter_jsonl(path, validate):
         if not rec["tokens"]:
             raise KbioxlmError(f"{where(path, lineno)}: empty token list")
         if not all(isinstance(t, str) and t for t in rec["tokens"]):
@@ -97,11 +104,12 @@ def _read_ner_jsonl(path: Path, lang: str | None) -> list[NERRecord]:
                 check_lang(rlang)
             except ValueError as exc:
                 raise KbioxlmError(f"{where(path, lineno)}: {exc}") from exc
-        out.append({"id": rid, "lang": rlang, "tokens": list(rec["tokens"]), "tags": list(rec["tags"])})
+        tags = list(rec["tags"]) if "tags" in rec else None
+        out.append({"id": rid, "lang": rlang, "tokens": list(rec["tokens"]), "tags": tags})  # type: ignore[typeddict-item]
     return out
 
 
-def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
+def _read_conll(path: Path, lang: str | None, labelled: bool = True) -> list[NERRecord]:
     """CoNLL with optional ``-DOCSTART-`` headers; a blank line or a header ends a sentence.
 
     Without DOCSTART headers (plain CoNLL) ids are ``<file name>:<sentence number>``.
@@ -113,8 +121,18 @@ def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
     used_doc = False  # the DOCSTART id was already given to a sentence
     n_plain = 0
 
+    tag_lines: list[int] = []
+
     def flush() -> None:
-        nonlocal tokens, tags, used_doc, n_plain
+        nonlocal tokens, tags, used_doc, n_plain, tag_lines
+        if tokens and not labelled:
+            missing = [ln for ln, t in zip(tag_lines, tags) if not t]
+            if missing and len(missing) < len(tags):
+                raise KbioxlmError(f"{where(path, missing[0])}: token without a tag in a sentence whose other "
+                                   "tokens have one (tag every token of a sentence, or none)")
+            if missing:
+                tags = None  # type: ignore[assignment]
+        tag_lines = []
         if tokens:
             if doc_id is not None and not used_doc:
                 rid = doc_id
@@ -128,7 +146,7 @@ def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
             out.append({"id": rid, "lang": rlang, "tokens": tokens, "tags": tags})
         tokens, tags = [], []
 
-    for row in iter_conll(path):
+    for row in iter_conll(path, tags_optional=not labelled):
         if row.kind == "blank":
             flush()
         elif row.kind == "doc":
@@ -139,6 +157,7 @@ def _read_conll(path: Path, lang: str | None) -> list[NERRecord]:
         else:
             tokens.append(row.text)
             tags.append(row.tag)
+            tag_lines.append(row.lineno)
     flush()
     if not out:
         raise KbioxlmError(f"{path}: no sentences found (expected CoNLL 'token<TAB>tag' lines or NER JSONL)")
@@ -210,11 +229,13 @@ def find_tag_line(path: str | os.PathLike[str], entity_type: str) -> int | None:
     return None
 
 
-def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str | None = None) -> list[SeqClsRecord]:
+def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str | None = None,
+                labelled: bool = True) -> list[SeqClsRecord]:
     """Read release JSON lines ``{"id","sentence","label"}`` or the project's ``{"id","lang","text","label"}``.
 
     GAD labels ``"0"``/``"1"`` become ints, HoC labels stay 10-dim 0/1 lists. ``task`` (``re``/``dc``)
     checks the label shape; all rows of a file must have the same shape (and list length).
+    ``labelled=False`` (text to classify): a row may lack ``label``; its ``label`` is then ``None``.
     """
     p = Path(path)
     if not p.is_file():
@@ -225,11 +246,13 @@ def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str
         text = rec.get("text", rec.get("sentence"))
         if not isinstance(text, str) or not text.strip():
             raise KbioxlmError(f"{where(p, lineno)}: missing or empty 'text'/'sentence'")
-        if "label" not in rec:
+        if "label" not in rec and labelled:
             raise KbioxlmError(f"{where(p, lineno)}: missing field 'label'")
-        label = _parse_label(rec["label"], task, p, lineno)
+        label = _parse_label(rec["label"], task, p, lineno) if "label" in rec else None
         w = len(label) if isinstance(label, list) else 0
-        if width is None:
+        if label is None:
+            pass
+        elif width is None:
             width = w
         elif w != width:
             raise KbioxlmError(f"{where(p, lineno)}: label shape differs from the first row of the file")

@@ -25,12 +25,20 @@ kept); the truncation count is logged by the trainer.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+
+HEAD_FILE = "seqcls_head.safetensors"
+"""The exact ``normalized`` head (running statistics + linear), beside the stock-layout weights."""
+LEGACY_INFO = "seqcls_head.json"
+"""Settings file of the earlier ``normalized`` save layout (``AutoModel`` encoder + head file)."""
 
 
 @dataclass
@@ -147,19 +155,80 @@ class NormalizedPoolingClassifier(torch.nn.Module):
                 loss = torch.nn.functional.cross_entropy(logits, labels)
         return SeqClsOutput(loss, logits)
 
-    def save_pretrained(self, path: Any) -> None:
-        """Encoder in Hugging Face format plus ``seqcls_head.safetensors`` (norm statistics and
-        classifier) and ``seqcls_head.json`` (settings): no pickle, so loading them runs no code."""
-        import json
-        from pathlib import Path
+    def save_pretrained(self, path: str | os.PathLike[str], id2label: dict[int, str] | None = None) -> None:
+        """The stock ``*ForSequenceClassification`` layout plus ``seqcls_head.safetensors``.
 
+        Why: the stock class and ``pipeline("text-classification")`` then find the task's labels
+        (``id2label``, ``problem_type``) and the encoder. The stock head pools differently
+        (BERT: pooler on ``[CLS]``), so it cannot *be* this head; where the stock head is one
+        linear layer (BERT family) it gets this head's linear layer with the standardisation
+        folded in (``W / std``, ``b - W mean / std``), which applied to the masked mean of the
+        encoder's last hidden states gives exactly this head's logits. Stock parts this model
+        never had (BERT's pooler; XLM-R's two-layer head) are left out, so transformers reports
+        them as newly initialised instead of loading random weights silently. The exact head
+        (running statistics + linear) is ``seqcls_head.safetensors``; :meth:`from_saved` and
+        ``kbioxlm predict`` use it.
+        """
         from safetensors.torch import save_file
+        from transformers import AutoModelForSequenceClassification
 
-        self.encoder.save_pretrained(path)
-        head = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
-        save_file(head, str(Path(path) / "seqcls_head.safetensors"), metadata={"format": "pt"})
-        info = {"head": "normalized", "multilabel": self.multilabel, "num_labels": self.classifier.out_features}
-        (Path(path) / "seqcls_head.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        from ..pretrain.export import load_encoder_state
+
+        n = self.classifier.out_features
+        config = self.encoder.config.__class__.from_dict(self.encoder.config.to_dict())
+        config.id2label = dict(id2label or {i: f"LABEL_{i}" for i in range(n)})
+        config.label2id = {v: k for k, v in config.id2label.items()}
+        config.problem_type = "multi_label_classification" if self.multilabel else "single_label_classification"
+        stock = AutoModelForSequenceClassification.from_config(config)
+        prefix = stock.base_model_prefix
+        load_encoder_state(getattr(stock, prefix), self.encoder.state_dict())
+        state = {f"{prefix}.{k}": v for k, v in self.encoder.state_dict().items() if f"{prefix}.{k}" in stock.state_dict()}
+        head = getattr(stock, "classifier", None)
+        if isinstance(head, torch.nn.Linear) and head.weight.shape == self.classifier.weight.shape:
+            with torch.no_grad():
+                std = torch.sqrt(self.norm.running_var + self.norm.eps)
+                w = self.classifier.weight / std
+                state["classifier.weight"] = w.detach().clone()
+                state["classifier.bias"] = (self.classifier.bias - w @ self.norm.running_mean).detach().clone()
+        stock.config.architectures = [type(stock).__name__]
+        stock.save_pretrained(path, state_dict={k: v.detach().cpu().contiguous() for k, v in state.items()})
+        exact = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        save_file(exact, str(Path(path) / HEAD_FILE), metadata={"format": "pt"})
+
+    @classmethod
+    def from_saved(cls, path: str | os.PathLike[str]) -> NormalizedPoolingClassifier:
+        """The model written by :meth:`save_pretrained` (also the earlier layout: ``AutoModel``
+        encoder + ``seqcls_head.safetensors`` + ``seqcls_head.json``)."""
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel
+
+        folder = Path(path)
+        legacy = folder / LEGACY_INFO
+        if legacy.is_file():
+            info = json.loads(legacy.read_text(encoding="utf-8"))
+            num_labels, multilabel = int(info["num_labels"]), bool(info["multilabel"])
+        else:
+            config = AutoConfig.from_pretrained(folder)
+            num_labels, multilabel = config.num_labels, config.problem_type == "multi_label_classification"
+        kwargs = {"add_pooling_layer": False} if _has_pooler_arg(str(folder)) else {}
+        net = cls(AutoModel.from_pretrained(folder, **kwargs), num_labels, multilabel)
+        net.load_state_dict(load_file(str(folder / HEAD_FILE)), strict=False)
+        return net.eval()
+
+
+def save_seqcls_model(model: Any, path: str | os.PathLike[str], id2label: dict[int, str]) -> None:
+    """Save a fine-tuned RE/DC model so the stock Auto class and ``pipeline`` give its labels.
+
+    The ``model`` head is the stock class itself: only ``id2label``/``label2id`` are added to its
+    config (``problem_type`` was set when it was built). The ``normalized`` head has its own
+    layout (:meth:`NormalizedPoolingClassifier.save_pretrained`).
+    """
+    if isinstance(model, NormalizedPoolingClassifier):
+        model.save_pretrained(path, id2label)
+        return
+    model.config.id2label = dict(id2label)
+    model.config.label2id = {v: k for k, v in id2label.items()}
+    model.save_pretrained(path)
 
 
 def build_normalized_model(model: str, num_labels: int, multilabel: bool,

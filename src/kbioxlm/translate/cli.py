@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cliutil import hide_aliases
 from ..errors import KbioxlmError
 from ..schema import check_lang
 
@@ -23,11 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Wrap gold entities as <n>…</n>, translate, project labels back; "
         "rejected items go to the review file with their reasons.",
     )
-    p.add_argument("--task", required=True, choices=("ner", "seqcls"))
+    p.add_argument("--task", required=True, choices=("ner", "seqcls"),
+                   help="ner: entity-labelled sentences; seqcls: texts with sentence/document labels (RE, DC)")
     p.add_argument("--input", required=True, help="release CoNLL / NER JSONL (ner) or JSON lines (seqcls)")
-    p.add_argument("--source-lang", required=True)
-    p.add_argument("--target-lang", required=True)
-    p.add_argument("--backend", required=True, choices=("openai", "hf", "kb"))
+    hide_aliases(p.add_argument("--lang", "--source-lang", required=True, help="language of --input"), "--source-lang")
+    p.add_argument("--target-lang", required=True, help="language to translate into")
+    p.add_argument("--backend", required=True, choices=("openai", "hf", "kb"),
+                   help="openai: an OpenAI-compatible chat endpoint; hf: a local seq2seq model; kb: KB name substitution")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
                    "(default: $KBIOXLM_BASE_URL or $OPENAI_BASE_URL)")
     p.add_argument("--model", help="chat model name (openai) or HF model name/path (hf); default $KBIOXLM_MODEL")
@@ -41,16 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-cache", action="store_true", help="do not persist answers")
     p.add_argument("--concurrency", type=int, default=4, help="parallel requests (openai backend)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a failed request (with backoff)")
     p.add_argument("--max-tokens", type=int, default=4096, help="answer length limit per request (openai, --check)")
     p.add_argument("--prompt-dir", help="directory overriding the packaged prompt templates")
     p.add_argument("--check", action="store_true", help="second pass: LLM consistency check (reason llm_flagged)")
     p.add_argument("--check-model", help="model for --check (default: --model)")
     p.add_argument("--fixes", help="review file with 'fix' filled in: use those translations for those ids")
-    p.add_argument("--max-residue-words", type=int, default=3)
-    p.add_argument("--ratio-factor", type=float, default=3.0)
-    p.add_argument("--no-residue-check", action="store_true")
-    p.add_argument("--no-ratio-check", action="store_true")
+    p.add_argument("--max-residue-words", type=int, default=3,
+                   help="QC: reject a translation with more than this many untranslated source-language words")
+    p.add_argument("--ratio-factor", type=float, default=3.0,
+                   help="QC: reject a translation whose length ratio to the source is off by more than this factor")
+    p.add_argument("--no-residue-check", action="store_true", help="QC: do not check for untranslated words")
+    p.add_argument("--no-ratio-check", action="store_true", help="QC: do not check the length ratio")
     p.add_argument("--batch-size", type=int, default=16, help="hf backend batch size")
     p.add_argument("--max-new-tokens", type=int, default=256, help="hf backend")
     p.add_argument("--hf-prefix", default="", help='hf backend input prefix, e.g. "translate English to Chinese: "')
@@ -58,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--min-accepted", type=float, default=DEFAULT_MIN_ACCEPTED, metavar="FRACTION",
                    help="fail (exit 2, --out not written) when fewer than this fraction of the items is accepted "
                    f"(default {DEFAULT_MIN_ACCEPTED:g}; nothing accepted always fails unless 0)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import load_fixes, translate_dataset, write_outputs
     from .qc import QCConfig
 
-    for flag, lang in (("--source-lang", args.source_lang), ("--target-lang", args.target_lang)):
+    for flag, lang in (("--lang", args.lang), ("--target-lang", args.target_lang)):
         try:
             check_lang(lang)
         except ValueError as exc:
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     ok = False
     try:
         result = translate_dataset(
-            args.task, args.input, args.source_lang, args.target_lang, backend, cache, qc,
+            args.task, args.input, args.lang, args.target_lang, backend, cache, qc,
             checker=checker, prompt_dir=args.prompt_dir, fixes=load_fixes(args.fixes),
             progress=not args.no_progress,
         )

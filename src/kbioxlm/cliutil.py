@@ -1,0 +1,118 @@
+"""Command-line conventions shared by every ``kbioxlm`` sub-command.
+
+One help formatter (defaults shown, paragraphs kept), hidden aliases for renamed flags, and the
+``--print-config`` output, so the stage ``cli`` modules do not each grow their own variant. The
+vocabulary (docs/quickstart.md, "Command-line conventions"): ``--lang`` is the language of the
+input (the source), ``--target-lang`` the other one; ``--out`` is where a command writes; option
+names of fine-tuning match the config keys (``--learning-rate`` = ``learning_rate``). Old spellings
+stay accepted as hidden aliases so existing scripts keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+HIDDEN = "_kbioxlm_hidden_options"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` where a default means something, keeps the paragraphs of a description.
+
+    ``argparse.ArgumentDefaultsHelpFormatter`` alone would print ``(default: None)`` and
+    ``(default: False)`` for every optional flag and repeat defaults a help text already states;
+    ``RawDescriptionHelpFormatter`` alone would not wrap long single-line descriptions.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or "default" in text.lower()
+            or action.default is None
+            or action.default is False
+            or action.default is argparse.SUPPRESS
+            or action.default == []
+            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = [p for p in text.split("\n")]
+        return "\n".join(textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent) if p.strip() else ""
+                         for p in paragraphs)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        hidden = getattr(action, HIDDEN, ())
+        if not hidden:
+            return super()._format_action_invocation(action)
+        saved = action.option_strings
+        action.option_strings = [s for s in saved if s not in hidden]
+        try:
+            return super()._format_action_invocation(action)
+        finally:
+            action.option_strings = saved
+
+
+def hide_aliases(action: argparse.Action, *aliases: str) -> argparse.Action:
+    """Mark old option strings of ``action`` as accepted but not shown in ``--help``.
+
+    Use as ``hide_aliases(p.add_argument("--lang", "--source-lang", ...), "--source-lang")``: one
+    action, so ``required=True`` and the destination work for every spelling.
+    """
+    unknown = [a for a in aliases if a not in action.option_strings]
+    if unknown:
+        raise ValueError(f"{unknown} are not option strings of {action.option_strings}")
+    setattr(action, HIDDEN, tuple(aliases))
+    return action
+
+
+def iter_parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """``(command path, parser)`` for ``parser`` and every sub-command below it, depth first."""
+    stack: list[tuple[str, argparse.ArgumentParser]] = [(parser.prog, parser)]
+    while stack:
+        name, p = stack.pop(0)
+        yield name, p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    if sub not in (q for _, q in stack):
+                        stack.append((f"{name} {sub_name}", sub))
+
+
+def apply_conventions(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub-)parser the shared formatter; called once by :func:`kbioxlm.cli.build_parser`."""
+    for _, p in iter_parsers(parser):
+        p.formatter_class = HelpFormatter
+
+
+def add_print_config(p: argparse.ArgumentParser) -> None:
+    """The ``--print-config`` flag of the config-driven commands (pretrain, finetune, benchmark, pipeline)."""
+    p.add_argument("--print-config", action="store_true",
+                   help="print the full effective configuration (defaults + config file + command line) as YAML "
+                   "and exit without running anything")
+
+
+def print_config(config: dict[str, Any], stream: Any = None) -> int:
+    """Write ``config`` as YAML (key order kept) to stdout; returns the exit status 0."""
+    (stream or sys.stdout).write(yaml.safe_dump(_plain(config), sort_keys=False, allow_unicode=True))
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    """Paths, tuples and sets as YAML-safe strings and lists."""
+    import os
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
