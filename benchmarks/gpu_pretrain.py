@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from accelerate import Accelerator
 
+    from kbioxlm.engine import micro_step, reset_accelerate_state
+    from kbioxlm.hub import load_tokenizer
     from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_records, normalise_mix, parse_train_files
-    from kbioxlm.pretrain.trainer import _batch_stream, _reset_accelerate_state, build_model, load_config, load_tokenizer, make_collator, make_optimizer, micro_step
+    from kbioxlm.pretrain.trainer import _batch_stream, build_model, load_config, make_collator, make_optimizer
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.tf32 and on_cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    _reset_accelerate_state()
+    reset_accelerate_state()
     acc = Accelerator(cpu=not on_cuda, mixed_precision=cfg["mixed_precision"], gradient_accumulation_steps=args.accumulation,
                       step_scheduler_with_optimizer=False)
     torch.manual_seed(0)

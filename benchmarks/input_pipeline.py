@@ -76,7 +76,7 @@ def main() -> None:
     import logging
 
     logging.disable(logging.INFO)
-    from kbioxlm.pretrain.trainer import load_tokenizer
+    from kbioxlm.hub import load_tokenizer
 
     files = pretrain_records.build_records(Path(args.workdir), args.records_source)
     pools = pretrain_records.load_pools(files)

@@ -8,7 +8,8 @@ import argparse
 import pytest
 import yaml
 
-from kbioxlm.cli import build_parser, main, package_version
+from kbioxlm.cli import build_parser, main
+from kbioxlm.cliutil import package_version
 from kbioxlm.cliutil import HIDDEN, iter_parsers
 
 PARSER = build_parser()

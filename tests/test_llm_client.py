@@ -7,7 +7,7 @@ import socket
 import pytest
 from openai_stub import OpenAIStub
 
-from kbioxlm.llm.client import ChatClient, LLMError, _retry_after
+from kbioxlm.chat.client import ChatClient, LLMError, _retry_after
 
 MSG = [{"role": "user", "content": "hello"}]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kbioxlm.llm.parsing import HOC_LABELS, locate_entities, parse_entities, parse_labels, parse_yes_no
+from kbioxlm.llm.parsing import locate_entities, parse_entities, parse_labels, parse_yes_no
+from kbioxlm.tasks.readers import HOC_LABELS
 
 T = ["ADE", "Drug"]
 WANT = [("aspirin", "Drug"), ("skin rash", "ADE")]

@@ -297,3 +297,23 @@ def test_interrupted_step_is_resumed_and_changed_inputs_redo_dependants(tmp_path
     text = run()
     assert calls[-2:] == ["first", "second"] and final.read_text(encoding="utf-8") == "B!"
     assert not (work / "stale").exists()  # a fresh run cleaned the step's folder
+
+
+def test_failing_stage_command_fails_its_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A step's command runs in this process as ``kbioxlm <argv>`` would (pipeline/stages.py): the
+    stage's one-line error (or argparse's usage message), then the step's, exit status 2; its
+    marker stays ``running``."""
+    import io
+
+    from kbioxlm.pipeline.plan import Step
+    from kbioxlm.pipeline.runner import Runner
+
+    missing = tmp_path / "none.sqlite"
+    for argv, said in ((["kb", "stats", "--kb", str(missing)], f"error: {missing}: knowledge base not found"),
+                       (["kb", "stats", "--kb", str(missing), "--bogus"], "kbioxlm: error: unrecognized arguments: --bogus")):
+        step = Step("kb.stats", "statistics", argv=argv, outputs=[tmp_path / "stats.json"])
+        with pytest.raises(KbioxlmError, match=r"pipeline step kb.stats failed \(exit 2\); fix the cause"):
+            Runner([step], tmp_path / "out", "kbioxlm pipeline", stream=io.StringIO()).run([step])
+        assert said in capsys.readouterr().err
+        marker = json.loads((tmp_path / "out" / ".pipeline" / "kb.stats.json").read_text(encoding="utf-8"))
+        assert marker["status"] == "running"

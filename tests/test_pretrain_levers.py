@@ -110,7 +110,8 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
                                            model_config=json.dumps({"model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 2,
                                                                     "num_attention_heads": 2, "intermediate_size": 64}),
                                            learning_rate=0.01, head_learning_rate=0.1))
-    from kbioxlm.pretrain.trainer import build_model, load_kept_ids, load_tokenizer
+    from kbioxlm.hub import load_tokenizer
+    from kbioxlm.pretrain.trainer import build_model, load_kept_ids
 
     tokenizer = load_tokenizer(cfg["tokenizer"])
     model = build_model(cfg, tokenizer, load_kept_ids(cfg["kept_ids"], len(tokenizer)))
@@ -138,7 +139,8 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
 
 
 def test_mean_pooled_pair_head_reads_every_token(corpus, tmp_path):
-    from kbioxlm.pretrain.trainer import build_model, load_kept_ids, load_tokenizer
+    from kbioxlm.hub import load_tokenizer
+    from kbioxlm.pretrain.trainer import build_model, load_kept_ids
 
     cfg = load_config(None, tiny_overrides(corpus, tmp_path / "p", pair_pooling="mean"))
     tokenizer = load_tokenizer(cfg["tokenizer"])

@@ -23,12 +23,12 @@ torch = pytest.importorskip("torch")
 from kbioxlm.errors import KbioxlmError  # noqa: E402
 from kbioxlm.pretrain.checkpoint import checkpoint_layout, check_layout, deepspeed_tag  # noqa: E402
 from kbioxlm.pretrain.data import DataPosition, MixedSchedule, record_length  # noqa: E402
+from kbioxlm.hub import load_tokenizer  # noqa: E402
 from kbioxlm.pretrain.trainer import (  # noqa: E402
     _batch_stream,
     build_model,
     load_config,
     load_kept_ids,
-    load_tokenizer,
     make_collator,
     make_optimizer,
     train,

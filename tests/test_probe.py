@@ -62,7 +62,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, xlmr_tokenizer_path: Pa
     import torch
     from transformers import BertConfig, BertModel
 
-    from kbioxlm.pretrain.trainer import load_tokenizer
+    from kbioxlm.hub import load_tokenizer
 
     tok = load_tokenizer(str(xlmr_tokenizer_path))
     torch.manual_seed(0)

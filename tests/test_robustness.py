@@ -478,7 +478,7 @@ def test_truncated_200_body_is_retried_and_reported(caplog):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from kbioxlm.llm.client import ChatClient
+    from kbioxlm.chat.client import ChatClient
 
     full = json.dumps({"choices": [{"message": {"role": "assistant", "content": "好"}}]}).encode()
     sent = []

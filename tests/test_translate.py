@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from openai_stub import OpenAIStub, last_user, stage_main
 
-from kbioxlm.errors import KbioxlmError
-from kbioxlm.llm.client import ChatClient
-from kbioxlm.translate.backends import OpenAIBackend
-from kbioxlm.translate.cache import Cache
+from kbioxlm.chat.cache import Cache
+from kbioxlm.chat.client import ChatClient
 from kbioxlm.conll import bio_spans
+from kbioxlm.errors import KbioxlmError
+from kbioxlm.translate.backends import OpenAIBackend
 from kbioxlm.translate.markers import parse_markers, wrap_ner
 from kbioxlm.translate.pipeline import translate_dataset
 from kbioxlm.translate.projection import ProjectionError, project, tokenize

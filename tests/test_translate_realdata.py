@@ -13,10 +13,10 @@ from collections import defaultdict
 
 from conftest import shared_path
 
+from kbioxlm.chat.cache import Cache
+from kbioxlm.conll import bio_spans, join_tokens
 from kbioxlm.tasks.readers import read_ner
-from kbioxlm.translate.cache import Cache
-from kbioxlm.conll import bio_spans
-from kbioxlm.translate.markers import insert_markers, join_tokens, wrap_ner
+from kbioxlm.translate.markers import insert_markers, wrap_ner
 from kbioxlm.translate.pipeline import translate_dataset
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 import yaml
+
+from .errors import KbioxlmError
 
 HIDDEN = "_kbioxlm_hidden_options"
 
@@ -90,6 +93,66 @@ def apply_conventions(parser: argparse.ArgumentParser) -> None:
     """Give every (sub-)parser the shared formatter; called once by :func:`kbioxlm.cli.build_parser`."""
     for _, p in iter_parsers(parser):
         p.formatter_class = HelpFormatter
+
+
+def program_parser(stages: Iterable[ModuleType], description: str | None = None) -> argparse.ArgumentParser:
+    """The ``kbioxlm`` program's parser with the sub-commands of ``stages``, in order.
+
+    A stage is a module whose ``register(subparsers)`` adds its commands, each with
+    ``set_defaults(func=handler)``. :mod:`kbioxlm.cli` passes every stage; the pipeline passes the
+    stages its steps run (:mod:`kbioxlm.pipeline.stages`), so both parse a command line alike.
+    """
+    parser = argparse.ArgumentParser(prog="kbioxlm", description=description, formatter_class=HelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the installed kbioxlm version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for stage in stages:
+        stage.register(sub)
+    apply_conventions(parser)
+    return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``); ``unknown`` when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kbioxlm")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``argv`` parsed by ``parser`` (a bad command line exits with status 2, argparse's way).
+
+    ``pretrain --config F a=1 --out D b=2``: argparse ends a ``nargs="*"`` positional at the first
+    option, so ``key=value`` overrides after an option are left over; a command that takes them
+    (``trailing_overrides``) gets them appended to ``overrides``. Nothing else may be left over.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "trailing_overrides", False) and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def call_command(args: argparse.Namespace) -> int:
+    """Run the handler the parsed command registered (``args.func``) and return its exit status:
+    a :class:`KbioxlmError` is printed as one line ``error: <reason>`` on stderr (status 2),
+    Ctrl-C as ``error: interrupted`` (status 130)."""
+    try:
+        rc = args.func(args)
+    except KbioxlmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
 
 
 def add_print_config(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""The CoNLL NER line format, shared by the KB stage (``kb mine-pairs``) and the task readers.
+"""The CoNLL NER line format, shared by the KB stage (``kb mine-pairs``) and the task readers, and
+what every stage does with its token/tag lists: BIO spans (:func:`bio_spans`) and the text a token
+list stands for (:func:`join_tokens`, used by translation and the LLM baselines).
 
 Only the line level lives here (what a line is, which tags are valid, where an error is); how lines
 group into sentences or documents is each caller's business: the task readers split sentences at
@@ -12,13 +14,22 @@ blank lines, ``mine-pairs`` aligns whole documents by id. Format::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from .errors import KbioxlmError, where
 from .io import iter_lines
+from .schema import is_unspaced
 
 DOCSTART = "-DOCSTART-"
+# CJK ideographs, kana, hangul and CJK/full-width punctuation (a character class body): the
+# characters that are tokens of their own in unspaced text (translate.projection's tokenizer).
+CJK_CHARS = (
+    r"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    r"\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+)
+CJK_RE = re.compile(f"[{CJK_CHARS}]")
 
 
 class ConllLine(NamedTuple):
@@ -84,3 +95,27 @@ def bio_spans(tags: list[str]) -> list[tuple[int, int, str]]:
         if tag.startswith(("B-", "I-")):
             start, typ = i, tag[2:]
     return spans
+
+
+def join_tokens(tokens: list[str], lang: str) -> tuple[str, list[tuple[int, int]]]:
+    """Detokenize a token list into text plus each token's character span.
+
+    Unspaced scripts (zh) are joined without spaces, except that a space is kept between two
+    non-CJK tokens (``IFN`` ``-`` ``α``), so :func:`kbioxlm.translate.projection.tokenize` gives the
+    same tokens back.
+    """
+    parts: list[str] = []
+    offsets: list[tuple[int, int]] = []
+    pos = 0
+    unspaced = is_unspaced(lang)
+    for i, tok in enumerate(tokens):
+        if i > 0:
+            prev = tokens[i - 1]
+            need_space = (not unspaced) or not (CJK_RE.match(prev[-1:]) or CJK_RE.match(tok[:1]))
+            if need_space:
+                parts.append(" ")
+                pos += 1
+        parts.append(tok)
+        offsets.append((pos, pos + len(tok)))
+        pos += len(tok)
+    return "".join(parts), offsets

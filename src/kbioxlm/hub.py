@@ -8,8 +8,10 @@ a failed load into one line with :func:`load_error`.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
+from typing import Any
 
 from .errors import KbioxlmError
 
@@ -42,3 +44,19 @@ def load_error(name: str, exc: BaseException, what: str = "model") -> KbioxlmErr
     return KbioxlmError(
         f"{name}: cannot load the {what}: the path does not exist and it is not a reachable Hugging Face hub id ({reason})"
     )
+
+
+@functools.lru_cache(maxsize=2)
+def load_tokenizer(name: str) -> Any:
+    """Fast tokenizer by name/path, cached: loading XLM-R's 250k-piece tokenizer takes seconds and
+    repeated in-process runs (tests, benchmark matrices, time-sliced resumes) reuse it read-only."""
+    from transformers import AutoTokenizer
+
+    check_model_name(name, "tokenizer")
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise load_error(name, exc, "tokenizer") from exc
+    if not getattr(tok, "is_fast", False):
+        raise KbioxlmError(f"{name}: needs a fast tokenizer (tokenizer.json) for offset mapping")
+    return tok

@@ -1,4 +1,4 @@
-"""Record schemas shared by all stages (DESIGN.md section 3), with validators.
+"""Record schemas shared by all stages (docs/design.md, "Records"), with validators.
 
 Offsets are Python character offsets into ``text`` so the alignment survives any tokenizer.
 Validators raise ``ValueError`` with a short reason; :func:`kbioxlm.io.iter_jsonl` adds file:line.

@@ -11,6 +11,11 @@ left out)::
 * ``names[lang]``: the preferred name (:meth:`KnowledgeBase.preferred_names`) first, then the
   other names of the concept in that language in sorted order, at most ``max_names``.
 * Order: the sorted concept ids permuted by ``numpy.random.Generator(PCG64(seed))``.
+* Several target languages (``--target-langs zh,es,fr,de``): one record per concept and target
+  language ``X`` with names in ``--lang`` and ``X`` (``names`` holds those two), the list of
+  ``(concept, X)`` (concepts sorted within each X, the Xs in the order given) permuted as above;
+  a concept named in several Xs has several records (same id). One target language gives the
+  same bytes however it is passed.
 * ``mentions`` (only with ``entity_records``, the output of ``corpus entity``): up to
   ``max_mentions`` per language of the concept's non-switched entity spans, each with a context of
   at most 200 characters around it. Which ones: the smallest keys ``blake2b(seed, record id,
@@ -28,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +52,7 @@ CONTEXT_CHARS = 200
 def build_align(
     kb_path: str | Path,
     lang: str,
-    target_lang: str,
+    target_lang: str | Sequence[str],
     out: str | Path,
     seed: int = 0,
     exclude: tuple[str, ...] | list[str] = (),
@@ -54,10 +60,18 @@ def build_align(
     entity_records: tuple[str, ...] | list[str] = (),
     max_mentions: int = 2,
 ) -> dict[str, Any]:
-    """Write the alignment records of ``kb_path`` to ``out`` (atomically); returns (and prints) the summary."""
+    """Write the alignment records of ``kb_path`` to ``out`` (atomically); returns (and prints) the summary.
+
+    ``target_lang``: one language, or several (``--target-langs``): then one record per concept
+    and target language ``X`` with names in ``lang`` and ``X`` (EN<->X pairs for every X), all in
+    one seeded order."""
     t0 = time.perf_counter()
-    if lang == target_lang:
-        raise KbioxlmError(f"--lang and --target-lang are both {lang!r}")
+    targets = (target_lang,) if isinstance(target_lang, str) else tuple(target_lang)
+    if not targets or len(set(targets)) != len(targets):
+        raise KbioxlmError(f"--target-langs must list distinct languages, got {','.join(targets) or 'none'}")
+    if lang in targets:
+        raise KbioxlmError(f"--lang and --target-lang are both {lang!r}" if len(targets) == 1
+                           else f"--target-langs includes --lang {lang!r}")
     if max_names < 1:
         raise KbioxlmError(f"--max-names must be at least 1, got {max_names}")
     if max_mentions < 0:
@@ -69,7 +83,7 @@ def build_align(
     for path in entity_records:
         if not Path(path).exists():
             raise KbioxlmError(f"{path}: cannot read (no such file)")
-    langs = (lang, target_lang)
+    langs = (lang, *targets)
     held = frozenset(exclude)
     held_names: frozenset[str] = frozenset()
     unknown = 0
@@ -79,9 +93,14 @@ def build_align(
         if held:
             held_names, unknown = held_out_names(kb, tuple(exclude))
         pref = {lg: kb.preferred_names(lg) for lg in langs}
-        both = [c for c in pref[lang] if c in pref[target_lang] and c not in held]
-        concepts = sorted(c for c in both if all(fold_case(pref[lg][c]) not in held_names for lg in langs))
-        wanted = set(concepts)
+        # (concept, target language) of every record, concepts sorted within each language
+        items: list[tuple[str, str]] = []
+        n_both = 0
+        for tl in targets:
+            both = [c for c in pref[lang] if c in pref[tl] and c not in held]
+            n_both += len(both)
+            items += [(c, tl) for c in sorted(both) if all(fold_case(pref[lg][c]) not in held_names for lg in (lang, tl))]
+        wanted = {c for c, _tl in items}
         others: dict[str, dict[str, list[str]]] = {}
         for lg in langs:
             syn: dict[str, list[str]] = {}
@@ -100,30 +119,33 @@ def build_align(
     if entity_records and max_mentions:
         mentions = _collect_mentions(entity_records, wanted, langs, seed, max_mentions, held, held_names)
 
-    order = np.random.Generator(np.random.PCG64(seed)).permutation(len(concepts))
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(len(items))
     n_names = dict.fromkeys(langs, 0)
     n_mentions = dict.fromkeys(langs, 0)
     with atomic_write(out) as fh:
         for i in order:
-            cid = concepts[int(i)]
+            cid, tl = items[int(i)]
+            pair = (lang, tl)
             rec: dict[str, Any] = {"id": cid, "task": "align", "concept": cid, "names": {}}
-            for lg in langs:
+            for lg in pair:
                 rec["names"][lg] = names_of(cid, lg)
                 n_names[lg] += len(rec["names"][lg])
             ms = mentions.get(cid)
-            if ms:
-                rec["mentions"] = [m for lg in langs for m in ms.get(lg, ())]
-                for lg in langs:
+            if ms and any(ms.get(lg) for lg in pair):
+                rec["mentions"] = [m for lg in pair for m in ms.get(lg, ())]
+                for lg in pair:
                     n_mentions[lg] += len(ms.get(lg, ()))
             fh.write(dumps(rec) + "\n")
-    summary: dict[str, Any] = {"records": len(concepts)}
+    summary: dict[str, Any] = {"records": len(items)}
+    if len(targets) > 1:
+        summary.update({f"records[{tl}]": sum(t == tl for _c, t in items) for tl in targets})
     summary.update({f"names[{lg}]": n for lg, n in n_names.items()})
     if entity_records:
         summary.update({f"mentions[{lg}]": n for lg, n in n_mentions.items()})
     if held:
         summary["excluded_concepts"] = len(held)
         summary["excluded_unknown"] = unknown
-        summary["dropped_held_out_name"] = len(both) - len(concepts)
+        summary["dropped_held_out_name"] = n_both - len(items)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     print("corpus align: " + " ".join(f"{k}={v}" for k, v in summary.items()) + f" -> {out}")
     return summary
@@ -141,7 +163,7 @@ def _validate(rec: dict[str, Any]) -> None:
 def _collect_mentions(
     paths: tuple[str, ...] | list[str],
     wanted: set[str],
-    langs: tuple[str, str],
+    langs: tuple[str, ...],
     seed: int,
     k: int,
     held: frozenset[str],

@@ -17,6 +17,13 @@ spread over that direction's documents in order by cumulative rounding (document
 the totals are exactly equal and every document is treated alike. ``--max-total-switches K``
 additionally caps each direction at ``K``, which balances two separate monolingual runs: pass the
 smaller run's reported total to the other. The summary reports switches per direction.
+
+Several target languages (``--target-langs zh:0.5,es:0.25,fr:0.25``): documents in ``--lang``
+switch each chosen entity into a language drawn by weight among the targets its concept has a
+name in (:func:`kbioxlm.corpus.entity.switch_entities`), and get each window's facts in one drawn
+language (:func:`kbioxlm.corpus.fact.build_fact_records`); documents in a target language switch
+into ``--lang``; balance then spreads one budget over every document language. The summary
+counts switches per direction (``en->zh``, ``en->es``, ...) and, for facts, ``fact_langs``.
 """
 
 from __future__ import annotations
@@ -34,11 +41,12 @@ from ..io import SkipCounter, atomic_write
 from ..kb.store import KnowledgeBase
 from ..kb.split import warn_unknown
 from ..progress import progress as progress_bar
-from .entity import build_entity_line, count_switchable
-from .fact import build_fact_lines
+from .entity import build_entity_line, build_entity_record, count_switchable
+from .fact import build_fact_lines, build_fact_records
 from .knowledge import BuildOptions, Knowledge
 from .readers import iter_documents
-from .runner import Summary, chunked, doc_seed, ordered_map, remove_stale_temporaries
+from .runner import Summary, chunked, doc_seed, encode_record, ordered_map, remove_stale_temporaries
+from .targets import format_target_langs
 
 _KNOW: Knowledge | None = None
 _KNOW_KEY: tuple | None = None
@@ -90,6 +98,8 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
     f_records = f_facts = 0
     switches: dict[str, int] = {}
     direction = {lang: f"{lang}->{know.other(lang)}" for lang in matchers}
+    multi = know.options.lang if know.options.multi else None  # its documents draw their target languages
+    fact_langs: dict[str, int] = {}
     entity_infos = know.entity_infos
     for doc, quota in items:
         n_docs += 1
@@ -101,6 +111,16 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
         if do_entity:
             if not spans:
                 no_match += 1
+            elif lang == multi:  # switches counted per drawn language
+                rec, k = build_entity_record(doc, know, doc_seed(seed, "entity", doc["id"]), quota, spans, infos)
+                assert rec is not None
+                e_records += 1
+                e_entities += len(rec["entities"])
+                for ent in rec["entities"]:
+                    if ent["switched"]:
+                        d = f"{lang}->{ent['lang']}"
+                        switches[d] = switches.get(d, 0) + 1
+                e_lines.append(encode_record(rec))
             else:
                 line, k, n_ent = build_entity_line(doc, know, doc_seed(seed, "entity", doc["id"]), quota, spans, infos)
                 e_records += 1
@@ -110,10 +130,18 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
                     switches[d] = switches.get(d, 0) + k
                 e_lines.append(line)
         if do_fact and len(spans) > 1:
-            for line, n_facts in build_fact_lines(doc, know, spans, infos):
-                f_records += 1
-                f_facts += n_facts
-                f_lines.append(line)
+            if multi is not None:  # facts counted per language
+                for rec_f, n_facts in build_fact_records(doc, know, spans, infos):
+                    f_records += 1
+                    f_facts += n_facts
+                    fl = rec_f["relations"][0]["lang"]
+                    fact_langs[fl] = fact_langs.get(fl, 0) + n_facts
+                    f_lines.append(encode_record(rec_f))
+            else:
+                for line, n_facts in build_fact_lines(doc, know, spans, infos):
+                    f_records += 1
+                    f_facts += n_facts
+                    f_lines.append(line)
     out: dict[str, tuple[bytes, dict[str, Any]]] = {}
     if do_entity:
         stats = {"documents": n_docs, "records": e_records, "entities": e_entities, "chars": n_chars,
@@ -121,18 +149,21 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
         out["entity"] = ((b"\n".join(e_lines) + b"\n") if e_lines else b"", stats)
     if do_fact:
         stats = {"documents": n_docs, "records": f_records, "facts": f_facts, "chars": n_chars}
+        if multi is not None:
+            stats["fact_langs"] = fact_langs
         out["fact"] = ((b"\n".join(f_lines) + b"\n") if f_lines else b"", stats)
     return out
 
 
 def _documents(path: str, fmt: str, options: BuildOptions, text_field: str, skip: SkipCounter | None) -> Iterator[dict[str, Any]]:
-    """Valid documents in ``--lang`` or ``--target-lang``; anything else is an error (or skipped)."""
-    allowed = (options.lang, options.target_lang)
+    """Valid documents in ``--lang`` or a target language; anything else is an error (or skipped)."""
+    allowed = options.languages
     for line, doc in iter_documents(path, fmt, options.lang, text_field, skip):
         if doc["lang"] not in allowed:
             msg = (
                 f"{where(path, line)}: document language {doc['lang']!r} is neither --lang {options.lang!r} "
-                f"nor --target-lang {options.target_lang!r}"
+                + (f"nor one of --target-langs {','.join(allowed[1:])}" if options.multi
+                   else f"nor --target-lang {options.target_lang!r}")
             )
             if skip is None:
                 raise KbioxlmError(msg)
@@ -182,15 +213,16 @@ def run_levels(
     if len({str(Path(p).resolve()) for p in outs.values()}) != len(outs):
         raise KbioxlmError("the entity and fact outputs must be different files")
     options = replace(options, task="+".join(levels))
-    if options.lang == options.target_lang:
-        raise KbioxlmError(f"--lang and --target-lang are both {options.lang!r}")
+    if options.lang in options.languages[1:]:
+        raise KbioxlmError(f"--target-langs includes --lang {options.lang!r}" if options.multi
+                           else f"--lang and --target-lang are both {options.lang!r}")
     t_start = time.perf_counter()
     # Fail fast on a missing KB or one without the languages, before reading the input.
     if not Path(options.kb).exists():
         raise KbioxlmError(f"{options.kb}: knowledge base not found (build it with `kbioxlm kb import ...`)")
     with KnowledgeBase(options.kb) as kb:
-        kb.require_language(options.lang)
-        kb.require_language(options.target_lang)
+        for lang in options.languages:
+            kb.require_language(lang)
     # Pass 1: scan (validation + languages).
     skip = SkipCounter() if skip_invalid else None
     per_lang: dict[str, int] = {}
@@ -205,6 +237,8 @@ def run_levels(
     for sm in summaries.values():
         sm.t0 = t0
         sm.extra = {"scan_s": round(t_scan - t_start, 3), "kb_load_s": round(t0 - t_scan, 3)}
+        if options.multi:
+            sm.extra["target_langs"] = format_target_langs(options.targets)
     know = _KNOW
     assert know is not None
     if options.exclude_concepts:
@@ -224,7 +258,7 @@ def run_levels(
     workers = max(1, int(num_workers))
     quotas: array | None = None
     if "entity" in levels:
-        both = len(per_lang) == 2
+        both = len(per_lang) >= 2  # several document languages (at most two with a single target language)
         if (balance and both) or max_total_switches is not None:
             caps = array("I")
             for res in ordered_map(_count_chunk, chunked(docs(), size=size), workers, _init_worker, (options, langs)):

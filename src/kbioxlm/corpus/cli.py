@@ -1,4 +1,5 @@
-"""``kbioxlm corpus entity|fact|build|align|passage`` (DESIGN.md sections 4 and 8; docs/corpus.md)."""
+"""``kbioxlm corpus entity|fact|build|align|passage`` (docs/design.md, "Corpus semantics" and
+"CLI contract"; docs/corpus.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "pipeline's documents.format")
         p.add_argument("--text-field", default="text", help="field holding the text (jsonl, json-list)")
         p.add_argument("--lang", required=True, help="language of the documents (default for records without 'lang')")
-        p.add_argument("--target-lang", required=True, help="the other language")
+        _add_targets(p, "the other language", "several target languages with weights, e.g. zh:0.5,es:0.25,fr:0.25 "
+                     "(normalised; a language without :w weighs 1): each switched entity / fact window of a --lang "
+                     "document takes a language drawn by weight among those its concept / facts have names in; "
+                     "--target-lang X is X:1")
         if task == "build":
             p.add_argument("--levels", default="entity,fact", help="comma-separated levels to build: entity, fact")
             p.add_argument("--entity-out", help="output JSONL of the entity level")
@@ -68,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "languages, in a seeded shuffled order; see docs/corpus.md.")
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
     p.add_argument("--lang", required=True, help="first language (e.g. en)")
-    p.add_argument("--target-lang", required=True, help="second language (e.g. zh)")
+    _add_targets(p, "second language (e.g. zh)", "several second languages, e.g. zh,es,fr,de: one record per concept "
+                 "and language X with names in --lang and X (weights are accepted and ignored)")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--seed", type=int, default=0, help="order of the records and choice of mentions (default: 0)")
     p.add_argument("--exclude-concepts", metavar="FILE", help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`)")
@@ -102,6 +107,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 DEFAULT_STOP_LIST = "generic_names_en.txt"
+
+
+def _add_targets(p: argparse.ArgumentParser, one: str, several: str) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--target-lang", help=one)
+    group.add_argument("--target-langs", metavar="LANG[:W],...", help=several)
+
+
+def _targets(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    """``--target-lang X`` as ``((X, 1.0),)``, else ``--target-langs`` parsed, weights normalised."""
+    from .targets import normalise, parse_target_langs
+
+    if args.target_lang is not None:
+        return ((args.target_lang, 1.0),)
+    return normalise(parse_target_langs(args.target_langs))
 
 
 def _read_stop_list(paths: str | list[str] | None) -> tuple[str, ...]:
@@ -138,10 +158,12 @@ def _run_build(args: argparse.Namespace) -> int:
         raise KbioxlmError(f"--num-workers must be at least 1, got {args.num_workers}")
     if not Path(args.input).exists():
         raise KbioxlmError(f"{args.input}: cannot read (no such file)")
+    targets = _targets(args)
     opts = BuildOptions(
         kb=args.kb,
         lang=args.lang,
-        target_lang=args.target_lang,
+        target_lang=targets[0][0],
+        target_langs=targets if len(targets) > 1 else (),
         task="entity" if args.task == "build" else args.task,
         seed=args.seed,
         max_switches=getattr(args, "max_switches", 10),
@@ -186,10 +208,11 @@ def _run_build(args: argparse.Namespace) -> int:
 def _run_align(args: argparse.Namespace) -> int:
     from .align import build_align
 
+    targets = [lang for lang, _w in _targets(args)]
     build_align(
         args.kb,
         args.lang,
-        args.target_lang,
+        targets[0] if len(targets) == 1 else targets,
         args.out,
         seed=args.seed,
         exclude=_read_excluded(args.exclude_concepts),

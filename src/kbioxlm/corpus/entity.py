@@ -14,13 +14,15 @@ from typing import Any
 from ..schema import EntityRecord, EntitySpan
 from .knowledge import Knowledge, KeyInfo
 from .runner import encode_record
+from .targets import pick_weighted, splitmix64
 
 _MASK64 = (1 << 64) - 1
 
 
 def sample_indices(seed: int, n: int, k: int) -> list[int]:
     """``k`` distinct integers of ``range(n)``, sorted, drawn uniformly with Floyd's algorithm;
-    draw ``j`` is ``(x * (j + 1)) >> 64`` for the next SplitMix64 output ``x`` of ``seed``.
+    draw ``j`` is ``(x * (j + 1)) >> 64`` for the next SplitMix64 output ``x`` of ``seed``
+    (outputs ``1..k``: :func:`kbioxlm.corpus.targets.splitmix64`).
 
     Why not ``random.Random(seed).sample``: seeding a Mersenne Twister per document costs more
     than the rest of its switching; this needs one 64-bit state and ``k`` multiplications. The
@@ -29,15 +31,10 @@ def sample_indices(seed: int, n: int, k: int) -> list[int]:
     """
     if not 0 <= k <= n:
         raise ValueError(f"cannot draw {k} of {n}")
-    state = seed & _MASK64
+    seed &= _MASK64
     taken: set[int] = set()
-    for j in range(n - k, n):
-        state = (state + 0x9E3779B97F4A7C15) & _MASK64
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        z ^= z >> 31
-        t = (z * (j + 1)) >> 64
+    for m, j in enumerate(range(n - k, n), 1):
+        t = (splitmix64(seed, m) * (j + 1)) >> 64
         taken.add(j if t in taken else t)
     return sorted(taken)
 
@@ -58,6 +55,12 @@ def switch_entities(
     The ``k`` switched entities are drawn by :func:`sample_indices` ``(seed, switchable, k)``
     among the switchable ones (those with a target name) and replaced by their ``other``-language
     name; every entity, switched or not, is listed with its span in the new text.
+
+    Several target languages (``info.choices``, from ``--target-langs``): the ``i``-th switched
+    entity (in text order, from 0) takes the language :func:`~kbioxlm.corpus.targets.pick_weighted`
+    chooses with SplitMix64 output ``k + 1 + i`` of ``seed`` (the stream :func:`sample_indices`
+    used outputs ``1..k`` of) among the languages its concept has a name in, by their weights
+    renormalised over those languages. A single target draws nothing: its output is unchanged.
     """
     switchable = [i for i, info in enumerate(infos) if info.target_name is not None]
     k = max(0, min(quota, len(switchable)))
@@ -67,7 +70,7 @@ def switch_entities(
     pos = 0  # end of the last switched span, in the old text
     shift = 0  # offset in the new text - offset in the old text
     done = 0  # entities before this index are in ``entities``
-    for i in [*chosen, len(spans)]:
+    for n_sw, i in enumerate([*chosen, len(spans)]):
         # The kept entities up to the next switched one (or the end) all move by ``shift``.
         entities += [
             {"start": s + shift, "end": e + shift, "concept": info.concept, "lang": lang, "switched": False}
@@ -77,12 +80,16 @@ def switch_entities(
             break
         s, e, _key = spans[i]
         info = infos[i]
-        name = info.target_name
+        name: str | None
+        if info.choices:  # several target languages: this entity's is drawn (stream outputs k+1, k+2, ...)
+            into, name = info.choices[pick_weighted(splitmix64(seed, k + 1 + n_sw), info.cum_weights)]
+        else:
+            into, name = other, info.target_name
         assert name is not None
         pieces += (text[pos:s], name)
         start = s + shift
         shift += len(name) - (e - s)
-        entities.append({"start": start, "end": e + shift, "concept": info.concept, "lang": other, "switched": True})
+        entities.append({"start": start, "end": e + shift, "concept": info.concept, "lang": into, "switched": True})
         pos = e
         done = i + 1
     new_text = "".join([*pieces, text[pos:]]) if k else text

@@ -14,10 +14,11 @@ from typing import Any
 
 from ..schema import EntitySpan, FactRecord, RelationSpan
 from .knowledge import KeyInfo, Knowledge, joiner
-from .runner import encode_record
+from .runner import doc_seed, encode_record
 from .sentences import split_sentences
+from .targets import cumulative, pick_weighted, splitmix64
 
-FACT_SEP = "</s>"  # between a window and each appended fact (DESIGN.md: after </s>)
+FACT_SEP = "</s>"  # between a window and each appended fact (docs/design.md, "Corpus semantics")
 
 
 def fact_heads(infos: list[KeyInfo]) -> list[int]:
@@ -102,6 +103,11 @@ def build_fact_records(
     id), so the order is deterministic; at most ``max_facts`` per record; id
     ``<doc id>#<window index>``. ``spans`` / ``infos``: the matcher's ``find_spans`` of the text
     and their :meth:`Knowledge.entity_infos` when the caller already has them (combined builds).
+
+    Several target languages (``--target-langs``, facts in the target language, a ``--lang``
+    document): each window's facts are in one language, drawn with SplitMix64 output
+    ``window index + 1`` of ``doc_seed(seed, "fact", id)`` among the target languages the window
+    has facts in (:func:`_draw_fact_language`).
     """
     opts = know.options
     lang = doc["lang"]
@@ -123,6 +129,8 @@ def build_fact_records(
     names = know.names[fact_lang]
     join = joiner(fact_lang)
     labels = know.relation_labels(fact_lang)
+    draw = opts.multi and opts.fact_lang == "target" and lang == opts.lang
+    seed = doc_seed(opts.seed, "fact", doc["id"]) if draw else 0
     starts = [s for s, _e, _key in spans]
     out: list[tuple[FactRecord, int]] = []
     last = -1
@@ -138,12 +146,31 @@ def build_fact_records(
             hi -= 1
         if hi - lo < 2:
             continue
-        facts = window_facts(infos[lo:hi], names, know.relations, opts.max_facts)
+        if draw:
+            fact_lang, facts = _draw_fact_language(know, infos[lo:hi], splitmix64(seed, wi + 1))
+            names = know.names[fact_lang]
+            join = joiner(fact_lang)
+            labels = know.relation_labels(fact_lang)
+        else:
+            facts = window_facts(infos[lo:hi], names, know.relations, opts.max_facts)
         if facts:
             rec = fact_record(f"{doc['id']}#{wi}", lang, text[ws:we], spans[lo:hi], infos[lo:hi], ws, facts, names,
                               labels, join, fact_lang)
             out.append((rec, len(facts)))
     return out
+
+
+def _draw_fact_language(know: Knowledge, infos: list[KeyInfo], x: int) -> tuple[str, list[tuple[str, str, str]]]:
+    """Several target languages: the language of one window's facts, drawn with the 64-bit ``x``
+    among the target languages the window has at least one fact in (both names known there), by
+    their weights renormalised over those; and its facts (none: ``(first target, [])``)."""
+    opts = know.options
+    have = [(lang, w, facts) for lang, w in opts.targets
+            if (facts := window_facts(infos, know.names[lang], know.relations, opts.max_facts))]
+    if not have:
+        return opts.target_lang, []
+    lang, _w, facts = have[pick_weighted(x, cumulative([w for _lang, w, _f in have]))]
+    return lang, facts
 
 
 def build_fact_lines(

@@ -14,6 +14,7 @@ from ..kb.matcher import Matcher, fold_case
 from ..kb.split import held_out_names
 from ..kb.store import KnowledgeBase
 from ..schema import is_unspaced
+from .targets import cumulative
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +28,19 @@ class KeyInfo:
 
     concept: str
     """The entity's concept: the first (smallest) of the key's concepts with a name in the other
-    language, else the smallest."""
+    language (in any target language, with several), else the smallest."""
     target_name: str | None
     """``concept``'s preferred name in the other language; ``None``: the entity cannot be switched."""
     first_concept: str
     """The smallest of the key's concepts: the fact builder's view of the mention."""
     tails: tuple[str, ...]
     """The concepts ``first_concept`` has relations to (empty unless facts are built)."""
+    choices: tuple[tuple[str, str], ...] = ()
+    """Several target languages (``--target-langs``): ``(lang, name)`` of ``concept`` in each target
+    language it has a preferred name in, in the order of the list (``target_name`` is the first);
+    empty with a single target language."""
+    cum_weights: tuple[float, ...] = ()
+    """The cumulative weights of ``choices`` (a switch draws among them, renormalised)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,25 @@ class BuildOptions:
     # Held-out concepts (``--exclude-concepts``), sorted and unique: never matched, switched in or
     # part of a fact, nor are any of their names (see Knowledge.load). Empty: the KB as it is.
     exclude_concepts: tuple[str, ...] = ()
+    # Several target languages (``--target-langs``): ``(lang, weight)`` pairs, weights summing to 1,
+    # ``target_lang`` the first of them. Empty: ``target_lang`` alone (the output of a single target
+    # is the same however it is given).
+    target_langs: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def targets(self) -> tuple[tuple[str, float], ...]:
+        """The target languages with their weights: ``target_langs``, else ``((target_lang, 1.0),)``."""
+        return self.target_langs or ((self.target_lang, 1.0),)
+
+    @property
+    def multi(self) -> bool:
+        """Documents in ``lang`` switch into (and get facts in) one of several languages, drawn by weight."""
+        return len(self.target_langs) > 1
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """``lang`` and every target language."""
+        return (self.lang, *(t for t, _w in self.targets))
 
 
 @dataclass
@@ -81,7 +107,7 @@ class Knowledge:
         know = cls(options)
         held = frozenset(options.exclude_concepts)
         with KnowledgeBase(options.kb) as kb:
-            for lang in (options.lang, options.target_lang):
+            for lang in options.languages:
                 kb.require_language(lang)
             if held:
                 know.held_out_names, know.unknown_excluded = held_out_names(kb, options.exclude_concepts)
@@ -91,7 +117,7 @@ class Knowledge:
                     kb, lang, case=options.case, min_length=options.min_length, stop_words=options.stop_words,
                     exclude_names=held_names,
                 )
-            for lang in {options.lang, options.target_lang}:
+            for lang in options.languages:
                 names = kb.preferred_names(lang)
                 if held:
                     # Neither switched in nor written in a fact: held-out concepts, and concepts whose
@@ -108,12 +134,12 @@ class Knowledge:
                 for head, tail in know.relations:
                     tails.setdefault(head, []).append(tail)
                 know.tails = {h: tuple(ts) for h, ts in tails.items()}
-                for lang in {options.lang, options.target_lang}:
+                for lang in options.languages:
                     know.relation_names[lang] = kb.relation_names(lang)
                 if held_names:  # a relation whose label is a held-out name is no fact to write
                     bad = {r for rs in know.relations.values() for r in rs
                            if any(fold_case(know.relation_name(r, lg)) in held_names
-                                  for lg in (options.lang, options.target_lang))}
+                                  for lg in options.languages)}
                     if bad:
                         know.relations = {k: kept for k, v in know.relations.items() if (kept := tuple(r for r in v if r not in bad))}
                         kept_tails: dict[str, list[str]] = {}
@@ -123,7 +149,8 @@ class Knowledge:
         return know
 
     def other(self, lang: str) -> str:
-        """The language a document in ``lang`` is switched into / gets its facts in."""
+        """The language a document in ``lang`` is switched into / gets its facts in (with several
+        target languages, the first of them for a ``lang`` document: see :attr:`KeyInfo.choices`)."""
         o = self.options
         return o.target_lang if lang == o.lang else o.lang
 
@@ -138,13 +165,15 @@ class Knowledge:
             cache = self._entity_keys[matcher] = [None] * matcher.n_keys
         infos = [cache[key] for _s, _e, key in spans]
         if None in infos:
+            multi = self.options.multi and lang == self.options.lang
             targets = self.names[self.other(lang)]
             for i, info in enumerate(infos):
                 if info is None:
                     key = spans[i][2]
                     info = cache[key]
                     if info is None:
-                        info = cache[key] = self._key_info(matcher.key_concepts(key), targets)
+                        cids = matcher.key_concepts(key)
+                        info = cache[key] = self._multi_key_info(cids) if multi else self._key_info(cids, targets)
                     infos[i] = info
         return infos
 
@@ -157,6 +186,17 @@ class Knowledge:
                 concept, name = c, targets[c]
                 break
         return KeyInfo(concept, name, cids[0], self.tails.get(cids[0], ()))
+
+    def _multi_key_info(self, cids: tuple[str, ...]) -> KeyInfo:
+        """:meth:`_key_info` with several target languages: the first of ``cids`` with a name in any
+        of them, with its names and weights in each (:attr:`KeyInfo.choices`)."""
+        tails = self.tails.get(cids[0], ())
+        for c in cids:
+            have = [(lang, w) for lang, w in self.options.targets if c in self.names[lang]]
+            if have:
+                choices = tuple((lang, self.names[lang][c]) for lang, _w in have)
+                return KeyInfo(c, choices[0][1], cids[0], tails, choices, cumulative([w for _lang, w in have]))
+        return KeyInfo(cids[0], None, cids[0], tails)
 
     def relation_name(self, rel: str, lang: str) -> str:
         """The KB's name of ``rel`` in ``lang``; else the id with underscores as spaces."""

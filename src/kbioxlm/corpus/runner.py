@@ -102,6 +102,10 @@ class Summary:
             if k == "switches":
                 for d, n in v.items():
                     self.switches[d] = self.switches.get(d, 0) + n
+            elif isinstance(v, dict):  # other counts per key (fact_langs)
+                group = self.extra.setdefault(k, {})
+                for d, n in v.items():
+                    group[d] = group.get(d, 0) + n
             else:
                 self.add(k, v)
 
@@ -119,10 +123,11 @@ class Summary:
     def print(self, out: Path, stream: Any = None) -> dict[str, Any]:
         d = self.as_dict()
         stream = stream or sys.stdout
-        parts = [f"{k}={v}" for k, v in d.items() if k not in ("switches",)]
-        if "switches" in d:
-            sw = " ".join(f"{k}={v}" for k, v in d["switches"].items()) or "none"
-            parts.append(f"switches[{sw}]")
+        parts = [f"{k}={v}" for k, v in d.items() if not isinstance(v, dict)]
+        for key, group in d.items():
+            if isinstance(group, dict):
+                inner = " ".join(f"{k}={v}" for k, v in sorted(group.items())) or "none"
+                parts.append(f"{key}[{inner}]")
         print(f"corpus {self.task}: " + " ".join(parts) + f" -> {out}", file=stream)
         for ex in self.skip_examples:
             print(f"  skipped: {ex}", file=stream)

@@ -429,7 +429,7 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
         else:
             tokenizer = str(train_demo_tokenizer(demo_texts(data), work / "tokenizer"))
             what = "the demo's English words and single Chinese characters"
-        from ..pretrain.trainer import load_tokenizer
+        from ..hub import load_tokenizer
 
         n_pieces = len(load_tokenizer(tokenizer))
     _stage("tokenizer", time.perf_counter() - t, f"{n_pieces} pieces: {what}")

@@ -1,4 +1,5 @@
-"""``kbioxlm kb ...``: import terminologies, mine entity pairs, print statistics (DESIGN.md section 8)."""
+"""``kbioxlm kb ...``: import terminologies, mine entity pairs, print statistics (docs/design.md,
+"CLI contract")."""
 
 from __future__ import annotations
 
@@ -97,6 +98,10 @@ def _stats(args: argparse.Namespace) -> int:
 
     with KnowledgeBase(args.kb) as kb:
         stats = kb.stats()
+        if args.tokenizer:
+            from .coverage import tokenizer_coverage
+
+            stats["tokenizer"] = tokenizer_coverage(kb, args.tokenizer)
         if args.json:
             print(json.dumps(stats, ensure_ascii=False))
             return 0
@@ -111,6 +116,13 @@ def _stats(args: argparse.Namespace) -> int:
             print(f"  {'source':<24} {'concepts':>10} {'names':>10} {'relations':>10}")
             for src, nc, nn, nr in rows:
                 print(f"  {src:<24} {nc:>10,} {nn:>10,} {nr:>10,}")
+        if args.tokenizer:
+            cov = stats["tokenizer"]
+            print(f"  tokenizer {cov['tokenizer']}: unknown pieces ({cov['unk_token'] or 'no unknown token'}) in the names")
+            print(f"  {'lang':<6} {'names':>10} {'pieces':>10} {'unk pieces':>11} {'unk rate':>9} {'names with unk':>15}")
+            for lang, c in cov["languages"].items():
+                print(f"  {lang:<6} {c['names']:>10,} {c['pieces']:>10,} {c['unk_pieces']:>11,} "
+                      f"{100 * c['unk_rate']:>8.2f}% {c['names_with_unk']:>15,}")
     return 0
 
 
@@ -194,4 +206,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = kb_sub.add_parser("stats", help="concept / name / relation counts")
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
     p.add_argument("--json", action="store_true", help='print {"concepts": n, "names": {"en": n, ...}, "relations": n}')
+    p.add_argument("--tokenizer", metavar="NAME|DIR",
+                   help="also print the share of unknown pieces in each language's names under this tokenizer "
+                   "(e.g. the model's: does its vocabulary cover the language?); JSON: under \"tokenizer\"")
     p.set_defaults(func=_stats)

@@ -1,6 +1,6 @@
 """Dictionary matching of KB names in text: Aho-Corasick, longest-leftmost, non-overlapping.
 
-Why this shape (DESIGN.md section 4; deviation noted in docs/design.md):
+Why this shape (docs/design.md, "Corpus semantics" and the matcher under "Deviations"):
 
 * ``daachorse`` (Python bindings of the Rust ``daachorse`` crate: a character-wise double-array
   Aho-Corasick automaton) walks the text once, whatever the number of names, and does the

@@ -1,4 +1,4 @@
-"""The embedded knowledge base (``kb.sqlite``), schema as in DESIGN.md section 2.
+"""The embedded knowledge base (``kb.sqlite``), schema in docs/design.md, "Knowledge base".
 
 SQLite because it is in the standard library, needs no server, and a KB of millions of names is a
 single file users can copy. Importers replace everything of their ``source`` on re-import, which
@@ -230,7 +230,7 @@ class KnowledgeBase:
         return [(s, *v) for s, v in sorted(counts.items())]  # type: ignore[misc]
 
     def stats(self) -> dict[str, object]:
-        """The ``kb stats --json`` document (DESIGN.md section 8)."""
+        """The ``kb stats --json`` document (docs/design.md, "CLI contract")."""
         c = self.conn
         return {
             "concepts": c.execute("SELECT count(*) FROM concept").fetchone()[0],

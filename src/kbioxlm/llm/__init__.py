@@ -1,1 +1,2 @@
-"""Prompted LLM baselines and the OpenAI-compatible client (DESIGN.md section 7)."""
+"""Prompted LLM baselines (docs/design.md, "Translation and LLM baselines"); the client, cache and
+prompt templates they share with translation are in :mod:`kbioxlm.chat`."""

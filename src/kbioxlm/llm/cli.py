@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..translate.cache import Cache
-    from .client import ChatClient
+    from ..chat.cache import Cache
+    from ..chat.client import ChatClient
     from .evaluate import run_llm_eval
 
     if args.shots < 0:

@@ -22,15 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..chat.cache import Cache, cache_key
+from ..chat.client import ChatClient
+from ..chat.templates import Template, load_template
+from ..conll import bio_spans, join_tokens
 from ..errors import KbioxlmError
 from ..io import write_json, write_jsonl
 from ..progress import progress as progress_bar
-from ..translate.cache import Cache, cache_key
-from ..conll import bio_spans
-from ..translate.markers import join_tokens
-from .client import ChatClient
-from .parsing import HOC_LABELS, HOC_LABELS_ZH, locate_entities, parse_entities, parse_labels, parse_yes_no
-from .templates import Template, load_template
+from ..tasks.readers import HOC_LABELS
+from .parsing import HOC_LABELS_ZH, locate_entities, parse_entities, parse_labels, parse_yes_no
 
 log = logging.getLogger(__name__)
 

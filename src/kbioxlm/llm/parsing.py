@@ -13,26 +13,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..translate.markers import join_tokens
+from ..conll import join_tokens
 from ..schema import is_unspaced
+from ..tasks.readers import HOC_LABELS
 
-# HoC labels in the column order of the BLURB/LinkBERT ``HoC_hf`` files the KBioXLM release uses
-# (alphabetical). Verified on the release data: the words most associated with each column are
-# invasion/EMT/metastasis (0), immunosuppression/NK (1), glycolysis/Warburg (2),
-# senescence/telomerase (3), CDK/cyclin/arrest (4), strand breaks/DSB (5), VEGF/angiogenesis (6),
-# TUNEL/Bax/apoptosis (7), EGFR/MAPK (8), inflammation/cytokines (9) — see docs/llm-baselines.md.
-HOC_LABELS: tuple[str, ...] = (
-    "activating invasion and metastasis",
-    "avoiding immune destruction",
-    "cellular energetics",
-    "enabling replicative immortality",
-    "evading growth suppressors",
-    "genomic instability and mutation",
-    "inducing angiogenesis",
-    "resisting cell death",
-    "sustaining proliferative signaling",
-    "tumor promoting inflammation",
-)
+# Chinese names of the HoC hallmarks (kbioxlm.tasks.readers.HOC_LABELS, same order): our own translations.
 HOC_LABELS_ZH: tuple[str, ...] = (
     "激活侵袭和转移",
     "逃避免疫破坏",

@@ -53,7 +53,7 @@ TRAIN_KEYS = ("entity", "fact", "passage", "align", "mono", "entity_mono")
 STAGE_KEYS = {"name", "config", "model", "tokenizer", "train", "overrides", "launcher", "export_args"}
 BENCH_KEYS = {"config", "compare", "overrides", "names", "extra_models", "dir"}
 HOLDOUT_KEYS = {"fraction", "max_concepts", "seed", "langs", "args"}
-PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "args"}
+PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "langs", "args"}
 RESERVED_STAGE_NAMES = {"base", "report"}  # `report` would clash with benchmark.report / probe.report
 
 
@@ -192,7 +192,8 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     _check_keys(documents, set(languages) | {"max_per_lang", "dedup"}, f"{src}: documents")
     pairs = _as_list(data.get("pairs"), f"{src}: pairs")
 
-    corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions"}, f"{src}: corpus")
+    corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions", "target_langs"},
+                         f"{src}: corpus")
     levels = corpus.get("levels", list(DEFAULT_LEVELS))
     if not isinstance(levels, list) or any(lv not in LEVELS for lv in levels):
         raise KbioxlmError(f"{src}: corpus.levels must be a subset of {list(LEVELS)}")
@@ -207,6 +208,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         "directions": corpus.get("directions"),
         "args": {lv: _args(corpus_args.get(lv), f"{src}: corpus.args.{lv}") for lv in LEVELS},
         "align_mentions": align_mentions,
+        "target_langs": _target_langs(corpus.get("target_langs"), corpus.get("directions"), languages, src),
     }
 
     holdout = _holdout(data.get("holdout"), seed, languages, src)
@@ -393,6 +395,25 @@ def _holdout(raw: Any, seed: int, languages: list[str], src: str) -> dict[str, A
             "langs": langs, "args": _args(raw.get("args"), f"{src}: holdout")}
 
 
+def _target_langs(raw: Any, directions: Any, languages: list[str], src: str) -> list[tuple[str, float]] | None:
+    """``corpus.target_langs`` (``{zh: 0.5, es: 0.25}``, ``"zh:0.5,es:0.25"`` or ``[zh, es]``) → the
+    ``(lang, weight)`` pairs ``languages[0]``'s documents are switched into (``None``: not given)."""
+    if raw is None:
+        return None
+    from ..corpus.targets import parse_target_langs
+
+    what = f"{src}: corpus.target_langs"
+    pairs = parse_target_langs(raw, what)
+    bad = [lang for lang, _w in pairs if lang not in languages[1:]]
+    if bad:
+        raise KbioxlmError(f"{what}: {', '.join(bad)} must be languages of `languages` other than the first "
+                           f"({', '.join(languages[1:])})")
+    if directions is not None:
+        raise KbioxlmError(f"{what}: give either corpus.directions or corpus.target_langs (it sets the directions: "
+                           f"{languages[0]} documents into the weighted targets, other documents into {languages[0]})")
+    return list(pairs)
+
+
 def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> dict[str, Any] | None:
     """``probe:`` → one ``kbioxlm probe`` run per model (``None`` when absent or false; ``true`` = defaults)."""
     if raw is None or raw is False:
@@ -401,12 +422,22 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
         raw = {}
     _check_keys(raw, PROBE_KEYS, f"{src}: probe")
     a, b = languages[0], languages[1]
+    langs = raw.get("langs")
+    if langs is not None:  # probe EN<->X for several X: one probe per model and X
+        if isinstance(langs, str):
+            langs = [x.strip() for x in langs.split(",") if x.strip()]
+        if (not isinstance(langs, list) or not langs or len(set(langs)) != len(langs)
+                or any(not isinstance(x, str) or x not in languages[1:] for x in langs)):
+            raise KbioxlmError(f"{src}: probe.langs must list languages of `languages` other than the first, "
+                               f"each once ({', '.join(languages[1:])})")
     parallel = raw.get("parallel")
     if parallel is not None:
-        _check_keys(parallel, {a, b}, f"{src}: probe.parallel")
-        if not parallel.get(a) or not parallel.get(b):
-            raise KbioxlmError(f"{src}: probe.parallel needs line-aligned files for both {a!r} and {b!r}")
-        parallel = {a: str(parallel[a]), b: str(parallel[b])}
+        others = set(langs) if langs is not None else {b}
+        _check_keys(parallel, {a} | others, f"{src}: probe.parallel")
+        if not parallel.get(a) or not any(parallel.get(x) for x in others):
+            raise KbioxlmError(f"{src}: probe.parallel needs line-aligned files for both {a!r} and "
+                               + (f"{b!r}" if langs is None else "a language of probe.langs"))
+        parallel = {k: str(v) for k, v in parallel.items() if v}
     max_terms = _int_or_none(raw.get("max_terms", 2000), f"{src}: probe.max_terms", 1)
     max_sentences = _int_or_none(raw.get("max_sentences", 1000), f"{src}: probe.max_sentences", 1)
     models = raw.get("models")
@@ -420,4 +451,4 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
         raise KbioxlmError(f"{src}: probe.models must list each model once ('base' and/or stage names)")
     return {"parallel": parallel, "max_terms": 2000 if max_terms is None else max_terms,
             "max_sentences": 1000 if max_sentences is None else max_sentences,
-            "models": [str(m) for m in models], "args": _args(raw.get("args"), f"{src}: probe")}
+            "models": [str(m) for m in models], "langs": langs, "args": _args(raw.get("args"), f"{src}: probe")}

@@ -1,10 +1,10 @@
 """A pipeline config → the ordered list of steps (stage commands) it stands for.
 
-Every step is either one documented ``kbioxlm`` command (run through :func:`kbioxlm.cli.main`, or
-through a launcher such as ``accelerate launch`` in a subprocess) or one of the pipeline's own
-small conversions (raw corpora → one Document JSONL per language, and both languages in one file). Each step declares its
-input and output paths; the runner uses them to skip finished steps and to redo a step when
-anything it reads has changed.
+Every step is either one documented ``kbioxlm`` command (run in this process by the stage that owns
+it, :func:`.stages.run_stage`, or through a launcher such as ``accelerate launch`` in a subprocess)
+or one of the pipeline's own small conversions (raw corpora → one Document JSONL per language, and
+both languages in one file). Each step declares its input and output paths; the runner uses them to
+skip finished steps and to redo a step when anything it reads has changed.
 
 Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`` or ``corpus.fact``):
 
@@ -12,9 +12,10 @@ Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`
     kb.split  (held-out concepts, with ``holdout:``)
     docs.<lang>  docs.<a>+<b>  (the documents of both languages in one file)
     corpus.entity.<a>+<b>  corpus.fact.<src>-<tgt>  corpus.align.<a>-<b>  corpus.passage.<source>
+    (with ``corpus.target_langs``: corpus.entity.<a>-<x>+<y>+...  corpus.fact.<a>-<x>+<y>+...  corpus.align.<a>-<x>+<y>+...)
     vocab
     pretrain.<stage>  export.<stage>
-    probe.<model>  probe.report  (with ``probe:``)
+    probe.<model>  probe.report  (with ``probe:``; with ``probe.langs``: probe.<x>.<model>  probe.<x>.report  probe.report)
     benchmark.<model>  benchmark.report
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 import yaml
 
 from .. import paths
+from ..corpus.targets import format_target_langs
 from ..errors import KbioxlmError
 from ..io import atomic_write
 from ..paths import display
@@ -173,8 +175,10 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         kb_steps[0].clean = [kb, *(kb.with_name(kb.name + x) for x in ("-wal", "-shm", "-journal"))]
     if have_kb:
         stats = out / "kb" / "stats.json"
-        steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics", argv=["kb", "stats", "--kb", str(kb), "--json"],
-                          inputs=[kb], outputs=[stats], stdout_to=stats))
+        tok = cfg.base_model["tokenizer"]  # its unknown-piece rate per language: does the model cover them?
+        steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics",
+                          argv=["kb", "stats", "--kb", str(kb), "--json", "--tokenizer", tok],
+                          inputs=[kb, *_local(tok)], outputs=[stats], stdout_to=stats))
     heldout: Path | None = None
     if cfg.holdout is not None:
         if not have_kb:
@@ -216,7 +220,20 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     # ---------------------------------------------------------------------------- corpora
     corpus_files: dict[str, list[Path]] = {lv: [] for lv in LEVELS}
     directions = cfg.corpus["directions"]
-    if directions is None:  # each text language into the first other language (en→zh, zh→en)
+    multi = cfg.corpus["target_langs"]  # languages[0]'s documents into several weighted languages
+    if multi:
+        src0 = langs[0]
+        tlangs = [lang for lang, _w in multi]
+        tag = "+".join(tlangs)  # in step and file names: corpus.entity.en-zh+es+fr+de
+        if src0 not in docs and ("entity" in cfg.corpus["levels"] or "fact" in cfg.corpus["levels"]):
+            raise KbioxlmError(f"{cfg.path}: corpus.target_langs switches {src0} documents, but documents lists none")
+        stray = [lang for lang in docs if lang != src0 and lang not in tlangs]
+        if stray:
+            raise KbioxlmError(f"{cfg.path}: corpus.target_langs: documents in {', '.join(stray)} have no direction "
+                               f"(list the language in corpus.target_langs: its documents are switched into {src0})")
+        others = [lang for lang in docs if lang != src0]
+        directions = []  # the entity, fact and align steps below handle target_langs themselves
+    elif directions is None:  # each text language into the first other language (en→zh, zh→en)
         directions = [f"{s}-{next(t for t in langs if t != s)}" for s in langs if s in docs]
     pairs_dirs = []
     for d in directions:
@@ -231,41 +248,61 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     if "align" in cfg.corpus["levels"] and not have_kb:
         raise KbioxlmError(f"{cfg.path}: the align level needs a knowledge base (kb: ...)")
 
-    def corpus_step(level: str, name: str, title: str, src_file: Path, s: str, t: str, path: Path) -> None:
+    def corpus_step(level: str, name: str, title: str, src_file: Path, s: str, t: str, path: Path,
+                    target_flag: str = "--target-lang") -> None:
         corpus_files[level].append(path)
         steps.append(Step(_unique(name, taken), title,
-                          argv=["corpus", level, "--kb", str(kb), "--input", str(src_file), "--lang", s, "--target-lang", t,
+                          argv=["corpus", level, "--kb", str(kb), "--input", str(src_file), "--lang", s, target_flag, t,
                                 "--out", str(path), "--seed", seed, *exclude, *cfg.corpus["args"][level]],
                           inputs=[kb, src_file, *exclude_inputs], outputs=[path]))
 
+    def mixed_docs(group: list[str]) -> Path:
+        """A step writing the documents of ``group`` into one file (one balanced switching run)."""
+        mixed = out / "docs" / f"{'+'.join(group)}.jsonl"
+
+        def concat(group: tuple[str, ...] = tuple(group), mixed: Path = mixed) -> dict[str, Any]:
+            n = 0
+            with atomic_write(mixed) as fh:
+                for lang in group:
+                    with open(docs[lang], encoding="utf-8") as src:
+                        for line in src:
+                            fh.write(line)
+                            n += 1
+            return {"documents": n, "languages": list(group)}
+
+        steps.append(Step(_unique(f"docs.{'+'.join(group)}", taken),
+                          f"{', '.join(group[:-1])} and {group[-1]} documents in one file (balanced switching)",
+                          action=concat, inputs=[docs[lang] for lang in group], outputs=[mixed], params={"langs": list(group)}))
+        return mixed
+
+    if "entity" in cfg.corpus["levels"] and multi:
+        # Each switched entity of a languages[0] document takes a language drawn by weight; documents
+        # in target languages (if any) switch into languages[0], in the same balanced run.
+        corpus_step("entity", f"corpus.entity.{src0}-{tag}",
+                    f"entity-level corpus {src0}→{tag} (weighted target languages{', balanced' if others else ''})",
+                    mixed_docs([src0, *others]) if others else docs[src0], src0, format_target_langs(multi),
+                    out / "corpus" / f"entity.{src0}-{tag}.jsonl", target_flag="--target-langs")
     if "entity" in cfg.corpus["levels"]:
         both = [(s, t) for s, t in pairs_dirs if (t, s) in pairs_dirs][:1]
         if both:
             # One run over both languages: the builder then balances the switches into each
-            # language (DESIGN 4: "over the corpus the number of switches into each language is
-            # balanced"), which two separate runs do not do on their own.
+            # language (docs/design.md, "Corpus semantics": "over the corpus the number of switches into
+            # each language is balanced"), which two separate runs do not do on their own.
             a, b = both[0]
-            mixed = out / "docs" / f"{a}+{b}.jsonl"
-
-            def concat(a: str = a, b: str = b, mixed: Path = mixed) -> dict[str, Any]:
-                n = 0
-                with atomic_write(mixed) as fh:
-                    for lang in (a, b):
-                        with open(docs[lang], encoding="utf-8") as src:
-                            for line in src:
-                                fh.write(line)
-                                n += 1
-                return {"documents": n, "languages": [a, b]}
-
-            steps.append(Step(_unique(f"docs.{a}+{b}", taken), f"{a} and {b} documents in one file (balanced switching)",
-                              action=concat, inputs=[docs[a], docs[b]], outputs=[mixed], params={"langs": [a, b]}))
             corpus_step("entity", f"corpus.entity.{a}+{b}", f"entity-level corpus {a}<->{b} (code-switching, balanced)",
-                        mixed, a, b, out / "corpus" / f"entity.{a}+{b}.jsonl")
+                        mixed_docs([a, b]), a, b, out / "corpus" / f"entity.{a}+{b}.jsonl")
         for s, t in pairs_dirs:
             if both and (s, t) in (both[0], both[0][::-1]):
                 continue
             corpus_step("entity", f"corpus.entity.{s}-{t}", f"entity-level corpus {s}→{t}", docs[s], s, t,
                         out / "corpus" / f"entity.{s}-{t}.jsonl")
+    if "fact" in cfg.corpus["levels"] and multi:
+        corpus_step("fact", f"corpus.fact.{src0}-{tag}", f"fact-level corpus {src0}→{tag} (weighted target languages)",
+                    docs[src0], src0, format_target_langs(multi), out / "corpus" / f"fact.{src0}-{tag}.jsonl",
+                    target_flag="--target-langs")
+        for s in others:
+            corpus_step("fact", f"corpus.fact.{s}-{src0}", f"fact-level corpus {s}→{src0}", docs[s], s, src0,
+                        out / "corpus" / f"fact.{s}-{src0}.jsonl")
     if "fact" in cfg.corpus["levels"]:
         for s, t in pairs_dirs:
             corpus_step("fact", f"corpus.fact.{s}-{t}", f"fact-level corpus {s}→{t}", docs[s], s, t,
@@ -274,8 +311,11 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         # synonym pairs straight from the KB (no documents); optionally weighted by the concepts
         # the entity corpus actually mentions
         a, b = langs[0], langs[1]
+        target = ["--target-lang", b]
+        if multi:  # one record per concept and target language X (EN<->X pairs), in one file
+            b, target = tag, ["--target-langs", ",".join(tlangs)]
         path = out / "corpus" / f"align.{a}-{b}.jsonl"
-        argv = ["corpus", "align", "--kb", str(kb), "--lang", a, "--target-lang", b, "--out", str(path), "--seed", seed, *exclude]
+        argv = ["corpus", "align", "--kb", str(kb), "--lang", a, *target, "--out", str(path), "--seed", seed, *exclude]
         inputs = [kb, *exclude_inputs]
         if cfg.corpus["align_mentions"]:
             if not corpus_files["entity"]:
@@ -429,13 +469,45 @@ def _model_label(cfg: PipelineConfig, key: str) -> str:
 
 def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldout: Path | None,
                  taken: set[str]) -> list[Step]:
-    """One ``kbioxlm probe`` per model (base and/or stage exports), then ``probe.report``."""
+    """One ``kbioxlm probe`` per model (base and/or stage exports), then ``probe.report``.
+
+    With ``probe.langs`` (several languages X): the same per X under ``probe/<X>/`` (steps
+    ``probe.<X>.<model>``, ``probe.<X>.report``), then ``probe.report``: every X in one table."""
+    from .probe_report import write_multi_probe_report
+
+    pr = cfg.probe
+    assert pr is not None
+    if pr["langs"] is None:
+        return _probe_pair_steps(cfg, exports, kb, heldout, taken, cfg.languages[1], cfg.out / "probe", "probe")
+    steps: list[Step] = []
+    per_lang: dict[str, dict[str, Path]] = {}
+    a = cfg.languages[0]
+    for x in pr["langs"]:
+        sub = _probe_pair_steps(cfg, exports, kb, heldout, taken, x, cfg.out / "probe" / x, f"probe.{x}")
+        per_lang[x] = {k: st.outputs[0] for k, st in zip(pr["models"], sub)}
+        steps += sub
+    root = cfg.out / "probe"
+    labels = {k: _model_label(cfg, k) for k in pr["models"]}
+
+    def report() -> dict[str, Any]:
+        return write_multi_probe_report(per_lang, root, a, labels)
+
+    steps.append(Step(_unique("probe.report", taken), f"probe results of every model and language {a}<->X in one table",
+                      action=report, inputs=[p for res in per_lang.values() for p in res.values()],
+                      outputs=[root / "results.json", root / "results.md"],
+                      params={"models": list(pr["models"]), "labels": labels, "languages": [a, *per_lang]}))
+    return steps
+
+
+def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldout: Path | None,
+                      taken: set[str], b: str, root: Path, prefix: str) -> list[Step]:
+    """``prefix.<model>`` probes of ``languages[0]`` <-> ``b`` under ``root``, then ``prefix.report``
+    (the first ``len(models)`` steps are the probes, in order)."""
     from .probe_report import write_probe_report
 
     pr = cfg.probe
     assert pr is not None
-    a, b = cfg.languages[0], cfg.languages[1]
-    root = cfg.out / "probe"
+    a = cfg.languages[0]
     steps: list[Step] = []
     results: dict[str, Path] = {}
     for key in pr["models"]:
@@ -453,14 +525,15 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
         if heldout is not None:
             argv += ["--concepts", str(heldout)]
             inputs.append(heldout)
-        if pr["parallel"]:
+        if pr["parallel"] and pr["parallel"].get(b):
             argv += ["--parallel", pr["parallel"][a], pr["parallel"][b]]
             inputs += [Path(pr["parallel"][a]), Path(pr["parallel"][b])]
         sub = root / _slug(key)
         argv += ["--max-terms", str(pr["max_terms"]), "--max-sentences", str(pr["max_sentences"]), "--seed", str(cfg.seed),
                  "--out", str(sub), *pr["args"]]
         results[key] = sub / "probe.json"
-        steps.append(Step(_unique(f"probe.{_slug(key)}", taken), f"retrieval probe of the {_model_label(cfg, key)!r} model",
+        steps.append(Step(_unique(f"{prefix}.{_slug(key)}", taken),
+                          f"retrieval probe of the {_model_label(cfg, key)!r} model" + (f", {a}<->{b}" if prefix != "probe" else ""),
                           argv=argv, inputs=inputs, outputs=[results[key]], clean=[sub]))
     labels = {k: _model_label(cfg, k) for k in results}
     outputs = [root / "results.json", root / "results.md", root / "results.png"]
@@ -468,7 +541,8 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
     def report() -> dict[str, Any]:
         return write_probe_report(results, root, (a, b), labels)
 
-    steps.append(Step(_unique("probe.report", taken), "probe results of every model side by side (table + chart)",
+    steps.append(Step(_unique(f"{prefix}.report", taken),
+                      "probe results of every model side by side (table + chart)" + (f", {a}<->{b}" if prefix != "probe" else ""),
                       action=report, inputs=list(results.values()), outputs=outputs,
                       params={"models": list(results), "labels": labels, "languages": [a, b]}))
     return steps

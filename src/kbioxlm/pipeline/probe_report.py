@@ -183,3 +183,37 @@ def write_probe_report(results: Mapping[str, Path], root: Path, langs: Sequence[
         fh.write(render_probe_markdown(models, langs, labels))
     plot_probe(models, langs, root / "results.png", labels)
     return {"models": len(models), "results": str(root / "results.md")}
+
+
+def write_multi_probe_report(results: Mapping[str, Mapping[str, Path]], root: Path, lang: str,
+                             labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``probe.langs`` (several languages X): every model's term acc@1 ``lang``→X and X→``lang`` for
+    every X in one table. ``results``: X → model → ``probe.json`` (each X also has its own full
+    report under ``root/X``). Writes ``root/results.{json,md}``."""
+    labels = labels or {}
+    per_lang = {x: read_probe_results(res) for x, res in results.items()}
+    models = list(dict.fromkeys(m for res in per_lang.values() for m in res))
+    write_json(root / "results.json", {"languages": [lang, *per_lang], "labels": dict(labels),
+                                       "models": {m: {x: res[m] for x, res in per_lang.items() if m in res} for m in models}})
+    header = ["Model"] + [f"{a}→{b}" for x in per_lang for a, b in ((lang, x), (x, lang))]
+    rows = [[labels.get(m, m)] + [_num(_get(per_lang[x].get(m, {}).get("term_retrieval"), key, "acc1"))
+                                  for x in per_lang for key in (f"{lang}_{x}", f"{x}_{lang}")] for m in models]
+    ns = "; ".join(f"{x}: " + ", ".join(f"{labels.get(m, m)} {_sample(per_lang[x][m].get('term_retrieval'))}"
+                                        for m in models if m in per_lang[x]) for x in per_lang)
+    lines = [
+        "# Retrieval probe, several languages",
+        "",
+        f"Term retrieval acc@1 (percent, last layer) between {lang} and each language, on the same held-out "
+        f"concepts where they have names in both (`kbioxlm probe`; {DASH} = not measured). The full report of each "
+        f"language (MRR, best layer, sentences) is in its folder: " + ", ".join(f"`{x}/results.md`" for x in per_lang) + ".",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+        f"n terms per language and model: {ns}.",
+        "",
+    ]
+    with atomic_write(root / "results.md") as fh:
+        fh.write("\n".join(lines))
+    return {"models": len(models), "languages": len(per_lang), "results": str(root / "results.md")}

@@ -16,8 +16,9 @@ same and its outputs exist. So:
 * ``--force STEP`` redoes a step from scratch; steps that read its outputs follow when the
   outputs came out different.
 
-Why not make/snakemake: the steps are in-process calls of the documented CLI plus two conversions;
-a 60-line marker scheme keeps the contract (print the exact command) without another tool.
+Why not make/snakemake: the steps are in-process calls of the stage commands (the documented CLI,
+:mod:`.stages`) plus two conversions; a 60-line marker scheme keeps the contract (print the exact
+command) without another tool.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..errors import KbioxlmError
 from ..io import atomic_write, write_json
 from ..paths import portable
 from .plan import Step, remove_paths
+from .stages import run_stage
 
 HASH_LIMIT = 64 << 20
 MARKERS = ".pipeline"
@@ -259,7 +261,7 @@ class Runner:
             if rc:
                 raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
         else:
-            self._run_cli(step)
+            self._run_stage(step)
         seconds = time.perf_counter() - t0
         missing = [str(p) for p in step.outputs if not p.exists()]
         if missing:
@@ -269,16 +271,11 @@ class Runner:
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(seconds, 1)})
         return seconds
 
-    def _run_cli(self, step: Step) -> None:
-        from ..cli import main
-
+    def _run_stage(self, step: Step) -> None:
         assert step.argv is not None
         tee = _Tee(sys.stdout) if step.stdout_to else None
         with contextlib.redirect_stdout(tee) if tee else contextlib.nullcontext():
-            try:
-                rc = main(step.argv)
-            except SystemExit as exc:  # argparse rejected the command line
-                rc = exc.code if isinstance(exc.code, int) else 2
+            rc = run_stage(step.argv)
         if rc:
             raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
         if tee is not None and step.stdout_to is not None:

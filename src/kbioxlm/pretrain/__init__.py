@@ -1,4 +1,5 @@
-"""Continued pretraining with knowledge-anchored objectives (DESIGN.md section 5).
+"""Continued pretraining with knowledge-anchored objectives (docs/design.md,
+"Pretraining").
 
 Modules: :mod:`.vocab` (token counting, reduced output vocabulary, full vocabulary trimming),
 :mod:`.model` (encoder + MLM head over a reduced vocabulary + passage-pair head),

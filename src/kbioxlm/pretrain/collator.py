@@ -1,4 +1,5 @@
-"""Dynamic masking for the four pretraining tasks (DESIGN.md section 5, paper 3.1-3.2, A.1).
+"""Dynamic masking for the four pretraining tasks (docs/design.md, "Pretraining";
+paper 3.1-3.2, A.1).
 
 Records carry character spans (entities, relations); the collator maps them to token positions
 through the fast tokenizer's ``offset_mapping``, so the same records serve any fast tokenizer
@@ -64,7 +65,7 @@ class KnowledgeCollator:
       or jieba words for Chinese/Japanese/... text.
     * ``entity``: whole entities, ``mlm_probability`` of the entity tokens (paper 3.1.2).
     * ``fact``: every relation span, plus whole entities at ``mlm_probability`` of entity tokens
-      (paper 3.1.3: "we will mask the relationship"; DESIGN: "plus entities").
+      (paper 3.1.3: "we will mask the relationship"; docs/design.md: "plus entities").
     * ``passage``: the pair label, plus whole-word MLM over both passages.
 
     * ``align``: one name per language of the record's concept (a synonym drawn at random, two

@@ -1,4 +1,5 @@
-"""Reading, splitting and mixing pretraining records (DESIGN.md sections 3 and 5).
+"""Reading, splitting and mixing pretraining records (docs/design.md, "Records"
+and "Pretraining").
 
 The paper trains on "an equal proportion of monolingual data and the three-level bilingual
 corpora" (section 3.1.4). Records of all four kinds are read into per-task pools; a seeded

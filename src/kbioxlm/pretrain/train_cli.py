@@ -1,4 +1,4 @@
-"""``kbioxlm pretrain --config F [key=value ...]`` (DESIGN.md section 8).
+"""``kbioxlm pretrain --config F [key=value ...]`` (docs/design.md, "CLI contract").
 
 Registered by :mod:`kbioxlm.pretrain.cli` through :func:`register_pretrain`. The same command runs
 on one process or many: ``torchrun --nproc_per_node N -m kbioxlm pretrain ...`` or

@@ -1,4 +1,5 @@
-"""Continued pretraining loop on :class:`accelerate.Accelerator` (DESIGN.md section 5).
+"""Continued pretraining loop on :class:`accelerate.Accelerator` (docs/design.md,
+"Pretraining").
 
 Why accelerate rather than the HF ``Trainer``: the same loop then runs unchanged on one CPU, under
 ``torchrun`` (DDP, gloo or NCCL) and under ``accelerate launch`` with DeepSpeed, while exact
@@ -28,8 +29,9 @@ from typing import Any
 
 import yaml
 
+from ..engine import gather_objects, micro_step, reset_accelerate_state, weight_digest
 from ..errors import KbioxlmError, where
-from ..hub import check_model_name, load_error
+from ..hub import check_model_name, load_error, load_tokenizer
 from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, load_yaml, write_json
 from . import TASKS
 from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
@@ -334,22 +336,6 @@ def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] 
     return _load(resolve_path(path), vocab_size=vocab_size)
 
 
-@functools.lru_cache(maxsize=2)
-def load_tokenizer(name: str) -> Any:
-    """Fast tokenizer by name/path, cached: loading XLM-R's 250k-piece tokenizer takes seconds and
-    repeated in-process runs (tests, benchmark matrices, time-sliced resumes) reuse it read-only."""
-    from transformers import AutoTokenizer
-
-    check_model_name(name, "tokenizer")
-    try:
-        tok = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise load_error(name, exc, "tokenizer") from exc
-    if not getattr(tok, "is_fast", False):
-        raise KbioxlmError(f"{name}: needs a fast tokenizer (tokenizer.json) for offset mapping")
-    return tok
-
-
 def build_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> Any:
     """KnowledgeAnchoredModel from a checkpoint (``model``) or a config dict (``model_config``)."""
     from .model import KnowledgeAnchoredModel
@@ -509,44 +495,6 @@ def _deepspeed(accelerator: Any) -> bool:
     return getattr(accelerator.state, "deepspeed_plugin", None) is not None
 
 
-def _reset_accelerate_state() -> None:
-    """Let a second run in the same process choose other settings (bf16, accumulation).
-
-    accelerate keeps its state in process-wide singletons; a new ``Accelerator`` with a different
-    ``mixed_precision`` raises otherwise. Only for single-process use: under a launcher the process
-    group belongs to this one run.
-    """
-    import torch
-    from accelerate.state import AcceleratorState, GradientState
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-def weight_digest(model: Any) -> str:
-    """SHA-256 over every parameter's bytes, in name order (identical weights <=> identical digest)."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def gather_objects(accelerator: Any, obj: Any) -> list[Any]:
-    """One picklable object per process, in rank order (a list of one when not distributed)."""
-    if accelerator.num_processes == 1:
-        return [obj]
-    from accelerate.utils import gather_object
-
-    return list(gather_object([obj]))
-
-
 def make_collator(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True) -> Any:
     """The run's :class:`KnowledgeCollator` (training, evaluation and resume build it alike)."""
     from .collator import KnowledgeCollator
@@ -616,24 +564,6 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
 
 # ---------------------------------------------------------------------------------------- train
 
-def micro_step(accelerator: Any, model: Any, optimizer: Any, host_batch: dict[str, Any],
-               max_grad_norm: float | None) -> tuple[Any, Any]:
-    """One micro-batch of the training loop: forward under autocast, backward, and, when the
-    accumulation window closes, gradient clipping and the optimizer step (accelerate skips the
-    step inside the window). Returns the model output and the gradient norm (``None`` inside the
-    window). Shared with ``benchmarks/gpu_pretrain.py`` so the benchmark times this very step."""
-    batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in host_batch.items()}
-    grad_norm = None
-    with accelerator.accumulate(model):
-        with accelerator.autocast():
-            out = model(**batch)
-        accelerator.backward(out.loss)
-        if accelerator.sync_gradients and max_grad_norm:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), float(max_grad_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return out, grad_norm
-
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns the last evaluation metrics."""
     import torch
@@ -666,7 +596,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     counts = {t: len(v) for t, v in train_pools.items()}
     mix = normalise_mix(cfg["mix"], counts)
     schedule = MixedSchedule(train_pools, mix, int(cfg["seed"]), cfg["epoch_size"], length_bucketing=int(cfg["length_bucketing"]))
-    _reset_accelerate_state()
+    reset_accelerate_state()
     # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
     has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     # ... except under `accelerate launch --use_deepspeed`: `cpu=True` would silently drop DeepSpeed

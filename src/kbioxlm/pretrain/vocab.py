@@ -1,6 +1,6 @@
 """Which vocabulary ids the pretraining needs, and trimming a checkpoint down to them.
 
-Two levels (DESIGN.md section 5, paper appendix A.1):
+Two levels (docs/design.md, "Pretraining"; paper appendix A.1):
 
 * **Reduced output vocabulary** (``vocab reduce``): count token ids over the training corpora
   and keep those seen (plus every special token). The model slices its LM-head rows to that

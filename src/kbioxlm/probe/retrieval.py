@@ -255,7 +255,7 @@ def _parallel_pairs(parallel: Any, source_lang: str, target_lang: str) -> tuple[
 def load_encoder(model: PathLike, tokenizer: PathLike | None = None) -> tuple[Any, Any]:
     """``(encoder in eval mode, fast tokenizer)`` for a Hugging Face encoder (folder or hub name) or a
     kbioxlm training checkpoint folder (``kbioxlm_model.json``; its ``.encoder`` is used)."""
-    from ..pretrain.trainer import load_tokenizer
+    from ..hub import load_tokenizer
 
     path = Path(model)
     if (path / CHECKPOINT_META).is_file():

@@ -23,13 +23,13 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
 from ..io import atomic_write, dumps, load_yaml, write_json
 from . import protocols as P
+from .matrix import BenchmarkConfig, Cell, ModelSpec
 
 log = logging.getLogger("kbioxlm.benchmark")
 
@@ -52,73 +52,7 @@ HPARAM_ALIASES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
 NOT_FINGERPRINTED = {"progress", "num_threads"}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    path: str
-    tokenizer: str | None = None
-
-    @property
-    def slug(self) -> str:
-        return _slug(self.name)
-
-
-@dataclass
-class BenchmarkConfig:
-    """A parsed benchmark config (see docs/benchmark.md for the YAML form)."""
-
-    models: list[ModelSpec]
-    datasets: list[P.DatasetSpec]
-    directions: list[tuple[str, str]] = field(default_factory=lambda: [("en", "zh"), ("zh", "en")])
-    settings: list[tuple[str, int]] = field(default_factory=lambda: [("zero-shot", 0)])
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    train_seed: int | None = None
-    fewshot_mode: str = "add"
-    fewshot_directions: list[tuple[str, str]] | None = None
-    monolingual_langs: list[str] | None = None
-    dev_policy: str = "heldout"
-    finetune: dict[str, Any] = field(default_factory=dict)
-    finetune_per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
-    max_train_examples: int | None = None
-    max_dev_examples: int | None = None
-    max_test_examples: int | None = None
-    source: str = "<config>"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One fine-tuning run of the matrix."""
-
-    model: ModelSpec
-    dataset: P.DatasetSpec
-    setting: str
-    shots: int
-    source: str
-    target: str
-    seed: int
-
-    @property
-    def direction(self) -> str:
-        return f"{self.source}-{self.target}"
-
-    @property
-    def setting_name(self) -> str:
-        return P.setting_name(self.setting, self.shots)
-
-    @property
-    def id(self) -> str:
-        return f"{self.model.name}/{self.dataset.name}/{self.direction}/{self.setting_name}/seed{self.seed}"
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.model.slug) / self.dataset.name / self.direction / self.setting_name / f"seed{self.seed}"
-
-
 # ------------------------------------------------------------------------------------------- config
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
 
 
 def _as_int(value: Any, what: str, src: str, allow_none: bool = True) -> int | None:

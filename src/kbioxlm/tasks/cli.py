@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from ..cliutil import add_print_config, hide_aliases
 from ..errors import KbioxlmError
@@ -56,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 help="language of --train and --dev (default: detected)"), "--train-lang")
     hide_aliases(p.add_argument("--target-lang", "--test-lang", dest="test_lang",
                                 help="language of --test (default: detected)"), "--test-lang")
+    p.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                   help="bf16: autocast in training and evaluation (CPUs, bf16 GPUs); several processes: "
+                   "run under `accelerate launch` or `torchrun` (docs/evaluation.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--log-test-each-epoch", action="store_true",
                    help="also score the test sets after every epoch (logged only; selection uses dev)")
@@ -84,6 +88,7 @@ def _finetune(args: argparse.Namespace) -> int:
         train_lang=args.train_lang, dev_lang=args.train_lang, test_lang=args.test_lang,
         extra_tests=dict(args.extra_test), progress=not args.no_progress,
         log_test_each_epoch=args.log_test_each_epoch, allow_unseen_types=args.allow_unseen_types,
+        mixed_precision=args.mixed_precision,
     )
     if args.print_config:
         from dataclasses import asdict
@@ -92,6 +97,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
         return print_config(asdict(cfg))
     res = run_finetune(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun the main process reports
+        return 0
     extra = "".join(f" {k}_f1={v['f1']:.2f}" for k, v in res.get("extra_tests", {}).items())
     logging.getLogger("kbioxlm.finetune").debug("results: %s", res)
     print(f"{res['task']}: f1={res['f1']:.2f} p={res['precision']:.2f} r={res['recall']:.2f} "

@@ -5,7 +5,9 @@ protocols (which pass sampled few-shot record lists instead of paths) and the do
 
 1. reads train/dev/test (paths or record lists), optionally sub-samples train (seeded);
 2. trains with AdamW, a linear warm-up + linear decay schedule stepped after every optimiser step,
-   gradient clipping at 1.0, and ``torch`` using all CPU cores unless told otherwise;
+   gradient clipping at 1.0, and ``torch`` using all CPU cores unless told otherwise, on the
+   training engine pretraining uses (:mod:`kbioxlm.engine`: accelerate, one ``micro_step``), so
+   ``mixed_precision: bf16`` and several processes (``torchrun`` / ``accelerate launch``) work;
 3. evaluates dev after each epoch, keeps the best state in memory, stops early after
    ``early_stopping_patience`` epochs without improvement (zero-shot: dev is the SOURCE language);
 4. reloads the best state, scores the test set (and any ``extra_tests``) and writes
@@ -23,6 +25,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,8 @@ class FinetuneConfig:
     threshold: float = 0.5  # DC: sigmoid threshold
     num_threads: int | None = None
     device: str | None = None
+    # "no" or "bf16" (autocast in training and evaluation; CPUs and bf16-capable GPUs)
+    mixed_precision: str = "no"
     train_lang: str | None = None
     dev_lang: str | None = None
     test_lang: str | None = None
@@ -208,11 +213,13 @@ class _NERTask:
     def length(self, enc: Any) -> int:
         return len(enc.input_ids)
 
-    def loss(self, model: Any, batch: list[Any], device: Any) -> Any:
+    def collate(self, batch: list[Any]) -> dict[str, Any]:
         from .ner import collate_ner
 
-        t = {k: v.to(device) for k, v in collate_ner(batch, self.tok.pad_token_id).items()}
-        return model(**t)
+        return collate_ner(batch, self.tok.pad_token_id)
+
+    def loss_of(self, out: Any) -> Any:
+        return out  # the tagger's forward is its loss (mean NLL per sentence)
 
     def predict_batch(self, model: Any, batch: list[Any], device: Any) -> list[Any]:
         from .ner import collate_ner
@@ -294,11 +301,13 @@ class _SeqClsTask:
     def length(self, enc: Any) -> int:
         return len(enc.input_ids)
 
-    def loss(self, model: Any, batch: list[Any], device: Any) -> Any:
+    def collate(self, batch: list[Any]) -> dict[str, Any]:
         from .seqcls import collate_seqcls
 
-        t = {k: v.to(device) for k, v in collate_seqcls(batch, self.tok.pad_token_id, self.multilabel).items()}
-        return model(**t).loss
+        return collate_seqcls(batch, self.tok.pad_token_id, self.multilabel)
+
+    def loss_of(self, out: Any) -> Any:
+        return out.loss
 
     def predict_batch(self, model: Any, batch: list[Any], device: Any) -> list[Any]:
         from .seqcls import collate_seqcls, predict_seqcls
@@ -343,20 +352,32 @@ class _SeqClsTask:
 
 
 def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[Any], bs: int, device: Any,
-              desc: str, progress: bool) -> tuple[list[Any], dict[str, Any], float]:
-    """Predict in length-sorted batches (little padding), restore order, score; returns seconds too."""
+              desc: str, progress: bool, accelerator: Any = None) -> tuple[list[Any], dict[str, Any], float]:
+    """Predict in length-sorted batches (little padding), restore order, score; returns seconds too.
+
+    With an ``accelerator`` (fine-tuning): under its autocast, and over several processes process
+    ``r`` predicts batches ``r, r+n, ...`` of the same batch list, so each batch is the one a single
+    process predicts; the predictions are gathered and every process returns the whole result."""
     import torch
+
+    from ..engine import gather_objects
     from ..progress import progress as bar_of
 
     model.eval()
     order = sorted(range(len(encs)), key=lambda i: task.length(encs[i]))
-    preds: list[Any] = [None] * len(encs)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+    mine: list[tuple[int, Any]] = []
     t0 = time.perf_counter()
-    with task.eval_context(model, encs, device), torch.inference_mode():
-        for s in bar_of(range(0, len(order), bs), desc=desc, enabled=progress, leave=False):
+    with autocast, task.eval_context(model, encs, device), torch.inference_mode():
+        for s in bar_of(range(0, len(order), bs)[rank::world], desc=desc, enabled=progress and rank == 0, leave=False):
             idx = order[s : s + bs]
-            for i, p in zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)):
-                preds[i] = p
+            mine.extend(zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)))
+    if world > 1:
+        mine = [pair for part in gather_objects(accelerator, mine) for pair in part]
+    preds: list[Any] = [None] * len(encs)
+    for i, p in mine:
+        preds[i] = p
     secs = time.perf_counter() - t0
     out, scores = task.finish(records, encs, preds)
     return out, scores, secs
@@ -381,12 +402,62 @@ def _train_batches(lengths: list[int], bs: int, gen: Any, group_by_length: bool)
     return batches
 
 
+MIXED_PRECISION = ("no", "bf16")
+
+
+def _make_accelerator(cfg: FinetuneConfig) -> Any:
+    """The run's :class:`accelerate.Accelerator`: CPU unless CUDA is there (or ``device: cpu``), so
+    that ``accelerate launch`` / ``torchrun`` on CPUs gives gloo processes, as in pretraining."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from ..engine import reset_accelerate_state
+
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    if cfg.mixed_precision == "bf16" and not cpu and not torch.cuda.is_bf16_supported():
+        raise KbioxlmError("mixed_precision bf16: this GPU has no bfloat16 support; use mixed_precision no")
+    if not cpu and cfg.device and cfg.device.startswith("cuda:"):
+        torch.cuda.set_device(torch.device(cfg.device))
+    reset_accelerate_state()
+    # The NER tagger's encoder keeps its pooler, which its loss never reaches: DDP must look for
+    # unused parameters there (the RE/DC heads use every parameter; looking costs a graph walk a step).
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.task == "ner")
+    accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
+    if getattr(accelerator.state, "deepspeed_plugin", None) is not None:
+        raise KbioxlmError("fine-tuning does not run under DeepSpeed; launch it without --use_deepspeed")
+    return accelerator
+
+
+def _share(idx: list[int], rank: int, world: int) -> tuple[list[int], float]:
+    """This process's part of a training batch, and the weight of its loss.
+
+    ``batch_size`` stays the examples per optimiser step whatever the number of processes: process
+    ``r`` takes every n-th example from the r-th on. DDP averages the processes' gradients, so each
+    mean loss is weighted by ``n * len(part) / len(batch)`` to give the gradient of the whole
+    batch's mean loss. A process with no example (a last batch smaller than the number of
+    processes) runs the first one at weight 0: it must still take part in the gradient exchange."""
+    if world == 1:
+        return idx, 1.0
+    part = idx[rank::world]
+    if not part:
+        return idx[:1], 0.0
+    return part, world * len(part) / len(idx)
+
+
+def _scaled(loss_of: Callable[[Any], Any], weight: float) -> Callable[[Any], Any]:
+    """``loss_of`` times ``weight`` (a process's share of the batch, see :func:`_share`)."""
+    return lambda out: loss_of(out) * weight
+
+
 def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Train, select on dev, test; write ``results.json`` + predictions when ``cfg.out`` is set."""
     if cfg.task not in TASKS:
         raise KbioxlmError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 8:
         raise KbioxlmError("epochs and batch size must be >= 1 and max_length >= 8")
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        raise KbioxlmError(f"mixed_precision must be {' or '.join(MIXED_PRECISION)}, got {cfg.mixed_precision!r}")
     if cfg.out:
         check_writable_dir(cfg.out)  # now, not after the training
         if cfg.save_model:
@@ -394,11 +465,14 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
 
+    from ..engine import broadcast_buffers, gather_objects, micro_step, weight_digest
     from ..progress import progress
 
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerator = _make_accelerator(cfg)
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
     if device.type == "cpu":
-        torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+        torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
 
     train = _subsample(load_records(cfg.task, cfg.train, cfg.train_lang), cfg.max_train_examples, cfg.seed)
     dev = load_records(cfg.task, cfg.dev, cfg.dev_lang) if cfg.dev is not None else []
@@ -455,43 +529,52 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup_ratio * total), total)
+    # The engine's model (DDP over several processes) trains; ``model``, the module itself, is
+    # evaluated, snapshotted and saved (the same parameters).
+    trained, optim = accelerator.prepare(model, optim)
+    say = log.info if main else log.debug  # one process reports
 
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # same seed in every process: same batches
     history: list[dict[str, Any]] = []
     best_f1, best_epoch, best_state, bad = -1.0, 0, None, 0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
+        trained.train()
         batches = _train_batches([task.length(e) for e in train_enc], cfg.batch_size, gen, cfg.group_by_length)
-        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress, leave=False)
+        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main,
+                       leave=False)
         running = 0.0
         for n, idx in enumerate(bar, 1):
-            loss = task.loss(model, [train_enc[i] for i in idx], device)
+            part, weight = _share(idx, rank, world)
+            out, _ = micro_step(accelerator, trained, optim, task.collate([train_enc[i] for i in part]),
+                                cfg.max_grad_norm, task.loss_of if world == 1 else _scaled(task.loss_of, weight))
+            loss = task.loss_of(out).detach()
+            if world > 1:  # the whole batch's mean loss, the same in every process
+                loss = accelerator.reduce(loss * (weight / world), reduction="sum")
             if not torch.isfinite(loss):
                 raise KbioxlmError(f"non-finite loss at epoch {epoch}, step {n} (lower --lr?)")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optim.step()
             sched.step()
-            optim.zero_grad(set_to_none=True)
             task.after_step(model)
             running += loss.item()
             bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        broadcast_buffers(accelerator, model)
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(1, steps_per_epoch),
                                  "lr_end": sched.get_last_lr()[0], "steps": sched.last_epoch}
         if dev_enc:
-            _, dscores, _ = _evaluate(task, model, dev, dev_enc, cfg.eval_batch_size, device, "dev", cfg.progress)
+            _, dscores, _ = _evaluate(task, model, dev, dev_enc, cfg.eval_batch_size, device, "dev", cfg.progress,
+                                      accelerator)
             entry["dev_f1"] = dscores["f1"]
-            log.info("epoch %d: train loss %.4f, dev F1 %.2f", epoch, entry["train_loss"], dscores["f1"])
+            say("epoch %d: train loss %.4f, dev F1 %.2f", epoch, entry["train_loss"], dscores["f1"])
             improved = dscores["f1"] > best_f1
         else:
-            log.info("epoch %d: train loss %.4f (no dev set: last epoch kept)", epoch, entry["train_loss"])
+            say("epoch %d: train loss %.4f (no dev set: last epoch kept)", epoch, entry["train_loss"])
             improved = True
         if cfg.log_test_each_epoch:  # reporting only: selection never looks at these
             for name, recs, encs in [("test", test, test_enc)] + [(k, extra[k], extra_enc[k]) for k in extra]:
                 if recs:
-                    _, ts, _ = _evaluate(task, model, recs, encs, cfg.eval_batch_size, device, name, cfg.progress)
+                    _, ts, _ = _evaluate(task, model, recs, encs, cfg.eval_batch_size, device, name, cfg.progress,
+                                         accelerator)
                     entry[f"{name}_f1"] = ts["f1"]
-                    log.info("epoch %d: %s F1 %.2f (not used for selection)", epoch, name, ts["f1"])
+                    say("epoch %d: %s F1 %.2f (not used for selection)", epoch, name, ts["f1"])
         history.append(entry)
         if improved:
             best_f1, best_epoch, bad = entry.get("dev_f1", -1.0), epoch, 0
@@ -502,7 +585,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         else:
             bad += 1
             if cfg.early_stopping_patience is not None and bad >= cfg.early_stopping_patience:
-                log.info("early stop after epoch %d (best epoch %d)", epoch, best_epoch)
+                say("early stop after epoch %d (best epoch %d)", epoch, best_epoch)
                 break
     if best_state is not None and best_epoch != history[-1]["epoch"]:
         model.load_state_dict(best_state)
@@ -528,9 +611,13 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 2),
         "config": cfg.describe(),
     }
+    if world > 1:  # equal digests: every process holds the model that is scored and saved
+        results["processes"] = world
+        results["rank_weight_digests"] = gather_objects(accelerator, weight_digest(model))
     pred_rows: list[dict[str, Any]] = []
     if test:
-        preds, scores, secs = _evaluate(task, model, test, test_enc, cfg.eval_batch_size, device, "test", cfg.progress)
+        preds, scores, secs = _evaluate(task, model, test, test_enc, cfg.eval_batch_size, device, "test", cfg.progress,
+                                        accelerator)
         results.update({k: v for k, v in scores.items()})
         results["test_seconds"] = round(secs, 3)
         results["test_examples_per_s"] = round(len(test) / secs, 2) if secs > 0 else None
@@ -540,10 +627,10 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         results["extra_tests"] = {}
         for name, recs in extra.items():
             preds, scores, _ = _evaluate(task, model, recs, extra_enc[name], cfg.eval_batch_size, device, name,
-                                         cfg.progress)
+                                         cfg.progress, accelerator)
             results["extra_tests"][name] = {"n_test": len(recs), **scores}
             extra_rows[name] = task.rows(recs, preds)
-    if cfg.out:
+    if cfg.out and main:  # every process holds these results; the main one writes them
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         if test:
@@ -553,6 +640,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         if cfg.save_model:
             _save_model(model, tokenizer, out / "model", task, cfg, results)
         write_json(out / "results.json", results)
+    accelerator.wait_for_everyone()  # the outputs exist when any process returns
     return results
 
 
@@ -571,7 +659,7 @@ def default_label_names(task: str, num_labels: int) -> list[str]:
     """
     if task == "re":
         return ["0", "1"]
-    from ..llm.parsing import HOC_LABELS
+    from .readers import HOC_LABELS
 
     if num_labels == len(HOC_LABELS):
         return list(HOC_LABELS)

@@ -5,7 +5,7 @@ Tokenisation (``encode_ner``)
     Chinese, whose release files hold one character per line) and the text is tokenised as natural
     text; words are mapped to pieces through the fast tokenizer's offset mapping. Tokenising every
     Chinese character on its own yields piece sequences the encoder never saw in pretraining and
-    cost ~11 F1 points zero-shot on ADE (47.0 vs 58.1 with the same model), see DESIGN.md section 6.
+    cost ~11 F1 points zero-shot on ADE (47.0 vs 58.1 with the same model), see docs/design.md, "Evaluation".
     For English, joining with spaces gives exactly the pieces ``is_split_into_words`` would give
     with the XLM-R SentencePiece tokenizer, so one code path serves both.
 

@@ -187,6 +187,25 @@ def _file_lang(token_lists: Any) -> str:
 RE_LABELS = (0, 1)
 """RE is binary (scored by positive-class F1): any other label is a data error, not a third class."""
 
+# HoC labels in the column order of the BLURB/LinkBERT ``HoC_hf`` files the KBioXLM release uses
+# (alphabetical). Verified on the release data: the words most associated with each column are
+# invasion/EMT/metastasis (0), immunosuppression/NK (1), glycolysis/Warburg (2),
+# senescence/telomerase (3), CDK/cyclin/arrest (4), strand breaks/DSB (5), VEGF/angiogenesis (6),
+# TUNEL/Bax/apoptosis (7), EGFR/MAPK (8), inflammation/cytokines (9) — see docs/llm-baselines.md.
+# DC (HoC) label names: saved fine-tuned models and the LLM baselines use them.
+HOC_LABELS: tuple[str, ...] = (
+    "activating invasion and metastasis",
+    "avoiding immune destruction",
+    "cellular energetics",
+    "enabling replicative immortality",
+    "evading growth suppressors",
+    "genomic instability and mutation",
+    "inducing angiogenesis",
+    "resisting cell death",
+    "sustaining proliferative signaling",
+    "tumor promoting inflammation",
+)
+
 
 def _parse_label(value: Any, task: str | None, path: Path, lineno: int) -> int | list[int]:
     if isinstance(value, bool):

@@ -18,14 +18,12 @@ import os
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..io import atomic_write
 from ..plotting import label_bars
+from .matrix import BenchmarkConfig
 from .protocols import LANG_LABELS
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .benchmark import BenchmarkConfig
 
 Key = tuple[str, str, str, int, str]  # model, dataset, setting, shots, direction
 DASH = "–"

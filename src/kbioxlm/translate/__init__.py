@@ -1,1 +1,2 @@
-"""Translation of labelled datasets with entity-anchored markers (DESIGN.md section 7)."""
+"""Translation of labelled datasets with entity-anchored markers (docs/design.md, "Translation and LLM
+baselines")."""

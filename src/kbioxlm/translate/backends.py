@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import KbioxlmError
 from ..hub import check_model_name, load_error
-from ..llm.client import ChatClient
-from ..llm.templates import lang_name, load_template
+from ..chat.client import ChatClient
+from ..chat.templates import lang_name, load_template
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.matcher import Matcher

@@ -68,9 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..llm.client import ChatClient
+    from ..chat.cache import Cache
+    from ..chat.client import ChatClient
     from .backends import HFBackend, KBBackend, OpenAIBackend
-    from .cache import Cache
     from .pipeline import load_fixes, translate_dataset, write_outputs
     from .qc import QCConfig
 

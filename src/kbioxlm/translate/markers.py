@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..conll import bio_spans
-from ..schema import is_unspaced
-from .projection import CJK_RE
+from ..conll import bio_spans, join_tokens
 
 # Placeholders of relation datasets (GAD: @GENE$, @DISEASE$; ChemProt/DDI use the same style).
 PLACEHOLDER_RE = re.compile(r"@[A-Z][A-Z_]*\$")
@@ -45,29 +43,6 @@ class Marked:
     plain: str  # without markers (for length ratio / residue checks)
     entities: list[Entity] = field(default_factory=list)
     placeholders: list[str] = field(default_factory=list)
-
-
-def join_tokens(tokens: list[str], lang: str) -> tuple[str, list[tuple[int, int]]]:
-    """Detokenize a token list into text plus each token's character span.
-
-    Unspaced scripts (zh) are joined without spaces, except that a space is kept between two
-    non-CJK tokens (``IFN`` ``-`` ``α``), so :func:`projection.tokenize` gives the same tokens back.
-    """
-    parts: list[str] = []
-    offsets: list[tuple[int, int]] = []
-    pos = 0
-    unspaced = is_unspaced(lang)
-    for i, tok in enumerate(tokens):
-        if i > 0:
-            prev = tokens[i - 1]
-            need_space = (not unspaced) or not (CJK_RE.match(prev[-1:]) or CJK_RE.match(tok[:1]))
-            if need_space:
-                parts.append(" ")
-                pos += 1
-        parts.append(tok)
-        offsets.append((pos, pos + len(tok)))
-        pos += len(tok)
-    return "".join(parts), offsets
 
 
 def wrap_ner(tokens: list[str], tags: list[str], lang: str) -> Marked:

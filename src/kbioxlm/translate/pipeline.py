@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..chat.cache import Cache, cache_key
+from ..chat.client import ChatClient
+from ..chat.templates import lang_name, load_template
 from ..errors import KbioxlmError, where
 from ..io import atomic_write, dumps, iter_jsonl
-from ..llm.client import ChatClient
-from ..llm.templates import lang_name, load_template
 from .backends import Backend
-from .cache import Cache, cache_key
 from .markers import PLACEHOLDER_RE, Marked, parse_markers, wrap_ner, wrap_text
 from .projection import ProjectionError, project
 from .qc import QCConfig, length_ratio_ok, residue_words

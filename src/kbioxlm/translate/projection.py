@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import re
 
-# CJK ideographs, kana, hangul and CJK/full-width punctuation: one token per character.
-_CJK = (
-    r"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    r"\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
-)
-CJK_RE = re.compile(f"[{_CJK}]")
-# A word: letters/digits not CJK, possibly joined by inner - . / ' (not at the ends).
-_WORD = rf"[^\W{_CJK}_]+(?:[-./'’][^\W{_CJK}_]+)*"
+from ..conll import CJK_CHARS
+
+# One token per CJK character (kbioxlm.conll.CJK_CHARS: ideographs, kana, hangul, CJK/full-width
+# punctuation). A word: letters/digits not CJK, possibly joined by inner - . / ' (not at the ends).
+_WORD = rf"[^\W{CJK_CHARS}_]+(?:[-./'’][^\W{CJK_CHARS}_]+)*"
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])"  # 1,200 stays one token, as in the release
-_TOKEN_RE = re.compile(rf"[{_CJK}]|['’]s\b|{_NUMBER}|{_WORD}|\S")
+_TOKEN_RE = re.compile(rf"[{CJK_CHARS}]|['’]s\b|{_NUMBER}|{_WORD}|\S")
 
 
 def tokenize(text: str, lang: str | None = None) -> list[tuple[str, int, int]]:

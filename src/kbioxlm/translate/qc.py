@@ -35,8 +35,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..conll import CJK_RE
 from ..schema import is_unspaced
-from .projection import CJK_RE
 
 _LATIN_WORD_RE = re.compile(r"[A-Za-z](?:[A-Za-z'-]*[A-Za-z])?|[A-Za-z]")
 _LATIN_TOKEN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9'./-]*[A-Za-z0-9])?")

@@ -1,4 +1,4 @@
-"""Prompt templates stored as text files (``src/kbioxlm/llm/prompts/*.txt``, overridable by a directory).
+"""Prompt templates stored as text files (``src/kbioxlm/chat/prompts/*.txt``, overridable by a directory).
 
 Format: a ``[system]`` section and a ``[user]`` section; ``{{name}}`` is replaced by a value.
 Double braces rather than ``str.format``/``string.Template`` because prompts legitimately contain
@@ -72,10 +72,10 @@ def load_template(name: str, prompt_dir: str | os.PathLike[str] | None = None) -
         where = str(path)
     else:
         try:
-            text = resources.files("kbioxlm.llm").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
+            text = resources.files("kbioxlm.chat").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise KbioxlmError(f"no prompt template {name!r}") from exc
-        where = f"kbioxlm/llm/prompts/{name}.txt"
+        where = f"kbioxlm/chat/prompts/{name}.txt"
     sections: dict[str, list[str]] = {}
     cur: str | None = None
     for line in text.splitlines():
