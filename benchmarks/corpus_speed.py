@@ -409,7 +409,7 @@ def main() -> None:
         # Whole build = one `corpus build --levels entity,fact` pass (JSONL in -> both JSONL files
         # out) over the full input, in a fresh process as the command runs it (not beside this
         # process's naive matchers and leftovers); the KB is loaded first, its time reported apart.
-        def whole_build(workers: int) -> dict:
+        def whole_build(workers: int, lang: str = lang, target: str = target) -> dict:
             out = subprocess.run([sys.executable, __file__, "--measure-build", str(kb_path), lang, target,
                                   str(inputs[lang]), str(work), str(workers)], capture_output=True, text=True, check=True)
             return json.loads(out.stdout.strip().splitlines()[-1])

@@ -122,18 +122,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     reset_accelerate_state()
-    acc = Accelerator(cpu=not on_cuda, mixed_precision=cfg["mixed_precision"], gradient_accumulation_steps=args.accumulation,
+    acc = Accelerator(cpu=not on_cuda, mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=args.accumulation,
                       step_scheduler_with_optimizer=False)
     torch.manual_seed(0)
     model = build_model(cfg, tok, kept)
     model.train()
     opt = make_optimizer(model, cfg, acc.device.type)
-    if cfg["torch_compile"]:
-        model.compile(backend="inductor" if cfg["torch_compile"] is True else str(cfg["torch_compile"]))
+    if cfg.torch_compile:
+        model.compile(backend="inductor" if cfg.torch_compile is True else str(cfg.torch_compile))
     model, opt = acc.prepare(model, opt)
-    pools = load_records(parse_train_files(cfg["train_files"]))
-    schedule = MixedSchedule(pools, normalise_mix(cfg["mix"], {t: len(v) for t, v in pools.items()}), 0,
-                             length_bucketing=int(cfg["length_bucketing"]))
+    pools = load_records(parse_train_files(cfg.train_files))
+    schedule = MixedSchedule(pools, normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()}), 0,
+                             length_bucketing=int(cfg.length_bucketing))
     coll = make_collator(cfg, tok, kept, [0, 0])
     batches = _batch_stream(cfg, schedule, coll, DataPosition(), args.batch, 0, args.batch, acc.device)
     head_rows = len(kept) if kept else len(tok)
@@ -156,14 +156,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             w0 = time.perf_counter()
             host, _, _, n = next(batches)
             wait += time.perf_counter() - w0
-            out, _ = micro_step(acc, model, opt, host, cfg["max_grad_norm"])
+            out, _ = micro_step(acc, model, opt, host, cfg.max_grad_norm)
             examples += n
             tokens += int(host["input_ids"].numel()) if "input_ids" in host else 0
             flops += step_flops(mc, host, head_rows)
         sync()
         total += time.perf_counter() - t0
     loss = float(out.loss.detach().float())
-    precision = "bf16" if cfg["mixed_precision"] == "bf16" else ("tf32" if args.tf32 else "fp32")
+    precision = "bf16" if cfg.mixed_precision == "bf16" else ("tf32" if args.tf32 else "fp32")
     name = torch.cuda.get_device_name() if on_cuda else "cpu"
     peak = args.peak_tflops or (peak_tflops(name, precision) if on_cuda else None)
     tflops = flops / total / 1e12

@@ -43,10 +43,10 @@ def measure(pools: dict, tokenizer: object, length: int, batches: int, batch: in
     import torch
 
     from kbioxlm.pretrain.data import DataPosition, MixedSchedule, normalise_mix
-    from kbioxlm.pretrain.trainer import DEFAULTS, _batch_stream, make_collator
+    from kbioxlm.pretrain.trainer import PretrainConfig, _batch_stream, make_collator
 
-    cfg = {**DEFAULTS, "max_length": length, "seed": seed, "dataloader_num_workers": workers}
-    mix = normalise_mix(cfg["mix"], {t: len(v) for t, v in pools.items()})
+    cfg = PretrainConfig(max_length=length, seed=seed, dataloader_num_workers=workers)
+    mix = normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()})
     schedule = MixedSchedule(pools, mix, seed)
     coll = make_collator(cfg, tokenizer, None, [seed, 0])
     it = _batch_stream(cfg, schedule, coll, DataPosition(), batch, 0, batch, torch.device("cpu"))

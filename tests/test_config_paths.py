@@ -125,7 +125,7 @@ def test_fingerprint_does_not_depend_on_the_spelling_of_a_path(tmp_path: Path) -
         os.chdir(cwd)
     other = Step("s", "t", argv=["kb", "stats", "--kb", str(tmp_path / "other.txt")], inputs=[f])
     assert step_fingerprint(other, root) != step_fingerprint(new, root)
-    assert portable(f"--x={root}x/y", root) == f"--x=../repox/y"  # a sibling folder is not the root itself
+    assert portable(f"--x={root}x/y", root) == "--x=../repox/y"  # a sibling folder is not the root itself
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("e2e-*.yaml")) + ["ablation-small-cpu.yaml"])

@@ -82,7 +82,7 @@ def test_align_records_schema_names_and_order(tmp_path: Path, kb_names, capsys) 
         validate_align_record(rec)
         validate_pretrain_record(rec)
         assert list(rec) == ["id", "task", "concept", "names"]
-        assert line.startswith('{"id":"%s","task":"align","concept":"%s","names":{"en":[' % (rec["id"], rec["id"]))
+        assert line.startswith(f'{{"id":"{rec["id"]}","task":"align","concept":"{rec["id"]}","names":{{"en":[')
         cid = rec["id"]
         for lang in ("en", "zh"):
             got, allnames = rec["names"][lang], names[lang][cid]

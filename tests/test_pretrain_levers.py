@@ -113,8 +113,8 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
     from kbioxlm.hub import load_tokenizer
     from kbioxlm.pretrain.trainer import build_model, load_kept_ids
 
-    tokenizer = load_tokenizer(cfg["tokenizer"])
-    model = build_model(cfg, tokenizer, load_kept_ids(cfg["kept_ids"], len(tokenizer)))
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer)))
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert any(n.startswith("encoder.embeddings.") for n in frozen)
     assert any(n.startswith("encoder.encoder.layer.0.") for n in frozen)
@@ -129,8 +129,8 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
     train(cfg)
     from accelerate.utils import set_seed
 
-    set_seed(int(cfg["seed"]))
-    init_model = build_model(cfg, tokenizer, load_kept_ids(cfg["kept_ids"], len(tokenizer)))  # same seed -> same init
+    set_seed(int(cfg.seed))
+    init_model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer)))  # same seed -> same init
     after = load_final(tmp_path / "x")
     k0, k1 = "encoder.encoder.layer.0.attention.self.query.weight", "encoder.encoder.layer.1.attention.self.query.weight"
     init_state = init_model.state_dict()
@@ -143,8 +143,8 @@ def test_mean_pooled_pair_head_reads_every_token(corpus, tmp_path):
     from kbioxlm.pretrain.trainer import build_model, load_kept_ids
 
     cfg = load_config(None, tiny_overrides(corpus, tmp_path / "p", pair_pooling="mean"))
-    tokenizer = load_tokenizer(cfg["tokenizer"])
-    model = build_model(cfg, tokenizer, load_kept_ids(cfg["kept_ids"], len(tokenizer))).eval()
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer))).eval()
     ids = torch.tensor([[0, 100, 200, 300, 2], [0, 100, 200, 301, 2]])
     with torch.no_grad():
         mean_out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).pair_logits

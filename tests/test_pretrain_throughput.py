@@ -9,6 +9,7 @@ an uninterrupted one. ``report_to`` naming a tracker whose package is missing is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -44,14 +45,14 @@ def _model(corpus, tmp_path, **extra):
     from accelerate.utils import set_seed
 
     cfg = load_config(None, tiny_overrides(corpus, tmp_path / "unused", model_config=NO_DROPOUT, **extra))
-    tok = load_tokenizer(cfg["tokenizer"])
+    tok = load_tokenizer(cfg.tokenizer)
     set_seed(0)  # same seed -> same initial weights for every call
-    return cfg, tok, build_model(cfg, tok, load_kept_ids(cfg["kept_ids"], len(tok)))
+    return cfg, tok, build_model(cfg, tok, load_kept_ids(cfg.kept_ids, len(tok)))
 
 
 def _batch(cfg, tok, corpus):
     recs = [json.loads(line) for line in corpus["files"]["docs"].read_text(encoding="utf-8").splitlines()[:6]]
-    return make_collator(cfg, tok, load_kept_ids(cfg["kept_ids"], len(tok)), 0)(recs)
+    return make_collator(cfg, tok, load_kept_ids(cfg.kept_ids, len(tok)), 0)(recs)
 
 
 # ------------------------------------------------------------------------------ model levers
@@ -132,7 +133,7 @@ def test_length_bucketing_regroups_by_length_and_resumes():
     # positions advance alike; each chunk of k batches holds the same records, regrouped
     assert [p for _, p in a] == [p for _, p in b]
     for c in range(3):
-        ids = lambda xs: sorted(r["id"] for recs, _ in xs[c * k:(c + 1) * k] for r in recs)  # noqa: E731
+        ids = lambda xs, c=c: sorted(r["id"] for recs, _ in xs[c * k:(c + 1) * k] for r in recs)  # noqa: E731
         assert ids(a) == ids(b)
     # padding to the longest record of a batch wastes much less
     waste = lambda xs: sum(len(recs) * max(map(record_length, recs)) - sum(map(record_length, recs)) for recs, _ in xs)  # noqa: E731
@@ -146,10 +147,10 @@ def test_length_bucketing_regroups_by_length_and_resumes():
 def _stream(cfg, tok, kept, corpus, workers, n=6):
     from kbioxlm.pretrain.data import load_records, normalise_mix, parse_train_files
 
-    cfg = {**cfg, "dataloader_num_workers": workers}
-    pools = load_records(parse_train_files(cfg["train_files"]))
-    schedule = MixedSchedule(pools, normalise_mix(cfg["mix"], {t: len(v) for t, v in pools.items()}), int(cfg["seed"]))
-    coll = make_collator(cfg, tok, kept, [int(cfg["seed"]), 0])
+    cfg = dataclasses.replace(cfg, dataloader_num_workers=workers)
+    pools = load_records(parse_train_files(cfg.train_files))
+    schedule = MixedSchedule(pools, normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()}), int(cfg.seed))
+    coll = make_collator(cfg, tok, kept, [int(cfg.seed), 0])
     it = _batch_stream(cfg, schedule, coll, DataPosition(), 8, 0, 8, torch.device("cpu"))
     return [next(it) for _ in range(n)]
 
@@ -157,8 +158,8 @@ def _stream(cfg, tok, kept, corpus, workers, n=6):
 @pytest.mark.parametrize("seeding,workers", [("stream", 1), ("batch", 2)])
 def test_data_workers_give_the_same_batches(corpus, tmp_path, seeding, workers):
     cfg = load_config(None, tiny_overrides(corpus, tmp_path / "x", mask_seeding=seeding))
-    tok = load_tokenizer(cfg["tokenizer"])
-    kept = load_kept_ids(cfg["kept_ids"], len(tok))
+    tok = load_tokenizer(cfg.tokenizer)
+    kept = load_kept_ids(cfg.kept_ids, len(tok))
     here, there = _stream(cfg, tok, kept, corpus, 0), _stream(cfg, tok, kept, corpus, workers)
     for (b0, p0, s0, n0), (b1, p1, s1, n1) in zip(here, there):
         assert p0 == p1 and n0 == n1
@@ -192,7 +193,7 @@ def test_report_to_missing_package_fails_at_config_time(corpus, tmp_path, capsys
         load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to=name))
     with pytest.raises(KbioxlmError, match="unknown"):
         load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="nosuchtracker"))
-    assert load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="tensorboard"))["report_to"] == "tensorboard"
+    assert load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="tensorboard")).report_to == "tensorboard"
 
     from kbioxlm.cli import main
 

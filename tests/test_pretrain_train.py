@@ -124,10 +124,10 @@ def test_config_overrides_and_errors(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("model: m\ntrain_files: a.jsonl\noutput_dir: o\nlearning_rate: 1e-4\nmix: {mlm: 1, entity: 1}\n")
     cfg = load_config(cfg_file, ["max_steps=12", "lr=2e-5", "mix.fact=0.5", "train_files=x.jsonl,y.jsonl#mlm", "bf16=true"])
-    assert cfg["max_steps"] == 12 and cfg["learning_rate"] == 2e-5
-    assert cfg["mix"] == {"mlm": 1, "entity": 1, "fact": 0.5}
-    assert cfg["tokenizer"] == "m" and cfg["mixed_precision"] == "bf16"
-    assert [(f.path, f.as_task) for f in parse_train_files(cfg["train_files"])] == [("x.jsonl", None), ("y.jsonl", "mlm")]
+    assert cfg.max_steps == 12 and cfg.learning_rate == 2e-5
+    assert cfg.mix == {"mlm": 1, "entity": 1, "fact": 0.5}
+    assert cfg.tokenizer == "m" and cfg.mixed_precision == "bf16"
+    assert [(f.path, f.as_task) for f in parse_train_files(cfg.train_files)] == [("x.jsonl", None), ("y.jsonl", "mlm")]
     with pytest.raises(KbioxlmError, match="unknown config key 'learning_rte'"):
         load_config(cfg_file, ["learning_rte=1"])
     with pytest.raises(KbioxlmError, match="max_steps"):

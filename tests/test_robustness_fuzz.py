@@ -110,7 +110,7 @@ def workdir():
 
 
 # ------------------------------------------------------------------------------------- samples
-OBO = """format-version: 1.2
+OBO = b"""format-version: 1.2
 data-version: mini/releases/2025-01-01
 ontology: mini
 
@@ -136,7 +136,7 @@ relationship: part_of MP:0000002 ! Abnormality of the heart
 [Typedef]
 id: part_of
 name: part of
-""".encode()
+"""
 
 BABELON = """source_language\ttranslation_language\tsubject_id\tpredicate_id\tsource_value\ttranslation_value\ttranslation_status
 en\tzh\tMP:0000002\trdfs:label\tAbnormality of the heart\t心脏异常\tOFFICIAL
@@ -145,7 +145,7 @@ en\tzh\tMP:0000003\toboInOwl:hasExactSynonym\tFast heart\t心跳过快\tOFFICIAL
 en\tzh\tMP:0000003\trdfs:label\tTachy\t过速\tCANDIDATE
 """.encode()
 
-ICD10 = """<icd_10_v2019>
+ICD10 = b"""<icd_10_v2019>
   <item type="chapter"><name>I</name><description>Certain infectious diseases</description>
     <item type="block"><name>A00-A09</name><description>Intestinal infectious diseases</description>
       <item type="category"><name>A00</name><description>Cholera</description>
@@ -155,7 +155,7 @@ ICD10 = """<icd_10_v2019>
     </item>
   </item>
 </icd_10_v2019>
-""".encode()
+"""
 
 CONCEPTS = """id\ttype\tlang\tname\tpreferred
 D1\tDisease\ten\tasthma\t1
@@ -164,7 +164,7 @@ D1\tDisease\ten\tbronchial asthma\t
 C1\tChemical\ten\tsalbutamol\ttrue
 C1\tChemical\tzh\t沙丁胺醇\tyes
 """.encode()
-RELATIONS = "head\trel\ttail\nC1\tmay_treat\tD1\n".encode()
+RELATIONS = b"head\trel\ttail\nC1\tmay_treat\tD1\n"
 
 DOCS = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
     {"id": "d1", "lang": "en", "text": "Salbutamol relieves asthma quickly."},
@@ -183,8 +183,8 @@ RECORDS = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
     {"id": "m1", "lang": "en", "text": "plain monolingual text"},
 ]).encode()
 
-CONLL = ("-DOCSTART-\t1\n\nSalbutamol\tB-Drug\nrelieves\tO\nasthma\tB-ADE\n.\tO\n\n"
-         "-DOCSTART-\t2\n\nbronchial\tB-ADE\nasthma\tI-ADE\nagain\tO\n").encode()
+CONLL = (b"-DOCSTART-\t1\n\nSalbutamol\tB-Drug\nrelieves\tO\nasthma\tB-ADE\n.\tO\n\n"
+         b"-DOCSTART-\t2\n\nbronchial\tB-ADE\nasthma\tI-ADE\nagain\tO\n")
 
 SEQCLS = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
     {"id": "0", "sentence": "@GENE$ and asthma near @DISEASE$ .", "label": "1"},

@@ -11,6 +11,7 @@ stay accepted as hidden aliases so existing scripts keep working.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .config import Option
 from .errors import KbioxlmError
 
 HIDDEN = "_kbioxlm_hidden_options"
@@ -74,6 +76,60 @@ def hide_aliases(action: argparse.Action, *aliases: str) -> argparse.Action:
         raise ValueError(f"{unknown} are not option strings of {action.option_strings}")
     setattr(action, HIDDEN, tuple(aliases))
     return action
+
+
+def name_and_file(value: str) -> tuple[str, str]:
+    """``NAME=FILE`` (e.g. ``--extra-test es=test_es.conll``) as ``(name, file)``."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path or not name.replace("_", "").replace("-", "").isalnum():
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {value!r}")
+    return name, path
+
+
+def add_dataclass_options(p: argparse.ArgumentParser, cls: type) -> None:
+    """One flag for each field of the dataclass ``cls`` with ``metadata=option(...)``
+    (:func:`kbioxlm.config.option`), in field order: the spellings, hidden aliases, help, choices
+    and ``required`` come from the metadata, the type and the default from the field (a ``bool``
+    field is a switch). :func:`dataclass_kwargs` turns the parsed flags back into field values."""
+    for f, opt in _options(cls):
+        flags = opt.flags or ("--" + f.name.replace("_", "-"),)
+        kwargs: dict[str, Any] = {"dest": opt.dest or f.name, "help": opt.help}
+        parts = {t.strip() for t in str(f.type).split("|")}
+        if opt.action == "append":
+            kwargs.update(action="append", default=[])
+        elif opt.type is None and "bool" in parts:
+            kwargs.update(action="store_true")
+        else:
+            kwargs["type"] = opt.type or next((t for n, t in (("int", int), ("float", float)) if n in parts), str)
+            if opt.required:
+                kwargs["required"] = True
+            elif f.default is not dataclasses.MISSING:
+                kwargs["default"] = f.default
+        if opt.type is not None and opt.action == "append":
+            kwargs["type"] = opt.type
+        if opt.choices is not None:
+            kwargs["choices"] = list(opt.choices)
+        if opt.metavar is not None:
+            kwargs["metavar"] = opt.metavar
+        action = p.add_argument(*flags, **kwargs)
+        if opt.hidden:
+            hide_aliases(action, *opt.hidden)
+
+
+def dataclass_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values of ``cls``'s flag fields (:func:`add_dataclass_options`) from parsed ``args``."""
+    out: dict[str, Any] = {}
+    for f, opt in _options(cls):
+        value = getattr(args, opt.dest or f.name)
+        if opt.to_field is not None:
+            value = opt.to_field(value)
+        for name in (f.name, *opt.also):
+            out[name] = value
+    return out
+
+
+def _options(cls: type) -> list[tuple[dataclasses.Field[Any], Option]]:
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata]
 
 
 def iter_parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:

@@ -91,14 +91,14 @@ class PlainProgress:
         self.total = total
         self.desc = desc
         self.unit = unit
-        self.n = initial
+        self.n: int | float = initial
         self.interval = interval
         self.stream = stream
         self.disable = disable
         self.postfix = ""
         self._start_n = initial
         self._t0 = self._last = time.monotonic()
-        self._last_n = initial
+        self._last_n: int | float = initial
         self._written = False
         self._closed = False
 

@@ -123,6 +123,7 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
                 e_lines.append(encode_record(rec))
             else:
                 line, k, n_ent = build_entity_line(doc, know, doc_seed(seed, "entity", doc["id"]), quota, spans, infos)
+                assert line is not None  # spans matched
                 e_records += 1
                 e_entities += n_ent
                 if k:
@@ -207,7 +208,7 @@ def run_levels(
     output paths. Each document is read and matched once for all levels; every output is
     byte-identical to the one the single-level build writes. Returns (and prints) one summary per
     level (their seconds are those of the shared pass)."""
-    levels = tuple(lv for lv in ("entity", "fact") if lv in outs)
+    levels: tuple[str, ...] = tuple(lv for lv in ("entity", "fact") if lv in outs)
     if not levels or set(outs) - set(levels):
         raise KbioxlmError(f"unknown or no levels {sorted(outs)!r} (choose from entity, fact)")
     if len({str(Path(p).resolve()) for p in outs.values()}) != len(outs):
@@ -279,14 +280,14 @@ def run_levels(
                 for i, d in enumerate(docs()):
                     yield d, q[i]
 
-        for res in ordered_map(_build_chunk, chunked(items(), size=size), workers, _init_worker, (options, langs)):
-            for lv, (text, stats) in res.items():
+        for built in ordered_map(_build_chunk, chunked(items(), size=size), workers, _init_worker, (options, langs)):
+            for lv, (text, stats) in built.items():
                 if text:
                     handles[lv].write(text)
                 summaries[lv].merge(stats)
             bar.update(stats["documents"])
     bar.close()
-    result = {}
+    result: dict[str, dict[str, Any]] = {}
     for lv, sm in summaries.items():
         sm.add("skipped", skip.count if skip else 0)
         sm.skip_examples = skip.examples if skip else []

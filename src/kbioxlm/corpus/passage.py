@@ -209,7 +209,7 @@ def _aligned_index(j: int, n_from: int, n_to: int, exact: bool) -> int:
     return round(j * (n_to - 1) / (n_from - 1))
 
 
-def pair_block(block: tuple[int, int, list[Article]]) -> tuple[str, dict[str, Any]]:
+def pair_block(block: tuple[int, int, list[Article], bool]) -> tuple[str, dict[str, Any]]:
     """Records for one block of articles (a pure function of the block and the seed)."""
     seed, bi, arts, cross = block
     arts = [a for a in arts if a[1] and a[3]]

@@ -112,7 +112,7 @@ _readline_loop = iter_text_lines
 
 
 def _raw_jsonl(path: Path, text_field: str) -> Iterator[tuple[int, Any]]:
-    scan = _DECODER.scan_once
+    scan = _DECODER.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__; typeshed omits it
     decode = _DECODER.decode
     for lineno, line in _readline_loop(path):
         if not line or line.isspace():

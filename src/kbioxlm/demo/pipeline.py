@@ -49,7 +49,8 @@ from ..io import write_json
 from ..progress import progress, quiet_transformers
 from .data import build_world, demo_texts, write_demo_data, write_parallel
 
-TINY_ENCODER = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+TINY_ENCODER: dict[str, Any] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                 "intermediate_size": 128}
 ARMS = ("base", "mlm", "kbioxlm")
 ARM_LABELS = {
     "base": "base (the initialisation, no pretraining)",
@@ -66,8 +67,8 @@ HOLDOUT_FRACTION = 0.2
 CJK_CHAR = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
 KB_MIX = {"mlm": 0.5, "entity": 1 / 6, "fact": 1 / 6, "passage": 1 / 6}
 MAX_WORKERS = 4
-TINY_DEFAULTS = {"pretrain_steps": 1500, "epochs": 6, "ner_lr": 1e-3}
-REAL_DEFAULTS = {"pretrain_steps": 100, "epochs": 3, "ner_lr": 5e-5}
+TINY_DEFAULTS: dict[str, Any] = {"pretrain_steps": 1500, "epochs": 6, "ner_lr": 1e-3}
+REAL_DEFAULTS: dict[str, Any] = {"pretrain_steps": 100, "epochs": 3, "ner_lr": 5e-5}
 
 
 @dataclass
@@ -261,15 +262,15 @@ def _pretrain_job(job: dict[str, Any]) -> dict[str, Any]:
         cfg = load_config(path, job["overrides"] + [f"output_dir={ckpt}"])
     train(cfg)
     exported = Path(job["out"]) / "model"
-    export_checkpoint(ckpt / "final", exported, tokenizer=cfg["tokenizer"], overwrite=True)
+    export_checkpoint(ckpt / "final", exported, tokenizer=cfg.tokenizer, overwrite=True)
     meta = json.loads((ckpt / "final" / "kbioxlm_model.json").read_text(encoding="utf-8"))
     log_lines = (ckpt / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
     last = json.loads(log_lines[-1]) if log_lines else {}
     return {
         "model": str(exported),
         "seconds": round(time.perf_counter() - t, 1),
-        "steps": cfg["max_steps"],
-        "batch_size": cfg["per_device_train_batch_size"],
+        "steps": cfg.max_steps,
+        "batch_size": cfg.per_device_train_batch_size,
         "final_loss": last.get("loss"),
         "final_losses": {k[5:]: v for k, v in last.items() if k.startswith("loss_")},
         "head_from_checkpoint": meta.get("head_from_checkpoint"),
@@ -422,6 +423,7 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
     t = time.perf_counter()
     with _captured(log_path):
         if real:
+            assert s.model is not None  # `real`: a model was given
             tokenizer = s.tokenizer or s.model
             what = f"the model's own ({tokenizer})"
         elif s.tokenizer:

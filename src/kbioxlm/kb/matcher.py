@@ -57,7 +57,7 @@ def mark_runs(text: str, excluded: tuple[tuple[int, int], ...]) -> str | None:
 def unmark_spans(marked: str, matches: list[tuple[int, int, int]], sentinel: str) -> list[tuple[int, int, int]]:
     """``matches`` ``(start, end, key)`` in ``marked`` (in text order, not overlapping) with offsets
     in the text without the ``sentinel`` characters (zero-width there)."""
-    out = []
+    out: list[tuple[int, int, int]] = []
     append = out.append
     count = marked.count
     prev = shift = 0  # shift: sentinels before the current position
@@ -229,13 +229,13 @@ class Matcher:
     def find_concepts(self, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
         """Selected matches as ``(start, end, concepts)``."""
         cids_of = self._key_cids
-        return [(s, e, (c,) if (c := cids_of[k]).__class__ is str else c) for s, e, k in self.find_spans(text)]
+        return [(s, e, (c,) if isinstance(c := cids_of[k], str) else c) for s, e, k in self.find_spans(text)]
 
     def key_concepts(self, key_index: int) -> tuple[str, ...]:
         """Sorted concept ids of a key (of a span from :meth:`find_spans`); the builders cache what
         they derive from them per key."""
         cids = self._key_cids[key_index]
-        return (cids,) if cids.__class__ is str else cids
+        return (cids,) if isinstance(cids, str) else cids
 
     def find(self, text: str) -> list[Match]:
         """Longest-leftmost non-overlapping matches of KB names in ``text``."""

@@ -75,6 +75,7 @@ def _rows(
 
 def read_concepts(path: Path, skip: SkipCounter | None) -> Iterator[tuple[str, str | None, str, str, int]]:
     """``(id, type, lang, name, preferred)`` per name, validated with file:line errors."""
+    ctype: str | None
     for lineno, rec in _rows(path, (4, 5), "id", skip):
         try:
             if isinstance(rec, list):

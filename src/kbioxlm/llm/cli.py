@@ -11,7 +11,7 @@ from ..errors import KbioxlmError
 from ..io import check_writable_dir
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "llm-eval",
         help="score a chat LLM on NER / RE / DC by prompting (zero- or few-shot)",

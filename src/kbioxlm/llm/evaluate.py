@@ -178,6 +178,7 @@ def run_llm_eval(
     gold: list[Any] = []
     pred: list[Any] = []
     n_unparsed = n_failed = 0
+    p: Any  # one prediction: tags (NER), 0/1 (RE) or a label vector (DC)
     for rec, k in zip(test, keys):
         ans = answers.get(k)
         raw = ans if isinstance(ans, str) else None

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import paths
-from ..errors import KbioxlmError, where
+from ..config import check_keys, read_mapping
+from ..errors import KbioxlmError
 from ..paths import VAR, substitute  # noqa: F401  (re-exported: the pipeline's variables)
 TOP_KEYS = {
     "name", "out", "seed", "vars", "languages", "base_model", "kb", "documents", "pairs", "corpus",
@@ -95,15 +94,6 @@ def _as_list(value: Any, what: str) -> list[Any]:
     raise KbioxlmError(f"{what}: expected a list, got {type(value).__name__}")
 
 
-def _check_keys(d: Any, allowed: set[str], what: str) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise KbioxlmError(f"{what}: expected a mapping, got {type(d).__name__}")
-    extra = set(d) - allowed
-    if extra:
-        raise KbioxlmError(f"{what}: unknown key(s) {', '.join(sorted(map(str, extra)))} (allowed: {', '.join(sorted(allowed))})")
-    return d
-
-
 def _args(value: Any, what: str) -> list[str]:
     """Extra command-line arguments: a list of strings (numbers are turned into strings)."""
     if value is None:
@@ -120,22 +110,13 @@ def _args(value: Any, what: str) -> list[str]:
 def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, shared: str | None = None) -> PipelineConfig:
     """Read, substitute and validate a pipeline config; every problem is one ``file[:line]: reason``."""
     p = Path(path)
-    if not p.is_file():
-        raise KbioxlmError(f"{p}: no such pipeline config")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise KbioxlmError(f"{where(p, mark.line + 1 if mark else None)}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise KbioxlmError(f"{p}: not valid UTF-8") from exc
-    if not isinstance(raw, dict):
-        raise KbioxlmError(f"{p}: a pipeline config must be a YAML mapping")
+    raw, lines = read_mapping(p, missing="no such pipeline config", not_mapping="a pipeline config must be a YAML mapping",
+                              allow_empty=False)
     src = str(p)
     # `x-<anything>` top-level keys are ignored: a place for YAML anchors shared by several entries
     # (e.g. `x-arm: &arm {...}` merged into each ablation arm's overrides with `<<: *arm`)
     raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
-    _check_keys(raw, TOP_KEYS, src)
+    check_keys(raw, TOP_KEYS, src, lines)
 
     seed = raw.get("seed", 13)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -165,19 +146,19 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     base = data.get("base_model")
     if isinstance(base, str):
         base = {"path": base}
-    _check_keys(base, {"name", "path", "tokenizer"}, f"{src}: base_model")
+    check_keys(base, {"name", "path", "tokenizer"}, f"{src}: base_model")
     if not base.get("path"):
         raise KbioxlmError(f"{src}: base_model needs a path (hub name or folder)")
     base = {"name": str(base.get("name") or Path(str(base["path"])).name), "path": str(base["path"]),
             "tokenizer": str(base.get("tokenizer") or base["path"])}
 
-    kb_raw = _check_keys(data.get("kb") or {}, KB_KINDS, f"{src}: kb")
+    kb_raw = check_keys(data.get("kb") or {}, KB_KINDS, f"{src}: kb")
     kb: dict[str, list[dict[str, Any]]] = {}
     for kind in ("umls", "obo", "icd10", "tsv", "mine_pairs"):
         entries = []
         for i, e in enumerate(_as_list(kb_raw.get(kind), f"{src}: kb.{kind}")):
             what = f"{src}: kb.{kind}[{i}]"
-            _check_keys(e, KB_FIELDS[kind], what)
+            check_keys(e, KB_FIELDS[kind], what)
             for req in KB_REQUIRED[kind]:
                 if not e.get(req):
                     raise KbioxlmError(f"{what}: missing {req!r}")
@@ -189,10 +170,10 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         kb[kind] = entries
 
     documents = data.get("documents") or {}
-    _check_keys(documents, set(languages) | {"max_per_lang", "dedup"}, f"{src}: documents")
+    check_keys(documents, set(languages) | {"max_per_lang", "dedup"}, f"{src}: documents")
     pairs = _as_list(data.get("pairs"), f"{src}: pairs")
 
-    corpus = _check_keys(data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions", "target_langs"},
+    corpus = check_keys(data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions", "target_langs"},
                          f"{src}: corpus")
     levels = corpus.get("levels", list(DEFAULT_LEVELS))
     if not isinstance(levels, list) or any(lv not in LEVELS for lv in levels):
@@ -202,7 +183,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         raise KbioxlmError(f"{src}: corpus.align_mentions must be true or false")
     if align_mentions and not ("align" in levels and "entity" in levels):
         raise KbioxlmError(f"{src}: corpus.align_mentions needs both the align and the entity level in corpus.levels")
-    corpus_args = _check_keys(corpus.get("args") or {}, set(LEVELS), f"{src}: corpus.args")
+    corpus_args = check_keys(corpus.get("args") or {}, set(LEVELS), f"{src}: corpus.args")
     corpus = {
         "levels": levels,
         "directions": corpus.get("directions"),
@@ -217,7 +198,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     if vocab is not None and vocab is not False:
         if vocab is True:
             vocab = {}
-        _check_keys(vocab, {"enabled", "args", "tokenizer"}, f"{src}: vocab")
+        check_keys(vocab, {"enabled", "args", "tokenizer"}, f"{src}: vocab")
         vocab = None if vocab.get("enabled") is False else {"args": _args(vocab.get("args"), f"{src}: vocab"), "tokenizer": vocab.get("tokenizer")}
     else:
         vocab = None
@@ -226,7 +207,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     names = set()
     for i, st in enumerate(_as_list(data.get("pretrain"), f"{src}: pretrain")):
         what = f"{src}: pretrain[{i}]"
-        _check_keys(st, STAGE_KEYS, what)
+        check_keys(st, STAGE_KEYS, what)
         name = str(st.get("name") or f"stage{i + 1}")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in names or name in RESERVED_STAGE_NAMES:
             raise KbioxlmError(f"{what}: name {name!r} must be unique, not 'base' or 'report', letters/digits/-/_ only")
@@ -248,7 +229,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
 
     bench = data.get("benchmark")
     if bench is not None:
-        _check_keys(bench, BENCH_KEYS, f"{src}: benchmark")
+        check_keys(bench, BENCH_KEYS, f"{src}: benchmark")
         if not bench.get("config"):
             raise KbioxlmError(f"{src}: benchmark needs 'config' (e.g. configs/benchmark-small-cpu.yaml)")
         compare = bench.get("compare") or (["base"] + ([stages[-1]["name"]] if stages else []))
@@ -265,7 +246,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         for j, m in enumerate(_as_list(bench.get("extra_models"), f"{src}: benchmark.extra_models")):
             if isinstance(m, str):
                 m = {"path": m}
-            _check_keys(m, {"name", "path", "tokenizer"}, f"{src}: benchmark.extra_models[{j}]")
+            check_keys(m, {"name", "path", "tokenizer"}, f"{src}: benchmark.extra_models[{j}]")
             if not m.get("path"):
                 raise KbioxlmError(f"{src}: benchmark.extra_models[{j}] needs a path")
             extra_models.append({k: str(v) for k, v in m.items() if v})
@@ -378,7 +359,7 @@ def _holdout(raw: Any, seed: int, languages: list[str], src: str) -> dict[str, A
         return None
     if raw is True:
         raw = {}
-    _check_keys(raw, HOLDOUT_KEYS, f"{src}: holdout")
+    check_keys(raw, HOLDOUT_KEYS, f"{src}: holdout")
     fraction = raw.get("fraction", 0.1)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise KbioxlmError(f"{src}: holdout.fraction must be a number in (0, 1], e.g. 0.1")
@@ -420,7 +401,7 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
         return None
     if raw is True:
         raw = {}
-    _check_keys(raw, PROBE_KEYS, f"{src}: probe")
+    check_keys(raw, PROBE_KEYS, f"{src}: probe")
     a, b = languages[0], languages[1]
     langs = raw.get("langs")
     if langs is not None:  # probe EN<->X for several X: one probe per model and X
@@ -433,7 +414,7 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
     parallel = raw.get("parallel")
     if parallel is not None:
         others = set(langs) if langs is not None else {b}
-        _check_keys(parallel, {a} | others, f"{src}: probe.parallel")
+        check_keys(parallel, {a} | others, f"{src}: probe.parallel")
         if not parallel.get(a) or not any(parallel.get(x) for x in others):
             raise KbioxlmError(f"{src}: probe.parallel needs line-aligned files for both {a!r} and "
                                + (f"{b!r}" if langs is None else "a language of probe.langs"))

@@ -22,6 +22,7 @@ Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -93,6 +94,11 @@ def _unique(name: str, taken: set[str]) -> str:
         out, i = f"{name}.{i}", i + 1
     taken.add(out)
     return out
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    """An interrupted pretraining run in ``run_dir`` left a checkpoint to resume from."""
+    return any((c / "trainer_state.json").is_file() for c in (run_dir / "checkpoints").glob("checkpoint-*"))
 
 
 def _local(path: str) -> list[Path]:
@@ -170,8 +176,8 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         # so a removed or changed entry could leave stale rows behind: every import carries the
         # whole recipe, and the first one starts from an empty file when the recipe changed.
         recipe = [st.argv for st in kb_steps]
-        for st in kb_steps:
-            st.params = {"kb_recipe": recipe}
+        for kb_import in kb_steps:
+            kb_import.params = {"kb_recipe": recipe}
         kb_steps[0].clean = [kb, *(kb.with_name(kb.name + x) for x in ("-wal", "-shm", "-journal"))]
     if have_kb:
         stats = out / "kb" / "stats.json"
@@ -398,7 +404,7 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         steps.append(Step(_unique(f"pretrain.{name}", taken), f"continued pretraining, stage {name!r}", argv=argv,
                           inputs=[Path(st["config"]), *train_inputs, *model_inputs, *_local(tokenizer), *([kept] if kept else [])],
                           outputs=[run_dir / "final"], launcher=st["launcher"], clean=[run_dir],
-                          can_resume=lambda d=run_dir: any((c / "trainer_state.json").is_file() for c in (d / "checkpoints").glob("checkpoint-*"))))
+                          can_resume=functools.partial(_has_checkpoint, run_dir)))
         export_dir = out / "models" / name
         steps.append(Step(_unique(f"export.{name}", taken), f"export stage {name!r} as a plain Hugging Face checkpoint",
                           argv=["export", "--checkpoint", str(run_dir / "final"), "--out", str(export_dir), *st["export_args"]],

@@ -197,6 +197,7 @@ class Runner:
                 reason, resume = "outputs missing", False
             header = f"[{i}/{total}] {step.name}: {step.title}"
             if resume is None:
+                assert old is not None  # only a step recorded as done is skipped
                 self.say(f"{header}\n    skipped (done {old.get('finished', '?')}, {old.get('seconds', 0):.0f} s)")
                 outcomes.append(Outcome(step.name, "done" if self.dry_run else "skipped", reason="done"))
                 continue
@@ -257,7 +258,8 @@ class Runner:
             summary = step.action()
             self.say("    " + json.dumps({k: v for k, v in summary.items() if k != "files"}, ensure_ascii=False))
         elif step.launcher:
-            rc = subprocess.call([*step.launcher, *step.argv])  # type: ignore[list-item]
+            assert step.argv is not None  # a step without an action is a command line
+            rc = subprocess.call([*step.launcher, *step.argv])
             if rc:
                 raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
         else:

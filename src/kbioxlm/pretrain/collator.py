@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -149,8 +149,6 @@ class KnowledgeCollator:
 
     # ------------------------------------------------------------------ batch
     def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
         if not records:
             raise ValueError("empty batch")
         align = [r for r in records if record_task(r) == "align"]
@@ -188,8 +186,6 @@ class KnowledgeCollator:
 
     def _align_batch(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Two padded sides of name pairs: row i of side a and row i of side b name one concept."""
-        import torch
-
         sides: tuple[list[str], list[str]] = ([], [])
         for rec in records:
             names = {lang: [n for n in ns if isinstance(n, str) and n.strip()] for lang, ns in rec["names"].items()}
@@ -349,14 +345,15 @@ class KnowledgeCollator:
         """
         s, e = span["start"], span["end"]
         content = [i for i, sp in enumerate(spans) if sp is not None and sp[1] > sp[0]]
-        out = [i for i in content if spans[i][0] < e and spans[i][1] > s]
+        present = cast("list[tuple[int, int]]", spans)  # read only at positions whose span is not None
+        out = [i for i in content if present[i][0] < e and present[i][1] > s]
         if not out:
             return []
-        if (out[-1] == content[-1] and spans[out[-1]][1] < e) or (out[0] == content[0] and spans[out[0]][0] > s):
+        if (out[-1] == content[-1] and present[out[-1]][1] < e) or (out[0] == content[0] and present[out[0]][0] > s):
             return []
         # zero-width pieces (the bare sentencepiece "▁" before CJK) right before the span belong to it
         first = out[0]
-        while first - 1 >= 0 and spans[first - 1] is not None and spans[first - 1][0] == spans[out[0]][0] and first - 1 not in out:
+        while first - 1 >= 0 and spans[first - 1] is not None and present[first - 1][0] == present[out[0]][0] and first - 1 not in out:
             first -= 1
         return list(range(first, out[0])) + out
 
@@ -373,17 +370,18 @@ class KnowledgeCollator:
         positions = [i for i, sp in enumerate(spans) if sp is not None]
         if not positions:
             return []
+        present = cast("list[tuple[int, int]]", spans)  # read only at `positions`
         units: list[list[int]] = []
         if is_unspaced(lang):
-            lo = min(spans[i][0] for i in positions)
-            hi = max(spans[i][1] for i in positions)
+            lo = min(present[i][0] for i in positions)
+            hi = max(present[i][1] for i in positions)
             char_word = {}
             for w, (s, e) in enumerate(_Jieba.spans(text[lo:hi])):
                 for c in range(s + lo, e + lo):
                     char_word[c] = w
             last_word = -1
             for i in positions:
-                s, e = spans[i]
+                s, e = present[i]
                 if e <= s:  # zero-width piece: attach to the current unit
                     if units:
                         units[-1].append(i)

@@ -32,7 +32,8 @@ import torch
 
 from ..errors import KbioxlmError
 from ..io import check_output_dir, make_temp_dir, replace_dir, write_marker
-from .model import VOCAB_MAP_FILE, KnowledgeAnchoredModel, _supports_masked_lm, lm_head_parts, read_meta
+from .model import (VOCAB_MAP_FILE, KnowledgeAnchoredModel, _supports_masked_lm, input_embedding_weight, lm_head_parts,
+                    read_meta)
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +190,19 @@ def export_checkpoint(
     if original is None and full_vocab_from:
         raise KbioxlmError(f"{full_vocab_from}: cannot load it as a model or tokenizer")
     untrim = bool(full_vocab_from) and vocab_map is not None and original is not None and original.vocab_size != v_in
-    if untrim and max(vocab_map) >= original.vocab_size:
-        raise KbioxlmError(f"{full_vocab_from}: has {original.vocab_size} ids but the checkpoint's vocab_map refers to id {max(vocab_map)}")
+    if untrim:
+        assert vocab_map is not None and original is not None  # implied by `untrim`
+        if max(vocab_map) >= original.vocab_size:
+            raise KbioxlmError(f"{full_vocab_from}: has {original.vocab_size} ids but the checkpoint's vocab_map refers to id {max(vocab_map)}")
     same_vocab = original is not None and original.vocab_size == v_in and original.embeddings is not None
 
-    emb_trained = encoder.get_input_embeddings().weight.detach().float()
+    emb_trained = input_embedding_weight(encoder).detach().float()
     with torch.no_grad():
         # 1. head over the encoder's own vocabulary (v_in rows)
-        if same_vocab and original.decoder is not None:
+        # (`same_vocab` and `untrim` imply `original`; decoder and bias are loaded together)
+        if same_vocab and original is not None and original.decoder is not None and original.bias is not None:
             dec, bias, rows_from = original.decoder.clone(), original.bias.clone(), f"LM head of {original.source}"
-        elif untrim and original.decoder is not None:
+        elif untrim and original is not None and original.decoder is not None and original.bias is not None:
             idx = torch.tensor(vocab_map)
             dec, bias, rows_from = original.decoder[idx].clone(), original.bias[idx].clone(), f"LM head of {original.source}"
         else:
@@ -209,6 +213,7 @@ def export_checkpoint(
         emb = emb_trained
         # 2. undo a vocabulary trim
         if untrim:
+            assert vocab_map is not None and original is not None  # implied by `untrim`
             idx = torch.tensor(vocab_map)
             n = original.vocab_size
             if original.embeddings is not None:
@@ -216,7 +221,7 @@ def export_checkpoint(
             else:
                 emb_full = emb_trained.mean(0, keepdim=True).expand(n, hidden).clone()
             emb_full[idx] = emb_trained
-            if original.decoder is not None:
+            if original.decoder is not None and original.bias is not None:
                 dec_full, bias_full = original.decoder.clone(), original.bias.clone()
             elif original.embeddings is not None:
                 dec_full, bias_full = original.embeddings.clone(), torch.zeros(n)
@@ -234,8 +239,8 @@ def export_checkpoint(
     config.tie_word_embeddings = False
 
     state = {k: v for k, v in encoder.state_dict().items()}
-    emb_key = next(k for k, v in encoder.named_parameters() if v is encoder.get_input_embeddings().weight)
-    state[emb_key] = emb.to(encoder.get_input_embeddings().weight.dtype)
+    emb_key = next(k for k, v in encoder.named_parameters() if v is input_embedding_weight(encoder))
+    state[emb_key] = emb.to(input_embedding_weight(encoder).dtype)
 
     has_mlm = _supports_masked_lm(config)
     if has_mlm:
@@ -275,7 +280,7 @@ def export_checkpoint(
             "vocab_size": final_vocab,
             "kept_ids": len(model.kept_ids) if model.kept_ids is not None else None,
             "rows_outside_kept_from": rows_from if model.kept_ids is not None else None,
-            "untrimmed_from": original.source if untrim else None,
+            "untrimmed_from": original.source if untrim and original is not None else None,
             "tokenizer": tok_src,
             "base_model": meta.get("base_model"),
             "checkpoint": str(ckpt),

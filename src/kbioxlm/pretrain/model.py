@@ -26,7 +26,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ from ..hub import check_model_name, load_error
 from ..io import atomic_write
 from ..schema import PASSAGE_LABELS
 from . import TASK_IDS, TASKS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +135,8 @@ def lm_head_parts(mlm_model: nn.Module) -> LMHeadParts | None:
     pred = getattr(cls, "predictions", None)
     transform = getattr(pred, "transform", None)
     if transform is not None and all(hasattr(transform, a) for a in ("dense", "LayerNorm")):
-        act = mlm_model.config.hidden_act
-        if not isinstance(act, str):
+        act = getattr(mlm_model.config, "hidden_act", None)
+        if not isinstance(act, str) or pred is None:
             return None
         return LMHeadParts(transform.dense, transform.LayerNorm, pred.decoder, pred.bias, act, "cls.predictions.transform.")
     return None
@@ -145,7 +148,7 @@ def _supports_masked_lm(config: Any) -> bool:
     return type(config) in MODEL_FOR_MASKED_LM_MAPPING
 
 
-def _encoder_from_config(config: Any) -> nn.Module:
+def _encoder_from_config(config: Any) -> PreTrainedModel:
     """Bare encoder without pooler (as inside ``*ForMaskedLM``), so state dicts match on reload."""
     from transformers import AutoModel
 
@@ -184,9 +187,11 @@ class KnowledgeAnchoredModel(nn.Module):
     written by :meth:`save_pretrained`).
     """
 
+    full_to_reduced: torch.Tensor  # registered buffer: full-vocabulary id -> reduced index (or -100)
+
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: PreTrainedModel,
         mlm_head: MLMHead,
         pair_head: PairHead,
         kept_ids: list[int] | None,
@@ -208,7 +213,7 @@ class KnowledgeAnchoredModel(nn.Module):
         self.encoder = encoder
         self.mlm_head = mlm_head
         self.pair_head = pair_head
-        self.full_vocab_size = int(encoder.get_input_embeddings().weight.shape[0])
+        self.full_vocab_size = int(input_embedding_weight(encoder).shape[0])
         self.kept_ids = _check_kept_ids(kept_ids, self.full_vocab_size)
         out_size = len(self.kept_ids) if self.kept_ids is not None else self.full_vocab_size
         if mlm_head.decoder.out_features != out_size:
@@ -327,7 +332,7 @@ class KnowledgeAnchoredModel(nn.Module):
     @classmethod
     def _from_mlm_model(
         cls,
-        mlm: nn.Module,
+        mlm: PreTrainedModel,
         head_loaded: bool,
         kept_ids: Sequence[int] | None,
         loss_weights: Mapping[str, float] | None,
@@ -340,16 +345,18 @@ class KnowledgeAnchoredModel(nn.Module):
             log.warning("%s: LM head layout unknown; MLM head freshly initialised", type(mlm).__name__)
             return cls._from_encoder(encoder, kept_ids, loss_weights, meta, vocab_map)
         config = mlm.config
-        vocab_size = encoder.get_input_embeddings().weight.shape[0]
+        vocab_size = input_embedding_weight(encoder).shape[0]
         ids = _check_kept_ids(kept_ids, vocab_size)
         head = MLMHead(config.hidden_size, len(ids) if ids else vocab_size, parts.activation, config.layer_norm_eps)
         with torch.no_grad():
             head.dense.load_state_dict(parts.dense.state_dict())
             head.layer_norm.load_state_dict(parts.layer_norm.state_dict())
+            weight: torch.Tensor
+            bias: torch.Tensor
             if head_loaded:
                 weight, bias = parts.decoder.weight, parts.bias
             else:
-                weight = encoder.get_input_embeddings().weight
+                weight = input_embedding_weight(encoder)
                 bias = torch.zeros(vocab_size)
                 log.info("no LM head in the checkpoint: dense/LayerNorm fresh, decoder from input embeddings")
             index = torch.tensor(ids) if ids else torch.arange(vocab_size)
@@ -357,20 +364,20 @@ class KnowledgeAnchoredModel(nn.Module):
             head.decoder.bias.copy_(bias.detach()[index])
         meta = {**meta, "head_from_checkpoint": bool(head_loaded)}
         model = cls(encoder, head, _new_pair_head(config), ids, loss_weights, meta, vocab_map)
-        model.to(encoder.get_input_embeddings().weight.dtype)
+        model.to(input_embedding_weight(encoder).dtype)
         return model
 
     @classmethod
     def _from_encoder(
         cls,
-        encoder: nn.Module,
+        encoder: PreTrainedModel,
         kept_ids: Sequence[int] | None,
         loss_weights: Mapping[str, float] | None,
         meta: dict[str, Any],
         vocab_map: list[int] | None,
     ) -> KnowledgeAnchoredModel:
         config = encoder.config
-        emb = encoder.get_input_embeddings().weight
+        emb = input_embedding_weight(encoder)
         vocab_size = emb.shape[0]
         ids = _check_kept_ids(kept_ids, vocab_size)
         act = config.hidden_act if isinstance(getattr(config, "hidden_act", None), str) else "gelu"
@@ -394,7 +401,7 @@ class KnowledgeAnchoredModel(nn.Module):
         safe = torch.where(masked, mlm_labels, torch.zeros_like(mlm_labels))
         return torch.where(masked, self.full_to_reduced[safe], torch.full_like(mlm_labels, IGNORE))
 
-    def mean_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+    def mean_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pool_mask: torch.Tensor) -> torch.Tensor:
         """Mean of the last hidden states over ``pool_mask`` (the name's pieces, no specials)."""
         return masked_mean(self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0], pool_mask)
 
@@ -429,6 +436,7 @@ class KnowledgeAnchoredModel(nn.Module):
         align_loss = None
         align_correct = align_count = 0
         if align_a_ids is not None and align_b_ids is not None:
+            assert align_a_mask is not None and align_b_mask is not None, "align pairs need their pool masks"
             a = self.mean_pooled(align_a_ids, align_a_attention, align_a_mask)
             b = self.mean_pooled(align_b_ids, align_b_attention, align_b_mask)
             align_loss, align_correct = self.align_loss(a, b)
@@ -604,7 +612,7 @@ class KnowledgeAnchoredModel(nn.Module):
         except (OSError, ValueError, KeyError) as exc:
             raise KbioxlmError(f"{d / 'config.json'}: cannot load the model config ({str(exc).splitlines()[0]})") from exc
         encoder = _encoder_from_config(config)
-        vocab_size = encoder.get_input_embeddings().weight.shape[0]
+        vocab_size = input_embedding_weight(encoder).shape[0]
         kept = meta.get("kept_ids")
         head_cfg = meta.get("mlm_head", {})
         head = MLMHead(
@@ -641,6 +649,13 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
+def input_embedding_weight(encoder: PreTrainedModel) -> torch.Tensor:
+    """The input embedding matrix (vocab, hidden) of a Hugging Face encoder."""
+    weight = encoder.get_input_embeddings().weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 def _encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
     """The transformer layer list of a BERT/RoBERTa/XLM-R-style encoder (``encoder.layer``)."""
     inner = getattr(encoder, "encoder", None)
@@ -649,7 +664,7 @@ def _encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
 
 
 def _new_pair_head(config: Any) -> PairHead:
-    dropout = getattr(config, "classifier_dropout", None)
+    dropout: Any = getattr(config, "classifier_dropout", None)
     if dropout is None:
         dropout = getattr(config, "hidden_dropout_prob", 0.1)
     head = PairHead(config.hidden_size, len(PASSAGE_LABELS), float(dropout))

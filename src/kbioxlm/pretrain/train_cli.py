@@ -44,7 +44,7 @@ def register_pretrain(sub: Any) -> None:
 
 
 def config_keys_help() -> str:
-    """Every pretraining config key with its default (``kbioxlm.pretrain.trainer.DEFAULTS``), for ``--help``."""
+    """Every pretraining config key with its default (the fields of ``kbioxlm.pretrain.trainer.PretrainConfig``), for ``--help``."""
     import json
 
     from .trainer import ALIASES, DEFAULTS
@@ -57,22 +57,20 @@ def config_keys_help() -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from .. import paths
-    from ..io import load_yaml
-    from .trainer import ALIASES, load_config, train
+    from .trainer import PretrainConfig, load_settings, train
 
     overrides = [*args.overrides, *([f"output_dir={args.out}"] if args.out is not None else [])]
-    cfg = load_config(args.config, overrides)
+    cfg, settings = load_settings(args.config, overrides)
     # Paths from the file are taken from the file's folder, typed ones from the current directory.
-    data, _ = load_yaml(args.config)
-    typed = {ALIASES.get(h, h) for h in (o.partition("=")[0].strip().partition(".")[0] for o in overrides)}
-    from_file = {ALIASES.get(str(k), str(k)) for k in (data or {})} - typed
-    paths.resolve_pretrain_paths(cfg, paths.config_dir(args.config), keys=from_file)
-    if "tokenizer" not in from_file | typed:  # load_config copied `model` into it
-        cfg["tokenizer"] = cfg["model"]
+    cfg = PretrainConfig(**paths.resolve_pretrain_paths(asdict(cfg), paths.config_dir(args.config), keys=settings.from_file))
+    if "tokenizer" not in settings.from_file | settings.overridden:  # load_config copied `model` into it
+        cfg.tokenizer = cfg.model
     if args.print_config:
         from ..cliutil import print_config
 
-        return print_config(cfg)
+        return print_config(asdict(cfg))
     train(cfg)
     return 0

@@ -21,18 +21,18 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .. import config
+from ..config import Settings
 from ..engine import gather_objects, micro_step, reset_accelerate_state, weight_digest
-from ..errors import KbioxlmError, where
+from ..errors import KbioxlmError
 from ..hub import check_model_name, load_error, load_tokenizer
-from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, load_yaml, write_json
+from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, write_json
 from . import TASKS
 from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
 from .data import (
@@ -50,144 +50,104 @@ from .data import (
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
+
+@dataclass
+class PretrainConfig:
+    """Every pretraining setting with its default; a YAML config and ``key=value`` overrides set them
+    (:func:`load_config`; ``kbioxlm pretrain --help`` lists them)."""
+
     # model and vocabulary
-    "model": None,  # name or path of an encoder checkpoint (AutoModel-loadable)
-    "model_config": None,  # or a config dict (model_type + sizes) for a randomly initialised model
-    "tokenizer": None,  # defaults to `model`
-    "kept_ids": None,  # reduced output vocabulary from `kbioxlm vocab reduce`
-    "loss_weights": None,  # {task: weight}; model default when null (L = Le + Lf + Lp + Lmlm)
+    model: str | None = None  # name or path of an encoder checkpoint (AutoModel-loadable)
+    model_config: dict[str, Any] | None = None  # or a config dict (model_type + sizes) for a randomly initialised model
+    tokenizer: str | None = None  # defaults to `model`
+    kept_ids: str | None = None  # reduced output vocabulary from `kbioxlm vocab reduce`
+    loss_weights: dict[str, float] | None = None  # {task: weight}; model default when null (L = Le + Lf + Lp + Lmlm)
     # data
-    "train_files": None,  # comma-separated or list; `path#mlm` reads entity records as monolingual text
-    "eval_files": None,  # held-out records; when null a split of train_files
-    "eval_fraction": 0.02,
-    "eval_max_per_task": 200,
-    "skip_invalid": False,
-    "mix": dict(DEFAULT_MIX),  # task proportions (paper: monolingual : knowledge = 1 : 1)
-    "epoch_size": None,  # draws per epoch of the mixed schedule (default: number of train records)
+    train_files: str | list[str] | None = None  # comma-separated or list; `path#mlm` reads entity records as monolingual text
+    eval_files: str | list[str] | None = None  # held-out records; when null a split of train_files
+    eval_fraction: float = 0.02
+    eval_max_per_task: int = 200
+    skip_invalid: bool = False
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))  # task proportions (paper: monolingual : knowledge = 1 : 1)
+    epoch_size: int | None = None  # draws per epoch of the mixed schedule (default: number of train records)
     # masking
-    "max_length": 128,
-    "mlm_probability": 0.15,
-    "wwm_entity_ratio": 0.5,  # share of the Document masking budget for whole entities (paper A.1: 1:1)
-    "max_entity_tokens": None,  # paper A.1: 3
-    "mask_decision": "unit",  # unit | token: 80/10/10 drawn once per masked entity/word, or per piece
-    "entity_window": "switched",  # switched | first: where an over-long entity record is cut
-    "align_max_length": 32,  # pieces per name of an `align` record
+    max_length: int = 128
+    mlm_probability: float = 0.15
+    wwm_entity_ratio: float = 0.5  # share of the Document masking budget for whole entities (paper A.1: 1:1)
+    max_entity_tokens: int | None = None  # paper A.1: 3
+    mask_decision: str = "unit"  # unit | token: 80/10/10 drawn once per masked entity/word, or per piece
+    entity_window: str = "switched"  # switched | first: where an over-long entity record is cut
+    align_max_length: int = 32  # pieces per name of an `align` record
     # model options
-    "pair_pooling": "cls",  # cls | mean: what the passage-pair head reads
-    "align_temperature": 0.05,  # InfoNCE temperature of the `align` task
+    pair_pooling: str = "cls"  # cls | mean: what the passage-pair head reads
+    align_temperature: float = 0.05  # InfoNCE temperature of the `align` task
     # protecting the encoder (docs/pretrain.md, "Recipe levers")
-    "freeze_encoder": False,  # head warm-up stage: only the heads train
-    "freeze_embeddings": False,
-    "freeze_layers": 0,  # the lowest N transformer layers stay as they are
-    "head_learning_rate": None,  # learning rate of the MLM and pair heads (default: learning_rate)
+    freeze_encoder: bool = False  # head warm-up stage: only the heads train
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0  # the lowest N transformer layers stay as they are
+    head_learning_rate: float | None = None  # learning rate of the MLM and pair heads (default: learning_rate)
     # optimisation
-    "output_dir": None,
-    "max_steps": 1000,
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 32,
-    "gradient_accumulation_steps": 1,
-    "learning_rate": 5e-5,
-    "warmup_steps": 0,
-    "weight_decay": 0.01,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.98,
-    "adam_epsilon": 1e-6,
-    "max_grad_norm": 1.0,
-    "mixed_precision": "no",  # no | bf16 | fp16 (also `bf16: true` / `fp16: true`)
-    "bf16": False,
-    "fp16": False,
-    "fused_adamw": True,
+    output_dir: str | None = None
+    max_steps: int = 1000
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (also `bf16: true` / `fp16: true`)
+    bf16: bool = False
+    fp16: bool = False
+    fused_adamw: bool = True
     # throughput levers (docs/pretrain.md, "Throughput levers")
-    "attn_implementation": None,  # eager | sdpa | flash_attention_2 | ...; null: transformers' default
-    "torch_compile": False,  # true (inductor) or a torch.compile backend name
-    "gradient_checkpointing": False,  # recompute activations in backward: less memory, ~30% more compute
-    "length_bucketing": 0,  # N > 1: sort each N consecutive global batches by length (less padding)
-    "dataloader_num_workers": 0,  # 0: collate in the training process; 1+: in background workers
-    "mask_seeding": "stream",  # stream: one masking RNG stream per process | batch: reseeded per global batch
+    attn_implementation: str | None = None  # eager | sdpa | flash_attention_2 | ...; null: transformers' default
+    torch_compile: bool | str = False  # true (inductor) or a torch.compile backend name
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    length_bucketing: int = 0  # N > 1: sort each N consecutive global batches by length (less padding)
+    dataloader_num_workers: int = 0  # 0: collate in the training process; 1+: in background workers
+    mask_seeding: str = "stream"  # stream: one masking RNG stream per process | batch: reseeded per global batch
     # bookkeeping
-    "logging_steps": 10,
-    "eval_steps": 500,
-    "save_steps": 1000,
-    "save_total_limit": 2,
-    "eval_at_start": True,
-    "seed": 42,
-    "resume_from_checkpoint": None,  # null | auto | path
-    "stop_at_step": None,  # end this invocation after that step with a checkpoint (time-sliced jobs); schedule follows max_steps
-    "overwrite_output_dir": False,
-    "report_to": "tensorboard",  # tensorboard | wandb | mlflow | ... (comma-separated) | none
-    "num_threads": None,  # torch CPU threads per process
-    "cpu": False,  # force CPU even when a GPU is visible
-}
+    logging_steps: int = 10
+    eval_steps: int = 500
+    save_steps: int = 1000
+    save_total_limit: int = 2
+    eval_at_start: bool = True
+    seed: int = 42
+    resume_from_checkpoint: str | None = None  # null | auto | path
+    stop_at_step: int | None = None  # end this invocation after that step with a checkpoint (time-sliced jobs); schedule follows max_steps
+    overwrite_output_dir: bool = False
+    report_to: str = "tensorboard"  # tensorboard | wandb | mlflow | ... (comma-separated) | none
+    num_threads: int | None = None  # torch CPU threads per process
+    cpu: bool = False  # force CPU even when a GPU is visible
+
+
+DEFAULTS: dict[str, Any] = asdict(PretrainConfig())
+"""The settings' defaults by name (``pretrain --help``, the loader's starting point)."""
 ALIASES = {"lr": "learning_rate", "batch_size": "per_device_train_batch_size"}
 DICT_KEYS = ("model_config", "loss_weights", "mix")
 
 
 # ---------------------------------------------------------------------------------------- config
-def _set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
-    head, _, rest = key.partition(".")
-    head = ALIASES.get(head, head)
-    if head not in DEFAULTS:
-        raise KbioxlmError(f"unknown config key {head!r} (known: {', '.join(sorted(DEFAULTS))})")
-    if rest:
-        if head not in DICT_KEYS:
-            raise KbioxlmError(f"config key {head!r} is not a mapping; cannot set {key!r}")
-        if not isinstance(cfg.get(head), dict):
-            cfg[head] = {}
-        node = cfg[head]
-        parts = rest.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    else:
-        cfg[head] = value
-
-
-def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
     """YAML config + ``key=value`` overrides (values parsed as YAML; dotted keys reach into mappings).
 
     Unknown keys are errors: a typo such as ``learning_rte=1e-4`` must not silently train with the
     default learning rate.
     """
-    cfg = json.loads(json.dumps(DEFAULTS))
-    lines: dict[str, int] = {}  # top-level key -> its line in the file (for error messages)
-    if path is not None:
-        data, lines = load_yaml(path)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise KbioxlmError(f"{path}: a config must be a mapping of keys to values")
-        for k, v in data.items():
-            try:
-                _set_dotted(cfg, str(k), v)
-            except KbioxlmError as exc:
-                raise KbioxlmError(f"{where(path, lines.get(str(k)))}: {exc}") from None
-    overridden: set[str] = set()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise KbioxlmError(f"override {item!r} is not key=value")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(cfg, key.strip(), value)
-        head = key.strip().partition(".")[0]
-        overridden.add(ALIASES.get(head, head))
+    return load_settings(path, overrides)[0]
+
+
+def load_settings(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[PretrainConfig, Settings]:
+    """:func:`load_config` and where each key came from (:class:`kbioxlm.config.Settings`)."""
+    settings = config.load_settings(path, overrides, DEFAULTS, aliases=ALIASES, mappings=DICT_KEYS)
     try:
-        return _check(cfg)
+        return _check(settings.values), settings
     except KbioxlmError as exc:
-        if path is None:
-            raise
-        # A problem with a value from the file names the file and the key's line; one from a
-        # key=value override stays as it is (the command line is in front of the user).
-        msg = str(exc)
-        m = re.match(r"config: (?:key )?'?(\w+)", msg)
-        key = m.group(1) if m else None
-        if key in overridden:
-            raise
-        text = msg[len("config: "):] if msg.startswith("config: ") else msg
-        raise KbioxlmError(f"{where(path, lines.get(key) if key else None)}: {text}") from None
+        raise settings.locate(exc) from None
 
 
 FLOAT_KEYS = ("learning_rate", "weight_decay", "align_temperature", "mlm_probability", "wwm_entity_ratio", "eval_fraction", "max_grad_norm",
@@ -220,7 +180,7 @@ def _coerce_numbers(cfg: dict[str, Any]) -> None:
             cfg[key] = int(f)
 
 
-def _check(cfg: dict[str, Any]) -> dict[str, Any]:
+def _check(cfg: dict[str, Any]) -> PretrainConfig:
     _coerce_numbers(cfg)
     if not cfg["output_dir"]:
         raise KbioxlmError("config: output_dir is required")
@@ -296,7 +256,7 @@ def _check(cfg: dict[str, Any]) -> dict[str, Any]:
     rfc = cfg["resume_from_checkpoint"]
     if rfc is not None and not isinstance(rfc, str):
         cfg["resume_from_checkpoint"] = None if rfc is False else "auto" if rfc is True else str(rfc)
-    return cfg
+    return PretrainConfig(**cfg)
 
 
 def _check_report_to(value: Any) -> str:
@@ -321,9 +281,9 @@ def _check_report_to(value: Any) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-def trackers(cfg: dict[str, Any]) -> list[str]:
+def trackers(cfg: PretrainConfig) -> list[str]:
     """The tracker names of a checked config (empty for ``none``)."""
-    return [] if cfg["report_to"] == "none" else cfg["report_to"].split(",")
+    return [] if cfg.report_to == "none" else cfg.report_to.split(",")
 
 
 # ---------------------------------------------------------------------------------------- pieces
@@ -336,37 +296,37 @@ def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] 
     return _load(resolve_path(path), vocab_size=vocab_size)
 
 
-def build_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> Any:
+def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> Any:
     """KnowledgeAnchoredModel from a checkpoint (``model``) or a config dict (``model_config``)."""
     from .model import KnowledgeAnchoredModel
 
     model = _load_model(cfg, tokenizer, kept)
-    if cfg.get("attn_implementation"):
+    if cfg.attn_implementation:
         # After construction, so it applies to every way of building (config, checkpoint, kbioxlm run).
         try:
-            model.encoder.set_attn_implementation(cfg["attn_implementation"])
+            model.encoder.set_attn_implementation(cfg.attn_implementation)
         except (ValueError, ImportError) as exc:
-            raise KbioxlmError(f"config: attn_implementation={cfg['attn_implementation']} not usable here ({str(exc).splitlines()[0]})") from None
-    if cfg.get("gradient_checkpointing"):
+            raise KbioxlmError(f"config: attn_implementation={cfg.attn_implementation} not usable here ({str(exc).splitlines()[0]})") from None
+    if cfg.gradient_checkpointing:
         if not model.supports_gradient_checkpointing:
             raise KbioxlmError(f"config: {type(model.encoder).__name__} does not support gradient_checkpointing")
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.set_options(pair_pooling=cfg["pair_pooling"], align_temperature=cfg["align_temperature"])
-    frozen = model.freeze(encoder=cfg["freeze_encoder"], embeddings=cfg["freeze_embeddings"], layers=int(cfg["freeze_layers"]))
+    model.set_options(pair_pooling=cfg.pair_pooling, align_temperature=cfg.align_temperature)
+    frozen = model.freeze(encoder=cfg.freeze_encoder, embeddings=cfg.freeze_embeddings, layers=int(cfg.freeze_layers))
     if frozen:
         n = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        log.info("frozen: %d tensors (%.1f M parameters)%s", len(frozen), n / 1e6, " — the whole encoder (head warm-up)" if cfg["freeze_encoder"] else "")
+        log.info("frozen: %d tensors (%.1f M parameters)%s", len(frozen), n / 1e6, " — the whole encoder (head warm-up)" if cfg.freeze_encoder else "")
     return model
 
 
-def _load_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> Any:
+def _load_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> Any:
     from .model import KnowledgeAnchoredModel, _check_weights
 
     from .model import META_FILE
 
-    weights = cfg["loss_weights"] or None
-    if cfg["model"]:
-        path = resolve_path(cfg["model"])
+    weights = cfg.loss_weights or None
+    if cfg.model:
+        path = resolve_path(cfg.model)
         if (Path(path) / META_FILE).is_file():
             # A kbioxlm training checkpoint (e.g. a head warm-up stage's final/): its heads come
             # along; its output vocabulary must be this run's.
@@ -379,13 +339,13 @@ def _load_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> 
         return KnowledgeAnchoredModel.from_pretrained(path, kept_ids=kept, loss_weights=weights)
     from transformers import AutoConfig
 
-    mc = dict(cfg["model_config"])
+    mc = dict(cfg.model_config or {})  # set when `model` is not (checked by load_config)
     model_type = mc.pop("model_type", None)
     if not model_type:
         raise KbioxlmError("config: model_config needs model_type (e.g. xlm-roberta, bert)")
     mc.setdefault("vocab_size", len(tokenizer))
     mc.setdefault("pad_token_id", tokenizer.pad_token_id)
-    mc.setdefault("max_position_embeddings", max(514, int(cfg["max_length"]) + 2))
+    mc.setdefault("max_position_embeddings", max(514, int(cfg.max_length) + 2))
     try:
         config = AutoConfig.for_model(model_type, **mc)
     except (ValueError, KeyError) as exc:
@@ -393,14 +353,14 @@ def _load_model(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None) -> 
     return KnowledgeAnchoredModel.from_config(config, kept_ids=kept, loss_weights=weights)
 
 
-def make_optimizer(model: Any, cfg: dict[str, Any], device_type: str) -> Any:
+def make_optimizer(model: Any, cfg: PretrainConfig, device_type: str) -> Any:
     """AdamW without weight decay on biases and LayerNorm weights; fused kernel where torch has one."""
     import torch
 
     # Four groups: (encoder | heads) x (decay | no decay). The heads may have their own learning
     # rate: a fresh MLM head needs a large one, the pretrained encoder a small one.
-    lr = float(cfg["learning_rate"])
-    head_lr = float(cfg["head_learning_rate"]) if cfg.get("head_learning_rate") is not None else lr
+    lr = float(cfg.learning_rate)
+    head_lr = float(cfg.head_learning_rate) if cfg.head_learning_rate is not None else lr
     buckets: dict[tuple[bool, bool], list[Any]] = {(h, d): [] for h in (False, True) for d in (True, False)}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -409,15 +369,15 @@ def make_optimizer(model: Any, cfg: dict[str, Any], device_type: str) -> Any:
         decay = not (p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name)
         buckets[(head, decay)].append(p)
     groups = [
-        {"params": ps, "weight_decay": float(cfg["weight_decay"]) if decay else 0.0, "lr": head_lr if head else lr}
+        {"params": ps, "weight_decay": float(cfg.weight_decay) if decay else 0.0, "lr": head_lr if head else lr}
         for (head, decay), ps in buckets.items() if ps
     ]
     kwargs = dict(
-        lr=float(cfg["learning_rate"]),
-        betas=(float(cfg["adam_beta1"]), float(cfg["adam_beta2"])),
-        eps=float(cfg["adam_epsilon"]),
+        lr=float(cfg.learning_rate),
+        betas=(float(cfg.adam_beta1), float(cfg.adam_beta2)),
+        eps=float(cfg.adam_epsilon),
     )
-    if cfg["fused_adamw"] and device_type in ("cuda", "cpu", "xpu", "mps"):
+    if cfg.fused_adamw and device_type in ("cuda", "cpu", "xpu", "mps"):
         try:
             return torch.optim.AdamW(groups, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -463,7 +423,7 @@ def _to_float(v: Any) -> float:
     return float(v.detach().float().item()) if hasattr(v, "detach") else float(v)
 
 
-def _batch_stream(cfg: dict[str, Any], schedule: MixedSchedule, collator: Any, position: DataPosition, global_batch: int,
+def _batch_stream(cfg: PretrainConfig, schedule: MixedSchedule, collator: Any, position: DataPosition, global_batch: int,
                   rank: int, per_device: int, device: Any) -> Any:
     """Iterator of ``(batch, position after it, collator state after it, global batch size)``.
 
@@ -472,8 +432,8 @@ def _batch_stream(cfg: dict[str, Any], schedule: MixedSchedule, collator: Any, p
     overlaps compute). The batches are the same either way (tests/test_pretrain_throughput.py).
     """
     stream = CollatedBatches(schedule, collator, position, global_batch, rank, per_device,
-                             mask_seeding=cfg["mask_seeding"], seed=int(cfg["seed"]))
-    workers = int(cfg["dataloader_num_workers"])
+                             mask_seeding=cfg.mask_seeding, seed=int(cfg.seed))
+    workers = int(cfg.dataloader_num_workers)
     if workers == 0:
         return iter(stream)
     import torch
@@ -487,7 +447,7 @@ def _batch_stream(cfg: dict[str, Any], schedule: MixedSchedule, collator: Any, p
     # otherwise, which would shift dropout after a resume (the RNG restored, then one extra draw).
     loader = DataLoader(_Dataset(), batch_size=None, num_workers=workers, prefetch_factor=4,
                         pin_memory=getattr(device, "type", "cpu") == "cuda", persistent_workers=False,
-                        generator=torch.Generator().manual_seed(int(cfg["seed"])))
+                        generator=torch.Generator().manual_seed(int(cfg.seed)))
     return iter(loader)
 
 
@@ -495,27 +455,27 @@ def _deepspeed(accelerator: Any) -> bool:
     return getattr(accelerator.state, "deepspeed_plugin", None) is not None
 
 
-def make_collator(cfg: dict[str, Any], tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True) -> Any:
+def make_collator(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True) -> Any:
     """The run's :class:`KnowledgeCollator` (training, evaluation and resume build it alike)."""
     from .collator import KnowledgeCollator
 
     return KnowledgeCollator(
         tokenizer,
-        max_length=cfg["max_length"],
-        mlm_probability=cfg["mlm_probability"],
-        wwm_entity_ratio=cfg["wwm_entity_ratio"],
-        max_entity_tokens=cfg["max_entity_tokens"],
+        max_length=cfg.max_length,
+        mlm_probability=cfg.mlm_probability,
+        wwm_entity_ratio=cfg.wwm_entity_ratio,
+        max_entity_tokens=cfg.max_entity_tokens,
         seed=seed,
         random_token_ids=kept,
         random_window=random_window,
-        mask_decision=cfg["mask_decision"],
-        entity_window=cfg["entity_window"],
-        align_max_length=cfg["align_max_length"],
+        mask_decision=cfg.mask_decision,
+        entity_window=cfg.entity_window,
+        align_max_length=cfg.align_max_length,
     )
 
 
 # ---------------------------------------------------------------------------------------- eval
-def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, cfg: dict[str, Any], accelerator: Any, kept: list[int] | None) -> dict[str, Any]:
+def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, cfg: PretrainConfig, accelerator: Any, kept: list[int] | None) -> dict[str, Any]:
     """Per-task masked-token accuracy and pair accuracy on the held-out split.
 
     The masks are drawn by a collator with a fixed seed, so every evaluation of a run scores the
@@ -523,14 +483,14 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
     """
     import torch
 
-    coll = make_collator(cfg, tokenizer, kept, [int(cfg["seed"]), 99991, accelerator.process_index], random_window=False)
+    coll = make_collator(cfg, tokenizer, kept, [int(cfg.seed), 99991, accelerator.process_index], random_window=False)
     n_t = len(TASKS)
     # sums: correct[n_t], count[n_t], pair_correct, pair_count, loss_sum, n_batches, align_correct, align_count
     sums = torch.zeros(2 * n_t + 6, dtype=torch.float64, device=accelerator.device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for recs in eval_batches(held, cfg["per_device_eval_batch_size"], accelerator.process_index, accelerator.num_processes):
+        for recs in eval_batches(held, cfg.per_device_eval_batch_size, accelerator.process_index, accelerator.num_processes):
             batch = {k: v.to(accelerator.device) for k, v in coll(recs).items()}
             with accelerator.autocast():
                 out = model(**batch)
@@ -564,7 +524,7 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
 
 # ---------------------------------------------------------------------------------------- train
 
-def train(cfg: dict[str, Any]) -> dict[str, Any]:
+def train(cfg: PretrainConfig) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns the last evaluation metrics."""
     import torch
     from accelerate import Accelerator
@@ -573,29 +533,31 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from ..progress import progress
 
-    if cfg["num_threads"]:
-        torch.set_num_threads(int(cfg["num_threads"]))
-    out_dir = Path(cfg["output_dir"])
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    if not cfg.output_dir or not cfg.tokenizer:  # a config from load_config has both
+        raise KbioxlmError("config: output_dir and tokenizer are required")
+    out_dir = Path(cfg.output_dir)
     check_writable_dir(out_dir, "output_dir")  # one line now, not a traceback after loading
-    check_model_name(resolve_path(cfg["model"]) if cfg["model"] else None, "model")
-    check_model_name(resolve_path(cfg["tokenizer"]), "tokenizer")
-    mp = cfg["mixed_precision"]
+    check_model_name(resolve_path(cfg.model) if cfg.model else None, "model")
+    check_model_name(resolve_path(cfg.tokenizer), "tokenizer")
+    mp = cfg.mixed_precision
     if mp == "fp16" and not torch.cuda.is_available():
         raise KbioxlmError("fp16 needs a CUDA GPU; use bf16 (supported on CPUs too) or mixed_precision=no")
-    ga = int(cfg["gradient_accumulation_steps"])
+    ga = int(cfg.gradient_accumulation_steps)
     # Data first: a bad record file is reported before models are loaded or processes synchronised.
-    skip = SkipCounter() if cfg["skip_invalid"] else None
-    pools = load_records(parse_train_files(cfg["train_files"]), skip)
-    if cfg["eval_files"]:
+    skip = SkipCounter() if cfg.skip_invalid else None
+    pools = load_records(parse_train_files(cfg.train_files), skip)
+    if cfg.eval_files:
         train_pools = pools
-        held = load_records(parse_train_files(cfg["eval_files"]), skip)
+        held = load_records(parse_train_files(cfg.eval_files), skip)
     else:
-        train_pools, held = split_heldout(pools, float(cfg["eval_fraction"]), int(cfg["eval_max_per_task"]), int(cfg["seed"]))
+        train_pools, held = split_heldout(pools, float(cfg.eval_fraction), int(cfg.eval_max_per_task), int(cfg.seed))
     if skip is not None and skip.count:
         log.warning("skipped %d invalid records, e.g. %s", skip.count, "; ".join(skip.examples))
     counts = {t: len(v) for t, v in train_pools.items()}
-    mix = normalise_mix(cfg["mix"], counts)
-    schedule = MixedSchedule(train_pools, mix, int(cfg["seed"]), cfg["epoch_size"], length_bucketing=int(cfg["length_bucketing"]))
+    mix = normalise_mix(cfg.mix, counts)
+    schedule = MixedSchedule(train_pools, mix, int(cfg.seed), cfg.epoch_size, length_bucketing=int(cfg.length_bucketing))
     reset_accelerate_state()
     # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
     has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
@@ -605,7 +567,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
     ds_requested = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
     accelerator = Accelerator(
-        cpu=bool(cfg["cpu"]) or (not has_accel and not ds_requested),
+        cpu=bool(cfg.cpu) or (not has_accel and not ds_requested),
         gradient_accumulation_steps=ga,
         mixed_precision=mp,
         log_with=trackers(cfg) or None,
@@ -623,19 +585,19 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         # "auto" batch sizes have nothing to be filled from: set them from this run's config.
         dsc = ds.deepspeed_config
         if dsc.get("train_micro_batch_size_per_gpu", "auto") == "auto":
-            dsc["train_micro_batch_size_per_gpu"] = int(cfg["per_device_train_batch_size"])
+            dsc["train_micro_batch_size_per_gpu"] = int(cfg.per_device_train_batch_size)
         if dsc.get("train_batch_size", "auto") == "auto":
-            dsc["train_batch_size"] = int(cfg["per_device_train_batch_size"]) * ga * world
+            dsc["train_batch_size"] = int(cfg.per_device_train_batch_size) * ga * world
         if dsc.get("gradient_clipping", "auto") in ("auto", None):
-            dsc["gradient_clipping"] = float(cfg["max_grad_norm"] or 0.0)  # DeepSpeed clips; accelerate's clip only reads the norm
+            dsc["gradient_clipping"] = float(cfg.max_grad_norm or 0.0)  # DeepSpeed clips; accelerate's clip only reads the norm
 
-    ckpt = find_checkpoint(out_dir, cfg["resume_from_checkpoint"])
-    if ckpt is None and cfg["resume_from_checkpoint"] not in (None, "auto"):
-        raise KbioxlmError(f"{cfg['resume_from_checkpoint']}: checkpoint not found")
+    ckpt = find_checkpoint(out_dir, cfg.resume_from_checkpoint)
+    if ckpt is None and cfg.resume_from_checkpoint not in (None, "auto"):
+        raise KbioxlmError(f"{cfg.resume_from_checkpoint}: checkpoint not found")
     previous = find_checkpoint(out_dir, "auto") is not None or (out_dir / "final").exists() or (out_dir / "eval.jsonl").exists()
     # resume=auto without a checkpoint starts afresh (a pipeline always passes auto); no resume
     # request at all into a used folder is refused rather than silently mixing two runs' logs.
-    fresh_ok = cfg["overwrite_output_dir"] or cfg["resume_from_checkpoint"] == "auto"
+    fresh_ok = cfg.overwrite_output_dir or cfg.resume_from_checkpoint == "auto"
     if ckpt is None and previous and not fresh_ok:
         raise KbioxlmError(
             f"{out_dir}: already holds a run (checkpoints, final/ or eval.jsonl); resume with "
@@ -652,25 +614,25 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
-    set_seed(int(cfg["seed"]))
-    tokenizer = load_tokenizer(resolve_path(cfg["tokenizer"]))
-    kept = load_kept_ids(cfg["kept_ids"], len(tokenizer))
+    set_seed(int(cfg.seed))
+    tokenizer = load_tokenizer(resolve_path(cfg.tokenizer))
+    kept = load_kept_ids(cfg.kept_ids, len(tokenizer))
 
-    per_device = int(cfg["per_device_train_batch_size"])
+    per_device = int(cfg.per_device_train_batch_size)
     global_batch = per_device * world
 
     # model, optimizer, schedule
     model = build_model(cfg, tokenizer, kept)
     model.train()
     optimizer = make_optimizer(model, cfg, accelerator.device.type)
-    if cfg["torch_compile"]:
+    if cfg.torch_compile:
         # In place (nn.Module.compile): names, state dicts and unwrap_model stay as they are.
-        model.compile(backend="inductor" if cfg["torch_compile"] is True else str(cfg["torch_compile"]))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_steps"]), int(cfg["max_steps"]))
+        model.compile(backend="inductor" if cfg.torch_compile is True else str(cfg.torch_compile))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_steps), int(cfg.max_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
     # Stepped by us once per optimizer step (accelerate's wrapper would step it once per process).
     accelerator.register_for_checkpointing(scheduler)
-    collator = make_collator(cfg, tokenizer, kept, [int(cfg["seed"]), rank])
+    collator = make_collator(cfg, tokenizer, kept, [int(cfg.seed), rank])
 
     global_step = 0
     position = DataPosition()
@@ -687,7 +649,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             collator.load_state_dict(json.loads(cpath.read_text(encoding="utf-8")))
         else:
             log.warning("resuming with %d processes (checkpoint had %s): masks will differ from an uninterrupted run", world, state.get("world_size"))
-            collator = make_collator(cfg, tokenizer, kept, [int(cfg["seed"]), rank, global_step])
+            collator = make_collator(cfg, tokenizer, kept, [int(cfg.seed), rank, global_step])
         if state.get("per_device_train_batch_size") != per_device or state.get("gradient_accumulation_steps") != ga:
             log.warning("batch size or accumulation changed since the checkpoint; the data order continues from its position")
         if main:
@@ -698,20 +660,20 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     # Flat: the resolved config keys at the top level (export's model card reads e.g.
     # train_files, learning_rate, max_steps), then what this run derived from them.
     run_info = {
-        **cfg,
+        **asdict(cfg),
         "tasks": list(TASKS),
         "mix_normalised": mix,
         "train_records": counts,
         "eval_records": {t: len(v) for t, v in held.items()},
         "world_size": world,
         "effective_batch_size": global_batch * ga,
-        "base_model": cfg["model"],
+        "base_model": cfg.model,
         "reduced_vocab_size": len(kept) if kept else None,
     }
     if main:
         write_json(out_dir / "kbioxlm_config.json", run_info)
     if trackers(cfg):
-        flat = {k: _scalar(v) for k, v in cfg.items() if v is not None and not isinstance(v, dict)}
+        flat = {k: _scalar(v) for k, v in asdict(cfg).items() if v is not None and not isinstance(v, dict)}
         # "tensorboard": the run folder's tensorboard/ (docs/pretrain.md); other trackers' project name.
         accelerator.init_trackers("tensorboard" if "tensorboard" in trackers(cfg) else "kbioxlm-pretrain", config=flat)
 
@@ -743,21 +705,21 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
                 "world_size": world,
                 "per_device_train_batch_size": per_device,
                 "gradient_accumulation_steps": ga,
-                "seed": cfg["seed"],
+                "seed": cfg.seed,
             })
             done = sorted(
                 (c for c in d.parent.glob("checkpoint-*") if (c / "trainer_state.json").is_file()),
                 key=lambda c: int(c.name.split("-")[-1]),
             )
-            limit = int(cfg["save_total_limit"] or 0)
+            limit = int(cfg.save_total_limit or 0)
             for old in done[:-limit] if limit > 0 else []:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
-    max_steps = int(cfg["max_steps"])
-    stop_at = min(max_steps, int(cfg["stop_at_step"])) if cfg["stop_at_step"] else max_steps
+    max_steps = int(cfg.max_steps)
+    stop_at = min(max_steps, int(cfg.stop_at_step)) if cfg.stop_at_step else max_steps
     metrics: dict[str, Any] = {}
-    if global_step == 0 and cfg["eval_at_start"] and max_steps > 0:
+    if global_step == 0 and cfg.eval_at_start and max_steps > 0:
         metrics = log_eval(0)
     collator_state = collator.state_dict()
     batches = _batch_stream(cfg, schedule, collator, position, global_batch, rank, per_device, accelerator.device)
@@ -768,7 +730,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         grad_norm = None
         for _ in range(ga):
             host_batch, next_pos, collator_state, n_recs = next(batches)
-            out, norm = micro_step(accelerator, model, optimizer, host_batch, cfg["max_grad_norm"])
+            out, norm = micro_step(accelerator, model, optimizer, host_batch, cfg.max_grad_norm)
             grad_norm = norm if norm is not None else grad_norm
             position = DataPosition(**next_pos)
             n_examples += n_recs
@@ -781,7 +743,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             scheduler.step()
         global_step += 1
         bar.update(1)
-        if cfg["logging_steps"] and (global_step % int(cfg["logging_steps"]) == 0 or global_step == max_steps):
+        if cfg.logging_steps and (global_step % int(cfg.logging_steps) == 0 or global_step == max_steps):
             rec = {k: float(torch.stack([t.double() for t in v]).mean()) for k, v in window.items() if v}
             rec["lr"] = scheduler.get_last_lr()[0]
             if grad_norm is not None:
@@ -793,9 +755,9 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
             accelerator.log({f"train/{k}": v for k, v in rec.items() if v is not None}, step=global_step)
             bar.set_postfix(loss=f"{rec.get('loss') or float('nan'):.3f}", lr=f"{rec['lr']:.2e}")
             window, t0, n_examples = {}, time.perf_counter(), 0
-        if cfg["eval_steps"] and global_step % int(cfg["eval_steps"]) == 0:
+        if cfg.eval_steps and global_step % int(cfg.eval_steps) == 0:
             metrics = log_eval(global_step)
-        if (cfg["save_steps"] and global_step % int(cfg["save_steps"]) == 0) or (global_step == stop_at < max_steps):
+        if (cfg.save_steps and global_step % int(cfg.save_steps) == 0) or (global_step == stop_at < max_steps):
             save_checkpoint(global_step)
     bar.close()
     if global_step < max_steps:

@@ -94,7 +94,7 @@ def layer_section(src_layers: Any, tgt_layers: Any, source_lang: str, target_lan
     last = per_layer[-1]
     best = {}
     for d in (fwd, bwd):
-        row = max(per_layer, key=lambda r, d=d: (r[d]["acc1"], r[d]["mrr"], -r["layer"]))
+        row = max(per_layer, key=lambda r: (r[d]["acc1"], r[d]["mrr"], -r["layer"]))
         best[d] = {"layer": row["layer"], "acc1": row[d]["acc1"]}
     return {fwd: last[fwd], bwd: last[bwd], "layer": last["layer"], "best_layer": best, "per_layer": per_layer}
 
@@ -282,7 +282,9 @@ def load_encoder(model: PathLike, tokenizer: PathLike | None = None) -> tuple[An
         if tokenizer is None:
             raise KbioxlmError(f"{exc}; pass --tokenizer") from exc
         raise
-    rows = encoder.get_input_embeddings().weight.shape[0]
+    from ..pretrain.model import input_embedding_weight
+
+    rows = input_embedding_weight(encoder).shape[0]
     if len(tok) > rows:
         raise KbioxlmError(
             f"{tokenizer or model}: tokenizer has {len(tok)} ids but {model} has only {rows} embeddings (wrong --tokenizer?)"

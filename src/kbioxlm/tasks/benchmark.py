@@ -26,8 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import check_keys, read_mapping
 from ..errors import KbioxlmError, where
-from ..io import atomic_write, dumps, load_yaml, write_json
+from ..io import atomic_write, dumps, write_json
 from . import protocols as P
 from .matrix import BenchmarkConfig, Cell, ModelSpec
 
@@ -128,11 +129,8 @@ def read_config_file(path: str | os.PathLike[str], shared: str | None = None) ->
     from .. import paths
 
     p = Path(path)
-    if not p.is_file():
-        raise KbioxlmError(f"{p}: no such config file")
-    raw, _lines = load_yaml(p)  # bad bytes and YAML errors as file:line
-    if not isinstance(raw, dict):
-        raise KbioxlmError(f"{p}: a benchmark config must be a YAML mapping")
+    raw, _lines = read_mapping(p, missing="no such config file", not_mapping="a benchmark config must be a YAML mapping",
+                               allow_empty=False)
     raw = paths.substitute(raw, {"shared": shared or str(paths.default_shared(p))}, str(p))
     return paths.resolve_benchmark_paths(raw, paths.config_dir(p))
 
@@ -152,9 +150,7 @@ def load_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> BenchmarkConfig:
     src = source
-    unknown = set(raw) - CONFIG_KEYS
-    if unknown:
-        raise KbioxlmError(f"{src}: unknown key(s) {', '.join(sorted(map(str, unknown)))} (allowed: {', '.join(sorted(CONFIG_KEYS))})")
+    check_keys(raw, CONFIG_KEYS, src)
     # models
     models_raw = raw.get("models")
     if not isinstance(models_raw, list) or not models_raw:

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import operator
 import os
 import random
 import time
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cliutil import name_and_file
+from ..config import option
 from ..errors import KbioxlmError, where
 from ..hub import check_model_name, load_error
 from ..io import check_output_dir, check_writable_dir, make_temp_dir, replace_dir, write_json, write_jsonl, write_marker
@@ -47,60 +50,84 @@ METRIC_NAMES = {
 Data = str | os.PathLike | list
 
 
+def _zero_is_none(value: int | None) -> int | None:
+    return value or None
+
+
 @dataclass
 class FinetuneConfig:
     """Everything one fine-tuning run depends on (stored verbatim in ``results.json``)."""
 
-    task: str
-    model: str
-    train: Data
-    dev: Data | None = None
-    test: Data | None = None
-    out: str | None = None
-    tokenizer: str | None = None
-    epochs: int = 4
-    lr: float = 5e-5
-    batch_size: int = 16
+    # A field with ``metadata=option(...)`` is also a flag of ``kbioxlm finetune`` (kbioxlm.cliutil.add_dataclass_options).
+    task: str = field(metadata=option("ner: entity tagging (CRF head); re: relation classification; dc: multi-label document classes",
+                                      choices=TASKS, required=True))
+    model: str = field(metadata=option("HF model name or folder", required=True))
+    train: Data = field(metadata=option("training set (release CoNLL / NER JSONL, or JSON lines for re/dc)", type=str, required=True))
+    dev: Data | None = field(default=None, metadata=option("dev set for checkpoint selection (source language for zero-shot)", type=str))
+    test: Data | None = field(default=None, metadata=option("test set, scored with the model selected on --dev", type=str, required=True))
+    out: str | None = field(default=None, metadata=option("output folder (results.json, predictions.jsonl)", required=True))
+    tokenizer: str | None = field(default=None, metadata=option("tokenizer name or folder (default: the model's)"))
+    epochs: int = field(default=4, metadata=option("training epochs at most (see --early-stopping-patience)"))
+    lr: float = field(default=5e-5, metadata=option("learning rate of the encoder (config key learning_rate)",
+                                                    flags=("--learning-rate", "--lr"), hidden=("--lr",)))
+    batch_size: int = field(default=16, metadata=option("training examples per step"))
     eval_batch_size: int = 64
-    max_length: int = 256
-    seed: int = 42
-    max_train_examples: int | None = None
-    early_stopping_patience: int | None = 2
+    max_length: int = field(default=256, metadata=option("pieces per example (longer inputs are cut)"))
+    seed: int = field(default=42, metadata=option("seed of initialisation, shuffling and dropout"))
+    max_train_examples: int | None = field(default=None, metadata=option("use only the first N training examples (default: all)"))
+    early_stopping_patience: int | None = field(default=2, metadata=option(
+        "stop after this many epochs without a better dev score (0 = off)", flags=("--early-stopping-patience", "--patience"),
+        hidden=("--patience",), dest="patience", to_field=_zero_is_none))
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     crf_lr: float = 1e-3  # CRF transitions start near 0 and need a larger step than the encoder
     # Parameters the checkpoint lacks (the task's classifier; BERT's pooler when, as in e5, it was not
     # saved) start random: on small training sets at the encoder's rate they barely move before the
     # schedule decays, and a multi-label head then predicts nothing (HoC micro-F1 0). None = ``lr``.
-    head_lr: float | None = None
+    head_lr: float | None = field(default=None, metadata=option(
+        "learning rate of parameters the checkpoint lacks (task head, missing pooler); default: --learning-rate",
+        flags=("--head-learning-rate", "--head-lr"), hidden=("--head-lr",)))
     # RE/DC: dropout on the pooled vector before the classifier (None = the checkpoint's default).
     # An encoder trained for embeddings (e5) varies little between inputs along any one dimension;
     # 10% dropout noise can drown that signal while the head is still random.
-    classifier_dropout: float | None = None
+    classifier_dropout: float | None = field(default=None, metadata=option("RE/DC: dropout before the classifier (default: the checkpoint's)"))
     # RE/DC head: "model" = the architecture's own (paper); "normalized" = mean pooling + per-dimension
     # standardisation, for embedding-trained encoders on small training sets (see tasks/seqcls.py).
-    head: str = "model"
+    head: str = field(default="model", metadata=option("RE/DC head: the architecture's own (default) or mean pooling + standardisation",
+                                                       choices=("model", "normalized")))
     # normalized head only: standardise each evaluated set (dev, test, extra tests) with its own
     # inputs' statistics instead of the training ones (AdaBN; see tasks/seqcls.py). Unlabelled
     # use of the evaluation inputs: off by default, the paper's protocol does not do it.
-    adapt_norm: bool = False
+    adapt_norm: bool = field(default=False, metadata=option(
+        "normalized head: standardise each evaluated set with its own inputs' statistics (AdaBN)"))
     max_grad_norm: float = 1.0
     group_by_length: bool = True
     merge_adjacent_unspaced: bool = True  # NER, unspaced languages: B-X right after X continues it
-    log_test_each_epoch: bool = False  # learning curves / a hedge for runs that may be cut short
+    # learning curves / a hedge for runs that may be cut short
+    log_test_each_epoch: bool = field(default=False, metadata=option(
+        "also score the test sets after every epoch (logged only; selection uses dev)"))
     threshold: float = 0.5  # DC: sigmoid threshold
-    num_threads: int | None = None
+    num_threads: int | None = field(default=None, metadata=option("torch CPU threads (default: all cores)",
+                                                                  flags=("--num-threads", "--threads"), hidden=("--threads",), dest="threads"))
     device: str | None = None
     # "no" or "bf16" (autocast in training and evaluation; CPUs and bf16-capable GPUs)
-    mixed_precision: str = "no"
-    train_lang: str | None = None
+    mixed_precision: str = field(default="no", metadata=option(
+        "bf16: autocast in training and evaluation (CPUs, bf16 GPUs); several processes: "
+        "run under `accelerate launch` or `torchrun` (docs/evaluation.md)", choices=("no", "bf16")))
+    train_lang: str | None = field(default=None, metadata=option("language of --train and --dev (default: detected)",
+                                                                 flags=("--lang", "--train-lang"), hidden=("--train-lang",), also=("dev_lang",)))
     dev_lang: str | None = None
-    test_lang: str | None = None
-    extra_tests: dict[str, Data] = field(default_factory=dict)
-    save_model: bool = False
-    progress: bool = True
+    test_lang: str | None = field(default=None, metadata=option("language of --test (default: detected)",
+                                                                flags=("--target-lang", "--test-lang"), hidden=("--test-lang",)))
+    extra_tests: dict[str, Data] = field(default_factory=dict, metadata=option(
+        "further test sets scored with the selected model (repeatable)", flags=("--extra-test",), dest="extra_test",
+        action="append", type=name_and_file, metavar="NAME=FILE", to_field=dict))
+    save_model: bool = field(default=False, metadata=option("also save the selected model to OUT/model"))
+    progress: bool = field(default=True, metadata=option("no progress bar", flags=("--no-progress",), dest="no_progress",
+                                                         to_field=operator.not_))
     # NER: an entity type in dev/test that training never shows is an error unless this is set
-    allow_unseen_types: bool = False
+    allow_unseen_types: bool = field(default=False, metadata=option(
+        "NER: score entity types of dev/test sets that never occur in training (default: an error)"))
     # RE/DC: class names written to a saved model's config (id2label); None = default_label_names()
     label_names: list[str] | None = None
 

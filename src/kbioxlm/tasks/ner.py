@@ -39,11 +39,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torchcrf import CRF
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 IMPOSSIBLE = -10000.0
 CRF_FILE = "crf.safetensors"
@@ -335,7 +338,7 @@ def decode_words(enc_chunks: list[NEREncoding], unit_preds: list[list[int]], id2
 class EncoderCRFTagger(nn.Module):
     """Encoder + dropout + linear emissions + constrained CRF over units."""
 
-    def __init__(self, encoder: nn.Module, labels: list[str], dropout: float | None = None) -> None:
+    def __init__(self, encoder: PreTrainedModel, labels: list[str], dropout: float | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.labels = list(labels)

@@ -98,6 +98,7 @@ def load_finetuned(path: str | os.PathLike[str]) -> Finetuned:
     if not folder.is_dir():
         raise KbioxlmError(f"{folder}: no such model folder")
     info = _task_info(folder)
+    model: Any  # the CRF tagger, the normalized head or the stock classifier
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if info["task"] == "ner":
@@ -143,7 +144,7 @@ def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], ou
     task_name = info["task"]
     # read (and check) the input before the model loads: a bad line costs no model load
     if task_name == "ner":
-        records = [dict(r) for r in read_ner(src, lang, labelled=False)]
+        records: list[dict[str, Any]] = [dict(r) for r in read_ner(src, lang, labelled=False)]
         in_fmt = "jsonl" if _is_jsonl(src) else "conll"
     else:
         records = [dict(r) for r in read_seqcls(src, lang, task_name, labelled=False)]
@@ -236,7 +237,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="tag / classify a file with a model saved by 'finetune --save-model' (prints F1 on labelled input)",
         description="Run a fine-tuned model (CRF decoding for NER, the task's decision rule for RE/DC) on a file. "

@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import KbioxlmError
 from ..schema import check_lang
@@ -297,8 +297,8 @@ def default_reader(path: Path, lang: str, task: str) -> list[Record]:
     from . import readers
 
     if task == "ner":
-        return list(readers.read_ner(path, lang=lang))
-    return list(readers.read_seqcls(path, lang=lang, task=task))
+        return cast("list[Record]", readers.read_ner(path, lang=lang))  # typed dicts, read as plain records
+    return cast("list[Record]", readers.read_seqcls(path, lang=lang, task=task))
 
 
 class CachedReader:
@@ -368,6 +368,7 @@ def build_cell_data(
         sampled["heldout_dev"] = {"from": str(train_path), "lang": source, "unit": ds.unit, "ids": dev_ids}
         dev_from = f"{train_path} (held-out {HELDOUT_FRACTION:.0%} of the units, seed {HELDOUT_SEED})"
     else:
+        assert dev_path is not None  # not held out: the dataset has a dev file
         dev = read(dev_path, source, task)
         dev_from = str(dev_path)
     src_train = subsample(src_train, max_train_examples, ds.unit, f"{ds.name}|{source}|train")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..conll import DOCSTART, iter_conll
+from ..conll import iter_conll
 from ..errors import KbioxlmError, where
 from ..io import iter_jsonl, iter_lines
 from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
@@ -282,7 +282,8 @@ def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str
             except ValueError as exc:
                 raise KbioxlmError(f"{where(p, lineno)}: {exc}") from exc
         rid = rec.get("id", f"{p.name}:{lineno}")
-        out.append({"id": str(rid), "lang": rlang, "text": text, "label": label})
+        # label None (unlabelled input) is outside SeqClsRecord's type, as NER's tags None above
+        out.append({"id": str(rid), "lang": rlang, "text": text, "label": label})  # type: ignore[typeddict-item]
     if not out:
         raise KbioxlmError(f"{p}: no records found")
     undetected = [r for r in out if r["lang"] == "und"]

@@ -72,7 +72,7 @@ class Scores:
 
     def directions(self, setting: str, shots: int | None = None) -> list[str]:
         out: list[str] = []
-        for m, d, s, k, di in self.by_key:
+        for _m, _d, s, k, di in self.by_key:
             if s == setting and (shots is None or k == shots) and di not in out:
                 out.append(di)
         return out

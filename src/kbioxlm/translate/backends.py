@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import KbioxlmError
 from ..hub import check_model_name, load_error
@@ -124,7 +124,7 @@ class HFBackend:
             batch = [self.prefix + t for t in texts[start : start + self.batch_size]]
             try:
                 enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True).to(self.device)
-                kwargs = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
+                kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
                 if self.forced_bos_token_id is not None:
                     kwargs["forced_bos_token_id"] = self.forced_bos_token_id
                 with self._torch.inference_mode():

@@ -17,7 +17,7 @@ with a working backend (97.8% accepted on the release's ADE set; 29% for strict 
 a failing backend (HTTP 500, nothing listening) accepts nothing."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "translate",
         help="translate a labelled dataset with entity-anchored markers",
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from ..chat.cache import Cache
     from ..chat.client import ChatClient
-    from .backends import HFBackend, KBBackend, OpenAIBackend
+    from .backends import Backend, HFBackend, KBBackend, OpenAIBackend
     from .pipeline import load_fixes, translate_dataset, write_outputs
     from .qc import QCConfig
 
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return ChatClient(base_url=args.base_url, model=model, api_key=args.api_key, timeout=args.timeout,
                           max_retries=args.max_retries, concurrency=args.concurrency, max_tokens=args.max_tokens)
 
+    backend: Backend
     if args.backend == "openai":
         backend = OpenAIBackend(client(args.model), args.prompt_dir)
     elif args.backend == "hf":
