@@ -311,3 +311,61 @@ def test_probe_report_names_a_missing_probe_json(tmp_path: Path) -> None:
 
     with pytest.raises(KbioxlmError, match=r"probe.json: missing; run the probe.base step first"):
         write_probe_report({"base": tmp_path / "base" / "probe.json"}, tmp_path, ("en", "zh"))
+
+
+def _multi_probe_json(x: str, fwd: float, bwd: float, digest: str | None) -> dict[str, Any]:
+    term: dict[str, Any] = {"n": 100, "n_available": 100, f"en_{x}": {"acc1": fwd, "mrr": fwd}, f"{x}_en": {"acc1": bwd, "mrr": bwd},
+                            "layer": 12}
+    if digest is not None:
+        term["items_sha256"] = digest
+    return {"term_retrieval": term, "sentence_retrieval": None, "model": "m", "source_lang": "en", "target_lang": x}
+
+
+def test_multi_language_report_puts_a_compared_run_beside_and_checks_its_questions(tmp_path: Path) -> None:
+    """probe.compare: another run's model of one pair joins the several-language table and chart,
+    only when it asked the same questions (same items digest); otherwise a one-line error."""
+    from kbioxlm.pipeline.probe_report import write_multi_probe_report
+
+    results: dict[str, dict[str, Path]] = {}
+    for x, digest in (("es", "d-es"), ("fr", "d-fr")):
+        for model, acc in (("base", 80.0), ("multi", 90.0)):
+            p = tmp_path / "run" / x / model / "probe.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps(_multi_probe_json(x, acc, acc + 1, digest)), encoding="utf-8")
+            results.setdefault(x, {})[model] = p
+    other = tmp_path / "other" / "probe.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps(_multi_probe_json("es", 92.5, 93.5, "d-es")), encoding="utf-8")
+    root = tmp_path / "run"
+    write_multi_probe_report(results, root, "en", {"base": "e5"}, {"en-es": other})
+    md = (root / "results.md").read_text(encoding="utf-8")
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in md.splitlines() if ln.startswith("|")]
+    assert rows[0] == ["Model", "en→es", "es→en", "en→fr", "fr→en"]
+    assert rows[2:] == [["e5", "80.0", "81.0", "80.0", "81.0"], ["multi", "90.0", "91.0", "90.0", "91.0"],
+                        ["en-es", "92.5", "93.5", "–", "–"]]
+    assert "en-es: `../other/probe.json`" in md
+    assert json.loads((root / "results.json").read_text(encoding="utf-8"))["models"]["en-es"]["es"]["term_retrieval"]["en_es"]["acc1"] == 92.5
+    assert (root / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    other.write_text(json.dumps(_multi_probe_json("es", 92.5, 93.5, "another-split")), encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"other/probe.json: probe.compare 'en-es' did not probe the same en<->es terms as "
+                                           r"this run; its items_sha256 differs"):
+        write_multi_probe_report(results, root, "en", {}, {"en-es": other})
+    other.write_text(json.dumps(_multi_probe_json("es", 92.5, 93.5, None)), encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"no items_sha256 \(probed by an older kbioxlm: run its probe again\)"):
+        write_multi_probe_report(results, root, "en", {}, {"en-es": other})
+    other.write_text(json.dumps(_multi_probe_json("de", 1.0, 1.0, "d-es")), encoding="utf-8")
+    with pytest.raises(KbioxlmError, match=r"probes en<->de; this run probes en<->es, en<->fr"):
+        write_multi_probe_report(results, root, "en", {}, {"en-es": other})
+
+
+def test_probe_compare_is_validated(tmp_path: Path) -> None:
+    raw = _config(tmp_path, probe={"models": ["base", "b"], "compare": {"b": "x/probe.json"}})
+    with pytest.raises(KbioxlmError, match=r"probe.compare label 'b' is also a model of this run"):
+        _load(tmp_path, raw)
+    raw["probe"]["compare"] = ["x/probe.json"]
+    with pytest.raises(KbioxlmError, match=r"probe.compare maps a label to another run's probe.json"):
+        _load(tmp_path, raw)
+    raw["probe"]["compare"] = {"other": "x/probe.json"}  # relative to the config file, an input of probe.report
+    report = _by_name(build_plan(_load(tmp_path, raw)))["probe.report"]
+    assert tmp_path / "x" / "probe.json" in report.inputs and report.params["compare"] == {"other": str(tmp_path / "x" / "probe.json")}

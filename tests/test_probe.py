@@ -173,6 +173,10 @@ def test_concept_list_sampling_and_checkpoint(tmp_path: Path, tiny_model: str, x
     b = run_probe(tiny_model, kb, "en", "zh", max_terms=10, seed=3, tokenizer=xlmr_tokenizer_path)
     assert a["term_retrieval"]["n"] == 10 and a["term_retrieval"]["n_available"] == 49
     assert a["term_retrieval"]["per_layer"] == b["term_retrieval"]["per_layer"]
+    # the digest names the questions: same sample, same digest; another sample, another digest
+    assert a["term_retrieval"]["items_sha256"] == b["term_retrieval"]["items_sha256"]
+    c = run_probe(tiny_model, kb, "en", "zh", max_terms=10, seed=4, tokenizer=xlmr_tokenizer_path)
+    assert c["term_retrieval"]["items_sha256"] != a["term_retrieval"]["items_sha256"]
     # a kbioxlm training checkpoint is probed through its encoder: same numbers as the encoder itself
     from kbioxlm.pretrain.model import KnowledgeAnchoredModel
 
@@ -220,7 +224,7 @@ def test_parallel_jsonl(tmp_path: Path, tiny_model: str, xlmr_tokenizer_path: Pa
     j.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     res = run_probe(tiny_model, kb, "en", "zh", parallel=str(j), max_sentences=8, tokenizer=xlmr_tokenizer_path)
     sec = res["sentence_retrieval"]
-    assert sec["n"] == 8 and sec["n_available"] == 12
+    assert sec["n"] == 8 and sec["n_available"] == 12 and len(sec["items_sha256"]) == 64
     assert sec["en_zh"] == {"acc1": 100.0, "mrr": 100.0} and sec["zh_en"] == {"acc1": 100.0, "mrr": 100.0}
     # in-memory pairs for other stages
     res2 = run_probe(tiny_model, None, "en", "zh", parallel=[(s, s) for s in NAMES[:5]], tokenizer=xlmr_tokenizer_path)

@@ -52,7 +52,7 @@ TRAIN_KEYS = ("entity", "fact", "passage", "align", "mono", "entity_mono")
 STAGE_KEYS = {"name", "config", "model", "tokenizer", "train", "overrides", "launcher", "export_args"}
 BENCH_KEYS = {"config", "compare", "overrides", "names", "extra_models", "dir"}
 HOLDOUT_KEYS = {"fraction", "max_concepts", "seed", "langs", "args"}
-PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "langs", "args"}
+PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "langs", "compare", "args"}
 RESERVED_STAGE_NAMES = {"base", "report"}  # `report` would clash with benchmark.report / probe.report
 
 
@@ -121,12 +121,12 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     seed = raw.get("seed", 13)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise KbioxlmError(f"{src}: seed must be an integer")
-    base = paths.config_dir(p)
+    base_dir = paths.config_dir(p)
     variables: dict[str, str] = {"shared": str(paths.absolute(shared)) if shared else default_shared(p), "seed": str(seed)}
     if out is not None:  # typed on the command line: from the current directory
         variables["out"] = str(paths.absolute(out))
     elif raw.get("out"):
-        variables["out"] = str(paths.absolute(substitute(str(raw["out"]), variables, f"{src}: out"), base))
+        variables["out"] = str(paths.absolute(substitute(str(raw["out"]), variables, f"{src}: out"), base_dir))
     else:
         raise KbioxlmError(f"{src}: no output folder (set `out:` in the config or pass --out)")
     vars_raw = raw.get("vars") or {}
@@ -137,7 +137,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
             raise KbioxlmError(f"{src}: vars: {k!r} is reserved or not a valid name")
         variables[str(k)] = str(substitute(str(v), variables, f"{src}: vars.{k}"))
     data = substitute({k: v for k, v in raw.items() if k != "vars"}, variables, src)
-    data = _resolve_paths(data, base)
+    data = _resolve_paths(data, base_dir)
 
     languages = data.get("languages", ["en", "zh"])
     if not isinstance(languages, list) or len(languages) < 2 or not all(isinstance(x, str) for x in languages):
@@ -146,7 +146,7 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     base = data.get("base_model")
     if isinstance(base, str):
         base = {"path": base}
-    check_keys(base, {"name", "path", "tokenizer"}, f"{src}: base_model")
+    base = check_keys(base, {"name", "path", "tokenizer"}, f"{src}: base_model")
     if not base.get("path"):
         raise KbioxlmError(f"{src}: base_model needs a path (hub name or folder)")
     base = {"name": str(base.get("name") or Path(str(base["path"])).name), "path": str(base["path"]),
@@ -340,8 +340,12 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             bench["overrides"] = paths.resolve_benchmark_paths(bench["overrides"], base)
         d["benchmark"] = bench
     probe = d.get("probe")
-    if isinstance(probe, dict) and isinstance(probe.get("parallel"), dict):
-        d["probe"] = {**probe, "parallel": {k: paths.resolve_file(v, base) for k, v in probe["parallel"].items()}}
+    if isinstance(probe, dict):
+        for key in ("parallel", "compare"):
+            if isinstance(probe.get(key), dict):
+                probe = {**probe, key: {k: paths.resolve_file(v, base) if isinstance(v, str) else v
+                                        for k, v in probe[key].items()}}
+        d["probe"] = probe
     return d
 
 
@@ -430,6 +434,15 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
             raise KbioxlmError(f"{src}: probe.models: {m!r} is neither 'base' nor a pretraining stage")
     if not models or len(set(map(str, models))) != len(models):
         raise KbioxlmError(f"{src}: probe.models must list each model once ('base' and/or stage names)")
-    return {"parallel": parallel, "max_terms": 2000 if max_terms is None else max_terms,
+    compare = raw.get("compare") or {}
+    # Models of other runs shown beside this run's (their probe.json; the report checks they asked the same questions).
+    if (not isinstance(compare, dict) or any(not isinstance(k, str) or not k or not isinstance(v, str) or not v
+                                             for k, v in compare.items())):
+        raise KbioxlmError(f"{src}: probe.compare maps a label to another run's probe.json, e.g. "
+                           "{{en-es: ../runs/e2e-en-es-small-cpu/probe/align/probe.json}}")
+    clash = sorted(set(compare) & ({"base", *map(str, models)}))
+    if clash:
+        raise KbioxlmError(f"{src}: probe.compare label {clash[0]!r} is also a model of this run; pick another label")
+    return {"parallel": parallel, "compare": dict(compare), "max_terms": 2000 if max_terms is None else max_terms,
             "max_sentences": 1000 if max_sentences is None else max_sentences,
             "models": [str(m) for m in models], "langs": langs, "args": _args(raw.get("args"), f"{src}: probe")}

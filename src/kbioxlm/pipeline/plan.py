@@ -495,13 +495,16 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
     root = cfg.out / "probe"
     labels = {k: _model_label(cfg, k) for k in pr["models"]}
 
+    compare = {k: Path(v) for k, v in pr["compare"].items()}
+
     def report() -> dict[str, Any]:
-        return write_multi_probe_report(per_lang, root, a, labels)
+        return write_multi_probe_report(per_lang, root, a, labels, compare)
 
     steps.append(Step(_unique("probe.report", taken), f"probe results of every model and language {a}<->X in one table",
-                      action=report, inputs=[p for res in per_lang.values() for p in res.values()],
-                      outputs=[root / "results.json", root / "results.md"],
-                      params={"models": list(pr["models"]), "labels": labels, "languages": [a, *per_lang]}))
+                      action=report, inputs=[p for res in per_lang.values() for p in res.values()] + list(compare.values()),
+                      outputs=[root / "results.json", root / "results.md", root / "results.png"],
+                      params={"models": list(pr["models"]), "labels": labels, "languages": [a, *per_lang]}
+                      | ({"compare": {k: str(v) for k, v in compare.items()}} if compare else {})))
     return steps
 
 
@@ -543,14 +546,17 @@ def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, h
                           argv=argv, inputs=inputs, outputs=[results[key]], clean=[sub]))
     labels = {k: _model_label(cfg, k) for k in results}
     outputs = [root / "results.json", root / "results.md", root / "results.png"]
+    # probe.compare: other runs' models of this pair (the several-language report shows them all)
+    compare = {} if prefix != "probe" else {k: Path(v) for k, v in pr["compare"].items()}
 
     def report() -> dict[str, Any]:
-        return write_probe_report(results, root, (a, b), labels)
+        return write_probe_report(results, root, (a, b), labels, compare)
 
     steps.append(Step(_unique(f"{prefix}.report", taken),
                       "probe results of every model side by side (table + chart)" + (f", {a}<->{b}" if prefix != "probe" else ""),
-                      action=report, inputs=list(results.values()), outputs=outputs,
-                      params={"models": list(results), "labels": labels, "languages": [a, b]}))
+                      action=report, inputs=list(results.values()) + list(compare.values()), outputs=outputs,
+                      params={"models": list(results), "labels": labels, "languages": [a, b]}
+                      | ({"compare": {k: str(v) for k, v in compare.items()}} if compare else {})))
     return steps
 
 

@@ -16,6 +16,7 @@ like its summary line). Missing fields show as ``–``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,32 @@ def read_probe_results(results: Mapping[str, Path]) -> dict[str, dict[str, Any]]
             raise KbioxlmError(f"{path}: expected a JSON object")
         out[name] = data
     return out
+
+
+def add_compared(per_lang: dict[str, dict[str, dict[str, Any]]], compare: Mapping[str, Path], lang: str) -> list[str]:
+    """Put other runs' probe results (``probe.compare``: label → ``probe.json``) beside this run's.
+
+    Each must probe ``lang`` <-> one of ``per_lang``'s languages and carry the same term
+    ``items_sha256`` as this run's probes of that pair: scores on other questions are not comparable,
+    so a mismatch (or a file from before the digest) is an error, not a footnote. Returns the labels."""
+    added = []
+    for label, path in compare.items():
+        if not path.is_file():
+            raise KbioxlmError(f"{path}: missing; probe.compare {label!r} needs the other run's probe first")
+        data = read_probe_results({label: path})[label]
+        x = data.get("target_lang")
+        if data.get("source_lang") != lang or x not in per_lang:
+            raise KbioxlmError(f"{path}: probe.compare {label!r} probes {data.get('source_lang')}<->{x}; this run probes "
+                               + ", ".join(f"{lang}<->{y}" for y in per_lang))
+        got = _get(data.get("term_retrieval"), "items_sha256")
+        want = {_get(r.get("term_retrieval"), "items_sha256") for r in per_lang[x].values()}
+        if got is None or got not in want:
+            why = ("it has no items_sha256 (probed by an older kbioxlm: run its probe again)" if got is None
+                   else "its items_sha256 differs: another held-out split, KB or sample")
+            raise KbioxlmError(f"{path}: probe.compare {label!r} did not probe the same {lang}<->{x} terms as this run; {why}")
+        per_lang[x][label] = data
+        added.append(label)
+    return added
 
 
 def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str],
@@ -175,9 +202,15 @@ def plot_probe(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], pa
 
 
 def write_probe_report(results: Mapping[str, Path], root: Path, langs: Sequence[str],
-                       labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read every ``probe.json``; write ``root/results.{json,md,png}``; return a short summary."""
+                       labels: Mapping[str, str] | None = None,
+                       compare: Mapping[str, Path] | None = None) -> dict[str, Any]:
+    """Read every ``probe.json`` (and ``compare``'s, other runs' models checked by :func:`add_compared`);
+    write ``root/results.{json,md,png}``; return a short summary."""
     models = read_probe_results(results)
+    if compare:
+        per_lang = {langs[1]: models}
+        add_compared(per_lang, compare, langs[0])
+        models = per_lang[langs[1]]
     write_json(root / "results.json", {"models": models, "labels": dict(labels or {}), "languages": list(langs[:2])})
     with atomic_write(root / "results.md") as fh:
         fh.write(render_probe_markdown(models, langs, labels))
@@ -185,13 +218,52 @@ def write_probe_report(results: Mapping[str, Path], root: Path, langs: Sequence[
     return {"models": len(models), "results": str(root / "results.md")}
 
 
+def plot_multi_probe(per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Sequence[str], lang: str,
+                     path: Path, labels: Mapping[str, str]) -> None:
+    """Grouped bars: one group per direction (``lang``→X, X→``lang`` for every X), one bar per model;
+    a model not probed on a language has no bar there (and "n/a" on it)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dirs = [(x, f"{a}_{b}", f"{a}→{b}") for x in per_lang for a, b in ((lang, x), (x, lang))]
+    fig = Figure(figsize=(max(6.0, 0.5 * len(dirs) * len(models) + 2.5), 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(models))
+    for j, m in enumerate(models):
+        vals, present = [], []
+        for x, key, _ in dirs:
+            v = _get(per_lang[x].get(m, {}).get("term_retrieval"), key, "acc1")
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            vals.append(float(v) if ok else 0.0)
+            present.append(ok)
+        xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(dirs))]
+        bars = ax.bar(xs, vals, width, label=labels.get(m, m), edgecolor="black", linewidth=0.6)
+        for bar, ok in zip(bars, present):
+            bar.set_visible(ok)
+        label_bars(ax, bars, [f"{v:.0f}" if ok else "n/a" for v, ok in zip(vals, present)], fontsize="x-small")
+    ax.set_xticks(range(len(dirs)))
+    ax.set_xticklabels([text for _, _, text in dirs])
+    ax.set_ylim(0.0, 108.0)
+    ax.set_ylabel("term retrieval acc@1 (%)")
+    ax.set_title(f"Held-out term retrieval {lang}↔X, last layer")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    with atomic_write(path, "wb", encoding=None) as fh:
+        fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+
+
 def write_multi_probe_report(results: Mapping[str, Mapping[str, Path]], root: Path, lang: str,
-                             labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+                             labels: Mapping[str, str] | None = None,
+                             compare: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """``probe.langs`` (several languages X): every model's term acc@1 ``lang``→X and X→``lang`` for
-    every X in one table. ``results``: X → model → ``probe.json`` (each X also has its own full
-    report under ``root/X``). Writes ``root/results.{json,md}``."""
+    every X in one table and one chart. ``results``: X → model → ``probe.json`` (each X also has its
+    own full report under ``root/X``); ``compare``: other runs' models (:func:`add_compared`). Writes
+    ``root/results.{json,md,png}``."""
     labels = labels or {}
     per_lang = {x: read_probe_results(res) for x, res in results.items()}
+    add_compared(per_lang, compare or {}, lang)
     models = list(dict.fromkeys(m for res in per_lang.values() for m in res))
     write_json(root / "results.json", {"languages": [lang, *per_lang], "labels": dict(labels),
                                        "models": {m: {x: res[m] for x, res in per_lang.items() if m in res} for m in models}})
@@ -214,6 +286,11 @@ def write_multi_probe_report(results: Mapping[str, Mapping[str, Path]], root: Pa
         f"n terms per language and model: {ns}.",
         "",
     ]
+    if compare:
+        lines += ["From other runs (same held-out questions, checked by digest): "
+                  + "; ".join(f"{label}: `{os.path.relpath(path, root)}`" for label, path in compare.items()) + ".", ""]
+    lines += ["![term retrieval per direction and model](results.png)", ""]
     with atomic_write(root / "results.md") as fh:
         fh.write("\n".join(lines))
+    plot_multi_probe(per_lang, models, lang, root / "results.png", labels)
     return {"models": len(models), "languages": len(per_lang), "results": str(root / "results.md")}

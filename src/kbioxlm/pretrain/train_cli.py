@@ -39,7 +39,7 @@ def register_pretrain(sub: Any) -> None:
         p.epilog = config_keys_help()
         return original()
 
-    p.format_help = format_help  # type: ignore[method-assign]
+    p.format_help = format_help
     p.set_defaults(func=_run, trailing_overrides=True)
 
 

@@ -16,7 +16,6 @@ logs, ``kbioxlm_config.json`` (read by ``kbioxlm export`` for the model card) an
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from .. import config
 from ..config import Settings
 from ..engine import gather_objects, micro_step, reset_accelerate_state, weight_digest
 from ..errors import KbioxlmError
-from ..hub import check_model_name, load_error, load_tokenizer
+from ..hub import check_model_name, load_tokenizer
 from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, write_json
 from . import TASKS
 from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
@@ -298,8 +297,6 @@ def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] 
 
 def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> Any:
     """KnowledgeAnchoredModel from a checkpoint (``model``) or a config dict (``model_config``)."""
-    from .model import KnowledgeAnchoredModel
-
     model = _load_model(cfg, tokenizer, kept)
     if cfg.attn_implementation:
         # After construction, so it applies to every way of building (config, checkpoint, kbioxlm run).
@@ -372,7 +369,7 @@ def make_optimizer(model: Any, cfg: PretrainConfig, device_type: str) -> Any:
         {"params": ps, "weight_decay": float(cfg.weight_decay) if decay else 0.0, "lr": head_lr if head else lr}
         for (head, decay), ps in buckets.items() if ps
     ]
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         lr=float(cfg.learning_rate),
         betas=(float(cfg.adam_beta1), float(cfg.adam_beta2)),
         eps=float(cfg.adam_epsilon),
@@ -724,7 +721,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     collator_state = collator.state_dict()
     batches = _batch_stream(cfg, schedule, collator, position, global_batch, rank, per_device, accelerator.device)
     bar = progress(total=max_steps, initial=global_step, desc="pretrain", unit="step", enabled=accelerator.is_local_main_process, dynamic_ncols=True)
-    window: dict[str, list[float]] = {}
+    window: dict[str, list[torch.Tensor]] = {}  # per-step losses, still on the device
     t0, n_examples = time.perf_counter(), 0
     while global_step < stop_at:
         grad_norm = None
@@ -744,7 +741,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         global_step += 1
         bar.update(1)
         if cfg.logging_steps and (global_step % int(cfg.logging_steps) == 0 or global_step == max_steps):
-            rec = {k: float(torch.stack([t.double() for t in v]).mean()) for k, v in window.items() if v}
+            rec: dict[str, Any] = {k: float(torch.stack([t.double() for t in v]).mean()) for k, v in window.items() if v}
             rec["lr"] = scheduler.get_last_lr()[0]
             if grad_norm is not None:
                 rec["grad_norm"] = _to_float(grad_norm)

@@ -18,6 +18,7 @@ Only the standard library is imported at module level; torch/numpy/transformers 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -408,7 +409,8 @@ def run_probe(
             raise KbioxlmError(f"{kb}: {len(ids)} concept(s) with names in both {source_lang} and {target_lang}; "
                                "term retrieval needs at least 2")  # fmt: skip
         keep = sample_indices(len(ids), max_terms, seed)
-        terms = ([src_names[i] for i in keep], [tgt_names[i] for i in keep], len(ids), skipped)
+        terms = ([src_names[i] for i in keep], [tgt_names[i] for i in keep], len(ids), skipped,
+                 items_digest((ids[i], src_names[i], tgt_names[i]) for i in keep))
         log.info("term probe: %d of %d bilingual concepts%s", len(keep), len(ids),
                  f" ({skipped} listed without both names skipped)" if skipped else "")  # fmt: skip
     sents = None
@@ -417,7 +419,8 @@ def run_probe(
         if len(pairs) < 2:
             raise KbioxlmError("sentence retrieval needs at least 2 sentence pairs")
         keep = sample_indices(len(pairs), max_sentences, seed)
-        sents = ([pairs[i][0] for i in keep], [pairs[i][1] for i in keep], len(pairs))
+        sents = ([pairs[i][0] for i in keep], [pairs[i][1] for i in keep], len(pairs),
+                 items_digest(pairs[i] for i in keep))
         log.info("sentence probe: %d of %d sentence pairs", len(keep), len(pairs))
 
     import torch
@@ -433,11 +436,11 @@ def run_probe(
         if terms is not None:
             a, b = _embed_both(encoder, tok, terms[0], terms[1], "term", batch_size, max_length)
             result["term_retrieval"] = {"n": len(terms[0]), "n_available": terms[2], "n_skipped": terms[3],
-                                        **layer_section(a, b, source_lang, target_lang)}  # fmt: skip
+                                        "items_sha256": terms[4], **layer_section(a, b, source_lang, target_lang)}  # fmt: skip
         if sents is not None:
             a, b = _embed_both(encoder, tok, sents[0], sents[1], "sentence", batch_size, max_length)
             result["sentence_retrieval"] = {"n": len(sents[0]), "n_available": sents[2],
-                                            **layer_section(a, b, source_lang, target_lang)}  # fmt: skip
+                                            "items_sha256": sents[3], **layer_section(a, b, source_lang, target_lang)}  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     result.update({"model": str(model), "source_lang": source_lang, "target_lang": target_lang,
@@ -445,6 +448,17 @@ def run_probe(
     if out_dir is not None:
         write_json(Path(out_dir) / PROBE_FILE, result)
     return result
+
+
+def items_digest(items: Iterable[Sequence[str]]) -> str:
+    """SHA-256 of the probed items (tab-joined fields, one item per line, in probe order).
+
+    Why: two runs' scores are comparable only when they asked the same questions; a report that puts
+    another run's ``probe.json`` beside this run's checks this digest instead of trusting file names."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update("\t".join(item).encode("utf-8") + b"\n")
+    return h.hexdigest()
 
 
 def format_summary(result: dict[str, Any]) -> str:

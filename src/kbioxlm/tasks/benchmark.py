@@ -581,7 +581,7 @@ def dry_run(cfg: BenchmarkConfig, reader: P.Reader | None = None) -> list[dict[s
 # -------------------------------------------------------------------------------------------- CLI
 
 
-def register_benchmark(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_benchmark(sub: argparse._SubParsersAction) -> None:
     """Add ``kbioxlm benchmark`` (called by :mod:`kbioxlm.tasks.cli`)."""
     p = sub.add_parser(
         "benchmark",
