@@ -3,7 +3,9 @@ dry runs, variables, and the raw-document conversion."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -317,3 +319,37 @@ def test_failing_stage_command_fails_its_step(tmp_path: Path, capsys: pytest.Cap
         assert said in capsys.readouterr().err
         marker = json.loads((tmp_path / "out" / ".pipeline" / "kb.stats.json").read_text(encoding="utf-8"))
         assert marker["status"] == "running"
+
+
+def test_input_fingerprints_follow_content_not_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copied or re-mounted model folder (new times, same bytes) keeps its fingerprint; changed
+    bytes change it. Large files' hashes are cached by (size, mtime) and survive in hashes.json."""
+    from kbioxlm.pipeline import runner
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    (model / "weights.bin").write_bytes(b"a" * 4096)
+    (model / ".cache").mkdir()
+    (model / ".cache" / "lock").write_text("x", encoding="utf-8")
+    monkeypatch.setattr(runner, "HASH_LIMIT", 1024)  # weights.bin counts as large
+    monkeypatch.setattr(runner, "_hash_cache", {})
+    before = runner.path_fingerprint(model)
+    for f in model.rglob("*"):
+        os.utime(f, ns=(10**18, 10**18))
+    assert runner.path_fingerprint(model) == before  # new times, same bytes
+    (model / ".cache" / "lock").write_text("y", encoding="utf-8")
+    assert runner.path_fingerprint(model) == before  # hidden files do not count
+    (model / "weights.bin").write_bytes(b"b" * 4096)
+    changed = runner.path_fingerprint(model)
+    assert changed != before
+    key = str((model / "weights.bin").resolve())
+    assert runner._hash_cache[key][:2] == [4096, (model / "weights.bin").stat().st_mtime_ns]
+    runner.save_hash_cache(tmp_path / "hashes.json")
+    monkeypatch.setattr(runner, "_hash_cache", {})
+    runner.load_hash_cache(tmp_path / "hashes.json")
+    assert runner._hash_cache[key][2] == hashlib.sha256(b"b" * 4096).hexdigest()
+    assert runner.path_fingerprint(model) == changed
+    (tmp_path / "bad.json").write_text("[", encoding="utf-8")
+    runner.load_hash_cache(tmp_path / "bad.json")  # unreadable cache: ignored, hashes recomputed
+    assert runner.path_fingerprint(model) == changed

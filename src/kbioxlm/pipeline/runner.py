@@ -2,9 +2,11 @@
 
 Each step leaves a marker ``OUT/.pipeline/<step>.json`` with a *fingerprint*: a hash of its
 command line (or conversion settings), of the files it generates right before running, and of
-every input path's content (files up to 64 MiB are hashed; larger ones and folders count by size
-and modification time). A step is skipped when its marker says ``done``, the fingerprint is the
-same and its outputs exist. So:
+every input path's content (every file, also each file of an input folder, by SHA-256; hashes of
+files above 64 MiB are kept in ``OUT/.pipeline/hashes.json`` by size and modification time, so a
+large model is read once, and a copy or a fresh checkout of the same bytes is still "the same").
+A step is skipped when its marker says ``done``, the fingerprint is the same and its outputs exist.
+So:
 
 * re-running the same command skips everything that finished;
 * changing a setting of one step, or an input file, redoes that step and — because its outputs
@@ -41,31 +43,58 @@ from ..paths import portable
 from .plan import Step, remove_paths
 from .stages import run_stage
 
-HASH_LIMIT = 64 << 20
+HASH_LIMIT = 64 << 20  # larger files: their hash is cached by (size, mtime) in HASHES
 MARKERS = ".pipeline"
+HASHES = "hashes.json"
+
+# Why content and not modification times: the shared data and a base model reach a machine by copy
+# or mount, which gives them new times; a fingerprint by time would retrain every stage there.
+_hash_cache: dict[str, list[Any]] = {}  # absolute path -> [size, mtime_ns, sha256 hex]
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _file_fp(p: Path) -> str:
     st = p.stat()
     if st.st_size <= HASH_LIMIT:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return "sha256:" + h.hexdigest()
-    return f"stat:{st.st_size}:{st.st_mtime_ns}"
+        return "sha256:" + _sha256(p)
+    key = str(p.resolve())
+    hit = _hash_cache.get(key)
+    if not (hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns):
+        hit = _hash_cache[key] = [st.st_size, st.st_mtime_ns, _sha256(p)]
+    return "sha256:" + str(hit[2])
+
+
+def load_hash_cache(path: Path) -> None:
+    """Merge a run's saved hashes of large files (unreadable or odd content: start empty)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict):
+        _hash_cache.update({k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3})
+
+
+def save_hash_cache(path: Path) -> None:
+    if _hash_cache:
+        write_json(path, dict(sorted(_hash_cache.items())))
 
 
 def path_fingerprint(p: Path) -> Any:
-    """Content of a file (hash), of a folder (its files' sizes and times), or ``missing``."""
+    """Content of a file (hash), of a folder (its files' names and hashes), or ``missing``."""
     if p.is_file():
         return _file_fp(p)
     if p.is_dir():
         entries = []
         for f in sorted(p.rglob("*")):
             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
-                st = f.stat()
-                entries.append(f"{f.relative_to(p).as_posix()}:{st.st_size}:{st.st_mtime_ns}")
+                entries.append(f"{f.relative_to(p).as_posix()}:{_file_fp(f)}")
         return "dir:" + hashlib.sha256("\n".join(entries).encode()).hexdigest()
     return "missing"
 
@@ -146,6 +175,7 @@ class Runner:
         self.force = list(force)
         self.stream = stream or sys.stdout
         self.markers = out / MARKERS
+        load_hash_cache(self.markers / HASHES)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.stream, flush=True)
@@ -211,10 +241,13 @@ class Runner:
                 pending.update(step.outputs)
                 outcomes.append(Outcome(step.name, "would-run", reason=reason))
                 continue
+            save_hash_cache(self.markers / HASHES)
             seconds = self._execute(step, fp, resume)
             outcomes.append(Outcome(step.name, "resumed" if resume else "ran", seconds, reason))
             self.say(f"    ({seconds:.1f} s)")
             self._write_timings()
+        if not self.dry_run:
+            save_hash_cache(self.markers / HASHES)
         return outcomes
 
     def _preflight(self, selected: list[Step]) -> None:
