@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from kbioxlm.engine import micro_step, reset_accelerate_state
     from kbioxlm.hub import load_tokenizer
-    from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_records, normalise_mix, parse_train_files
-    from kbioxlm.pretrain.trainer import _batch_stream, build_model, load_config, make_collator, make_optimizer
+    from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_pretrain_records, normalise_mix, parse_train_files
+    from kbioxlm.pretrain.trainer import _batch_stream, build_model, load_pretrain_config, make_collator, make_optimizer
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  f"per_device_train_batch_size={args.batch}", f"gradient_accumulation_steps={args.accumulation}", "report_to=none"]
     if args.bf16:
         overrides.append("mixed_precision=bf16")
-    cfg = load_config(None, overrides + list(args.set))
+    cfg = load_pretrain_config(None, overrides + list(args.set))
     kept = None if args.full_head else kept_ids(files, tok)
     device_wanted = args.device
     has_cuda = torch.cuda.is_available()
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if cfg.torch_compile:
         model.compile(backend="inductor" if cfg.torch_compile is True else str(cfg.torch_compile))
     model, opt = acc.prepare(model, opt)
-    pools = load_records(parse_train_files(cfg.train_files))
+    pools = load_pretrain_records(parse_train_files(cfg.train_files))
     schedule = MixedSchedule(pools, normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()}), 0,
                              length_bucketing=int(cfg.length_bucketing))
     coll = make_collator(cfg, tok, kept, [0, 0])

@@ -113,6 +113,6 @@ def build_records(work: Path, source: str = "auto") -> dict[str, list[Path]]:
 
 def load_pools(files: dict[str, list[Path]]) -> dict[str, list[dict]]:
     """Records per task, read and validated as the trainer reads them."""
-    from kbioxlm.pretrain.data import TrainFile, load_records
+    from kbioxlm.pretrain.data import TrainFile, load_pretrain_records
 
-    return load_records([TrainFile(str(p)) for ps in files.values() for p in ps])
+    return load_pretrain_records([TrainFile(str(p)) for ps in files.values() for p in ps])

@@ -176,7 +176,7 @@ def test_the_reader_sees_what_the_code_does() -> None:
     graph = module_graph()
     assert {"kbioxlm.kb.cli", "kbioxlm.corpus.cli", "kbioxlm.pipeline.cli"} <= graph[PROGRAM]
     assert "kbioxlm.kb.cli" in graph["kbioxlm.pipeline.stages"]
-    assert "kbioxlm.chat.client" in graph["kbioxlm.translate.pipeline"]
+    assert "kbioxlm.chat.client" in graph["kbioxlm.translate.dataset"]
     assert "kbioxlm.tasks.matrix" in graph["kbioxlm.tasks.report"]
 
 

@@ -184,7 +184,7 @@ def _stub(calls: list[dict], fail_on: str | None = None):
 
 def test_interrupted_run_resumes_only_unfinished_cells(tmp_path):
     tasks = write_synthetic_sets(tmp_path / "data")
-    cfg = B.load_config(_config(tmp_path, tasks, "unused-model", seeds=[1, 2]))
+    cfg = B.load_benchmark_config(_config(tmp_path, tasks, "unused-model", seeds=[1, 2]))
     out = tmp_path / "bench"
     calls: list[dict] = []
     with pytest.raises(RuntimeError):
@@ -211,7 +211,7 @@ def test_training_seed_does_not_change_the_fewshot_sample(tmp_path):
     tasks = write_synthetic_sets(tmp_path / "data")
     samples, seeds, train_ids = [], [], []
     for ts in (11, 99):
-        cfg = B.load_config(_config(tmp_path, tasks, "m", settings=["few-shot-3"], train_seed=ts))
+        cfg = B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["few-shot-3"], train_seed=ts))
         calls: list[dict] = []
         B.run_benchmark(cfg, tmp_path / f"out{ts}", run_fn=_stub(calls), progress=False)
         seeds.append({kw["seed"] for kw in calls})
@@ -221,7 +221,7 @@ def test_training_seed_does_not_change_the_fewshot_sample(tmp_path):
     assert samples[0] == samples[1] and all(len(s["fewshot"]["ids"]) == 3 for s in samples[0])
     assert train_ids[0] == train_ids[1]  # the same records went to the trainer under both training seeds
     # a different sampling seed draws another sample
-    cfg = B.load_config(_config(tmp_path, tasks, "m", settings=["few-shot-3"], seeds=[2]))
+    cfg = B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["few-shot-3"], seeds=[2]))
     B.run_benchmark(cfg, tmp_path / "out-s2", run_fn=_stub([]), progress=False)
     other = [json.loads(p.read_text()) for p in sorted((tmp_path / "out-s2").rglob("sampled_ids.json"))]
     assert [s["fewshot"]["ids"] for s in other] != [s["fewshot"]["ids"] for s in samples[0]]
@@ -230,9 +230,9 @@ def test_training_seed_does_not_change_the_fewshot_sample(tmp_path):
 def test_changed_settings_are_not_mixed_into_finished_results(tmp_path):
     tasks = write_synthetic_sets(tmp_path / "data")
     out = tmp_path / "bench"
-    B.run_benchmark(B.load_config(_config(tmp_path, tasks, "m", settings=["zero-shot"])), out,
+    B.run_benchmark(B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["zero-shot"])), out,
                     run_fn=_stub([]), progress=False)
-    changed = B.load_config(_config(tmp_path, tasks, "m", settings=["zero-shot"], max_train_examples=5))
+    changed = B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["zero-shot"], max_train_examples=5))
     with pytest.raises(KbioxlmError, match="other settings"):
         B.run_benchmark(changed, out, run_fn=_stub([]), progress=False)
     # thread count / progress bars do not invalidate cells
@@ -244,7 +244,7 @@ def test_changed_settings_are_not_mixed_into_finished_results(tmp_path):
 
 def test_monolingual_cells_cover_both_languages_of_the_directions(tmp_path):
     tasks = write_synthetic_sets(tmp_path / "data")
-    cfg = B.load_config(_config(tmp_path, tasks, "m", settings=["monolingual"]))
+    cfg = B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["monolingual"]))
     cells = B.expand(cfg)
     assert sorted({c.direction for c in cells}) == ["en-en", "zh-zh"] and len(cells) == 6
     calls: list[dict] = []
@@ -301,24 +301,24 @@ def test_config_errors_are_one_line_with_exit_2(tmp_path, capsys):
     assert err.count("\n") == 0 and "BC5CDR is not in the release" in err
     bad.write_text("models: [{name: a, path: b}]\nsettings: [few-shot-x]\n", encoding="utf-8")
     with pytest.raises(KbioxlmError, match="few-shot-x"):
-        B.load_config(bad)
+        B.load_benchmark_config(bad)
     bad.write_text("models: [{name: a, path: b}]\nfinetune: {seed: 3}\n", encoding="utf-8")
     with pytest.raises(KbioxlmError, match="set per cell"):
-        B.load_config(bad)
+        B.load_benchmark_config(bad)
     bad.write_text("models: [{name: a, path: b}\n", encoding="utf-8")
     with pytest.raises(KbioxlmError, match=r"bad.yaml:\d+: invalid YAML"):
-        B.load_config(bad)
+        B.load_benchmark_config(bad)
     assert not (tmp_path / "o").exists()
 
 
 def test_shipped_configs_parse():
     root = Path(__file__).resolve().parents[1] / "configs"
-    paper = B.load_config(root / "benchmark-paper.yaml")
+    paper = B.load_benchmark_config(root / "benchmark-paper.yaml")
     assert [d.name for d in paper.datasets] == ["ade", "gad", "hoc"] and len(paper.seeds) >= 3
     assert {s for s, _ in paper.settings} == {"monolingual", "zero-shot", "few-shot"}
-    small = B.load_config(root / "benchmark-small-cpu.yaml")
+    small = B.load_benchmark_config(root / "benchmark-small-cpu.yaml")
     assert {s for s, _ in small.settings} == {"zero-shot"} and len(small.directions) == 2
-    adn = B.load_config(root / "adapt-norm-small-cpu.yaml")
+    adn = B.load_benchmark_config(root / "adapt-norm-small-cpu.yaml")
     cells = B.expand(adn)
     assert len(cells) == 8 and all(B.finetune_kwargs(adn, c)["adapt_norm"] is True for c in cells)
     assert {B.finetune_kwargs(adn, c)["head"] for c in cells} == {"normalized"}

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kbioxlm.pretrain import TASKS  # noqa: E402
+from kbioxlm.pretrain import PRETRAIN_TASKS  # noqa: E402
 from kbioxlm.pretrain.collator import IGNORE_INDEX, KnowledgeCollator  # noqa: E402
 
 EN_TEXT = (
@@ -75,7 +75,7 @@ def test_masks_carry_real_mask_id_and_labels_hold_originals(tok):
                 assert batch["input_ids"][r, j].item() == ids[j]
         # special tokens never masked
         assert 0 not in pos and len(ids) - 1 not in pos
-    assert (batch["task_ids"] == TASKS.index("mlm")).all()
+    assert (batch["task_ids"] == PRETRAIN_TASKS.index("mlm")).all()
     assert (batch["pair_labels"] == IGNORE_INDEX).all()
     assert batch["attention_mask"].sum().item() == len(recs) * len(ids)
 
@@ -156,7 +156,7 @@ def test_entity_records_mask_whole_entities_only(tok):
         assert pos
         assert pos == set().union(*[u for u in units if u & pos]), "only whole entities are masked"
         masked += len(pos)
-    assert (batch["task_ids"] == TASKS.index("entity")).all()
+    assert (batch["task_ids"] == PRETRAIN_TASKS.index("entity")).all()
     # 15% of entity tokens on average (whole units: coarse), never most of them
     assert 0.08 < masked / (50 * n_ent_tokens) < 0.4
 
@@ -193,7 +193,7 @@ def test_fact_records_mask_relation_span_even_when_truncated(tok):
         assert rel_tokens, tok.convert_ids_to_tokens(original)
         assert all(labels[j] != IGNORE_INDEX for j in rel_tokens)
         assert "吗" in "".join(tok.convert_ids_to_tokens(original)), "the appended fact survives truncation"
-    assert (batch["task_ids"] == TASKS.index("fact")).all()
+    assert (batch["task_ids"] == PRETRAIN_TASKS.index("fact")).all()
 
 
 def test_80_10_10_replacement(tok):
@@ -227,7 +227,7 @@ def test_passage_pairs_labels_and_mlm(tok):
     coll = KnowledgeCollator(tok, max_length=64, seed=7)
     batch = coll(recs)
     assert batch["pair_labels"].tolist() == [0, 1, 2, IGNORE_INDEX]
-    assert batch["task_ids"].tolist() == [TASKS.index("passage")] * 3 + [TASKS.index("mlm")]
+    assert batch["task_ids"].tolist() == [PRETRAIN_TASKS.index("passage")] * 3 + [PRETRAIN_TASKS.index("mlm")]
     for r in range(3):
         ids, _, _, seq = reference(tok, recs[r]["text_a"], recs[r]["text_b"])
         n = int(batch["attention_mask"][r].sum())

@@ -82,17 +82,17 @@ def test_generated_benchmark_config_is_resolved_against_its_own_folder(tmp_path:
 
 
 def test_benchmark_config_alone_resolves_from_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kbioxlm.tasks.benchmark import load_config
+    from kbioxlm.tasks.benchmark import load_benchmark_config
 
     proj = _project(tmp_path)
     monkeypatch.delenv("KBIOXLM_SHARED", raising=False)
     monkeypatch.delenv("KBIOXLM_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(proj / "configs" / "bench.yaml")
+    cfg = load_benchmark_config(proj / "configs" / "bench.yaml")
     assert cfg.models[0].path == str(tmp_path / "shared/models/m")
     assert cfg.datasets[0].files["en"]["train"] == proj / "data/t.txt"
     (proj / "configs" / "rel.yaml").write_text("models: [../m]\ntasks: [ade]\n", encoding="utf-8")
-    cfg = load_config(proj / "configs" / "rel.yaml")
+    cfg = load_benchmark_config(proj / "configs" / "rel.yaml")
     assert cfg.models[0].path == str(proj / "m")
     assert cfg.datasets[0].files["en"]["train"] == tmp_path / "shared/data/kbioxlm-release/ner/ade/eng_to_zh/train.txt"
 

@@ -69,7 +69,7 @@ def test_demo_tokenizer_splits_words_and_characters(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
     from kbioxlm.demo.data import demo_texts
-    from kbioxlm.demo.pipeline import train_demo_tokenizer
+    from kbioxlm.demo.experiment import train_demo_tokenizer
 
     data = write_demo_data(tmp_path / "data", seed=3)
     tok = AutoTokenizer.from_pretrained(train_demo_tokenizer(demo_texts(data), tmp_path / "tok"))

@@ -223,7 +223,7 @@ def test_export_license_unknown_base_model_override_and_bad_probe(tmp_path, caps
 
 
 def test_export_push_to_hub_uploads_the_folder(tmp_path, monkeypatch, capsys):
-    import huggingface_hub
+    from kbioxlm import modelcard
 
     calls = []
 
@@ -238,7 +238,7 @@ def test_export_push_to_hub_uploads_the_folder(tmp_path, monkeypatch, capsys):
             calls.append(("upload", repo_id, sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir())))
             return type("Info", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(modelcard, "HfApi", FakeApi)
     _, ckpt = _export_run(tmp_path)
     out = tmp_path / "export"
     # the card's base_model is a local path here: refused before anything is sent

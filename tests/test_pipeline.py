@@ -34,12 +34,12 @@ RAN = re.compile(r"^\[\d+/\d+\] (\S+): .*  \((.*)\)$", re.M)  # header of a step
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Demo data, a tokenizer trained on it and a seeded 2-layer model: everything offline."""
-    from kbioxlm.demo.data import write_demo_data
-    from kbioxlm.demo.pipeline import _texts, build_tiny_model, train_demo_tokenizer
+    from kbioxlm.demo.data import demo_texts, write_demo_data
+    from kbioxlm.demo.experiment import build_tiny_model, train_demo_tokenizer
 
     root = tmp_path_factory.mktemp("pipeline-inputs")
     data = write_demo_data(root / "data", seed=3)
-    tok = train_demo_tokenizer(_texts(data), root / "tokenizer", vocab_size=1200)
+    tok = train_demo_tokenizer(demo_texts(data), root / "tokenizer", vocab_size=1200)
     model = build_tiny_model(tok, root / "base-model", seed=3)
     # two line-aligned files (ParaMed-like, Moses-tokenised) from the demo articles
     arts = [json.loads(line) for line in data["pairs"].read_text(encoding="utf-8").splitlines()]

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kbioxlm.pretrain.collator import KnowledgeCollator  # noqa: E402
-from kbioxlm.pretrain.trainer import load_config, make_optimizer, train  # noqa: E402
+from kbioxlm.pretrain.trainer import load_pretrain_config, make_optimizer, train  # noqa: E402
 
 from test_pretrain_train import DRUGS, corpus, load_final, read_jsonl, tiny_overrides  # noqa: E402,F401
 
@@ -94,9 +94,9 @@ def test_head_warmup_leaves_the_encoder_untouched(corpus, tmp_path):
     from kbioxlm.pretrain.model import KnowledgeAnchoredModel
 
     init = tmp_path / "init"
-    train(load_config(None, tiny_overrides(corpus, init, max_steps=1, eval_at_start=False)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, init, max_steps=1, eval_at_start=False)))
     out = tmp_path / "warm"
-    train(load_config(None, tiny_overrides(corpus, out, model=str(init / "final"), model_config="null", max_steps=6,
+    train(load_pretrain_config(None, tiny_overrides(corpus, out, model=str(init / "final"), model_config="null", max_steps=6,
                                            freeze_encoder="true", head_learning_rate=0.05)))
     before = KnowledgeAnchoredModel.load(init / "final").state_dict()
     after = load_final(out)
@@ -106,7 +106,7 @@ def test_head_warmup_leaves_the_encoder_untouched(corpus, tmp_path):
 
 
 def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
-    cfg = load_config(None, tiny_overrides(corpus, tmp_path / "x", max_steps=4, freeze_layers=1, freeze_embeddings="true",
+    cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", max_steps=4, freeze_layers=1, freeze_embeddings="true",
                                            model_config=json.dumps({"model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 2,
                                                                     "num_attention_heads": 2, "intermediate_size": 64}),
                                            learning_rate=0.01, head_learning_rate=0.1))
@@ -142,7 +142,7 @@ def test_mean_pooled_pair_head_reads_every_token(corpus, tmp_path):
     from kbioxlm.hub import load_tokenizer
     from kbioxlm.pretrain.trainer import build_model, load_kept_ids
 
-    cfg = load_config(None, tiny_overrides(corpus, tmp_path / "p", pair_pooling="mean"))
+    cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "p", pair_pooling="mean"))
     tokenizer = load_tokenizer(cfg.tokenizer)
     model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer))).eval()
     ids = torch.tensor([[0, 100, 200, 300, 2], [0, 100, 200, 301, 2]])
@@ -187,7 +187,7 @@ def test_align_alone_trains_to_near_zero_loss(corpus, tmp_path):
     about ln(16) at chance to near zero)."""
     recs = _align_records(tmp_path / "align.jsonl")
     out = tmp_path / "align-run"
-    cfg = load_config(None, tiny_overrides(corpus, out, train_files=str(recs), eval_files=str(recs), max_steps=60,
+    cfg = load_pretrain_config(None, tiny_overrides(corpus, out, train_files=str(recs), eval_files=str(recs), max_steps=60,
                                            per_device_train_batch_size=16, learning_rate=0.01, warmup_steps=0,
                                            eval_steps=60, logging_steps=1, **{"mix": json.dumps({"align": 1.0})}))
     metrics = train(cfg)

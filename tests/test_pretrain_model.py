@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM, BertModel, XLMRobertaConfig, XLMRobertaForMaskedLM
 
 from kbioxlm.errors import KbioxlmError
-from kbioxlm.pretrain import TASK_IDS, TASKS
+from kbioxlm.pretrain import TASK_IDS, PRETRAIN_TASKS
 from kbioxlm.pretrain.model import KnowledgeAnchoredModel
 from kbioxlm.schema import PASSAGE_LABELS
 
@@ -219,7 +219,7 @@ def test_save_load_round_trip_exact(xlmr_dir, tmp_path):
     model.save_pretrained(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", "kbioxlm_model.json"}
     meta = json.loads((tmp_path / "kbioxlm_model.json").read_text())
-    assert meta["kept_ids"] == KEPT and meta["tasks"] == list(TASKS)
+    assert meta["kept_ids"] == KEPT and meta["tasks"] == list(PRETRAIN_TASKS)
     loaded = KnowledgeAnchoredModel.load(tmp_path)
     assert loaded.kept_ids == KEPT and loaded.loss_weights == model.loss_weights
     for (k1, v1), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):

@@ -28,7 +28,7 @@ from kbioxlm.hub import load_tokenizer  # noqa: E402
 from kbioxlm.pretrain.trainer import (  # noqa: E402
     _batch_stream,
     build_model,
-    load_config,
+    load_pretrain_config,
     load_kept_ids,
     make_collator,
     make_optimizer,
@@ -44,7 +44,7 @@ NO_DROPOUT = json.dumps({"model_type": "xlm-roberta", "hidden_size": 32, "num_hi
 def _model(corpus, tmp_path, **extra):
     from accelerate.utils import set_seed
 
-    cfg = load_config(None, tiny_overrides(corpus, tmp_path / "unused", model_config=NO_DROPOUT, **extra))
+    cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "unused", model_config=NO_DROPOUT, **extra))
     tok = load_tokenizer(cfg.tokenizer)
     set_seed(0)  # same seed -> same initial weights for every call
     return cfg, tok, build_model(cfg, tok, load_kept_ids(cfg.kept_ids, len(tok)))
@@ -100,13 +100,13 @@ def test_torch_compile_runs_compiled(corpus, tmp_path):
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     out = tmp_path / "compiled"
-    train(load_config(None, tiny_overrides(corpus, out, max_steps=2, eval_at_start="false", torch_compile="eager")))
+    train(load_pretrain_config(None, tiny_overrides(corpus, out, max_steps=2, eval_at_start="false", torch_compile="eager")))
     assert torch._dynamo.utils.counters["stats"]["calls_captured"] > 0  # dynamo traced the model
     assert (out / "final" / "model.safetensors").is_file()
     state = load_final(out)
     assert not any("_orig_mod" in k for k in state)  # in-place compile: the saved names are the model's
     with pytest.raises(KbioxlmError, match="torch_compile backend"):
-        load_config(None, tiny_overrides(corpus, out, torch_compile="no_such_backend"))
+        load_pretrain_config(None, tiny_overrides(corpus, out, torch_compile="no_such_backend"))
     torch._dynamo.reset()
 
 
@@ -145,10 +145,10 @@ def test_length_bucketing_regroups_by_length_and_resumes():
 
 
 def _stream(cfg, tok, kept, corpus, workers, n=6):
-    from kbioxlm.pretrain.data import load_records, normalise_mix, parse_train_files
+    from kbioxlm.pretrain.data import load_pretrain_records, normalise_mix, parse_train_files
 
     cfg = dataclasses.replace(cfg, dataloader_num_workers=workers)
-    pools = load_records(parse_train_files(cfg.train_files))
+    pools = load_pretrain_records(parse_train_files(cfg.train_files))
     schedule = MixedSchedule(pools, normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()}), int(cfg.seed))
     coll = make_collator(cfg, tok, kept, [int(cfg.seed), 0])
     it = _batch_stream(cfg, schedule, coll, DataPosition(), 8, 0, 8, torch.device("cpu"))
@@ -157,7 +157,7 @@ def _stream(cfg, tok, kept, corpus, workers, n=6):
 
 @pytest.mark.parametrize("seeding,workers", [("stream", 1), ("batch", 2)])
 def test_data_workers_give_the_same_batches(corpus, tmp_path, seeding, workers):
-    cfg = load_config(None, tiny_overrides(corpus, tmp_path / "x", mask_seeding=seeding))
+    cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", mask_seeding=seeding))
     tok = load_tokenizer(cfg.tokenizer)
     kept = load_kept_ids(cfg.kept_ids, len(tok))
     here, there = _stream(cfg, tok, kept, corpus, 0), _stream(cfg, tok, kept, corpus, workers)
@@ -167,16 +167,16 @@ def test_data_workers_give_the_same_batches(corpus, tmp_path, seeding, workers):
         if seeding == "stream":
             assert s0 == s1  # the state to checkpoint after this batch, as collated in-process
     with pytest.raises(KbioxlmError, match="mask_seeding=batch"):
-        load_config(None, tiny_overrides(corpus, tmp_path / "x", dataloader_num_workers=2))
+        load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", dataloader_num_workers=2))
 
 
 def test_run_with_a_data_worker_resumes_exactly(corpus, tmp_path):
     """The checkpoint holds the masking state of the last batch *used*, not the worker's."""
     common = dict(max_steps=4, save_steps=2, eval_at_start="false", dataloader_num_workers=1, length_bucketing=2)
     full, split = tmp_path / "full", tmp_path / "split"
-    train(load_config(None, tiny_overrides(corpus, full, **common)))
-    train(load_config(None, tiny_overrides(corpus, split, stop_at_step=2, **common)))
-    train(load_config(None, tiny_overrides(corpus, split, resume_from_checkpoint="auto", **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, full, **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, split, stop_at_step=2, **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, split, resume_from_checkpoint="auto", **common)))
     a, b = load_final(full), load_final(split)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -190,10 +190,10 @@ def test_report_to_missing_package_fails_at_config_time(corpus, tmp_path, capsys
         pytest.skip("every tracker accelerate knows is installed here")
     name = "wandb" if "wandb" in missing else missing[0]
     with pytest.raises(KbioxlmError, match=f"report_to '{name}' needs the {name} package"):
-        load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to=name))
+        load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to=name))
     with pytest.raises(KbioxlmError, match="unknown"):
-        load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="nosuchtracker"))
-    assert load_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="tensorboard")).report_to == "tensorboard"
+        load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="nosuchtracker"))
+    assert load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="tensorboard")).report_to == "tensorboard"
 
     from kbioxlm.cli import main
 
@@ -253,7 +253,7 @@ def test_plain_run_refuses_a_deepspeed_checkpoint_in_one_line(corpus, tmp_path):
     out = tmp_path / "run"
     _ds_layout(out / "checkpoints" / "checkpoint-2")
     with pytest.raises(KbioxlmError, match="DeepSpeed checkpoint"):
-        train(load_config(None, tiny_overrides(corpus, out, max_steps=4, resume_from_checkpoint="auto")))
+        train(load_pretrain_config(None, tiny_overrides(corpus, out, max_steps=4, resume_from_checkpoint="auto")))
 
 
 @pytest.mark.slow

@@ -18,8 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kbioxlm.errors import KbioxlmError  # noqa: E402
-from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_records, normalise_mix, parse_train_files, rank_slice  # noqa: E402
-from kbioxlm.pretrain.trainer import load_config, train  # noqa: E402
+from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_pretrain_records, normalise_mix, parse_train_files, rank_slice  # noqa: E402
+from kbioxlm.pretrain.trainer import load_pretrain_config, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,28 +123,28 @@ def load_final(out: Path) -> dict:
 def test_config_overrides_and_errors(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("model: m\ntrain_files: a.jsonl\noutput_dir: o\nlearning_rate: 1e-4\nmix: {mlm: 1, entity: 1}\n")
-    cfg = load_config(cfg_file, ["max_steps=12", "lr=2e-5", "mix.fact=0.5", "train_files=x.jsonl,y.jsonl#mlm", "bf16=true"])
+    cfg = load_pretrain_config(cfg_file, ["max_steps=12", "lr=2e-5", "mix.fact=0.5", "train_files=x.jsonl,y.jsonl#mlm", "bf16=true"])
     assert cfg.max_steps == 12 and cfg.learning_rate == 2e-5
     assert cfg.mix == {"mlm": 1, "entity": 1, "fact": 0.5}
     assert cfg.tokenizer == "m" and cfg.mixed_precision == "bf16"
     assert [(f.path, f.as_task) for f in parse_train_files(cfg.train_files)] == [("x.jsonl", None), ("y.jsonl", "mlm")]
     with pytest.raises(KbioxlmError, match="unknown config key 'learning_rte'"):
-        load_config(cfg_file, ["learning_rte=1"])
+        load_pretrain_config(cfg_file, ["learning_rte=1"])
     with pytest.raises(KbioxlmError, match="max_steps"):
-        load_config(cfg_file, ["max_steps=abc"])
+        load_pretrain_config(cfg_file, ["max_steps=abc"])
     with pytest.raises(KbioxlmError, match="train_files"):
-        load_config(cfg_file, ["train_files="])
+        load_pretrain_config(cfg_file, ["train_files="])
 
 
 def test_bad_record_reports_file_and_line(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"id": "1", "lang": "en", "text": "ok"}\n{"id": "2", "lang": "en", "task": "passage", "text_a": "a"}\n')
     with pytest.raises(KbioxlmError, match=rf"{p.name}:2: "):
-        load_records(parse_train_files(str(p)))
+        load_pretrain_records(parse_train_files(str(p)))
 
 
 def test_mixing_proportions_and_resumable_order(corpus):
-    pools = load_records(parse_train_files([str(p) for p in corpus["files"].values()]))
+    pools = load_pretrain_records(parse_train_files([str(p) for p in corpus["files"].values()]))
     mix = normalise_mix({"mlm": 0.5, "entity": 0.2, "fact": 0.2, "passage": 0.1}, {t: len(v) for t, v in pools.items()})
     sched = MixedSchedule(pools, mix, seed=3, epoch_size=4000)
     gen = sched.global_batches(DataPosition(), 16)
@@ -168,7 +168,7 @@ def test_mixing_proportions_and_resumable_order(corpus):
 # ------------------------------------------------------------------------------ training
 def test_loss_falls_and_outputs(corpus, tmp_path):
     out = tmp_path / "run"
-    cfg = load_config(None, tiny_overrides(corpus, out, max_steps=30, eval_files=str(corpus["files"]["docs"]) + "," + str(corpus["files"]["fact"]) + "," + str(corpus["files"]["passage"]), report_to="tensorboard"))
+    cfg = load_pretrain_config(None, tiny_overrides(corpus, out, max_steps=30, eval_files=str(corpus["files"]["docs"]) + "," + str(corpus["files"]["fact"]) + "," + str(corpus["files"]["passage"]), report_to="tensorboard"))
     train(cfg)
     evals = read_jsonl(out / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 30]
@@ -187,19 +187,19 @@ def test_loss_falls_and_outputs(corpus, tmp_path):
     assert len(model.kept_ids) == info["reduced_vocab_size"]
     # a second run into the same folder without resume/overwrite is refused (no silent mixing)
     with pytest.raises(KbioxlmError, match="already holds a run"):
-        train(load_config(None, tiny_overrides(corpus, out, max_steps=2, save_steps=1)))
+        train(load_pretrain_config(None, tiny_overrides(corpus, out, max_steps=2, save_steps=1)))
 
 
 def test_split_run_resumes_exactly(corpus, tmp_path):
     common = dict(max_steps=6, save_steps=3, eval_steps=3, gradient_accumulation_steps=2, bf16="true")
     full = tmp_path / "full"
-    train(load_config(None, tiny_overrides(corpus, full, **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, full, **common)))
     split = tmp_path / "split"
-    train(load_config(None, tiny_overrides(corpus, split, stop_at_step=3, **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, split, stop_at_step=3, **common)))
     assert not (split / "final").exists() and (split / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file()
     state = json.loads((split / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and state["data_position"]["index"] > 0
-    train(load_config(None, tiny_overrides(corpus, split, resume_from_checkpoint="auto", **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, split, resume_from_checkpoint="auto", **common)))
     a, b = load_final(full), load_final(split)
     assert a.keys() == b.keys()
     for k in a:
@@ -232,19 +232,19 @@ def test_resume_never_unpickles_checkpoint_files(corpus, tmp_path):
 
     out = tmp_path / "run"
     common = dict(max_steps=2, save_steps=1, eval_at_start="false")
-    train(load_config(None, tiny_overrides(corpus, out, stop_at_step=1, **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, out, stop_at_step=1, **common)))
     ckpt = out / "checkpoints" / "checkpoint-1"
     assert {p.suffix for p in ckpt.iterdir()} == {".json", ".safetensors"}
     marker = tmp_path / "code-ran"
     for name in ("custom_checkpoint_0.pkl", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
         (ckpt / name).write_bytes(pickle.dumps(_Evil(marker)))
-    train(load_config(None, tiny_overrides(corpus, out, resume_from_checkpoint="auto", **common)))
+    train(load_pretrain_config(None, tiny_overrides(corpus, out, resume_from_checkpoint="auto", **common)))
     assert not marker.exists()
     assert (out / "final" / "model.safetensors").is_file()
     # only pickles (the old format): refused, not loaded
     (ckpt / "optimizer.json").unlink()
     with pytest.raises(KbioxlmError, match="old pickle format"):
-        train(load_config(None, tiny_overrides(corpus, out, resume_from_checkpoint=str(ckpt), **common)))
+        train(load_pretrain_config(None, tiny_overrides(corpus, out, resume_from_checkpoint=str(ckpt), **common)))
     assert not marker.exists()
 
 
@@ -283,11 +283,11 @@ def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
 
 def test_entity_records_read_as_monolingual_keep_spans(corpus):
     path = corpus["files"]["entity"]
-    plain = load_records(parse_train_files(str(path)))
-    mono = load_records(parse_train_files(f"{path}#mlm"))
+    plain = load_pretrain_records(parse_train_files(str(path)))
+    mono = load_pretrain_records(parse_train_files(f"{path}#mlm"))
     assert len(plain["entity"]) == len(mono["mlm"]) == 24 and not mono["entity"]
     assert all("task" not in r and r["entities"] for r in mono["mlm"])
     with pytest.raises(KbioxlmError, match="passage records cannot be read as monolingual"):
-        load_records(parse_train_files(f"{corpus['files']['passage']}#mlm"))
+        load_pretrain_records(parse_train_files(f"{corpus['files']['passage']}#mlm"))
     with pytest.raises(KbioxlmError, match="only '#mlm'"):
         parse_train_files(f"{path}#fact")

@@ -380,7 +380,7 @@ def test_benchmark_dry_run_validates_types_and_a_failed_cell_leaves_no_partial(t
         raw["finetune"] = bad
         cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
         with pytest.raises(KbioxlmError, match="finetune"):
-            B.load_config(cfg)
+            B.load_benchmark_config(cfg)
     raw["finetune"] = {"epochs": 1, "lr": "5e-5", "early_stopping_patience": None}
     cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
 
@@ -388,7 +388,7 @@ def test_benchmark_dry_run_validates_types_and_a_failed_cell_leaves_no_partial(t
         raise TypeError("boom")
 
     with pytest.raises(TypeError):
-        B.run_benchmark(B.load_config(cfg), tmp_path / "o", run_fn=failing, progress=False)
+        B.run_benchmark(B.load_benchmark_config(cfg), tmp_path / "o", run_fn=failing, progress=False)
     assert not [p for p in (tmp_path / "o").rglob("*.partial")]
 
 

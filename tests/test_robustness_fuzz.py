@@ -307,12 +307,12 @@ def test_jsonl_documents(kb_file, edits):
 @FUZZ
 @given(edits=mutations())
 def test_jsonl_training_records(edits):
-    from kbioxlm.pretrain.data import load_records, parse_train_files
+    from kbioxlm.pretrain.data import load_pretrain_records, parse_train_files
 
     with workdir() as d:
         bad = d / "records.jsonl"
         bad.write_bytes(mutate(RECORDS, edits))
-        api_check(lambda: load_records(parse_train_files(str(bad))), bad)
+        api_check(lambda: load_pretrain_records(parse_train_files(str(bad))), bad)
 
 
 @FUZZ
@@ -358,9 +358,9 @@ def test_yaml_benchmark_config(bench_data, edits):
 @FUZZ
 @given(edits=mutations())
 def test_yaml_pretrain_config(edits):
-    from kbioxlm.pretrain.trainer import load_config
+    from kbioxlm.pretrain.trainer import load_pretrain_config
 
     with workdir() as d:
         bad = d / "pretrain.yaml"
         bad.write_bytes(mutate(PRETRAIN_YAML, edits))
-        api_check(lambda: load_config(bad), bad)
+        api_check(lambda: load_pretrain_config(bad), bad)

@@ -14,7 +14,7 @@ from kbioxlm.conll import bio_spans
 from kbioxlm.errors import KbioxlmError
 from kbioxlm.translate.backends import OpenAIBackend
 from kbioxlm.translate.markers import parse_markers, wrap_ner
-from kbioxlm.translate.pipeline import translate_dataset
+from kbioxlm.translate.dataset import translate_dataset
 from kbioxlm.translate.projection import ProjectionError, project, tokenize
 from kbioxlm.translate.qc import length_ratio_ok, residue_words
 

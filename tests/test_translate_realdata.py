@@ -17,7 +17,7 @@ from kbioxlm.chat.cache import Cache
 from kbioxlm.conll import bio_spans, join_tokens
 from kbioxlm.tasks.readers import read_ner
 from kbioxlm.translate.markers import insert_markers, wrap_ner
-from kbioxlm.translate.pipeline import translate_dataset
+from kbioxlm.translate.dataset import translate_dataset
 
 
 class ReleaseZhBackend:

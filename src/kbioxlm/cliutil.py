@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 from typing import Any
 
@@ -172,8 +174,6 @@ def program_parser(stages: Iterable[ModuleType], description: str | None = None)
 
 def package_version() -> str:
     """The installed distribution's version (``importlib.metadata``); ``unknown`` when not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("kbioxlm")
     except PackageNotFoundError:
@@ -226,8 +226,6 @@ def print_config(config: dict[str, Any], stream: Any = None) -> int:
 
 def _plain(value: Any) -> Any:
     """Paths, tuples and sets as YAML-safe strings and lists."""
-    import os
-
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

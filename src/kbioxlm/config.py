@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import KbioxlmError, where
 from .io import load_yaml
 
@@ -69,8 +71,6 @@ def check_keys(d: Any, allowed: Collection[str], what: str, lines: Mapping[str, 
 def parse_override(item: str) -> tuple[str, Any]:
     """``key=value`` → ``(key, value)`` with the value parsed as YAML (``''`` → ``None``; text that is
     not valid YAML stays text)."""
-    import yaml
-
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise KbioxlmError(f"override {item!r} is not key=value")

@@ -6,14 +6,19 @@ under ``accelerate launch`` / ``torchrun``), ``prepare`` the model and optimizer
 every optimisation step through :func:`micro_step`. What stays theirs is the data schedule (each
 shards its own batches over the processes) and what they do between steps.
 
-Kept free of other kbioxlm imports (and of module-level torch imports, for start-up time), so any
-stage can use it without an import cycle.
+Kept free of other kbioxlm imports, so any stage can use it without an import cycle. It imports
+torch and accelerate: a module that ``kbioxlm --help`` loads reaches it only inside a function.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
+
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import gather_object
 
 
 def reset_accelerate_state() -> None:
@@ -23,9 +28,6 @@ def reset_accelerate_state() -> None:
     ``mixed_precision`` raises otherwise. Only for single-process use: under a launcher the process
     group belongs to this one run.
     """
-    import torch
-    from accelerate.state import AcceleratorState, GradientState
-
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -55,10 +57,6 @@ def micro_step(accelerator: Any, model: Any, optimizer: Any, host_batch: dict[st
 
 def weight_digest(model: Any) -> str:
     """SHA-256 over every parameter's bytes, in name order (identical weights <=> identical digest)."""
-    import hashlib
-
-    import torch
-
     h = hashlib.sha256()
     for name, p in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -70,8 +68,6 @@ def gather_objects(accelerator: Any, obj: Any) -> list[Any]:
     """One picklable object per process, in rank order (a list of one when not distributed)."""
     if accelerator.num_processes == 1:
         return [obj]
-    from accelerate.utils import gather_object
-
     return list(gather_object([obj]))
 
 
@@ -84,7 +80,5 @@ def broadcast_buffers(accelerator: Any, model: Any) -> None:
     hold, score and save one model."""
     if accelerator.num_processes == 1:
         return
-    import torch
-
     for buf in model.buffers():
         torch.distributed.broadcast(buf.data, src=0)

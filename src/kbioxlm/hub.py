@@ -50,7 +50,7 @@ def load_error(name: str, exc: BaseException, what: str = "model") -> KbioxlmErr
 def load_tokenizer(name: str) -> Any:
     """Fast tokenizer by name/path, cached: loading XLM-R's 250k-piece tokenizer takes seconds and
     repeated in-process runs (tests, benchmark matrices, time-sliced resumes) reuse it read-only."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers; hub is loaded by `kbioxlm --help`
 
     check_model_name(name, "tokenizer")
     try:

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
 from .errors import KbioxlmError, where
+from .progress import progress
 
 
 @dataclass
@@ -40,30 +43,46 @@ def open_text(path: str | os.PathLike[str]) -> IO[str]:
         raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+def iter_lines(path: str | os.PathLike[str], progress_desc: str | None = None,
+               strip: bool = False) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` of a UTF-8 text file; a decoding error names the file and line.
 
     Read in binary and decoded line by line: a text-mode reader decodes in chunks, so its error
-    would point at the start of the chunk, not at the line holding the bad byte.
+    would point at the start of the chunk, not at the line holding the bad byte (and text-mode
+    ``tell()`` is unusable while iterating, so only a binary read can count bytes for a progress bar).
+    A line keeps its line ending (CRLF read as LF, as text mode gives it); with ``strip``, the line
+    ending and a UTF-8 BOM at the start of the file are dropped. With ``progress_desc``, a progress
+    bar of the bytes read carries that label (large files).
     """
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    with fh:
+    with fh, progress(total=os.fstat(fh.fileno()).st_size, unit="B", unit_scale=True, desc=progress_desc or "",
+                      leave=False, enabled=progress_desc is not None) as bar:
         lineno = 0
+        pending = 0  # bytes read since the bar's last update
         try:
             for raw in fh:
                 lineno += 1
+                pending += len(raw)
+                if pending >= 1 << 22:
+                    bar.update(pending)
+                    pending = 0
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise KbioxlmError(f"{where(path, lineno)}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})") from exc
-                if line.endswith("\r\n"):  # as text mode would give it
+                if strip:
+                    if lineno == 1 and line.startswith("\ufeff"):
+                        line = line[1:]
+                    line = line.rstrip("\r\n")
+                elif line.endswith("\r\n"):  # as text mode would give it
                     line = line[:-2] + "\n"
                 yield lineno, line
         except OSError as exc:  # a read error (a folder, an I/O error) mid-file
             raise KbioxlmError(f"{where(path, lineno + 1)}: cannot read ({exc.strerror or exc})") from exc
+        bar.update(pending)
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
@@ -81,8 +100,6 @@ def read_text(path: str | os.PathLike[str]) -> str:
 
 def load_yaml(path: str | os.PathLike[str], what: str = "config") -> tuple[Any, dict[str, int]]:
     """A YAML file and the line of each top-level key; every problem is one ``file[:line]: reason``."""
-    import yaml
-
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

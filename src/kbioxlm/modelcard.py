@@ -15,6 +15,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+from huggingface_hub import HfApi, ModelCard, try_to_load_from_cache
+from huggingface_hub.errors import HfHubHTTPError
+
 from .errors import KbioxlmError
 from .hub import is_hub_id
 
@@ -28,8 +32,6 @@ def _card_data_of(folder: Path) -> dict[str, Any]:
     readme = folder / "README.md"
     if not readme.is_file():
         return {}
-    from huggingface_hub import ModelCard
-
     try:
         return ModelCard.load(readme).data.to_dict()
     except Exception as exc:  # noqa: BLE001 - a foreign card we cannot parse only costs metadata
@@ -44,8 +46,6 @@ def _base_folder(base: str) -> Path | None:
         return p
     if is_hub_id(base):
         try:
-            from huggingface_hub import try_to_load_from_cache
-
             hit = try_to_load_from_cache(base, "README.md")
         except Exception:  # noqa: BLE001 - no cache, bad id: nothing known
             return None
@@ -111,10 +111,6 @@ def push_folder(folder: str | os.PathLike[str], repo_id: str, *, private: bool =
     The card's ``base_model`` must be a hub id (the hub refuses other values), so a local path
     there stops the upload before anything is sent.
     """
-    import httpx
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
     folder = Path(folder)
     if not is_hub_id(repo_id):
         raise KbioxlmError(f"{repo_id}: not a hub repository id (expected name or owner/name)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KbioxlmError
+from .hub import is_hub_id
 
 SHARED_ENV = "KBIOXLM_SHARED"
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|env:[A-Za-z_][A-Za-z0-9_]*)\}")
@@ -80,8 +81,6 @@ def resolve_file(value: Any, base: Path) -> Any:
 
 def resolve_model(value: Any, base: Path) -> Any:
     """A model or tokenizer value: a local path taken from ``base``, a hub id as it is."""
-    from .hub import is_hub_id
-
     if not isinstance(value, str) or not value:
         return value
     local = absolute(value, base)

@@ -72,7 +72,7 @@ def progress(
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     if mode == "tty":
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: only a terminal gets a tqdm bar; loaded by `kbioxlm --help`
 
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave,
                     file=stream, **tqdm_kwargs)  # fmt: skip
@@ -201,7 +201,7 @@ def quiet_transformers() -> Iterator[None]:
     """Silence ``transformers``' load reports, warnings and weight-loading/saving progress bars
     inside the block (errors still show); the previous settings come back afterwards."""
     try:
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # lazy: transformers; loaded by `kbioxlm --help`
     except ImportError:  # pragma: no cover - transformers is a dependency
         yield
         return

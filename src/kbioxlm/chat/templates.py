@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import KbioxlmError
+from ..io import read_text
 
 LANG_NAMES = {
     "en": "English", "zh": "Simplified Chinese", "ja": "Japanese", "ko": "Korean", "de": "German",
@@ -66,8 +67,6 @@ def load_template(name: str, prompt_dir: str | os.PathLike[str] | None = None) -
     text: str
     if prompt_dir is not None and (Path(prompt_dir) / f"{name}.txt").exists():
         path = Path(prompt_dir) / f"{name}.txt"
-        from ..io import read_text
-
         text = read_text(path)  # a bad byte is file:line
         where = str(path)
     else:

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import DemoSettings, run_demo
+    from .experiment import DemoSettings, run_demo
 
     run_demo(
         DemoSettings(

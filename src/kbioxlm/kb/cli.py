@@ -9,6 +9,7 @@ from typing import Any
 
 from ..cliutil import hide_aliases
 from ..io import SkipCounter
+from .store import KnowledgeBase
 
 
 def _skip(args: argparse.Namespace) -> SkipCounter | None:
@@ -94,8 +95,6 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .store import KnowledgeBase
-
     with KnowledgeBase(args.kb) as kb:
         stats: dict[str, Any] = kb.stats()  # the JSON document; its values are read by key below
         if args.tokenizer:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..conll import bio_spans, iter_conll
 from ..errors import KbioxlmError, where
 from ..schema import is_unspaced
-from .importing import iter_lines
+from .importing import iter_stripped_lines
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def read_conll_docs(path: str | os.PathLike[str]) -> dict[str, list[tuple[str, s
     """Document id → its ``(token, tag)`` list, in file order; duplicate ids and bad lines are errors."""
     docs: dict[str, list[tuple[str, str]]] = {}
     current: list[tuple[str, str]] | None = None
-    for row in iter_conll(path, iter_lines(path)):
+    for row in iter_conll(path, iter_stripped_lines(path)):
         if row.kind == "blank":
             continue
         if row.kind == "doc":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..hub import load_tokenizer
+from ..progress import quiet_transformers
 from .store import KnowledgeBase
 
 
@@ -17,9 +19,6 @@ def tokenizer_coverage(kb: KnowledgeBase, tokenizer: str, batch_size: int = 4096
     """``{"tokenizer": T, "unk_token": "<unk>" | None, "languages": {lang: {"names", "pieces",
     "unk_pieces", "unk_rate", "names_with_unk"}}}`` over the distinct names of each language;
     ``unk_rate`` is ``unk_pieces / pieces`` (0 for a tokenizer without an unknown token)."""
-    from ..hub import load_tokenizer
-    from ..progress import quiet_transformers
-
     with quiet_transformers():
         tok = load_tokenizer(tokenizer)
     unk = tok.unk_token_id

@@ -20,10 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 from ..errors import KbioxlmError, where
-from ..io import SkipCounter
-from ..progress import progress
+from ..io import SkipCounter, iter_lines
 from .store import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -59,32 +57,12 @@ def require_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     return p
 
 
-def iter_lines(path: str | os.PathLike[str], desc: str | None = None) -> Iterator[tuple[int, str]]:
-    """``(line_number, line)`` without the line ending or a UTF-8 BOM, with a byte progress bar.
-
-    Read in binary so the progress bar can count bytes (text-mode ``tell()`` is unusable while
-    iterating), decoding each line on its own so a bad byte is reported with its line number.
-    """
+def iter_stripped_lines(path: str | os.PathLike[str], desc: str | None = None) -> Iterator[tuple[int, str]]:
+    """``(line_number, line)`` of a source file without the line ending or a UTF-8 BOM, with a byte
+    progress bar labelled ``desc`` (default: the file name): :func:`kbioxlm.io.iter_lines` of a file
+    that must exist."""
     p = require_file(path)
-    try:
-        fh = open(p, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise KbioxlmError(f"{p}: cannot read ({exc.strerror or exc})") from exc
-    with fh, progress(total=p.stat().st_size, unit="B", unit_scale=True, desc=desc or p.name, leave=False) as bar:
-        pending = 0
-        for lineno, raw in enumerate(fh, 1):
-            pending += len(raw)
-            if pending >= 1 << 22:
-                bar.update(pending)
-                pending = 0
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise KbioxlmError(f"{where(p, lineno)}: not valid UTF-8 ({exc.reason})") from exc
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            yield lineno, line.rstrip("\r\n")
-        bar.update(pending)
+    yield from iter_lines(p, progress_desc=desc or p.name, strip=True)
 
 
 def iter_tsv(
@@ -92,7 +70,7 @@ def iter_tsv(
 ) -> Iterator[tuple[int, list[str]]]:
     """Non-blank TAB-separated rows with a column-count check (``n_cols`` may list allowed counts)."""
     allowed = (n_cols,) if isinstance(n_cols, int) else n_cols
-    for lineno, line in iter_lines(path):
+    for lineno, line in iter_stripped_lines(path):
         if not line.strip():
             continue
         fields = line.split("\t")

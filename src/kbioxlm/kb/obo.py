@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import obonet
+
 from ..errors import KbioxlmError
 from ..io import SkipCounter
-from .importing import BATCH_SIZE, batched, importing, iter_lines, record_source, reject, report_skips, require_file
+from .importing import BATCH_SIZE, batched, importing, iter_stripped_lines, record_source, reject, report_skips, require_file
 from .languages import check_iso
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,6 @@ def _strip_obo_value(value: str) -> str:
 
 
 def _read_obo(path: Path) -> Any:
-    import obonet  # networkx-based; imported lazily to keep `kbioxlm --help` fast
-
     try:
         return obonet.read_obo(str(path))
     except UnicodeDecodeError as exc:
@@ -282,7 +282,7 @@ def read_babelon(
     col: dict[str, int] = {}
     rows: list[tuple[str, str, str, int]] = []
     unmatched = rejected = 0
-    for lineno, line in iter_lines(path):
+    for lineno, line in iter_stripped_lines(path):
         if not line.strip():
             continue
         fields = line.split("\t")

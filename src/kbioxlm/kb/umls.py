@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import KbioxlmError
 from ..io import SkipCounter
-from .importing import BATCH_SIZE, iter_lines, iter_tsv, record_source, reject, report_skips, require_file
+from .importing import BATCH_SIZE, iter_stripped_lines, iter_tsv, record_source, reject, report_skips, require_file
 from .importing import importing
 from .languages import LAT_TO_ISO, check_iso, parse_umls_languages
 
@@ -148,7 +148,7 @@ def import_umls(
             concept_buf.clear()
             name_buf.clear()
 
-        for lineno, line in iter_lines(conso, "MRCONSO"):
+        for lineno, line in iter_stripped_lines(conso, "MRCONSO"):
             if not line:
                 continue
             f = _split_rrf(line, MRCONSO_FIELDS)
@@ -211,7 +211,7 @@ def import_umls(
         sty = d / "MRSTY.RRF"
         if sty.is_file():
             type_buf: list[tuple[str, str, str]] = []
-            for lineno, line in iter_lines(sty, "MRSTY"):
+            for lineno, line in iter_stripped_lines(sty, "MRSTY"):
                 if not line:
                     continue
                 f = _split_rrf(line, MRSTY_FIELDS)
@@ -234,7 +234,7 @@ def import_umls(
         rel_path = d / "MRREL.RRF"
         if rel_path.is_file():
             rel_buf: list[tuple[str, str, str, str]] = []
-            for lineno, line in iter_lines(rel_path, "MRREL"):
+            for lineno, line in iter_stripped_lines(rel_path, "MRREL"):
                 if not line:
                     continue
                 f = _split_rrf(line, MRREL_FIELDS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ from ..conll import bio_spans, join_tokens
 from ..errors import KbioxlmError
 from ..io import write_json, write_jsonl
 from ..progress import progress as progress_bar
-from ..tasks.readers import HOC_LABELS
+from ..tasks.finetune import METRIC_NAMES
+from ..tasks.metrics import binary_scores, multilabel_scores, ner_scores
+from ..tasks.protocols import sample_fewshot
+from ..tasks.readers import HOC_LABELS, read_ner, read_seqcls
 from .parsing import HOC_LABELS_ZH, locate_entities, parse_entities, parse_labels, parse_yes_no
 
 log = logging.getLogger(__name__)
@@ -44,14 +48,10 @@ TYPE_DESCRIPTIONS = {
 
 
 def _metric_names() -> dict[str, str]:
-    from ..tasks.finetune import METRIC_NAMES
-
     return METRIC_NAMES
 
 
 def _read(task: str, path: str | os.PathLike[str], lang: str | None) -> list[dict[str, Any]]:
-    from ..tasks.readers import read_ner, read_seqcls
-
     if task == "ner":
         return [dict(r) for r in read_ner(path, lang)]
     return [dict(r) for r in read_seqcls(path, lang, task)]
@@ -104,9 +104,6 @@ def run_llm_eval(
     max_failed: int = 0,
 ) -> dict[str, Any]:
     """Prompt, parse, score; write ``results.json`` and ``predictions.jsonl`` into ``out_dir``."""
-    from ..tasks.metrics import binary_scores, multilabel_scores, ner_scores
-    from ..tasks.protocols import sample_fewshot
-
     if task not in TASK_DATASET:
         raise KbioxlmError(f"unknown task {task!r} (use ner, re or dc)")
     if max_failed < 0:
@@ -257,6 +254,4 @@ def run_llm_eval(
 
 
 def _says_none(raw: str) -> bool:
-    import re
-
     return bool(re.search(r"\bnone\b|no entit|无|没有", raw, flags=re.I))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 
-from ..cliutil import add_print_config
+from ..cliutil import add_print_config, print_config
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -43,10 +44,6 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = load_pipeline_config(args.config, out=args.out, shared=args.shared)
     if args.print_config:
-        import dataclasses
-
-        from ..cliutil import print_config
-
         return print_config({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("path", "anchor")})
     steps = build_plan(cfg)
     if args.list:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from ..config import check_keys, read_mapping
+from ..corpus.targets import parse_target_langs
 from ..errors import KbioxlmError
 from ..paths import VAR, substitute  # noqa: F401  (re-exported: the pipeline's variables)
 TOP_KEYS = {
@@ -99,8 +101,6 @@ def _args(value: Any, what: str) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        import shlex
-
         return shlex.split(value)
     if not isinstance(value, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value):
         raise KbioxlmError(f"{what}: args must be a list of strings")
@@ -385,8 +385,6 @@ def _target_langs(raw: Any, directions: Any, languages: list[str], src: str) -> 
     ``(lang, weight)`` pairs ``languages[0]``'s documents are switched into (``None``: not given)."""
     if raw is None:
         return None
-    from ..corpus.targets import parse_target_langs
-
     what = f"{src}: corpus.target_langs"
     pairs = parse_target_langs(raw, what)
     bad = [lang for lang, _w in pairs if lang not in languages[1:]]

@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ import yaml
 from .. import paths
 from ..corpus.targets import format_target_langs
 from ..errors import KbioxlmError
-from ..io import atomic_write
+from ..io import atomic_write, write_json
 from ..paths import display
+from ..tasks.benchmark import read_config_file
 from . import sources
 from .config import LEVELS, PipelineConfig
+from .probe_report import write_multi_probe_report, write_probe_report
 
 
 @dataclass
@@ -65,8 +68,6 @@ class Step:
     def command(self, pipeline_cmd: str = "kbioxlm pipeline --config CONFIG") -> str:
         """The shell line a user can copy to do this step by hand (the pipeline's own conversions
         are run by the pipeline command restricted to that step)."""
-        import shlex
-
         if self.argv is not None:
             prog = shlex.join(self.launcher) if self.launcher else "kbioxlm"
             return display(f"{prog} {shlex.join(self.argv)}")
@@ -214,8 +215,6 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         summary = out / "docs" / f"{lang}.summary.json"
 
         def convert(spec: Any = spec, lang: str = lang, path: Path = path, summary: Path = summary) -> dict[str, Any]:
-            from ..io import write_json
-
             s = sources.build_documents(spec, lang, path, max_docs=max_per_lang, dedup=dedup)
             write_json(summary, s)
             return s
@@ -479,8 +478,6 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
 
     With ``probe.langs`` (several languages X): the same per X under ``probe/<X>/`` (steps
     ``probe.<X>.<model>``, ``probe.<X>.report``), then ``probe.report``: every X in one table."""
-    from .probe_report import write_multi_probe_report
-
     pr = cfg.probe
     assert pr is not None
     if pr["langs"] is None:
@@ -512,8 +509,6 @@ def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, h
                       taken: set[str], b: str, root: Path, prefix: str) -> list[Step]:
     """``prefix.<model>`` probes of ``languages[0]`` <-> ``b`` under ``root``, then ``prefix.report``
     (the first ``len(models)`` steps are the probes, in order)."""
-    from .probe_report import write_probe_report
-
     pr = cfg.probe
     assert pr is not None
     a = cfg.languages[0]
@@ -563,8 +558,6 @@ def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, h
 def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[str]) -> list[Step]:
     bench = cfg.benchmark
     assert bench is not None
-    from ..tasks.benchmark import read_config_file
-
     base_cfg_path = Path(bench["config"])
     if not base_cfg_path.is_file():
         raise KbioxlmError(f"{base_cfg_path}: no such benchmark config (from benchmark.config of {cfg.path}; "

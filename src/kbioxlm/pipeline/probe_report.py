@@ -165,6 +165,7 @@ def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequen
 def plot_probe(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], path: Path,
                labels: Mapping[str, str] | None = None) -> None:
     """Grouped bars: one group per model, one bar per direction (term acc@1), values on the bars."""
+    # lazy: matplotlib, only for the chart
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -222,6 +223,7 @@ def plot_multi_probe(per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]], mo
                      path: Path, labels: Mapping[str, str]) -> None:
     """Grouped bars: one group per direction (``lang``→X, X→``lang`` for every X), one bar per model;
     a model not probed on a language has no bar there (and "n/a" on it)."""
+    # lazy: matplotlib, only for the chart
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -7,12 +7,12 @@ Modules: :mod:`.vocab` (token counting, reduced output vocabulary, full vocabula
 collator/trainer written beside them.
 
 This ``__init__`` stays import-light (no torch) so the CLI and data-only tools can import
-:data:`TASKS` cheaply.
+:data:`PRETRAIN_TASKS` cheaply.
 """
 
 from __future__ import annotations
 
-TASKS: tuple[str, ...] = ("mlm", "entity", "fact", "passage", "align")
+PRETRAIN_TASKS: tuple[str, ...] = ("mlm", "entity", "fact", "passage", "align")
 """Pretraining tasks; a row's task id is the index into this tuple.
 
 ``mlm``: monolingual text (whole-word / whole-entity masking); ``entity``: code-switched entity
@@ -22,6 +22,6 @@ languages (contrastive synonym alignment, symmetric InfoNCE over mean-pooled nam
 paper, see docs/pretrain.md).
 """
 
-TASK_IDS: dict[str, int] = {name: i for i, name in enumerate(TASKS)}
+TASK_IDS: dict[str, int] = {name: i for i, name in enumerate(PRETRAIN_TASKS)}
 
-__all__ = ["TASKS", "TASK_IDS"]
+__all__ = ["PRETRAIN_TASKS", "TASK_IDS"]

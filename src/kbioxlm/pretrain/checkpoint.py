@@ -28,10 +28,16 @@ is never read by the wrong path (each refusal says how to resume it).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from ..errors import KbioxlmError
 
@@ -53,9 +59,6 @@ def rng_file(rank: int) -> str:
 # ------------------------------------------------------------------------ JSON + tensors
 def _encode(obj: Any, prefix: str, tensors: dict[str, Any], seen: set[int]) -> Any:
     """JSON-safe copy of ``obj``; tensors go to ``tensors`` under a path-like key."""
-    import numpy as np
-    import torch
-
     if isinstance(obj, torch.Tensor):
         t = obj.detach().to("cpu")
         ptr = t.untyped_storage().data_ptr() if t.numel() else None
@@ -88,8 +91,6 @@ def _encode(obj: Any, prefix: str, tensors: dict[str, Any], seen: set[int]) -> A
 
 
 def _decode(obj: Any, tensors: dict[str, Any], where: Path) -> Any:
-    import numpy as np
-
     if isinstance(obj, list):
         return [_decode(v, tensors, where) for v in obj]
     if not isinstance(obj, dict):
@@ -110,8 +111,6 @@ def _decode(obj: Any, tensors: dict[str, Any], where: Path) -> Any:
 
 def save_state_files(directory: Path, name: str, state: Any) -> None:
     """``name.json`` (structure and plain values) and ``name.safetensors`` (its tensors)."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, Any] = {}
     doc = {"format": FORMAT, "state": _encode(state, name, tensors, set())}
     tmp = directory / f".{name}.safetensors.tmp"
@@ -123,9 +122,6 @@ def save_state_files(directory: Path, name: str, state: Any) -> None:
 
 
 def load_state_files(directory: Path, name: str, device: Any = "cpu") -> Any:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     jpath, tpath = directory / f"{name}.json", directory / f"{name}.safetensors"
     try:
         doc = json.loads(jpath.read_text(encoding="utf-8"))
@@ -144,8 +140,6 @@ def load_state_files(directory: Path, name: str, device: Any = "cpu") -> Any:
 
 # ------------------------------------------------------------------------ whole checkpoint
 def _device_module(device: Any) -> Any:
-    import torch
-
     if device.type in ("cpu", "meta"):
         return None
     try:
@@ -155,9 +149,6 @@ def _device_module(device: Any) -> Any:
 
 
 def rng_state(accelerator: Any) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
     state: dict[str, Any] = {
         "step": int(accelerator.step),
         "python": random.getstate(),
@@ -173,9 +164,6 @@ def rng_state(accelerator: Any) -> dict[str, Any]:
 
 
 def set_rng_state(accelerator: Any, state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
     accelerator.step = int(state["step"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
@@ -190,8 +178,6 @@ def set_rng_state(accelerator: Any, state: dict[str, Any]) -> None:
 def save_training_state(directory: Path, accelerator: Any, model: Any, optimizer: Any, scheduler: Any) -> None:
     """Write model, optimizer, scheduler (and fp16 scaler) from the main process and each
     process's RNG state; the caller writes ``trainer_state.json`` last and synchronises."""
-    from safetensors.torch import save_file
-
     directory.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         state = accelerator.unwrap_model(model).state_dict()
@@ -211,9 +197,6 @@ def save_training_state(directory: Path, accelerator: Any, model: Any, optimizer
 
 def load_training_state(directory: Path, accelerator: Any, model: Any, optimizer: Any, scheduler: Any) -> None:
     """Restore what :func:`save_training_state` wrote (every process reads the shared files)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     if not (directory / f"{OPTIMIZER_FILE}.json").is_file():
         old = [f for f in PICKLE_FILES if (directory / f).exists()]
@@ -292,8 +275,6 @@ def save_deepspeed_state(directory: Path, accelerator: Any, engine: Any, schedul
 def load_deepspeed_state(directory: Path, accelerator: Any, engine: Any, scheduler: Any) -> None:
     """Restore what :func:`save_deepspeed_state` wrote (or a bare ``global_step<N>`` checkpoint,
     whose scheduler and RNG states, absent, then start afresh with a warning)."""
-    import logging
-
     directory = Path(directory)
     tag = deepspeed_tag(directory)
     if tag is None:

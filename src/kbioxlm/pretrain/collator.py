@@ -20,16 +20,15 @@ import math
 from collections.abc import Sequence
 from typing import Any, cast
 
+import jieba
 import numpy as np
 
 from ..schema import PASSAGE_LABELS, is_unspaced
-from . import TASKS
+from . import PRETRAIN_TASKS
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-# Task names in id order: the model's contract (task id = index).
-TASK_NAMES: tuple[str, ...] = TASKS
 
 
 def record_task(rec: dict[str, Any]) -> str:
@@ -45,8 +44,6 @@ class _Jieba:
     @classmethod
     def spans(cls, text: str) -> list[tuple[int, int]]:
         if cls._tok is None:
-            import jieba
-
             jieba.setLogLevel(logging.WARNING)
             cls._tok = jieba.Tokenizer()
         return [(s, e) for _, s, e in cls._tok.tokenize(text)]
@@ -159,7 +156,7 @@ class KnowledgeCollator:
         return batch
 
     def _mlm_batch(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        import torch
+        import torch  # lazy: torch; `kbioxlm pretrain --help` loads this module (through the trainer)
 
         feats = [self.encode(r) for r in records]
         longest = max(len(f["input_ids"]) for f in feats)
@@ -237,7 +234,7 @@ class KnowledgeCollator:
         else:
             raise ValueError(f"unknown task {task!r}")
         labels = self._apply_mask(ids, chosen)
-        return {"input_ids": ids, "mlm_labels": labels, "task_id": TASK_NAMES.index(task), "pair_label": IGNORE_INDEX}
+        return {"input_ids": ids, "mlm_labels": labels, "task_id": PRETRAIN_TASKS.index(task), "pair_label": IGNORE_INDEX}
 
     def _encode_single(self, text: str, rec: dict[str, Any], task: str) -> tuple[Any, int]:
         """Encode ``text`` within ``max_length``; returns the encoding and its character shift.
@@ -333,7 +330,7 @@ class KnowledgeCollator:
         chosen = self._fill(units, self._budget(n_tokens))
         labels = self._apply_mask(ids, chosen)
         label = PASSAGE_LABELS.index(rec["label"])
-        return {"input_ids": ids, "mlm_labels": labels, "task_id": TASK_NAMES.index("passage"), "pair_label": label}
+        return {"input_ids": ids, "mlm_labels": labels, "task_id": PRETRAIN_TASKS.index("passage"), "pair_label": label}
 
     # ------------------------------------------------------------------ units
     @staticmethod

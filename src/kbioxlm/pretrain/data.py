@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import KbioxlmError
 from ..io import SkipCounter, iter_jsonl
 from ..schema import validate_pretrain_record
-from .collator import TASK_NAMES, record_task
+from . import PRETRAIN_TASKS
+from .collator import record_task
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,12 @@ def _as_document(rec: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def load_records(files: Sequence[TrainFile], skip: SkipCounter | None = None) -> dict[str, list[dict[str, Any]]]:
+def load_pretrain_records(files: Sequence[TrainFile], skip: SkipCounter | None = None) -> dict[str, list[dict[str, Any]]]:
     """Read and validate every file; returns records per task in file order.
 
     A bad record raises :class:`KbioxlmError` with ``file:line`` (or is counted in ``skip``).
     """
-    pools: dict[str, list[dict[str, Any]]] = {t: [] for t in TASK_NAMES}
+    pools: dict[str, list[dict[str, Any]]] = {t: [] for t in PRETRAIN_TASKS}
     for tf in files:
         if not Path(tf.path).is_file():
             raise KbioxlmError(f"{tf.path}: no such record file")
@@ -106,7 +107,7 @@ def split_heldout(
     """
     train: dict[str, list[dict[str, Any]]] = {}
     held: dict[str, list[dict[str, Any]]] = {}
-    for t_id, task in enumerate(TASK_NAMES):
+    for t_id, task in enumerate(PRETRAIN_TASKS):
         recs = pools.get(task, [])
         n = len(recs)
         k = min(max_per_task, int(round(n * fraction))) if n >= 2 else 0
@@ -122,12 +123,12 @@ def normalise_mix(mix: dict[str, float] | None, available: dict[str, int]) -> di
     """Proportions over the tasks that have training records (missing tasks drop out, rest rescale)."""
     mix = dict(DEFAULT_MIX if mix is None else mix)
     for k in mix:
-        if k not in TASK_NAMES:
-            raise KbioxlmError(f"mix: unknown task {k!r} (tasks: {', '.join(TASK_NAMES)})")
+        if k not in PRETRAIN_TASKS:
+            raise KbioxlmError(f"mix: unknown task {k!r} (tasks: {', '.join(PRETRAIN_TASKS)})")
         if float(mix[k]) < 0:
             raise KbioxlmError(f"mix: proportion of {k!r} must be >= 0")
-    usable = {t: float(mix.get(t, 0.0)) for t in TASK_NAMES if available.get(t, 0) > 0 and float(mix.get(t, 0.0)) > 0}
-    dropped = [t for t in TASK_NAMES if float(mix.get(t, 0.0)) > 0 and available.get(t, 0) == 0]
+    usable = {t: float(mix.get(t, 0.0)) for t in PRETRAIN_TASKS if available.get(t, 0) > 0 and float(mix.get(t, 0.0)) > 0}
+    dropped = [t for t in PRETRAIN_TASKS if float(mix.get(t, 0.0)) > 0 and available.get(t, 0) == 0]
     if dropped:
         log.warning("no training records for %s; their share of the mix goes to the other tasks", ", ".join(dropped))
     total = sum(usable.values())
@@ -169,7 +170,7 @@ class MixedSchedule:
         self.length_bucketing = int(length_bucketing or 0)
         self.mix = mix
         self.seed = seed
-        self.tasks = [t for t in TASK_NAMES if t in mix]
+        self.tasks = [t for t in PRETRAIN_TASKS if t in mix]
         self.probs = np.array([mix[t] for t in self.tasks], dtype=np.float64)
         self.probs = self.probs / self.probs.sum()
         self.epoch_size = int(epoch_size) if epoch_size else sum(len(pools[t]) for t in self.tasks)
@@ -268,7 +269,7 @@ class CollatedBatches:
     def __iter__(self) -> Iterator[tuple[dict[str, Any], dict[str, int], dict[str, Any], int]]:
         worker, n_workers = 0, 1
         try:
-            import torch.utils.data
+            import torch.utils.data  # lazy: torch; `kbioxlm pretrain --help` loads this module (through the trainer)
 
             info = torch.utils.data.get_worker_info()
             if info is not None:
@@ -296,7 +297,7 @@ def eval_batches(
     held: dict[str, list[dict[str, Any]]], batch_size: int, rank: int = 0, world: int = 1
 ) -> Iterator[list[dict[str, Any]]]:
     """Held-out records of each task in fixed order, strided over processes, in batches."""
-    for task in TASK_NAMES:
+    for task in PRETRAIN_TASKS:
         recs = held.get(task, [])[rank::world]
         for i in range(0, len(recs), batch_size):
             yield recs[i : i + batch_size]

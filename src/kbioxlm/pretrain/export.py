@@ -26,12 +26,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean, stdev
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCardData
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-from ..errors import KbioxlmError
-from ..io import check_output_dir, make_temp_dir, replace_dir, write_marker
+from ..errors import KbioxlmError, where
+from ..io import check_output_dir, iter_jsonl, make_temp_dir, read_text, replace_dir, write_marker
+from ..modelcard import TAGS, base_license, card_base_model, render, table
 from .model import (VOCAB_MAP_FILE, KnowledgeAnchoredModel, _supports_masked_lm, input_embedding_weight, lm_head_parts,
                     read_meta)
 
@@ -65,8 +69,6 @@ class Original:
 
 def _load_original(name: str) -> Original | None:
     """Embeddings / LM head rows of ``name`` (a model), or only its size (a tokenizer); None if unloadable."""
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
-
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError):
@@ -143,8 +145,6 @@ def _ship_tokenizer(source: str, out: Path) -> None:
             shutil.copyfile(src / f, out / f)
         if copied:
             return
-    from transformers import AutoTokenizer
-
     try:
         AutoTokenizer.from_pretrained(source).save_pretrained(out)
     except (OSError, ValueError) as exc:
@@ -170,8 +170,6 @@ def export_checkpoint(
     card; ``base_model`` (a hub id) replaces the recorded base in the card's metadata (the hub
     refuses a local path there); ``datasets``: hub dataset ids for the card's metadata.
     """
-    from transformers import AutoModel, AutoModelForMaskedLM
-
     check_output_dir(out_dir, EXPORT_MARKER, overwrite, EXPORT_WHAT)
     probe_data = read_probe(probe) if probe else None
     bench_rows = read_benchmark(benchmark) if benchmark else None
@@ -345,8 +343,6 @@ def find_eval_log(ckpt: Path) -> Path | None:
 
 def _eval_rows(path: Path, step: int | None) -> list[dict[str, Any]]:
     """The first held-out evaluation and the one at the checkpoint's step (else the last before it)."""
-    from ..io import iter_jsonl
-
     rows = [r for _, r in iter_jsonl(path) if isinstance(r, dict) and isinstance(r.get("step"), int)]
     if not rows:
         return []
@@ -357,8 +353,6 @@ def _eval_rows(path: Path, step: int | None) -> list[dict[str, Any]]:
 
 def read_probe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A ``kbioxlm probe`` result (probe.json), checked before any export work."""
-    from ..io import read_text
-
     try:
         data = json.loads(read_text(path))
     except ValueError as exc:
@@ -370,9 +364,6 @@ def read_probe(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_benchmark(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a benchmark's ``results.jsonl`` (one per finished cell), checked before any export work."""
-    from ..errors import where
-    from ..io import iter_jsonl
-
     rows = []
     for lineno, rec in iter_jsonl(path):
         if not isinstance(rec, dict) or not isinstance(rec.get("f1"), (int, float)) or "dataset" not in rec:
@@ -384,8 +375,6 @@ def read_benchmark(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _probe_lines(probe: dict[str, Any]) -> list[str]:
-    from ..modelcard import table
-
     rows = []
     for kind in ("term_retrieval", "sentence_retrieval"):
         part = probe.get(kind)
@@ -400,10 +389,6 @@ def _probe_lines(probe: dict[str, Any]) -> list[str]:
 
 
 def _benchmark_lines(rows: list[dict[str, Any]]) -> list[str]:
-    from statistics import mean, stdev
-
-    from ..modelcard import table
-
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         key = (r.get("model", ""), r.get("dataset_label") or r["dataset"], r.get("direction", ""),
@@ -424,10 +409,6 @@ def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[st
     """The export's model card: ``ModelCardData`` metadata (languages, base licence, base model,
     datasets, ``fill-mask``) and the numbers the run measured (held-out pretraining metrics from
     eval.jsonl; probe and benchmark tables when given), so the card says what the model does."""
-    from huggingface_hub import ModelCardData
-
-    from ..modelcard import TAGS, base_license, card_base_model, render, table
-
     files = settings.get("train_files") or settings.get("files")
     if isinstance(files, str):
         files = [f for f in files.split(",") if f]

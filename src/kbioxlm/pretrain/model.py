@@ -30,15 +30,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 from transformers.activations import ACT2FN
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 from transformers.utils import ModelOutput
 
 from ..errors import KbioxlmError
 from ..hub import check_model_name, load_error
 from ..io import atomic_write
 from ..schema import PASSAGE_LABELS
-from . import TASK_IDS, TASKS
+from . import PRETRAIN_TASKS, TASK_IDS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -143,15 +147,11 @@ def lm_head_parts(mlm_model: nn.Module) -> LMHeadParts | None:
 
 
 def _supports_masked_lm(config: Any) -> bool:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
-
     return type(config) in MODEL_FOR_MASKED_LM_MAPPING
 
 
 def _encoder_from_config(config: Any) -> PreTrainedModel:
     """Bare encoder without pooler (as inside ``*ForMaskedLM``), so state dicts match on reload."""
-    from transformers import AutoModel
-
     try:
         return AutoModel.from_config(config, add_pooling_layer=False)
     except TypeError:  # architectures without a pooler argument
@@ -171,10 +171,10 @@ def _check_kept_ids(kept_ids: Sequence[int] | None, vocab_size: int) -> list[int
 
 
 def _check_weights(loss_weights: Mapping[str, float] | None) -> dict[str, float]:
-    weights = {t: 1.0 for t in TASKS}
+    weights = {t: 1.0 for t in PRETRAIN_TASKS}
     for key, value in (loss_weights or {}).items():
         if key not in weights:
-            raise KbioxlmError(f"unknown loss weight {key!r}; expected one of {', '.join(TASKS)}")
+            raise KbioxlmError(f"unknown loss weight {key!r}; expected one of {', '.join(PRETRAIN_TASKS)}")
         weights[key] = float(value)
     return weights
 
@@ -290,8 +290,6 @@ class KnowledgeAnchoredModel(nn.Module):
         bare ``BertModel``) get a fresh dense/LayerNorm and a decoder copied from the input
         embeddings with zero bias. Extra keyword arguments go to ``from_pretrained``.
         """
-        from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
-
         name = str(name_or_path)
         hub_keys = ("revision", "cache_dir", "local_files_only", "token", "trust_remote_code")
         cfg_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in hub_keys}
@@ -321,8 +319,6 @@ class KnowledgeAnchoredModel(nn.Module):
         loss_weights: Mapping[str, float] | None = None,
     ) -> KnowledgeAnchoredModel:
         """Random weights from a Hugging Face config (tests, benchmarks, training from scratch)."""
-        from transformers import AutoModelForMaskedLM
-
         meta = {"base_model": None}
         if _supports_masked_lm(config):
             mlm = AutoModelForMaskedLM.from_config(config)
@@ -447,7 +443,7 @@ class KnowledgeAnchoredModel(nn.Module):
             if align_loss is None:
                 raise KbioxlmError("empty batch: neither input_ids nor align pairs")
             zero = sum(p.sum() for p in (*self.mlm_head.parameters(), *self.pair_head.parameters())) * 0.0
-            empty = {t: 0 for t in TASKS}
+            empty = {t: 0 for t in PRETRAIN_TASKS}
             return PretrainOutput(
                 loss=self.loss_weights["align"] * align_loss + zero,
                 losses={"align": align_loss.detach()},
@@ -461,7 +457,7 @@ class KnowledgeAnchoredModel(nn.Module):
         batch = hidden.shape[0]
         if task_ids is None:
             task_ids = torch.full((batch,), MLM_TASK, dtype=torch.long, device=hidden.device)
-        n_tasks = len(TASKS)
+        n_tasks = len(PRETRAIN_TASKS)
         want_loss = mlm_labels is not None or pair_labels is not None
         terms: list[torch.Tensor] = []
         stats = torch.zeros(3 * n_tasks + 3, dtype=torch.long, device=hidden.device)
@@ -502,11 +498,11 @@ class KnowledgeAnchoredModel(nn.Module):
             terms.append(pair_logits.sum() * 0.0)  # pair head unused this batch: zero grads, no DDP hang
 
         host = stats.tolist()  # one device sync for all the bookkeeping
-        mlm_correct = {t: host[i] for i, t in enumerate(TASKS)}
-        mlm_count = {t: host[n_tasks + i] for i, t in enumerate(TASKS)}
+        mlm_correct = {t: host[i] for i, t in enumerate(PRETRAIN_TASKS)}
+        mlm_count = {t: host[n_tasks + i] for i, t in enumerate(PRETRAIN_TASKS)}
         losses: dict[str, torch.Tensor] = {}
         if task_sum is not None:
-            for i, t in enumerate(TASKS):
+            for i, t in enumerate(PRETRAIN_TASKS):
                 if mlm_count[t]:
                     mean = task_sum[i] / mlm_count[t]
                     losses[t] = mean.detach()
@@ -568,8 +564,6 @@ class KnowledgeAnchoredModel(nn.Module):
         """Write ``config.json`` (encoder), ``kbioxlm_model.json`` (heads, kept ids, weights) and
         ``model.safetensors`` (all parameters), each atomically; ``vocab_map.json`` when the
         encoder is a trimmed one. Enough for :meth:`load` to rebuild the exact model."""
-        from safetensors.torch import save_file
-
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         self.encoder.config.save_pretrained(out)
@@ -585,7 +579,7 @@ class KnowledgeAnchoredModel(nn.Module):
             "pair_dropout": self.pair_head.dropout.p,
             "pair_pooling": self.pair_pooling,
             "align_temperature": self.align_temperature,
-            "tasks": list(TASKS),
+            "tasks": list(PRETRAIN_TASKS),
         }
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         tmp = out / f".{WEIGHTS_FILE}.tmp"
@@ -601,10 +595,6 @@ class KnowledgeAnchoredModel(nn.Module):
     @classmethod
     def load(cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> KnowledgeAnchoredModel:
         """Rebuild a model saved by :meth:`save_pretrained` (exact resume)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        from transformers import AutoConfig
-
         d = Path(directory)
         meta = read_meta(d)
         try:

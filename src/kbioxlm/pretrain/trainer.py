@@ -12,6 +12,10 @@ Outputs under ``output_dir``: ``checkpoints/checkpoint-<step>/``, ``eval.jsonl``
 masked-token accuracy and pair accuracy on the held-out split), ``train_log.jsonl``, tensorboard
 logs, ``kbioxlm_config.json`` (read by ``kbioxlm export`` for the model card) and ``final/``
 (:meth:`KnowledgeAnchoredModel.save_pretrained` plus the tokenizer).
+
+torch, accelerate and transformers (and :mod:`.model`, :mod:`.checkpoint` and :mod:`kbioxlm.engine`,
+which import them) are imported inside the functions that use them (marked
+``# lazy``): ``kbioxlm pretrain --help`` lists :data:`DEFAULTS` from this module without loading torch.
 """
 
 from __future__ import annotations
@@ -28,24 +32,25 @@ from typing import Any
 
 from .. import config
 from ..config import Settings
-from ..engine import gather_objects, micro_step, reset_accelerate_state, weight_digest
 from ..errors import KbioxlmError
 from ..hub import check_model_name, load_tokenizer
 from ..io import SkipCounter, atomic_write, check_writable_dir, dumps, write_json
-from . import TASKS
-from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
+from ..progress import progress
+from . import PRETRAIN_TASKS
+from .collator import KnowledgeCollator
 from .data import (
     DEFAULT_MIX,
     CollatedBatches,
     DataPosition,
     MixedSchedule,
     eval_batches,
-    load_records,
+    load_pretrain_records,
     normalise_mix,
     parse_train_files,
     resolve_path,
     split_heldout,
 )
+from .vocab import load_kept_ids as read_kept_ids
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PretrainConfig:
     """Every pretraining setting with its default; a YAML config and ``key=value`` overrides set them
-    (:func:`load_config`; ``kbioxlm pretrain --help`` lists them)."""
+    (:func:`load_pretrain_config`; ``kbioxlm pretrain --help`` lists them)."""
 
     # model and vocabulary
     model: str | None = None  # name or path of an encoder checkpoint (AutoModel-loadable)
@@ -131,17 +136,17 @@ DICT_KEYS = ("model_config", "loss_weights", "mix")
 
 
 # ---------------------------------------------------------------------------------------- config
-def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
+def load_pretrain_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
     """YAML config + ``key=value`` overrides (values parsed as YAML; dotted keys reach into mappings).
 
     Unknown keys are errors: a typo such as ``learning_rte=1e-4`` must not silently train with the
     default learning rate.
     """
-    return load_settings(path, overrides)[0]
+    return load_pretrain_settings(path, overrides)[0]
 
 
-def load_settings(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[PretrainConfig, Settings]:
-    """:func:`load_config` and where each key came from (:class:`kbioxlm.config.Settings`)."""
+def load_pretrain_settings(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[PretrainConfig, Settings]:
+    """:func:`load_pretrain_config` and where each key came from (:class:`kbioxlm.config.Settings`)."""
     settings = config.load_settings(path, overrides, DEFAULTS, aliases=ALIASES, mappings=DICT_KEYS)
     try:
         return _check(settings.values), settings
@@ -221,7 +226,7 @@ def _check(cfg: dict[str, Any]) -> PretrainConfig:
     if tc is not None and not isinstance(tc, (bool, str)):
         raise KbioxlmError(f"config: torch_compile must be true, false or a backend name, got {tc!r}")
     if isinstance(tc, str):
-        import torch
+        import torch  # lazy: torch
 
         if tc not in torch._dynamo.list_backends(exclude_tags=()):
             raise KbioxlmError(f"config: torch_compile backend {tc!r} unknown (known: {', '.join(torch._dynamo.list_backends())})")
@@ -265,7 +270,7 @@ def _check_report_to(value: Any) -> str:
     to report to wandb would train for days and report nowhere. So a missing package is a config
     error here, before anything is loaded.
     """
-    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers  # lazy: accelerate imports torch
 
     items = value if isinstance(value, (list, tuple)) else str(value if value is not None else "none").split(",")
     names = [str(v).strip().lower() for v in items if str(v).strip()]
@@ -290,9 +295,7 @@ def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] 
     """Reduced output vocabulary ids (the JSON written by ``kbioxlm vocab reduce``)."""
     if not path:
         return None
-    from .vocab import load_kept_ids as _load
-
-    return _load(resolve_path(path), vocab_size=vocab_size)
+    return read_kept_ids(resolve_path(path), vocab_size=vocab_size)
 
 
 def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> Any:
@@ -317,9 +320,7 @@ def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> 
 
 
 def _load_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> Any:
-    from .model import KnowledgeAnchoredModel, _check_weights
-
-    from .model import META_FILE
+    from .model import META_FILE, KnowledgeAnchoredModel, _check_weights  # lazy: torch
 
     weights = cfg.loss_weights or None
     if cfg.model:
@@ -334,9 +335,9 @@ def _load_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> 
                 model.loss_weights = _check_weights(weights)
             return model
         return KnowledgeAnchoredModel.from_pretrained(path, kept_ids=kept, loss_weights=weights)
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers
 
-    mc = dict(cfg.model_config or {})  # set when `model` is not (checked by load_config)
+    mc = dict(cfg.model_config or {})  # set when `model` is not (checked by load_pretrain_config)
     model_type = mc.pop("model_type", None)
     if not model_type:
         raise KbioxlmError("config: model_config needs model_type (e.g. xlm-roberta, bert)")
@@ -352,7 +353,7 @@ def _load_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> 
 
 def make_optimizer(model: Any, cfg: PretrainConfig, device_type: str) -> Any:
     """AdamW without weight decay on biases and LayerNorm weights; fused kernel where torch has one."""
-    import torch
+    import torch  # lazy: torch
 
     # Four groups: (encoder | heads) x (decay | no decay). The heads may have their own learning
     # rate: a fresh MLM head needs a large one, the pretrained encoder a small one.
@@ -433,6 +434,7 @@ def _batch_stream(cfg: PretrainConfig, schedule: MixedSchedule, collator: Any, p
     workers = int(cfg.dataloader_num_workers)
     if workers == 0:
         return iter(stream)
+    # lazy: torch
     import torch
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -454,8 +456,6 @@ def _deepspeed(accelerator: Any) -> bool:
 
 def make_collator(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True) -> Any:
     """The run's :class:`KnowledgeCollator` (training, evaluation and resume build it alike)."""
-    from .collator import KnowledgeCollator
-
     return KnowledgeCollator(
         tokenizer,
         max_length=cfg.max_length,
@@ -478,10 +478,10 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
     The masks are drawn by a collator with a fixed seed, so every evaluation of a run scores the
     same masked positions and the numbers are comparable over steps (and across runs).
     """
-    import torch
+    import torch  # lazy: torch
 
     coll = make_collator(cfg, tokenizer, kept, [int(cfg.seed), 99991, accelerator.process_index], random_window=False)
-    n_t = len(TASKS)
+    n_t = len(PRETRAIN_TASKS)
     # sums: correct[n_t], count[n_t], pair_correct, pair_count, loss_sum, n_batches, align_correct, align_count
     sums = torch.zeros(2 * n_t + 6, dtype=torch.float64, device=accelerator.device)
     was_training = model.training
@@ -491,7 +491,7 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
             batch = {k: v.to(accelerator.device) for k, v in coll(recs).items()}
             with accelerator.autocast():
                 out = model(**batch)
-            for i, task in enumerate(TASKS):
+            for i, task in enumerate(PRETRAIN_TASKS):
                 sums[i] += _to_float(out.mlm_correct.get(task, 0))
                 sums[n_t + i] += _to_float(out.mlm_count.get(task, 0))
             sums[2 * n_t] += _to_float(out.pair_correct)
@@ -504,7 +504,7 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
         model.train()
     sums = accelerator.reduce(sums, reduction="sum").tolist()
     metrics: dict[str, Any] = {}
-    for i, task in enumerate(TASKS):
+    for i, task in enumerate(PRETRAIN_TASKS):
         if sums[n_t + i] > 0:
             metrics[f"acc_{task}"] = sums[i] / sums[n_t + i]
             metrics[f"n_{task}"] = int(sums[n_t + i])
@@ -523,16 +523,18 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
 
 def train(cfg: PretrainConfig) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns the last evaluation metrics."""
+    # lazy: torch, accelerate, transformers and the modules built on them
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import parse_flag_from_env, set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    from ..progress import progress
+    from ..engine import gather_objects, micro_step, reset_accelerate_state, weight_digest
+    from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
-    if not cfg.output_dir or not cfg.tokenizer:  # a config from load_config has both
+    if not cfg.output_dir or not cfg.tokenizer:  # a config from load_pretrain_config has both
         raise KbioxlmError("config: output_dir and tokenizer are required")
     out_dir = Path(cfg.output_dir)
     check_writable_dir(out_dir, "output_dir")  # one line now, not a traceback after loading
@@ -544,10 +546,10 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     ga = int(cfg.gradient_accumulation_steps)
     # Data first: a bad record file is reported before models are loaded or processes synchronised.
     skip = SkipCounter() if cfg.skip_invalid else None
-    pools = load_records(parse_train_files(cfg.train_files), skip)
+    pools = load_pretrain_records(parse_train_files(cfg.train_files), skip)
     if cfg.eval_files:
         train_pools = pools
-        held = load_records(parse_train_files(cfg.eval_files), skip)
+        held = load_pretrain_records(parse_train_files(cfg.eval_files), skip)
     else:
         train_pools, held = split_heldout(pools, float(cfg.eval_fraction), int(cfg.eval_max_per_task), int(cfg.seed))
     if skip is not None and skip.count:
@@ -560,8 +562,6 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     # ... except under `accelerate launch --use_deepspeed`: `cpu=True` would silently drop DeepSpeed
     # (DeepSpeed has a CPU backend: the ZeRO-2 resume test runs on it).
-    from accelerate.utils import parse_flag_from_env
-
     ds_requested = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
     accelerator = Accelerator(
         cpu=bool(cfg.cpu) or (not has_accel and not ds_requested),
@@ -658,7 +658,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     # train_files, learning_rate, max_steps), then what this run derived from them.
     run_info = {
         **asdict(cfg),
-        "tasks": list(TASKS),
+        "tasks": list(PRETRAIN_TASKS),
         "mix_normalised": mix,
         "train_records": counts,
         "eval_records": {t: len(v) for t, v in held.items()},

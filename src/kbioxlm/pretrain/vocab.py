@@ -23,14 +23,18 @@ import copy
 import json
 import logging
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import KbioxlmError
 from ..hub import check_model_name, load_error
 from ..io import atomic_write, check_output_dir, iter_jsonl, make_temp_dir, read_text, replace_dir, write_marker
+from ..progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +101,6 @@ def count_token_frequencies(
     Special tokens are not added (they are always kept anyway); literal ``</s>`` in fact records
     is counted as the special id it tokenizes to.
     """
-    import numpy as np
-    from ..progress import progress as progress_bar
-
     size = len(tokenizer)
     totals = np.zeros(size, dtype=np.int64)
     batch: list[str] = []
@@ -289,6 +290,7 @@ def _trim_tokenizer_config(cfg: dict[str, Any], remap: dict[int, int]) -> dict[s
 
 def trim_embedding_model(model: Any, keep: Sequence[int]) -> None:
     """Cut a Hugging Face model's input embeddings (and LM head if any) to rows ``keep``, in place."""
+    # lazy: torch, only for trimming (`vocab reduce` and the trainer use this module without it)
     import torch
 
     from .model import lm_head_parts
@@ -348,8 +350,7 @@ def trim_checkpoint(
     a previous trim there is replaced only with ``overwrite``; any other content is refused.
     Returns a summary.
     """
-    import shutil
-
+    # lazy: torch and transformers, only for trimming (as in trim_embedding_model)
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
     from .model import VOCAB_MAP_FILE, _supports_masked_lm

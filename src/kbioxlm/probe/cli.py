@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cliutil import hide_aliases
+from .retrieval import format_summary, run_probe
 
 
 def _positive(value: str) -> int:
@@ -47,8 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from .retrieval import format_summary, run_probe
-
     parallel = tuple(args.parallel) if args.parallel else args.parallel_jsonl
     res = run_probe(
         args.model, args.kb, args.lang, args.target_lang, out_dir=args.out, concepts=args.concepts,

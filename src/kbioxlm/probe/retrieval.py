@@ -13,7 +13,9 @@ for **every** layer (0 = embedding output) from one forward pass, so one run sho
 network the two languages meet. Similarity is cosine; scores are accuracy@1 and mean reciprocal
 rank, in percent. The top-level numbers of each section are those of the last layer.
 
-Only the standard library is imported at module level; torch/numpy/transformers load on use.
+torch, numpy and transformers (and :mod:`kbioxlm.pretrain.model`) are imported inside the functions
+that use them (marked ``# lazy``): :mod:`kbioxlm.probe` re-exports this module, and ``kbioxlm --help``
+imports that package.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError, where
-from ..io import write_json
+from ..hub import check_model_name, load_error, load_tokenizer
+from ..io import iter_lines, write_json
+from ..kb.store import KnowledgeBase
+from ..progress import quiet_transformers
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ def retrieval_scores(src_vecs: Any, tgt_vecs: Any, chunk: int = 2048) -> dict[st
     with ``t`` others counts ``1/(t+1)`` towards accuracy@1 and the mean of ``1/r`` over the tied
     ranks towards MRR, so a degenerate encoder (all vectors equal) scores chance, not 100.
     """
-    import torch
+    import torch  # lazy: torch (see the module docstring)
 
     src = torch.as_tensor(src_vecs).to(torch.float32)
     tgt = torch.as_tensor(tgt_vecs).to(torch.float32)
@@ -109,35 +114,16 @@ def sample_indices(n: int, k: int, seed: int) -> list[int]:
     """``k`` of ``range(n)`` (all when ``n <= k``), drawn by a numpy PCG64(seed) permutation; sorted."""
     if n <= k:
         return list(range(n))
-    import numpy as np
+    import numpy as np  # lazy: numpy (see the module docstring)
 
     perm = np.random.Generator(np.random.PCG64(seed)).permutation(n)[:k]
     return sorted(int(i) for i in perm)
 
 
-def read_lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """``(line number, line without its newline)`` of a UTF-8 file (a leading BOM is dropped).
-
-    Each line is decoded on its own, so a bad byte is reported at its exact ``file:line``
-    (a text-mode reader decodes ahead in blocks and would blame the block's first line).
-    """
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise KbioxlmError(f"{where(path, lineno)}: not valid UTF-8 ({exc.reason})") from exc
-            yield lineno, line.rstrip("\r\n")
-
-
 def read_concept_list(path: PathLike) -> list[tuple[int, str]]:
     """``(line, concept id)`` of a one-id-per-line file; blank lines and ``#`` comments are ignored."""
     out: list[tuple[int, str]] = []
-    for lineno, line in read_lines(path):
+    for lineno, line in iter_lines(path, strip=True):
         cid = line.split("#", 1)[0].strip()
         if cid:
             out.append((lineno, cid))
@@ -153,8 +139,6 @@ def term_pairs(
     ids: those ids; an id unknown to the KB is an error (``file:line``), a known one lacking a name in
     either language is skipped and counted.
     """
-    from ..kb.store import KnowledgeBase
-
     with KnowledgeBase(kb_path) as kb:
         kb.require_language(source_lang)
         kb.require_language(target_lang)
@@ -189,8 +173,8 @@ def term_pairs(
 
 def read_parallel(src_file: PathLike, tgt_file: PathLike) -> tuple[list[tuple[str, str]], int]:
     """``(pairs, n_blank)`` of two line-aligned UTF-8 files; pairs with a blank side are left out."""
-    src = [line for _, line in read_lines(src_file)]
-    tgt = [line for _, line in read_lines(tgt_file)]
+    src = [line for _, line in iter_lines(src_file, strip=True)]
+    tgt = [line for _, line in iter_lines(tgt_file, strip=True)]
     if len(src) != len(tgt):
         raise KbioxlmError(
             f"{src_file} ({len(src)} lines) and {tgt_file} ({len(tgt)} lines): parallel files must have the same number of lines"
@@ -202,7 +186,7 @@ def read_parallel_jsonl(path: PathLike, source_lang: str, target_lang: str) -> t
     """``(pairs, n_blank)`` from JSON lines ``{"<source_lang>": text, "<target_lang>": text}``."""
 
     pairs: list[tuple[str, str]] = []
-    for lineno, line in read_lines(path):
+    for lineno, line in iter_lines(path, strip=True):
         if not line.strip():
             continue
         try:
@@ -256,19 +240,15 @@ def _parallel_pairs(parallel: Any, source_lang: str, target_lang: str) -> tuple[
 def load_encoder(model: PathLike, tokenizer: PathLike | None = None) -> tuple[Any, Any]:
     """``(encoder in eval mode, fast tokenizer)`` for a Hugging Face encoder (folder or hub name) or a
     kbioxlm training checkpoint folder (``kbioxlm_model.json``; its ``.encoder`` is used)."""
-    from ..hub import load_tokenizer
+    # lazy: torch and transformers (see the module docstring)
+    from transformers import AutoModel
+
+    from ..pretrain.model import KnowledgeAnchoredModel, input_embedding_weight
 
     path = Path(model)
     if (path / CHECKPOINT_META).is_file():
-        from ..pretrain.model import KnowledgeAnchoredModel
-
         encoder = KnowledgeAnchoredModel.load(path).encoder
     else:
-        from transformers import AutoModel
-
-        from ..hub import check_model_name, load_error
-        from ..progress import quiet_transformers
-
         check_model_name(str(model), "model")
         # e.g. "pooler.* newly initialized": the probe never uses the pooler
         with quiet_transformers():
@@ -283,8 +263,6 @@ def load_encoder(model: PathLike, tokenizer: PathLike | None = None) -> tuple[An
         if tokenizer is None:
             raise KbioxlmError(f"{exc}; pass --tokenizer") from exc
         raise
-    from ..pretrain.model import input_embedding_weight
-
     rows = input_embedding_weight(encoder).shape[0]
     if len(tok) > rows:
         raise KbioxlmError(
@@ -309,7 +287,7 @@ def embed_layers(encoder: Any, tokenizer: Any, texts: Sequence[str], batch_size:
     Texts are sorted by length (longest first) so batches carry little padding; all layers come from
     one forward pass under ``torch.inference_mode()``.
     """
-    import torch
+    import torch  # lazy: torch (see the module docstring)
 
     if not texts:
         raise ValueError("no texts to embed")
@@ -353,7 +331,7 @@ def embed_layers(encoder: Any, tokenizer: Any, texts: Sequence[str], batch_size:
 
 def _embed_both(encoder: Any, tok: Any, src: list[str], tgt: list[str], what: str, batch_size: int,
                 max_length: int) -> tuple[Any, Any]:  # fmt: skip
-    import torch
+    import torch  # lazy: torch (see the module docstring)
 
     t0 = time.monotonic()
     a = embed_layers(encoder, tok, src, batch_size=batch_size, max_length=max_length)
@@ -423,7 +401,7 @@ def run_probe(
                  items_digest(pairs[i] for i in keep))
         log.info("sentence probe: %d of %d sentence pairs", len(keep), len(pairs))
 
-    import torch
+    import torch  # lazy: torch (see the module docstring)
 
     threads = torch.get_num_threads()
     if num_threads:

@@ -13,7 +13,6 @@ only expands the matrix, runs cells and keeps the books.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -26,11 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..config import check_keys, read_mapping
 from ..errors import KbioxlmError, where
 from ..io import atomic_write, dumps, write_json
+from ..progress import progress as progress_bar
 from . import protocols as P
+from .finetune import FinetuneConfig, run_finetune
 from .matrix import BenchmarkConfig, Cell, ModelSpec
+from .report import write_report
 
 log = logging.getLogger("kbioxlm.benchmark")
 
@@ -93,8 +96,6 @@ def _hparams(raw: Any, what: str, src: str) -> dict[str, Any]:
 
 def _hparam_types() -> dict[str, tuple[set[str], bool]]:
     """``FinetuneConfig`` field -> (accepted kinds among int/float/bool/str, None allowed)."""
-    from .finetune import FinetuneConfig
-
     kinds: dict[str, tuple[set[str], bool]] = {}
     for f in dataclasses.fields(FinetuneConfig):
         if f.name in CELL_KEYS:
@@ -126,7 +127,6 @@ def _check_hparam_types(hp: dict[str, Any], what: str, src: str) -> None:
 def read_config_file(path: str | os.PathLike[str], shared: str | None = None) -> dict[str, Any]:
     """A benchmark YAML as a mapping, ``${shared}``/``${env:NAME}`` substituted and relative paths taken
     from the file's folder (:mod:`kbioxlm.paths`), so the config works from any directory."""
-    from .. import paths
 
     p = Path(path)
     raw, _lines = read_mapping(p, missing="no such config file", not_mapping="a benchmark config must be a YAML mapping",
@@ -135,13 +135,11 @@ def read_config_file(path: str | os.PathLike[str], shared: str | None = None) ->
     return paths.resolve_benchmark_paths(raw, paths.config_dir(p))
 
 
-def load_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
+def load_benchmark_config(path: str | os.PathLike[str]) -> BenchmarkConfig:
     """Read and validate a benchmark YAML config; every problem is one ``file[:line]: reason``.
 
     Without ``data_root`` (and ``$KBIOXLM_DATA``) the release is looked for under ``${shared}``.
     """
-    from .. import paths
-
     raw = read_config_file(path)
     if not raw.get("data_root") and not os.environ.get("KBIOXLM_DATA"):
         raw["data_root"] = str(paths.default_shared(path) / "data" / "kbioxlm-release")
@@ -326,8 +324,6 @@ def fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
     files = {lang: {s: (p.name if p else None) for s, p in splits.items()} for lang, splits in cell.dataset.files.items()}
     model, tokenizer = cell.model.path, cell.model.tokenizer
     if Path(cfg.source).is_file():  # the model as spelled from the config's project (kbioxlm.paths.portable)
-        from .. import paths
-
         model, tokenizer = paths.portable([model, tokenizer], paths.anchor(cfg.source))
     material = {
         "model": model, "tokenizer": tokenizer, "dataset": cell.dataset.name,
@@ -345,9 +341,7 @@ def fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
 
 
 def default_run_fn(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Fine-tune with :func:`kbioxlm.tasks.finetune.run_finetune` (imported lazily: torch)."""
-    from .finetune import FinetuneConfig, run_finetune
-
+    """Fine-tune with :func:`kbioxlm.tasks.finetune.run_finetune`."""
     try:
         cfg = FinetuneConfig(**kwargs)
     except TypeError as exc:
@@ -521,9 +515,6 @@ def run_benchmark(
     A cell counts as finished when its id is in ``out/results.jsonl``. If that line was produced with
     different settings (fingerprint) the run stops rather than mixing incomparable numbers.
     """
-    from ..progress import progress as progress_bar
-    from .report import write_report
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS
@@ -576,53 +567,3 @@ def dry_run(cfg: BenchmarkConfig, reader: P.Reader | None = None) -> list[dict[s
         data = _cell_data(cfg, cell, cached)
         rows.append({"cell": cell.id, **data.manifest})
     return rows
-
-
-# -------------------------------------------------------------------------------------------- CLI
-
-
-def register_benchmark(sub: argparse._SubParsersAction) -> None:
-    """Add ``kbioxlm benchmark`` (called by :mod:`kbioxlm.tasks.cli`)."""
-    p = sub.add_parser(
-        "benchmark",
-        help="run the models × tasks × directions × settings × seeds matrix (resumable)",
-        description="Fine-tune and test every cell of a benchmark matrix; re-running skips finished cells. "
-        "Writes OUT/results.jsonl, OUT/results.md (tables like the paper's Tables 4-7) and OUT/results.png. "
-        "See docs/benchmark.md for the config format.",
-    )
-    p.add_argument("--config", required=True, help="benchmark YAML config")
-    p.add_argument("--out", required=True, help="output folder (re-use it to resume)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", help="list the cells with their files and sizes, train nothing")
-    mode.add_argument("--report-only", action="store_true", help="only rewrite results.md/results.png from results.jsonl")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from ..cliutil import add_print_config
-
-    add_print_config(p)
-    p.set_defaults(func=_cmd_benchmark)
-
-
-def _cmd_benchmark(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    out = Path(args.out)
-    if getattr(args, "print_config", False):
-        from ..cliutil import print_config
-
-        return print_config(effective_config(cfg))
-    if args.dry_run:
-        for row in dry_run(cfg):
-            print(dumps(row))
-        return 0
-    if args.report_only:
-        from .report import write_report
-
-        recs = read_results(out / RESULTS)
-        if not recs:
-            raise KbioxlmError(f"{out / RESULTS}: no finished cells to report")
-        md, png = write_report(out, recs, cfg=cfg)
-        print(f"benchmark: wrote {md} and {png} from {len(recs)} cells")
-        return 0
-    counts = run_benchmark(cfg, out, progress=not args.no_progress)
-    print(f"benchmark: {counts['cells']} cells: {counts['ran']} run, {counts['skipped']} skipped "
-          f"(already in {out / RESULTS}), {counts['recovered']} recovered; tables in {out / 'results.md'}")
-    return 0

@@ -14,6 +14,11 @@ protocols (which pass sampled few-shot record lists instead of paths) and the do
    ``out/results.json`` and ``out/predictions.jsonl`` atomically.
 
 Scores are percentages (see :mod:`kbioxlm.tasks.metrics`).
+
+``kbioxlm --help`` imports this module (the ``finetune`` flags are :class:`FinetuneConfig`'s fields),
+so torch, transformers, accelerate and the modules built on them (:mod:`.ner`, :mod:`.seqcls`,
+:mod:`kbioxlm.engine`, :mod:`kbioxlm.modelcard`) are imported inside the functions that use them
+(marked ``# lazy``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import math
 import operator
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,11 +42,14 @@ from ..config import option
 from ..errors import KbioxlmError, where
 from ..hub import check_model_name, load_error
 from ..io import check_output_dir, check_writable_dir, make_temp_dir, replace_dir, write_json, write_jsonl, write_marker
+from ..progress import progress as progress_bar
 from ..schema import is_unspaced
+from .metrics import binary_scores, multilabel_scores, ner_scores
+from .readers import HOC_LABELS, detect_lang, find_tag_line, read_ner, read_seqcls
 
 log = logging.getLogger(__name__)
 
-TASKS = ("ner", "re", "dc")
+FINETUNE_TASKS = ("ner", "re", "dc")
 METRIC_NAMES = {
     "ner": "entity_f1 (seqeval default mode)",
     "re": "positive_class_f1",
@@ -60,7 +69,7 @@ class FinetuneConfig:
 
     # A field with ``metadata=option(...)`` is also a flag of ``kbioxlm finetune`` (kbioxlm.cliutil.add_dataclass_options).
     task: str = field(metadata=option("ner: entity tagging (CRF head); re: relation classification; dc: multi-label document classes",
-                                      choices=TASKS, required=True))
+                                      choices=FINETUNE_TASKS, required=True))
     model: str = field(metadata=option("HF model name or folder", required=True))
     train: Data = field(metadata=option("training set (release CoNLL / NER JSONL, or JSON lines for re/dc)", type=str, required=True))
     dev: Data | None = field(default=None, metadata=option("dev set for checkpoint selection (source language for zero-shot)", type=str))
@@ -149,10 +158,8 @@ class FinetuneConfig:
 # ------------------------------------------------------------------------------------------ data
 
 
-def load_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]]:
+def load_finetune_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]]:
     """Records from a path (release or project format) or a ready list (copied, lang optionally set)."""
-    from .readers import read_ner, read_seqcls
-
     if isinstance(data, list):
         recs = [dict(r) for r in data]
         for i, r in enumerate(recs):
@@ -166,8 +173,6 @@ def load_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]
                 r["lang"] = lang
             r.setdefault("id", str(i))
             if "lang" not in r:
-                from .readers import detect_lang
-
                 r["lang"] = detect_lang("".join(r["tokens"]) if task == "ner" else r["text"])
         return recs
     if task == "ner":
@@ -178,8 +183,7 @@ def load_records(task: str, data: Data, lang: str | None) -> list[dict[str, Any]
 def _check_entity_types(cfg: FinetuneConfig, train: list[dict[str, Any]], others: list[tuple[str, Any, list[dict[str, Any]]]]) -> None:
     """An entity type that never occurs in training can never be predicted; scoring it silently
     changes the metric. Refused with the ``file:line`` of its first tag unless ``allow_unseen_types``."""
-    from .ner import entity_types_of
-    from .readers import find_tag_line
+    from .ner import entity_types_of  # lazy: torch
 
     known = entity_types_of([r["tags"] for r in train])
     for name, data, recs in others:
@@ -217,7 +221,7 @@ class _NERTask:
     def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]],
                  labels: list[str] | None = None) -> None:
         """``labels``: a saved model's label list (prediction); else built from the data's tags."""
-        from .ner import build_label_list, entity_types_of
+        from .ner import build_label_list, entity_types_of  # lazy: torch
 
         self.cfg, self.tok = cfg, tokenizer
         self.labels = list(labels) if labels is not None else build_label_list(
@@ -225,12 +229,12 @@ class _NERTask:
         self.label2id = {t: i for i, t in enumerate(self.labels)}
 
     def encode(self, records: list[dict[str, Any]]) -> list[Any]:
-        from .ner import encode_ner
+        from .ner import encode_ner  # lazy: torch
 
         return encode_ner(self.tok, records, self.label2id, self.cfg.max_length, is_unspaced)
 
     def build_model(self) -> Any:
-        from .ner import EncoderCRFTagger
+        from .ner import EncoderCRFTagger  # lazy: torch
 
         return EncoderCRFTagger.from_pretrained(self.cfg.model, self.labels)
 
@@ -241,7 +245,7 @@ class _NERTask:
         return len(enc.input_ids)
 
     def collate(self, batch: list[Any]) -> dict[str, Any]:
-        from .ner import collate_ner
+        from .ner import collate_ner  # lazy: torch
 
         return collate_ner(batch, self.tok.pad_token_id)
 
@@ -249,14 +253,13 @@ class _NERTask:
         return out  # the tagger's forward is its loss (mean NLL per sentence)
 
     def predict_batch(self, model: Any, batch: list[Any], device: Any) -> list[Any]:
-        from .ner import collate_ner
+        from .ner import collate_ner  # lazy: torch
 
         t = {k: v.to(device) for k, v in collate_ner(batch, self.tok.pad_token_id, with_labels=False).items()}
         return model.decode(**t)
 
     def finish(self, records: list[dict[str, Any]], encs: list[Any], preds: list[Any]) -> tuple[list[Any], dict]:
-        from .metrics import ner_scores
-        from .ner import decode_words
+        from .ner import decode_words  # lazy: torch
 
         merge = [self.cfg.merge_adjacent_unspaced and is_unspaced(r["lang"]) for r in records]
         words = decode_words(encs, preds, self.labels, [len(r["tokens"]) for r in records], merge)
@@ -303,7 +306,7 @@ class _SeqClsTask:
             self.num_labels = 2
 
     def encode(self, records: list[dict[str, Any]]) -> list[Any]:
-        from .seqcls import encode_seqcls
+        from .seqcls import encode_seqcls  # lazy: torch
 
         encs = encode_seqcls(self.tok, records, self.cfg.max_length)
         n = sum(e.truncated for e in encs)
@@ -312,7 +315,7 @@ class _SeqClsTask:
         return encs
 
     def build_model(self) -> Any:
-        from .seqcls import build_normalized_model, build_seqcls_model
+        from .seqcls import build_normalized_model, build_seqcls_model  # lazy: torch
 
         if self.cfg.head not in ("model", "normalized"):
             raise KbioxlmError(f"unknown head {self.cfg.head!r} (expected 'model' or 'normalized')")
@@ -329,7 +332,7 @@ class _SeqClsTask:
         return len(enc.input_ids)
 
     def collate(self, batch: list[Any]) -> dict[str, Any]:
-        from .seqcls import collate_seqcls
+        from .seqcls import collate_seqcls  # lazy: torch
 
         return collate_seqcls(batch, self.tok.pad_token_id, self.multilabel)
 
@@ -337,7 +340,7 @@ class _SeqClsTask:
         return out.loss
 
     def predict_batch(self, model: Any, batch: list[Any], device: Any) -> list[Any]:
-        from .seqcls import collate_seqcls, predict_seqcls
+        from .seqcls import collate_seqcls, predict_seqcls  # lazy: torch
 
         t = collate_seqcls(batch, self.tok.pad_token_id, self.multilabel)
         logits = model(input_ids=t["input_ids"].to(device), attention_mask=t["attention_mask"].to(device)).logits
@@ -345,8 +348,6 @@ class _SeqClsTask:
         return list(zip(labels, scores))
 
     def finish(self, records: list[dict[str, Any]], encs: list[Any], preds: list[Any]) -> tuple[list[Any], dict]:
-        from .metrics import binary_scores, multilabel_scores
-
         gold = [r["label"] for r in records]
         labels = [p[0] for p in preds]
         scores = multilabel_scores(gold, labels) if self.multilabel else binary_scores(gold, labels)
@@ -363,7 +364,7 @@ class _SeqClsTask:
         """AdaBN for the normalized head (``adapt_norm``), else nothing."""
         if not self.cfg.adapt_norm:
             return contextlib.nullcontext()
-        from .seqcls import collate_seqcls
+        from .seqcls import collate_seqcls  # lazy: torch
 
         bs = self.cfg.eval_batch_size
         batches = ({k: v.to(device) for k, v in collate_seqcls(encs[i : i + bs], self.tok.pad_token_id,
@@ -385,10 +386,10 @@ def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[A
     With an ``accelerator`` (fine-tuning): under its autocast, and over several processes process
     ``r`` predicts batches ``r, r+n, ...`` of the same batch list, so each batch is the one a single
     process predicts; the predictions are gathered and every process returns the whole result."""
+    # lazy: torch
     import torch
 
     from ..engine import gather_objects
-    from ..progress import progress as bar_of
 
     model.eval()
     order = sorted(range(len(encs)), key=lambda i: task.length(encs[i]))
@@ -397,7 +398,7 @@ def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[A
     mine: list[tuple[int, Any]] = []
     t0 = time.perf_counter()
     with autocast, task.eval_context(model, encs, device), torch.inference_mode():
-        for s in bar_of(range(0, len(order), bs)[rank::world], desc=desc, enabled=progress and rank == 0, leave=False):
+        for s in progress_bar(range(0, len(order), bs)[rank::world], desc=desc, enabled=progress and rank == 0, leave=False):
             idx = order[s : s + bs]
             mine.extend(zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)))
     if world > 1:
@@ -416,7 +417,7 @@ def _train_batches(lengths: list[int], bs: int, gen: Any, group_by_length: bool)
     Grouping similar lengths (as transformers' ``group_by_length``) cuts padding, which on CPU is
     most of the wasted time for sentence-level NER/RE, while batch order stays random.
     """
-    import torch
+    import torch  # lazy: torch
 
     perm = torch.randperm(len(lengths), generator=gen).tolist()
     if group_by_length:
@@ -435,6 +436,7 @@ MIXED_PRECISION = ("no", "bf16")
 def _make_accelerator(cfg: FinetuneConfig) -> Any:
     """The run's :class:`accelerate.Accelerator`: CPU unless CUDA is there (or ``device: cpu``), so
     that ``accelerate launch`` / ``torchrun`` on CPUs gives gloo processes, as in pretraining."""
+    # lazy: torch, accelerate
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -479,8 +481,8 @@ def _scaled(loss_of: Callable[[Any], Any], weight: float) -> Callable[[Any], Any
 
 def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Train, select on dev, test; write ``results.json`` + predictions when ``cfg.out`` is set."""
-    if cfg.task not in TASKS:
-        raise KbioxlmError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
+    if cfg.task not in FINETUNE_TASKS:
+        raise KbioxlmError(f"unknown task {cfg.task!r} (choose from {', '.join(FINETUNE_TASKS)})")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 8:
         raise KbioxlmError("epochs and batch size must be >= 1 and max_length >= 8")
     if cfg.mixed_precision not in MIXED_PRECISION:
@@ -489,11 +491,11 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         check_writable_dir(cfg.out)  # now, not after the training
         if cfg.save_model:
             check_output_dir(Path(cfg.out) / "model", MODEL_MARKER, True, MODEL_WHAT)
+    # lazy: torch, transformers
     import torch
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
 
     from ..engine import broadcast_buffers, gather_objects, micro_step, weight_digest
-    from ..progress import progress
 
     accelerator = _make_accelerator(cfg)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
@@ -501,10 +503,10 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
 
-    train = _subsample(load_records(cfg.task, cfg.train, cfg.train_lang), cfg.max_train_examples, cfg.seed)
-    dev = load_records(cfg.task, cfg.dev, cfg.dev_lang) if cfg.dev is not None else []
-    test = load_records(cfg.task, cfg.test, cfg.test_lang) if cfg.test is not None else []
-    extra = {name: load_records(cfg.task, d, None) for name, d in cfg.extra_tests.items()}
+    train = _subsample(load_finetune_records(cfg.task, cfg.train, cfg.train_lang), cfg.max_train_examples, cfg.seed)
+    dev = load_finetune_records(cfg.task, cfg.dev, cfg.dev_lang) if cfg.dev is not None else []
+    test = load_finetune_records(cfg.task, cfg.test, cfg.test_lang) if cfg.test is not None else []
+    extra = {name: load_finetune_records(cfg.task, d, None) for name, d in cfg.extra_tests.items()}
     if not train:
         raise KbioxlmError("empty training set")
     if cfg.task == "ner":
@@ -567,7 +569,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     for epoch in range(1, cfg.epochs + 1):
         trained.train()
         batches = _train_batches([task.length(e) for e in train_enc], cfg.batch_size, gen, cfg.group_by_length)
-        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main,
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main,
                        leave=False)
         running = 0.0
         for n, idx in enumerate(bar, 1):
@@ -686,8 +688,6 @@ def default_label_names(task: str, num_labels: int) -> list[str]:
     """
     if task == "re":
         return ["0", "1"]
-    from .readers import HOC_LABELS
-
     if num_labels == len(HOC_LABELS):
         return list(HOC_LABELS)
     return [str(j) for j in range(num_labels)]
@@ -702,7 +702,7 @@ def _save_model(model: Any, tokenizer: Any, path: Path, task: Any, cfg: Finetune
     Why the stock layout: ``AutoModelForTokenClassification`` / ``AutoModelForSequenceClassification``
     and ``pipeline(...)`` then give the task's labels instead of a random two-label head.
     """
-    from .seqcls import save_seqcls_model
+    from .seqcls import save_seqcls_model  # lazy: torch
 
     tmp = make_temp_dir(path)
     try:
@@ -728,14 +728,13 @@ def _save_model(model: Any, tokenizer: Any, path: Path, task: Any, cfg: Finetune
         write_marker(tmp, MODEL_MARKER, info)
         replace_dir(tmp, path, MODEL_MARKER, True, MODEL_WHAT)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def _model_card(cfg: FinetuneConfig, results: dict[str, Any], labels: list[str]) -> str:
     """Card of a fine-tuned model: metadata for the hub, the test scores this run printed, how to load."""
+    # lazy: huggingface_hub (the model card), only when a model is saved
     from huggingface_hub import ModelCardData
 
     from ..modelcard import TAGS, base_license, card_base_model, render, table

@@ -28,6 +28,7 @@ def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
 
 def ner_scores(gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, Any]:
     """Entity scores over sentences of BIO tags (lists must align sentence by sentence, tag by tag)."""
+    # lazy: seqeval imports scikit-learn (~1 s), only for NER scores
     from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
     from seqeval.scheme import IOB2
 

@@ -42,8 +42,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torchcrf import CRF
+from transformers import AutoModel, AutoModelForTokenClassification
+
+from ..pretrain.export import load_encoder_state
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -350,8 +354,6 @@ class EncoderCRFTagger(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model: str, labels: list[str]) -> EncoderCRFTagger:
-        from transformers import AutoModel
-
         return cls(AutoModel.from_pretrained(model), labels)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
@@ -364,11 +366,6 @@ class EncoderCRFTagger(nn.Module):
         sit beside it in safetensors (no pickle). :meth:`from_saved` rebuilds the full tagger
         (CRF decoding), which is what ``kbioxlm predict`` runs.
         """
-        from safetensors.torch import save_file
-        from transformers import AutoModelForTokenClassification
-
-        from ..pretrain.export import load_encoder_state
-
         config = self.encoder.config.__class__.from_dict(self.encoder.config.to_dict())
         config.id2label = dict(enumerate(self.labels))
         config.label2id = {t: i for i, t in enumerate(self.labels)}
@@ -388,20 +385,14 @@ class EncoderCRFTagger(nn.Module):
     def from_saved(cls, path: str | os.PathLike[str]) -> EncoderCRFTagger:
         """The tagger written by :meth:`save_pretrained` (or the earlier ``ner_head.safetensors``
         layout: ``AutoModel`` encoder + head file + ``ner_head.json``)."""
-        from safetensors.torch import load_file
-
         folder = Path(path)
         if (folder / LEGACY_HEAD).is_file():
-            from transformers import AutoModel
-
             labels = json.loads((folder / LEGACY_LABELS).read_text(encoding="utf-8"))["labels"]
             tagger = cls(AutoModel.from_pretrained(folder), labels)
             state = load_file(str(folder / LEGACY_HEAD))
             tagger.classifier.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("classifier.")})
             tagger.crf.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("crf.")})
         else:
-            from transformers import AutoModelForTokenClassification
-
             stock = AutoModelForTokenClassification.from_pretrained(folder)
             id2label = stock.config.id2label
             labels = [id2label[i] for i in range(len(id2label))]

@@ -24,8 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..conll import DOCSTART
 from ..errors import KbioxlmError
 from ..hub import load_error
+from ..io import atomic_write, write_jsonl
+from .finetune import METRIC_NAMES, MODEL_MARKER, FinetuneConfig, _NERTask, _SeqClsTask, _evaluate
+from .readers import _sniff_jsonl, read_ner, read_seqcls
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,6 @@ class Finetuned:
 
 def _task_info(folder: Path) -> dict[str, Any]:
     """Settings of a saved model; older save layouts get the defaults they were trained with."""
-    from .finetune import MODEL_MARKER, FinetuneConfig
-
     defaults = FinetuneConfig(task="ner", model="", train=[])
     base = {"max_length": defaults.max_length, "eval_batch_size": defaults.eval_batch_size,
             "merge_adjacent_unspaced": defaults.merge_adjacent_unspaced, "threshold": defaults.threshold,
@@ -89,6 +91,7 @@ def _task_info(folder: Path) -> dict[str, Any]:
 
 def load_finetuned(path: str | os.PathLike[str]) -> Finetuned:
     """Rebuild the full fine-tuned model (CRF tagger / normalized head / stock classifier) from its folder."""
+    # lazy: torch, transformers; `kbioxlm --help` imports this module
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .ner import EncoderCRFTagger
@@ -116,8 +119,6 @@ def load_finetuned(path: str | os.PathLike[str]) -> Finetuned:
 
 
 def _is_jsonl(path: Path) -> bool:
-    from .readers import _sniff_jsonl
-
     return path.suffix in (".jsonl", ".json") or _sniff_jsonl(path)
 
 
@@ -126,10 +127,7 @@ def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], ou
                 num_threads: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Predict every record of ``input`` into ``out`` (atomically); returns the counts and, when
     every record has a gold label, the scores (``f1`` ...) under the fine-tuning metrics."""
-    import torch
-
-    from .finetune import FinetuneConfig, _evaluate, _NERTask, _SeqClsTask
-    from .readers import read_ner, read_seqcls
+    import torch  # lazy: torch; `kbioxlm --help` imports this module
 
     if fmt not in FORMATS:
         raise KbioxlmError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -191,14 +189,10 @@ def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], ou
     if out_fmt == "conll":
         _write_conll(out, rows)
     else:
-        from ..io import write_jsonl
-
         write_jsonl(out, rows)
     result: dict[str, Any] = {"task": task_name, "n": len(records), "n_labelled": sum(has_gold), "out": str(out),
                               "format": out_fmt, "seconds": round(secs, 3)}
     if all(has_gold):
-        from .finetune import METRIC_NAMES
-
         result.update({"metric": METRIC_NAMES[task_name], **scores})
     elif any(has_gold):
         log.warning("%d of %d records have gold labels: no scores (score a fully labelled file)", sum(has_gold), len(records))
@@ -207,9 +201,6 @@ def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], ou
 
 def _write_conll(out: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
     """One ``-DOCSTART-<TAB>id`` per sentence; ``token<TAB>[gold<TAB>]pred`` lines (last column: prediction)."""
-    from ..conll import DOCSTART
-    from ..io import atomic_write
-
     with atomic_write(out) as fh:
         for row in rows:
             fh.write(f"{DOCSTART}\t{row['id']}\n\n")

@@ -35,6 +35,7 @@ from typing import Any, cast
 
 from ..errors import KbioxlmError
 from ..schema import check_lang
+from . import readers
 
 LANG_LABELS = {"en": "EN", "zh": "CN"}
 """How the paper writes the languages in its tables (``CN`` for Chinese)."""
@@ -294,8 +295,6 @@ class CellData:
 
 
 def default_reader(path: Path, lang: str, task: str) -> list[Record]:
-    from . import readers
-
     if task == "ner":
         return cast("list[Record]", readers.read_ner(path, lang=lang))  # typed dicts, read as plain records
     return cast("list[Record]", readers.read_seqcls(path, lang=lang, task=task))

@@ -344,6 +344,7 @@ def figure(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | None = None
     score is labelled ``n/a``, not drawn as 0); error bars (± sample sd) only where two or more seeds ran.
     """
     # The object-oriented API with the Agg canvas: no pyplot global state, no display needed.
+    # lazy: matplotlib, only for the chart
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -34,6 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from ..pretrain.export import load_encoder_state
 
 HEAD_FILE = "seqcls_head.safetensors"
 """The exact ``normalized`` head (running statistics + linear), beside the stock-layout weights."""
@@ -80,8 +84,6 @@ def build_seqcls_model(model: str, num_labels: int, multilabel: bool,
 
     Also returns the names of the parameters the checkpoint did not provide, so the trainer can give
     the randomly initialised ones their own learning rate."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
     config = AutoConfig.from_pretrained(model)
     config.num_labels = num_labels
     config.problem_type = "multi_label_classification" if multilabel else "single_label_classification"
@@ -176,11 +178,6 @@ class NormalizedPoolingClassifier(torch.nn.Module):
         (running statistics + linear) is ``seqcls_head.safetensors``; :meth:`from_saved` and
         ``kbioxlm predict`` use it.
         """
-        from safetensors.torch import save_file
-        from transformers import AutoModelForSequenceClassification
-
-        from ..pretrain.export import load_encoder_state
-
         n = self.classifier.out_features
         config = self.encoder.config.__class__.from_dict(self.encoder.config.to_dict())
         config.id2label = dict(id2label or {i: f"LABEL_{i}" for i in range(n)})
@@ -207,9 +204,6 @@ class NormalizedPoolingClassifier(torch.nn.Module):
     def from_saved(cls, path: str | os.PathLike[str]) -> NormalizedPoolingClassifier:
         """The model written by :meth:`save_pretrained` (also the earlier layout: ``AutoModel``
         encoder + ``seqcls_head.safetensors`` + ``seqcls_head.json``)."""
-        from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoModel
-
         folder = Path(path)
         legacy = folder / LEGACY_INFO
         if legacy.is_file():
@@ -242,8 +236,6 @@ def save_seqcls_model(model: Any, path: str | os.PathLike[str], id2label: dict[i
 def build_normalized_model(model: str, num_labels: int, multilabel: bool,
                            dropout: float | None = None) -> tuple[Any, set[str]]:
     """The ``normalized`` head on any ``AutoModel`` encoder; every head parameter is new."""
-    from transformers import AutoModel
-
     kwargs: dict[str, Any] = {"add_pooling_layer": False} if _has_pooler_arg(model) else {}
     encoder = AutoModel.from_pretrained(model, **kwargs)
     net = NormalizedPoolingClassifier(encoder, num_labels, multilabel, 0.1 if dropout is None else dropout)
@@ -252,8 +244,6 @@ def build_normalized_model(model: str, num_labels: int, multilabel: bool,
 
 def _has_pooler_arg(model: str) -> bool:
     """BERT/RoBERTa-style encoders take ``add_pooling_layer``; the pooler is unused here."""
-    from transformers import AutoConfig
-
     return AutoConfig.from_pretrained(model).model_type in {"bert", "roberta", "xlm-roberta"}
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ..errors import KbioxlmError
-from ..hub import check_model_name, load_error
 from ..chat.client import ChatClient
 from ..chat.templates import lang_name, load_template
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..kb.matcher import Matcher
+from ..errors import KbioxlmError
+from ..hub import check_model_name, load_error
+from ..kb.matcher import Matcher
+from ..kb.store import KnowledgeBase
+from ..progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class HFBackend:
     def __init__(self, model: str, batch_size: int = 16, max_new_tokens: int = 256, prefix: str = "",
                  forced_bos_token: str | None = None, device: str | None = None, num_beams: int = 1,
                  progress: bool = True) -> None:
-        try:
+        try:  # lazy: torch and transformers, only for this backend
             import torch
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - torch/transformers are dependencies
@@ -117,8 +117,6 @@ class HFBackend:
         return f"hf-v1|{self.prefix}|{self.forced_bos_token_id}|{self.max_new_tokens}|{self.num_beams}"
 
     def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None:
-        from ..progress import progress
-
         for start in progress(range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False,
                               enabled=self.progress):
             batch = [self.prefix + t for t in texts[start : start + self.batch_size]]
@@ -154,8 +152,6 @@ class KBBackend:
     code_switch = True
 
     def __init__(self, kb_path: str, allow_partial: bool = False) -> None:
-        from ..kb.store import KnowledgeBase
-
         self.allow_partial = allow_partial
         self.kb = KnowledgeBase(kb_path)
         self.model = str(kb_path)
@@ -215,8 +211,6 @@ class KBBackend:
     def _substitute_text(self, text: str, source_lang: str, target_lang: str) -> str:
         """Replace every KB name found in running text (the corpus builders' matcher: longest-leftmost,
         whole words) by its target-language name; placeholders such as ``@GENE$`` are left alone."""
-        from ..kb.matcher import Matcher
-
         matcher = self._matchers.get(source_lang)
         if matcher is None:
             matcher = self._matchers[source_lang] = Matcher.from_kb(self.kb, source_lang)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ..chat.cache import Cache
     from ..chat.client import ChatClient
     from .backends import Backend, HFBackend, KBBackend, OpenAIBackend
-    from .pipeline import load_fixes, translate_dataset, write_outputs
+    from .dataset import load_fixes, translate_dataset, write_outputs
     from .qc import QCConfig
 
     for flag, lang in (("--lang", args.lang), ("--target-lang", args.target_lang)):

@@ -28,6 +28,7 @@ stage with its time.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import json
@@ -41,12 +42,27 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import Unigram
+from transformers import PreTrainedTokenizerFast
+
+from ..corpus.build import run_levels
+from ..corpus.knowledge import BuildOptions
+from ..corpus.passage import run_passage
 from ..errors import KbioxlmError
+from ..hub import load_tokenizer
 from ..io import write_json
+from ..kb.split import split_concepts
+from ..kb.tsv_import import import_tsv
+from ..plotting import label_bars
+from ..pretrain.trainer import load_pretrain_config, train
+from ..probe.retrieval import run_probe
 from ..progress import progress, quiet_transformers
+from ..tasks.finetune import FinetuneConfig, run_finetune
 from .data import build_world, demo_texts, write_demo_data, write_parallel
 
 TINY_ENCODER: dict[str, Any] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -95,13 +111,6 @@ def train_demo_tokenizer(texts: list[str], out: Path, vocab_size: int = 4000) ->
     ``vocab_size`` caps the number of pieces (the rarest words go first, characters always stay).
     Built, not trained: instant and identical on every run.
     """
-    import collections
-    import math as _math
-
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import Unigram
-    from transformers import PreTrainedTokenizerFast
-
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     words: collections.Counter[str] = collections.Counter()
     chars: collections.Counter[str] = collections.Counter()
@@ -118,11 +127,11 @@ def train_demo_tokenizer(texts: list[str], out: Path, vocab_size: int = 4000) ->
     kept = sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:n_words]
     total = sum(words.values()) + sum(chars.values()) + 1
     vocab = [(s, 0.0) for s in specials]
-    vocab.append(("▁", _math.log(max(1, sum(words.values())) / total)))
-    vocab += [("▁" + w, _math.log(c / total)) for w, c in kept]
+    vocab.append(("▁", math.log(max(1, sum(words.values())) / total)))
+    vocab += [("▁" + w, math.log(c / total)) for w, c in kept]
     cjk = re.compile(CJK_CHAR)
-    vocab += [("▁" + ch, _math.log((c + 1) / total)) for ch, c in sorted(chars.items()) if cjk.fullmatch(ch)]
-    vocab += [(ch, _math.log((c + 1) / total) - 10.0) for ch, c in sorted(chars.items()) if not cjk.fullmatch(ch)]
+    vocab += [("▁" + ch, math.log((c + 1) / total)) for ch, c in sorted(chars.items()) if cjk.fullmatch(ch)]
+    vocab += [(ch, math.log((c + 1) / total) - 10.0) for ch, c in sorted(chars.items()) if not cjk.fullmatch(ch)]
     tok = Tokenizer(Unigram(vocab, unk_id=specials.index("<unk>"), byte_fallback=False))
     tok.normalizer = normalizers.Lowercase()
     # Every CJK character is a word of its own (``▁胃``), so a character is one piece wherever it stands.
@@ -149,6 +158,7 @@ def train_demo_tokenizer(texts: list[str], out: Path, vocab_size: int = 4000) ->
 
 def build_tiny_model(tokenizer_dir: Path, out: Path, seed: int) -> Path:
     """A randomly initialised 2-layer XLM-R-architecture encoder with an LM head (seeded)."""
+    # lazy: torch, in the job processes only (see run_demo)
     import torch
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForMaskedLM
 
@@ -163,9 +173,6 @@ def build_tiny_model(tokenizer_dir: Path, out: Path, seed: int) -> Path:
         XLMRobertaForMaskedLM(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
-
-
-_texts = demo_texts  # the name the pipeline tests import
 
 
 # ---------------------------------------------------------------------------------- console and log
@@ -226,6 +233,7 @@ def _init_worker(log_path: str, threads: int | None) -> None:
     warn_log = logging.getLogger("py.warnings")
     warn_log.addHandler(_log_handlers(fh)[0])
     warn_log.propagate = False
+    # lazy: torch, in the job processes only (see run_demo)
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -251,15 +259,12 @@ def _init_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def _pretrain_job(job: dict[str, Any]) -> dict[str, Any]:
     """Pretrain one arm from the seed's initialisation and export it as a Hugging Face model."""
-    from importlib import resources
-
-    from ..pretrain.export import export_checkpoint
-    from ..pretrain.trainer import load_config, train
+    from ..pretrain.export import export_checkpoint  # lazy: torch, in the job processes only (see run_demo)
 
     t = time.perf_counter()
     ckpt = Path(job["out"]) / "pretrain"
     with resources.as_file(resources.files("kbioxlm.resources").joinpath("pretrain-demo.yaml")) as path:
-        cfg = load_config(path, job["overrides"] + [f"output_dir={ckpt}"])
+        cfg = load_pretrain_config(path, job["overrides"] + [f"output_dir={ckpt}"])
     train(cfg)
     exported = Path(job["out"]) / "model"
     export_checkpoint(ckpt / "final", exported, tokenizer=cfg.tokenizer, overwrite=True)
@@ -279,9 +284,6 @@ def _pretrain_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def _eval_job(job: dict[str, Any]) -> dict[str, Any]:
     """Held-out term retrieval both ways and zero-shot EN→ZH NER of one model."""
-    from ..probe.retrieval import run_probe
-    from ..tasks.finetune import FinetuneConfig, run_finetune
-
     t = time.perf_counter()
     out = Path(job["out"])
     probe = run_probe(job["model"], job["kb"], "en", "zh", out_dir=out / "probe", concepts=job["heldout"],
@@ -357,9 +359,6 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
     # 1. data and knowledge base -------------------------------------------------------------
     t = time.perf_counter()
     with _captured(log_path):
-        from ..kb.split import split_concepts
-        from ..kb.tsv_import import import_tsv
-
         data = write_demo_data(work / "data", seed=s.seed)
         kb = work / "kb.sqlite"
         kb.unlink(missing_ok=True)
@@ -387,10 +386,6 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
     t = time.perf_counter()
     corpus = work / "corpus"
     with _captured(log_path):
-        from ..corpus.build import run_levels
-        from ..corpus.knowledge import BuildOptions
-        from ..corpus.passage import run_passage
-
         summaries = {}
         for src, tgt in (("en", "zh"), ("zh", "en")):
             opts = BuildOptions(kb=str(kb), lang=src, target_lang=tgt, seed=s.seed, exclude_concepts=tuple(sorted(held)))
@@ -431,8 +426,6 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
         else:
             tokenizer = str(train_demo_tokenizer(demo_texts(data), work / "tokenizer"))
             what = "the demo's English words and single Chinese characters"
-        from ..hub import load_tokenizer
-
         n_pieces = len(load_tokenizer(tokenizer))
     _stage("tokenizer", time.perf_counter() - t, f"{n_pieces} pieces: {what}")
     print(_fresh_note(real), flush=True)
@@ -593,10 +586,9 @@ def format_table(results: dict[str, Any], n_heldout: int, n_seeds: int) -> str:
 def _plot(results: dict[str, Any], path: Path, n_seeds: int, n_heldout: int) -> None:
     """Grouped bars (one group per measure, one bar per arm), each labelled with its mean; ± sd error bars
     only with two or more seeds; a 0.0 mean stays visible as an outlined bar on the zero line."""
+    # lazy: matplotlib, only for the chart
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from ..plotting import label_bars
 
     fig = Figure(figsize=(8.0, 4.2), dpi=110)
     FigureCanvasAgg(fig)

@@ -19,7 +19,9 @@ from ..chat.cache import Cache, cache_key
 from ..chat.client import ChatClient
 from ..chat.templates import lang_name, load_template
 from ..errors import KbioxlmError, where
-from ..io import atomic_write, dumps, iter_jsonl
+from ..io import atomic_write, dumps, iter_jsonl, write_json
+from ..progress import progress as progress_bar
+from ..tasks.readers import read_ner
 from .backends import Backend
 from .markers import PLACEHOLDER_RE, Marked, parse_markers, wrap_ner, wrap_text
 from .projection import ProjectionError, project
@@ -53,8 +55,6 @@ class Result:
 # --------------------------------------------------------------------------------------- loading
 def load_ner(path: str | os.PathLike[str], lang: str) -> list[dict[str, Any]]:
     """NER records through the shared reader (release CoNLL or NER JSONL)."""
-    from ..tasks.readers import read_ner
-
     return [dict(r) for r in read_ner(path, lang)]
 
 
@@ -195,8 +195,6 @@ def _one_line(text: str) -> str:
 
 
 def _bar(total: int, desc: str, progress: bool) -> Any:
-    from ..progress import progress as progress_bar
-
     return progress_bar(total=total, desc=desc, unit="item", enabled=progress, leave=False)
 
 
@@ -326,8 +324,6 @@ def write_outputs(result: Result, task: str, out: str | os.PathLike[str] | None,
         for row in result.review:
             fh.write(dumps(row) + "\n")
     if summary:
-        from ..io import write_json
-
         write_json(summary, result.summary)
 
 
