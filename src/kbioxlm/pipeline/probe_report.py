@@ -226,12 +226,14 @@ def plot_multi_probe(per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]], mo
     # lazy: matplotlib, only for the chart
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     dirs = [(x, f"{a}_{b}", f"{a}→{b}") for x in per_lang for a, b in ((lang, x), (x, lang))]
     fig = Figure(figsize=(max(6.0, 0.5 * len(dirs) * len(models) + 2.5), 3.8))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     width = 0.8 / max(1, len(models))
+    handles = []
     for j, m in enumerate(models):
         vals, present = [], []
         for x, key, _ in dirs:
@@ -240,17 +242,19 @@ def plot_multi_probe(per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]], mo
             vals.append(float(v) if ok else 0.0)
             present.append(ok)
         xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(dirs))]
-        bars = ax.bar(xs, vals, width, label=labels.get(m, m), edgecolor="black", linewidth=0.6)
+        bars = ax.bar(xs, vals, width, edgecolor="black", linewidth=0.6, color=f"C{j}")
         for bar, ok in zip(bars, present):
             bar.set_visible(ok)
         label_bars(ax, bars, [f"{v:.0f}" if ok else "n/a" for v, ok in zip(vals, present)], fontsize="x-small")
+        # a legend entry of its own: the bars' first patch may be hidden (model not probed there)
+        handles.append(Patch(facecolor=f"C{j}", edgecolor="black", linewidth=0.6, label=labels.get(m, m)))
     ax.set_xticks(range(len(dirs)))
     ax.set_xticklabels([text for _, _, text in dirs])
-    ax.set_ylim(0.0, 108.0)
+    ax.set_ylim(0.0, 118.0)  # room for the legend row above the bars
     ax.set_ylabel("term retrieval acc@1 (%)")
     ax.set_title(f"Held-out term retrieval {lang}↔X, last layer")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(handles=handles, fontsize="small", loc="upper left", ncols=len(handles))
     fig.tight_layout()
     with atomic_write(path, "wb", encoding=None) as fh:
         fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
