@@ -69,8 +69,32 @@ EN_STOP = set(
 # should has have had not no" cover. Without it every "可以", "如果", "什么", "这个" of the text was a
 # KB name (a match every 4 characters) while no English function word was one: real KB names
 # (UMLS, HPO) are terms, and the two languages must be generated alike.
-ZH_STOP_TAGS = {"c", "r", "p", "u", "uj", "ul", "ud", "ug", "uv", "uz", "d", "df", "dg", "t", "tg", "f", "m", "mq",
-                "q", "y", "e", "o", "x", "zg"}
+ZH_STOP_TAGS = {
+    "c",
+    "r",
+    "p",
+    "u",
+    "uj",
+    "ul",
+    "ud",
+    "ug",
+    "uv",
+    "uz",
+    "d",
+    "df",
+    "dg",
+    "t",
+    "tg",
+    "f",
+    "m",
+    "mq",
+    "q",
+    "y",
+    "e",
+    "o",
+    "x",
+    "zg",
+}
 ZH_STOP = set("可能 能够 应该 应当 不能 不会 不要 没有 已经 还有 您好 你好 谢谢".split())
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
 CJK_WORD = re.compile(r"^[\u4e00-\u9fff]+$")
@@ -160,10 +184,24 @@ def build_kb(path: Path, en_docs: list[str], zh_docs: list[str], n: int) -> None
     kb.add_names((f"C{i:07d}", "en", name, 1, "bench") for i, name in enumerate(en))
     kb.add_names((f"C{i:07d}", "zh", name, 1, "bench") for i, name in enumerate(zh))
     r = random.Random(3)
-    kb.add_relations((f"C{r.randrange(n):07d}", r.choice(["is_a", "part_of", "may_treat", "associated_with"]),
-                      f"C{r.randrange(n):07d}", "bench") for _ in range(n))
-    kb.set_relation_names([("is_a", "zh", "是一种"), ("part_of", "zh", "是…的一部分"), ("may_treat", "zh", "可治疗"),
-                           ("associated_with", "zh", "有关联"), ("may_treat", "en", "may treat")])
+    kb.add_relations(
+        (
+            f"C{r.randrange(n):07d}",
+            r.choice(["is_a", "part_of", "may_treat", "associated_with"]),
+            f"C{r.randrange(n):07d}",
+            "bench",
+        )
+        for _ in range(n)
+    )
+    kb.set_relation_names(
+        [
+            ("is_a", "zh", "是一种"),
+            ("part_of", "zh", "是…的一部分"),
+            ("may_treat", "zh", "可治疗"),
+            ("associated_with", "zh", "有关联"),
+            ("may_treat", "en", "may treat"),
+        ]
+    )
     kb.commit()
     # Relations between concepts that co-occur in the same document, so facts are found.
     pairs = []
@@ -311,8 +349,18 @@ def measure_memory(kb_path: str, lang: str) -> None:
     gc.collect()
     after = rss_mb()
     peak = peak_rss_mb()
-    print(json.dumps({"lang": lang, "names": m.n_names, "keys": m.n_keys, "build_s": round(secs, 1),
-                      "rss_delta_mb": round(after - before), "build_peak_delta_mb": round(peak - before)}))
+    print(
+        json.dumps(
+            {
+                "lang": lang,
+                "names": m.n_names,
+                "keys": m.n_keys,
+                "build_s": round(secs, 1),
+                "rss_delta_mb": round(after - before),
+                "build_peak_delta_mb": round(peak - before),
+            }
+        )
+    )
 
 
 def measure_build(kb_path: str, lang: str, target: str, input_path: str, work: str, workers: str = "1") -> None:
@@ -337,12 +385,20 @@ def measure_build(kb_path: str, lang: str, target: str, input_path: str, work: s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=1.0, help="1.0 = 880k names per language and ~20 M chars of text per language")
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="1.0 = 880k names per language and ~20 M chars of text per language"
+    )
     ap.add_argument("--workdir", default="/tmp/kbioxlm-corpus-bench")
-    ap.add_argument("--compare-chars", type=int, default=None, help="sample size of the side-by-side runs (default 2 M x scale)")
+    ap.add_argument(
+        "--compare-chars", type=int, default=None, help="sample size of the side-by-side runs (default 2 M x scale)"
+    )
     ap.add_argument("--measure-memory", nargs=2, metavar=("KB", "LANG"), help=argparse.SUPPRESS)
-    ap.add_argument("--measure-build", nargs=6, metavar=("KB", "LANG", "TARGET", "INPUT", "WORKDIR", "WORKERS"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--measure-build",
+        nargs=6,
+        metavar=("KB", "LANG", "TARGET", "INPUT", "WORKDIR", "WORKERS"),
+        help=argparse.SUPPRESS,
+    )
     args = ap.parse_args()
     if args.measure_memory:
         measure_memory(*args.measure_memory)
@@ -355,7 +411,10 @@ def main() -> None:
     n_names = int(880_000 * args.scale)
     target_chars = int(20_000_000 * args.scale)
     cmp_chars = args.compare_chars or int(2_000_000 * args.scale)
-    print(f"corpus_speed: scale={args.scale:g} names/lang={n_names} text/lang~{target_chars} chars, workdir={work}", flush=True)
+    print(
+        f"corpus_speed: scale={args.scale:g} names/lang={n_names} text/lang~{target_chars} chars, workdir={work}",
+        flush=True,
+    )
 
     kb_path = work / "kb.sqlite"
     en_docs, zh_docs = load_corpora()
@@ -398,20 +457,43 @@ def main() -> None:
         full_chars = sum(map(len, full))
         t_full, _ = time_matching(matcher, full)
         del full
-        res.update(match_cps=chars / t_m, naive_cps=chars / t_n, match_full_cps=full_chars / t_full,
-                   speedup=(chars / t_m) / (chars / t_n), matches=n_matches, sample_chars=chars,
-                   longest_name=naive.max_len)
+        res.update(
+            match_cps=chars / t_m,
+            naive_cps=chars / t_n,
+            match_full_cps=full_chars / t_full,
+            speedup=(chars / t_m) / (chars / t_n),
+            matches=n_matches,
+            sample_chars=chars,
+            longest_name=naive.max_len,
+        )
         unit = "chars" if lang == "zh" else "words"
-        print(f"  matching, {chars:,} chars, {n_matches:,} matches (identical): toolkit {chars / t_m / 1e6:.2f} M chars/s, "
-              f"naive {chars / t_n / 1e6:.2f} M chars/s (n-grams up to {naive.max_len} {unit}) -> {res['speedup']:.2f}x; "
-              f"toolkit on all {full_chars:,} chars: {full_chars / t_full / 1e6:.2f} M chars/s", flush=True)
+        print(
+            f"  matching, {chars:,} chars, {n_matches:,} matches (identical): toolkit {chars / t_m / 1e6:.2f} M chars/s, "
+            f"naive {chars / t_n / 1e6:.2f} M chars/s (n-grams up to {naive.max_len} {unit}) -> {res['speedup']:.2f}x; "
+            f"toolkit on all {full_chars:,} chars: {full_chars / t_full / 1e6:.2f} M chars/s",
+            flush=True,
+        )
 
         # Whole build = one `corpus build --levels entity,fact` pass (JSONL in -> both JSONL files
         # out) over the full input, in a fresh process as the command runs it (not beside this
         # process's naive matchers and leftovers); the KB is loaded first, its time reported apart.
         def whole_build(workers: int, lang: str = lang, target: str = target) -> dict:
-            out = subprocess.run([sys.executable, __file__, "--measure-build", str(kb_path), lang, target,
-                                  str(inputs[lang]), str(work), str(workers)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure-build",
+                    str(kb_path),
+                    lang,
+                    target,
+                    str(inputs[lang]),
+                    str(work),
+                    str(workers),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             return json.loads(out.stdout.strip().splitlines()[-1])
 
         b = whole_build(1)
@@ -419,27 +501,34 @@ def main() -> None:
         res["kb_load_s"] = b["kb_load_s"]
         res["build_cps"] = full_chars / secs
         res["entity_summary"], res["fact_summary"] = b["entity"], b["fact"]
-        print(f"  whole build (entity + fact in one pass, fresh process, {secs:.1f} CPU s over {full_chars:,} chars): "
-              f"{res['build_cps'] / 1e6:.2f} M chars/s; KB load (not included) {res['kb_load_s']:.1f} s; "
-              f"{b['entity']['entities']:,} entities (1 per {full_chars / max(1, b['entity']['entities']):.0f} chars), "
-              f"{b['fact']['facts']:,} facts", flush=True)
+        print(
+            f"  whole build (entity + fact in one pass, fresh process, {secs:.1f} CPU s over {full_chars:,} chars): "
+            f"{res['build_cps'] / 1e6:.2f} M chars/s; KB load (not included) {res['kb_load_s']:.1f} s; "
+            f"{b['entity']['entities']:,} entities (1 per {full_chars / max(1, b['entity']['entities']):.0f} chars), "
+            f"{b['fact']['facts']:,} facts",
+            flush=True,
+        )
         # The same build with --num-workers 2, in wall time (CPU time of one process says nothing
         # about two); the 1-worker run's wall time is the reference, so a busy machine shows here.
         b2 = whole_build(2)
         res["workers2_x"] = b["wall_s"] / b2["wall_s"]
         for lv in ("entity", "fact"):
             assert Path(work / f"{lang}.{lv}.w2.jsonl").read_bytes() == Path(work / f"{lang}.{lv}.jsonl").read_bytes()
-        print(f"  whole build with --num-workers 2: {b2['wall_s']:.1f} s wall vs {b['wall_s']:.1f} s with one "
-              f"({full_chars / b['wall_s'] / 1e6:.2f} -> {full_chars / b2['wall_s'] / 1e6:.2f} M chars/s wall): "
-              f"{res['workers2_x']:.2f}x (identical output)", flush=True)
+        print(
+            f"  whole build with --num-workers 2: {b2['wall_s']:.1f} s wall vs {b['wall_s']:.1f} s with one "
+            f"({full_chars / b['wall_s'] / 1e6:.2f} -> {full_chars / b2['wall_s'] / 1e6:.2f} M chars/s wall): "
+            f"{res['workers2_x']:.2f}x (identical output)",
+            flush=True,
+        )
         opts = BuildOptions(kb=str(kb_path), lang=lang, target_lang=target, task="entity+fact")
         B._init_worker(opts, (lang,))
         # Untimed warm-up on the sample: fills the per-key caches, as the whole build's first
         # documents do, so that each level below is timed in the same steady state.
         sample = str(work / f"{lang}.sample.jsonl")
         with contextlib.redirect_stdout(io.StringIO()):
-            B.run_levels(opts, sample, {lv: str(work / f"{lang}.{lv}.warmup.jsonl") for lv in ("entity", "fact")},
-                         progress=False)
+            B.run_levels(
+                opts, sample, {lv: str(work / f"{lang}.{lv}.warmup.jsonl") for lv in ("entity", "fact")}, progress=False
+            )
         # On the sample: each level alone, both together, and both with the naive matcher plugged in
         # (identical outputs asserted).
         for levels in (("entity",), ("fact",), ("entity", "fact")):
@@ -456,9 +545,12 @@ def main() -> None:
             B._KNOW.matchers[lang] = matcher
             for lv in levels:
                 assert Path(mine[lv]).read_bytes() == Path(theirs[lv]).read_bytes(), f"{lang} {lv}: outputs differ"
-            print(f"  {key} build on the sample: toolkit {res[f'{key}_sample_cps'] / 1e6:.2f} M chars/s, with naive matching "
-                  f"{res[f'{key}_naive_cps'] / 1e6:.2f} M chars/s -> {res[f'{key}_sample_cps'] / res[f'{key}_naive_cps']:.2f}x "
-                  f"(identical output)", flush=True)
+            print(
+                f"  {key} build on the sample: toolkit {res[f'{key}_sample_cps'] / 1e6:.2f} M chars/s, with naive matching "
+                f"{res[f'{key}_naive_cps'] / 1e6:.2f} M chars/s -> {res[f'{key}_sample_cps'] / res[f'{key}_naive_cps']:.2f}x "
+                f"(identical output)",
+                flush=True,
+            )
         B._KNOW = None
         B._KNOW_KEY = None
         del matcher, naive
@@ -467,19 +559,33 @@ def main() -> None:
     print("\nmatcher memory (fresh process each):", flush=True)
     mem = {}
     for lang in ("en", "zh"):
-        out = subprocess.run([sys.executable, __file__, "--measure-memory", str(kb_path), lang],
-                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [sys.executable, __file__, "--measure-memory", str(kb_path), lang],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         mem[lang] = json.loads(out)
         print(f"  {lang}: {mem[lang]}", flush=True)
 
     slow = min(results, key=lambda k: results[k]["build_cps"])
     speedup = min(r["speedup"] for r in results.values())
-    print(f"\nsummary: whole build slower language = {slow}; matching speedup vs naive: "
-          + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in results.items())
-          + "; matcher memory: " + ", ".join(f"{k} {v['rss_delta_mb']} MB RSS (build peak {v['build_peak_delta_mb']} MB)"
-                                             for k, v in mem.items()))
+    print(
+        f"\nsummary: whole build slower language = {slow}; matching speedup vs naive: "
+        + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in results.items())
+        + "; matcher memory: "
+        + ", ".join(
+            f"{k} {v['rss_delta_mb']} MB RSS (build peak {v['build_peak_delta_mb']} MB)" for k, v in mem.items()
+        )
+    )
     workers2 = min(r["workers2_x"] for r in results.values())
-    print(f"mchar_per_s={results[slow]['build_cps'] / 1e6:.2f} speedup_vs_naive={speedup:.2f} workers2_x={workers2:.2f}")
+    print(
+        f"mchar_per_s={results[slow]['build_cps'] / 1e6:.2f} speedup_vs_naive={speedup:.2f} workers2_x={workers2:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,15 +43,39 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pretrain_records  # noqa: E402
 
-BASE = {"model_type": "xlm-roberta", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-        "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5}
-TINY = {"model_type": "xlm-roberta", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 128}
+BASE = {
+    "model_type": "xlm-roberta",
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "layer_norm_eps": 1e-5,
+}
+TINY = {
+    "model_type": "xlm-roberta",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+}
 PAPER_KEPT = 37030
 # Dense peak TFLOP/s per GPU (vendor data sheets): (bf16/fp16 tensor, tf32 tensor, fp32 non-tensor).
-PEAKS = {"H200": (989, 494, 67), "H100 SXM": (989, 494, 67), "H100 PCIe": (756, 378, 51), "H100": (989, 494, 67),
-         "A100": (312, 156, 19.5), "L40S": (362, 183, 91.6), "A6000": (155, 77, 38.7), "A5000": (111, 56, 27.8),
-         "A10": (125, 62.5, 31.2), "L4": (121, 60, 30.3), "V100": (125, 0, 15.7), "T4": (65, 0, 8.1)}
+PEAKS = {
+    "H200": (989, 494, 67),
+    "H100 SXM": (989, 494, 67),
+    "H100 PCIe": (756, 378, 51),
+    "H100": (989, 494, 67),
+    "A100": (312, 156, 19.5),
+    "L40S": (362, 183, 91.6),
+    "A6000": (155, 77, 38.7),
+    "A5000": (111, 56, 27.8),
+    "A10": (125, 62.5, 31.2),
+    "L4": (121, 60, 30.3),
+    "V100": (125, 0, 15.7),
+    "T4": (65, 0, 8.1),
+}
 
 
 def peak_tflops(device_name: str, precision: str) -> float | None:
@@ -92,7 +116,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from kbioxlm.engine import micro_step, reset_accelerate_state
     from kbioxlm.hub import load_tokenizer
-    from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_pretrain_records, normalise_mix, parse_train_files
+    from kbioxlm.pretrain.data import (
+        DataPosition,
+        MixedSchedule,
+        load_pretrain_records,
+        normalise_mix,
+        parse_train_files,
+    )
     from kbioxlm.pretrain.trainer import _batch_stream, build_model, load_pretrain_config, make_collator, make_optimizer
 
     work = Path(args.workdir)
@@ -106,9 +136,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     # YAML, not JSON: the trainer parses overrides as YAML, which reads JSON's "1e-05" as a string.
-    overrides = [f"model_config={yaml.safe_dump(mc, default_flow_style=True).strip()}", f"tokenizer={args.tokenizer}", f"output_dir={work / 'unused'}",
-                 "train_files=" + ",".join(str(p) for ps in files.values() for p in ps), f"max_length={args.length}",
-                 f"per_device_train_batch_size={args.batch}", f"gradient_accumulation_steps={args.accumulation}", "report_to=none"]
+    overrides = [
+        f"model_config={yaml.safe_dump(mc, default_flow_style=True).strip()}",
+        f"tokenizer={args.tokenizer}",
+        f"output_dir={work / 'unused'}",
+        "train_files=" + ",".join(str(p) for ps in files.values() for p in ps),
+        f"max_length={args.length}",
+        f"per_device_train_batch_size={args.batch}",
+        f"gradient_accumulation_steps={args.accumulation}",
+        "report_to=none",
+    ]
     if args.bf16:
         overrides.append("mixed_precision=bf16")
     cfg = load_pretrain_config(None, overrides + list(args.set))
@@ -122,8 +159,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     reset_accelerate_state()
-    acc = Accelerator(cpu=not on_cuda, mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=args.accumulation,
-                      step_scheduler_with_optimizer=False)
+    acc = Accelerator(
+        cpu=not on_cuda,
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=args.accumulation,
+        step_scheduler_with_optimizer=False,
+    )
     torch.manual_seed(0)
     model = build_model(cfg, tok, kept)
     model.train()
@@ -132,8 +173,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model.compile(backend="inductor" if cfg.torch_compile is True else str(cfg.torch_compile))
     model, opt = acc.prepare(model, opt)
     pools = load_pretrain_records(parse_train_files(cfg.train_files))
-    schedule = MixedSchedule(pools, normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()}), 0,
-                             length_bucketing=int(cfg.length_bucketing))
+    schedule = MixedSchedule(
+        pools,
+        normalise_mix(cfg.mix, {t: len(v) for t, v in pools.items()}),
+        0,
+        length_bucketing=int(cfg.length_bucketing),
+    )
     coll = make_collator(cfg, tok, kept, [0, 0])
     batches = _batch_stream(cfg, schedule, coll, DataPosition(), args.batch, 0, args.batch, acc.device)
     head_rows = len(kept) if kept else len(tok)
@@ -167,12 +212,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = torch.cuda.get_device_name() if on_cuda else "cpu"
     peak = args.peak_tflops or (peak_tflops(name, precision) if on_cuda else None)
     tflops = flops / total / 1e12
-    mem_gb = torch.cuda.max_memory_allocated() / 2**30 if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"device": name, "size": args.size, "precision": precision, "batch": args.batch, "length": args.length,
-            "steps": args.steps, "head_rows": head_rows, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "levers": list(args.set), "examples_per_s": examples / total, "tokens_per_s": tokens / total, "tflops": tflops,
-            "peak_tflops": peak, "mfu": tflops / peak if peak else None, "peak_mem_gb": mem_gb,
-            "mem_kind": "max_memory_allocated" if on_cuda else "peak RSS", "data_wait_share": wait / total, "loss": loss}
+    mem_gb = (
+        torch.cuda.max_memory_allocated() / 2**30
+        if on_cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    )
+    return {
+        "device": name,
+        "size": args.size,
+        "precision": precision,
+        "batch": args.batch,
+        "length": args.length,
+        "steps": args.steps,
+        "head_rows": head_rows,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "levers": list(args.set),
+        "examples_per_s": examples / total,
+        "tokens_per_s": tokens / total,
+        "tflops": tflops,
+        "peak_tflops": peak,
+        "mfu": tflops / peak if peak else None,
+        "peak_mem_gb": mem_gb,
+        "mem_kind": "max_memory_allocated" if on_cuda else "peak RSS",
+        "data_wait_share": wait / total,
+        "loss": loss,
+    }
 
 
 def main() -> None:
@@ -186,7 +250,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, allocator)")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--tf32", action="store_true", help="fp32 matmuls on TF32 tensor cores (CUDA)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a pretrain config key (repeatable)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a pretrain config key (repeatable)"
+    )
     ap.add_argument("--full-head", action="store_true", help="all 250,002 output ids instead of the reduced head")
     ap.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: looked up from the GPU name)")
     ap.add_argument("--records", help="comma-separated record files (default: built by the corpus stage)")
@@ -205,10 +271,14 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(r) + "\n", encoding="utf-8")
     fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
-    print(f"{r['device']} {r['size']} {r['precision']} batch {r['batch']} x {r['length']}: {r['examples_per_s']:.1f} examples/s, "
-          f"{r['tflops']:.2f} TFLOP/s (peak {fmt(r['peak_tflops'], '.0f')}), data wait {100 * r['data_wait_share']:.1f}% of step time")
-    print(f"examples_per_s={r['examples_per_s']:.2f} tokens_per_s={r['tokens_per_s']:.0f} tflops={r['tflops']:.3f} "
-          f"mfu={fmt(r['mfu'], '.4f')} peak_mem_gb={r['peak_mem_gb']:.2f} data_wait_share={r['data_wait_share']:.4f}")
+    print(
+        f"{r['device']} {r['size']} {r['precision']} batch {r['batch']} x {r['length']}: {r['examples_per_s']:.1f} examples/s, "
+        f"{r['tflops']:.2f} TFLOP/s (peak {fmt(r['peak_tflops'], '.0f')}), data wait {100 * r['data_wait_share']:.1f}% of step time"
+    )
+    print(
+        f"examples_per_s={r['examples_per_s']:.2f} tokens_per_s={r['tokens_per_s']:.0f} tflops={r['tflops']:.3f} "
+        f"mfu={fmt(r['mfu'], '.4f')} peak_mem_gb={r['peak_mem_gb']:.2f} data_wait_share={r['data_wait_share']:.4f}"
+    )
 
 
 if __name__ == "__main__":

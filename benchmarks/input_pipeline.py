@@ -81,15 +81,23 @@ def main() -> None:
     files = pretrain_records.build_records(Path(args.workdir), args.records_source)
     pools = pretrain_records.load_pools(files)
     tok = load_tokenizer(args.tokenizer)
-    print("records: " + ", ".join(f"{t} {len(v)}" for t, v in pools.items() if v) + f"; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        "records: "
+        + ", ".join(f"{t} {len(v)}" for t, v in pools.items() if v)
+        + f"; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     per_worker = {}
     for length in (int(x) for x in args.lengths.split(",")):
         here = measure(pools, tok, length, args.batches, args.batch, workers=0)
         one = measure(pools, tok, length, args.batches, args.batch, workers=1)
         per_worker[length] = here["ex_per_s_cpu"]
-        print(f"{length} tokens ({here['tokens_per_example']:.0f} real tokens/example): in-process {here['ex_per_s_cpu']:.0f} "
-              f"examples/CPU-s ({here['ex_per_s_wall']:.0f}/wall-s); 1 worker {one['ex_per_s_wall']:.0f} examples/wall-s", flush=True)
+        print(
+            f"{length} tokens ({here['tokens_per_example']:.0f} real tokens/example): in-process {here['ex_per_s_cpu']:.0f} "
+            f"examples/CPU-s ({here['ex_per_s_wall']:.0f}/wall-s); 1 worker {one['ex_per_s_wall']:.0f} examples/wall-s",
+            flush=True,
+        )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     print(f"collate_ex_per_s_per_worker={per_worker.get(128, next(iter(per_worker.values()))):.0f}")
 

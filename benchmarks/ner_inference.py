@@ -28,7 +28,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(SHARED / "models" / "multilingual-e5-small-zhen"))
     ap.add_argument("--tokenizer")
-    ap.add_argument("--test", default=str(SHARED / "data" / "kbioxlm-release" / "ner" / "ade" / "eng_to_zh" / "test.txt"))
+    ap.add_argument(
+        "--test", default=str(SHARED / "data" / "kbioxlm-release" / "ner" / "ade" / "eng_to_zh" / "test.txt")
+    )
     ap.add_argument("--limit", type=int, default=200, help="sentences to time (0 = all)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-length", type=int, default=256)
@@ -39,8 +41,14 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from kbioxlm.schema import is_unspaced
-    from kbioxlm.tasks.ner import (EncoderCRFTagger, build_label_list, collate_ner, decode_words, encode_ner,
-                                   entity_types_of)
+    from kbioxlm.tasks.ner import (
+        EncoderCRFTagger,
+        build_label_list,
+        collate_ner,
+        decode_words,
+        encode_ner,
+        entity_types_of,
+    )
     from kbioxlm.tasks.finetune import MODEL_MARKER
     from kbioxlm.tasks.predict import load_finetuned
     from kbioxlm.tasks.readers import read_ner
@@ -89,10 +97,16 @@ def main() -> int:
 
         # decoder alone: identical emissions, one batched Viterbi vs one call per sentence
         b = collate_ner(encs, pad, with_labels=False)
-        em = torch.cat([model.emissions(b["input_ids"][s : s + args.batch_size],
-                                        b["attention_mask"][s : s + args.batch_size],
-                                        b["unit_index"][s : s + args.batch_size])
-                        for s in range(0, len(encs), args.batch_size)])
+        em = torch.cat(
+            [
+                model.emissions(
+                    b["input_ids"][s : s + args.batch_size],
+                    b["attention_mask"][s : s + args.batch_size],
+                    b["unit_index"][s : s + args.batch_size],
+                )
+                for s in range(0, len(encs), args.batch_size)
+            ]
+        )
         mask = b["unit_mask"]
         t0 = time.perf_counter()
         dec_b = model.crf.decode(em, mask=mask)
@@ -110,8 +124,10 @@ def main() -> int:
     print(f"sentences: {n} ({len(encs)} chunks) from {args.test}; model {args.model}; threads {args.threads}")
     print(f"batched (bs={args.batch_size}, length-sorted): {t_b:.2f}s  {n / t_b:.1f} sentences/s")
     print(f"per-sentence loop baseline:        {t_l:.2f}s  {n / t_l:.1f} sentences/s")
-    print(f"CRF decode only: batched {td_b * 1000:.1f} ms vs loop {td_l * 1000:.1f} ms "
-          f"(torchcrf's own batched decode: {td_ref * 1000:.1f} ms, same paths: {dec_ref == dec_b})")
+    print(
+        f"CRF decode only: batched {td_b * 1000:.1f} ms vs loop {td_l * 1000:.1f} ms "
+        f"(torchcrf's own batched decode: {td_ref * 1000:.1f} ms, same paths: {dec_ref == dec_b})"
+    )
     print(f"identical predictions batched vs loop: {agree:.1%} of sentences (decoder alone: {same_dec:.1%})")
     print(f"sentences_per_s={n / t_b:.2f} speedup_vs_loop={t_l / t_b:.2f} decode_speedup={td_l / td_b:.2f}")
     return 0

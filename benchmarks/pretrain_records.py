@@ -52,16 +52,37 @@ def _real_inputs(work: Path) -> dict[str, Path]:
     if not kb.is_file():
         tmp = work / ".kb.sqlite.tmp"
         tmp.unlink(missing_ok=True)
-        _cli(["kb", "import", "obo", "--obo", str(data / "kb/hpo/hp.obo"),
-              "--translations", str(data / "kb/hpo/hp-zh.babelon.tsv"), "--kb", str(tmp)])
+        _cli(
+            [
+                "kb",
+                "import",
+                "obo",
+                "--obo",
+                str(data / "kb/hpo/hp.obo"),
+                "--translations",
+                str(data / "kb/hpo/hp-zh.babelon.tsv"),
+                "--kb",
+                str(tmp),
+            ]
+        )
         os.replace(tmp, kb)
-    en = [" ".join(r["CONTEXTS"]) for r in json.loads((data / "corpora/en/ori_pqal.json").read_text(encoding="utf-8")).values()]
-    zh = [r["text"] for name in ("cmeee_dev.json", "cmeee_test.json")
-          for r in json.loads((data / "corpora/zh" / name).read_text(encoding="utf-8"))]
+    en = [
+        " ".join(r["CONTEXTS"])
+        for r in json.loads((data / "corpora/en/ori_pqal.json").read_text(encoding="utf-8")).values()
+    ]
+    zh = [
+        r["text"]
+        for name in ("cmeee_dev.json", "cmeee_test.json")
+        for r in json.loads((data / "corpora/zh" / name).read_text(encoding="utf-8"))
+    ]
     _write_docs(work / "docs_en.jsonl", en, "en")
     _write_docs(work / "docs_zh.jsonl", zh, "zh")
-    return {"kb": kb, "docs_en": work / "docs_en.jsonl", "docs_zh": work / "docs_zh.jsonl",
-            "pairs": data / "kbioxlm-release/pretrain/pair_data.json"}
+    return {
+        "kb": kb,
+        "docs_en": work / "docs_en.jsonl",
+        "docs_zh": work / "docs_zh.jsonl",
+        "pairs": data / "kbioxlm-release/pretrain/pair_data.json",
+    }
 
 
 def _demo_inputs(work: Path) -> dict[str, Path]:
@@ -73,7 +94,9 @@ def _demo_inputs(work: Path) -> dict[str, Path]:
     if not kb.is_file():
         tmp = work / ".kb.sqlite.tmp"
         tmp.unlink(missing_ok=True)
-        import_tsv(tmp, concepts=paths["concepts"], relations=paths["relations"], relation_names=paths["relation_names"])
+        import_tsv(
+            tmp, concepts=paths["concepts"], relations=paths["relations"], relation_names=paths["relation_names"]
+        )
         os.replace(tmp, kb)
     return {"kb": kb, "docs_en": paths["docs_en"], "docs_zh": paths["docs_zh"], "pairs": paths["pairs"]}
 
@@ -102,11 +125,46 @@ def build_records(work: Path, source: str = "auto") -> dict[str, list[Path]]:
     if source == "demo":
         out["mlm"] = [inputs["docs_en"], inputs["docs_zh"]]
     for src, tgt in (("en", "zh"), ("zh", "en")):
-        _cli(["corpus", "build", "--kb", str(inputs["kb"]), "--input", str(inputs[f"docs_{src}"]), "--lang", src,
-              "--target-lang", tgt, "--levels", "entity,fact", "--entity-out", str(work / f"entity_{src}.jsonl"),
-              "--fact-out", str(work / f"fact_{src}.jsonl"), "--seed", "0", "--no-progress"])
-    _cli(["corpus", "passage", "--pairs", str(inputs["pairs"]), "--lang-a", "en", "--lang-b", "zh",
-          "--out", str(work / "passage.jsonl"), "--seed", "0", "--no-progress"])
+        _cli(
+            [
+                "corpus",
+                "build",
+                "--kb",
+                str(inputs["kb"]),
+                "--input",
+                str(inputs[f"docs_{src}"]),
+                "--lang",
+                src,
+                "--target-lang",
+                tgt,
+                "--levels",
+                "entity,fact",
+                "--entity-out",
+                str(work / f"entity_{src}.jsonl"),
+                "--fact-out",
+                str(work / f"fact_{src}.jsonl"),
+                "--seed",
+                "0",
+                "--no-progress",
+            ]
+        )
+    _cli(
+        [
+            "corpus",
+            "passage",
+            "--pairs",
+            str(inputs["pairs"]),
+            "--lang-a",
+            "en",
+            "--lang-b",
+            "zh",
+            "--out",
+            str(work / "passage.jsonl"),
+            "--seed",
+            "0",
+            "--no-progress",
+        ]
+    )
     done.write_text(json.dumps({k: [str(p) for p in v] for k, v in out.items()}), encoding="utf-8")
     return out
 

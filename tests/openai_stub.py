@@ -53,11 +53,17 @@ class OpenAIStub:
                     content = stub.responder(body)
                 except Exception as exc:  # noqa: BLE001 - a broken responder is a 500
                     return self._send(500, {"error": {"message": repr(exc)}})
-                self._send(200, {
-                    "id": "stub", "object": "chat.completion", "model": body.get("model"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}],
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "stub",
+                        "object": "chat.completion",
+                        "model": body.get("model"),
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                        ],
+                    },
+                )
 
             def _send(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(obj, ensure_ascii=False).encode("utf-8")

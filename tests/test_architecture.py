@@ -56,8 +56,12 @@ def _imports(module: str, path: Path) -> set[str]:
             else:
                 base = node.module or ""
             names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             func = node.func
             called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if called in ("import_module", "__import__"):
@@ -183,12 +187,14 @@ def test_the_reader_sees_what_the_code_does() -> None:
 def test_design_picture_matches_the_code() -> None:
     nodes, foundation, drawn = design_picture()
     code = unit_graph()
-    assert nodes == set(code), (f"docs/design.md, Package dependencies: add {sorted(set(code) - nodes)}, "
-                                f"remove {sorted(nodes - set(code))}")
+    assert nodes == set(code), (
+        f"docs/design.md, Package dependencies: add {sorted(set(code) - nodes)}, remove {sorted(nodes - set(code))}"
+    )
     code_edges = {(a, b) for a, targets in code.items() for b in targets}
     upward = sorted((a, b) for a, b in code_edges if a in foundation and b not in foundation)
     assert upward == [], f"foundation modules import only each other: {upward}"
     # every edge is drawn except "package above --> foundation module", which any package may have
     expected = {(a, b) for a, b in code_edges if a in foundation or b not in foundation}
-    assert drawn == expected, (f"docs/design.md, Package dependencies: draw {sorted(expected - drawn)}, "
-                               f"remove {sorted(drawn - expected)}")
+    assert drawn == expected, (
+        f"docs/design.md, Package dependencies: draw {sorted(expected - drawn)}, remove {sorted(drawn - expected)}"
+    )

@@ -25,9 +25,32 @@ def _last_line(proc: subprocess.CompletedProcess) -> dict[str, str]:
 
 def test_gpu_pretrain_smoke_on_cpu(corpus, tmp_path):
     files = ",".join(str(p) for p in corpus["files"].values())
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_pretrain.py"), "--size", "tiny", "--device", "cpu", "--steps", "2",
-           "--warmup", "1", "--batch", "8", "--length", "48", "--records", files, "--tokenizer", corpus["tokenizer"],
-           "--workdir", str(tmp_path), "--set", "dataloader_num_workers=1", "--json", str(tmp_path / "r.json")]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "gpu_pretrain.py"),
+        "--size",
+        "tiny",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--batch",
+        "8",
+        "--length",
+        "48",
+        "--records",
+        files,
+        "--tokenizer",
+        corpus["tokenizer"],
+        "--workdir",
+        str(tmp_path),
+        "--set",
+        "dataloader_num_workers=1",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     kv = _last_line(subprocess.run(cmd, capture_output=True, text=True, timeout=600))
     assert set(kv) == {"examples_per_s", "tokens_per_s", "tflops", "mfu", "peak_mem_gb", "data_wait_share"}
     r = json.loads((tmp_path / "r.json").read_text())
@@ -43,8 +66,12 @@ def test_flop_count_matches_the_built_model(corpus):
     from kbioxlm.pretrain.model import KnowledgeAnchoredModel
 
     mc = dict(gpu_pretrain.TINY)
-    model = KnowledgeAnchoredModel.from_config(AutoConfig.for_model(mc.pop("model_type"), vocab_size=1000, **mc), kept_ids=list(range(100)))
-    layer_weights = sum(p.numel() for n, p in model.encoder.encoder.named_parameters() if n.endswith(".weight") and p.ndim == 2)
+    model = KnowledgeAnchoredModel.from_config(
+        AutoConfig.for_model(mc.pop("model_type"), vocab_size=1000, **mc), kept_ids=list(range(100))
+    )
+    layer_weights = sum(
+        p.numel() for n, p in model.encoder.encoder.named_parameters() if n.endswith(".weight") and p.ndim == 2
+    )
     ids = torch.ones(2, 10, dtype=torch.long)
     labels = torch.full_like(ids, -100)
     labels[0, 3] = labels[1, 5] = 7
@@ -62,7 +89,19 @@ def test_peak_lookup_by_gpu_name():
 
 
 def test_input_pipeline_prints_its_rate(tmp_path, xlmr_tokenizer_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "input_pipeline.py"), "--records-source", "demo", "--batches", "2",
-           "--lengths", "128", "--workdir", str(tmp_path), "--tokenizer", str(xlmr_tokenizer_path)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "input_pipeline.py"),
+        "--records-source",
+        "demo",
+        "--batches",
+        "2",
+        "--lengths",
+        "128",
+        "--workdir",
+        str(tmp_path),
+        "--tokenizer",
+        str(xlmr_tokenizer_path),
+    ]
     kv = _last_line(subprocess.run(cmd, capture_output=True, text=True, timeout=600))
     assert list(kv) == ["collate_ex_per_s_per_worker"] and float(kv["collate_ex_per_s_per_worker"]) > 0

@@ -36,25 +36,34 @@ def _conll(path: Path, lang: str, n: int, offset: int) -> None:
 
 def _gad(path: Path, lang: str, n: int, offset: int) -> None:
     link = {"en": ("is associated with", "is not related to"), "zh": ("与", "无关于")}[lang]
-    rows = [{"id": str(offset + i), "sentence": f"@GENE$ {link[i % 2]} @DISEASE$ {i}", "label": str(1 - i % 2)}
-            for i in range(n)]
+    rows = [
+        {"id": str(offset + i), "sentence": f"@GENE$ {link[i % 2]} @DISEASE$ {i}", "label": str(1 - i % 2)}
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def _hoc(path: Path, lang: str, n: int, offset: int) -> None:
-    words = {"en": ["tumour growth", "apoptosis resistance", "angiogenesis"], "zh": ["肿瘤生长", "抗凋亡", "血管生成"]}[lang]
+    words = {"en": ["tumour growth", "apoptosis resistance", "angiogenesis"], "zh": ["肿瘤生长", "抗凋亡", "血管生成"]}[
+        lang
+    ]
     rows = []
     for i in range(n):
         lab = [int(i % 3 == k) for k in range(3)]
-        rows.append({"sentence": f"{words[i % 3]} . {words[(i + 1) % 3]} study .", "label": lab, "id": str(20000 + offset + i)})
+        rows.append(
+            {"sentence": f"{words[i % 3]} . {words[(i + 1) % 3]} study .", "label": lab, "id": str(20000 + offset + i)}
+        )
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def write_synthetic_sets(root: Path) -> list[dict]:
     """Tiny ADE-, GAD- and HoC-like sets in EN and ZH, in the release formats."""
     tasks = []
-    for name, typ, writer, ext in (("syn-ade", "ner", _conll, "txt"), ("syn-gad", "re", _gad, "json"),
-                                   ("syn-hoc", "dc", _hoc, "json")):
+    for name, typ, writer, ext in (
+        ("syn-ade", "ner", _conll, "txt"),
+        ("syn-gad", "re", _gad, "json"),
+        ("syn-hoc", "dc", _hoc, "json"),
+    ):
         files: dict = {}
         for lang in ("en", "zh"):
             files[lang] = {}
@@ -76,8 +85,14 @@ def tiny_model(tmp_path_factory, xlmr_tokenizer_path) -> Path:
     out = tmp_path_factory.mktemp("tiny-xlmr")
     tok = AutoTokenizer.from_pretrained(xlmr_tokenizer_path)
     torch.manual_seed(0)
-    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=66)
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=66,
+    )
     XLMRobertaModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -90,8 +105,14 @@ def _config(tmp_path: Path, tasks: list[dict], model: str, **extra) -> Path:
         "directions": ["en-zh"],
         "settings": ["zero-shot", "few-shot-2"],
         "seeds": [1],
-        "finetune": {"epochs": 1, "max_length": 32, "batch_size": 8, "lr": "5e-4", "num_threads": 2,
-                     "early_stopping_patience": None},
+        "finetune": {
+            "epochs": 1,
+            "max_length": 32,
+            "batch_size": 8,
+            "lr": "5e-4",
+            "num_threads": 2,
+            "early_stopping_patience": None,
+        },
         "max_train_examples": 6,
         **extra,
     }
@@ -124,7 +145,8 @@ def test_benchmark_end_to_end_and_resume(tmp_path, tiny_model, capsys):
     recs = [json.loads(x) for x in lines]
     assert len(recs) == 6 and len({r["cell"] for r in recs}) == 6
     assert {(r["dataset"], r["setting"], r["shots"]) for r in recs} == {
-        (d, s, k) for d in ("syn-ade", "syn-gad", "syn-hoc") for s, k in (("zero-shot", 0), ("few-shot", 2))}
+        (d, s, k) for d in ("syn-ade", "syn-gad", "syn-hoc") for s, k in (("zero-shot", 0), ("few-shot", 2))
+    }
     for r in recs:
         assert 0.0 <= r["f1"] <= 100.0 and r["n_test"] == 4 and r["direction"] == "en-zh"
         folder = out / r["folder"]
@@ -133,8 +155,11 @@ def test_benchmark_end_to_end_and_resume(tmp_path, tiny_model, capsys):
         sampled = json.loads((folder / "sampled_ids.json").read_text(encoding="utf-8"))
         if r["setting"] == "few-shot":
             fs = sampled["fewshot"]
-            assert fs["lang"] == "zh" and len(fs["ids"]) == 2 and fs["from"].endswith(f"{r['dataset']}/zh/train." +
-                                                                                     ("txt" if r["task"] == "ner" else "json"))
+            assert (
+                fs["lang"] == "zh"
+                and len(fs["ids"]) == 2
+                and fs["from"].endswith(f"{r['dataset']}/zh/train." + ("txt" if r["task"] == "ner" else "json"))
+            )
             assert r["n_train"] == 6 + 2  # max_train_examples source examples + K target examples
         else:
             assert "fewshot" not in sampled and r["n_train"] == 6
@@ -230,8 +255,12 @@ def test_training_seed_does_not_change_the_fewshot_sample(tmp_path):
 def test_changed_settings_are_not_mixed_into_finished_results(tmp_path):
     tasks = write_synthetic_sets(tmp_path / "data")
     out = tmp_path / "bench"
-    B.run_benchmark(B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["zero-shot"])), out,
-                    run_fn=_stub([]), progress=False)
+    B.run_benchmark(
+        B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["zero-shot"])),
+        out,
+        run_fn=_stub([]),
+        progress=False,
+    )
     changed = B.load_benchmark_config(_config(tmp_path, tasks, "m", settings=["zero-shot"], max_train_examples=5))
     with pytest.raises(KbioxlmError, match="other settings"):
         B.run_benchmark(changed, out, run_fn=_stub([]), progress=False)
@@ -262,9 +291,18 @@ def test_monolingual_cells_cover_both_languages_of_the_directions(tmp_path):
 
 
 def _rec(model: str, ds: str, setting: str, direction: str, seed: int, f1: float, shots: int = 0) -> dict:
-    return {"cell": f"{model}/{ds}/{direction}/{setting}{shots}/seed{seed}", "model": model, "dataset": ds,
-            "dataset_label": ds.upper(), "setting": setting, "shots": shots, "direction": direction,
-            "seed": seed, "f1": f1, "metric": "f1"}
+    return {
+        "cell": f"{model}/{ds}/{direction}/{setting}{shots}/seed{seed}",
+        "model": model,
+        "dataset": ds,
+        "dataset_label": ds.upper(),
+        "setting": setting,
+        "shots": shots,
+        "direction": direction,
+        "seed": seed,
+        "f1": f1,
+        "metric": "f1",
+    }
 
 
 def test_report_tables_mean_std_and_layout():
@@ -276,8 +314,11 @@ def test_report_tables_mean_std_and_layout():
                     recs.append(_rec(model, ds, "zero-shot", direction, seed, 60 + 10 * mi + di + delta))
             for k in (10, 100):
                 recs.append(_rec(model, ds, "few-shot", "en-zh", 1, 50 + k / 10 + mi, shots=k))
-    recs = [r for r in recs if not (r["model"] == "XLM-R" and r["dataset"] == "hoc" and r["setting"] == "few-shot"
-                                    and r["shots"] == 100)]
+    recs = [
+        r
+        for r in recs
+        if not (r["model"] == "XLM-R" and r["dataset"] == "hoc" and r["setting"] == "few-shot" and r["shots"] == 100)
+    ]
     md = render_markdown(recs)
     t4 = _table(md, "Cross-lingual zero-shot (layout of Table 4)")
     assert t4[0] == ["Direction", "Dataset", "XLM-R", "KBioXLM"]
@@ -285,8 +326,16 @@ def test_report_tables_mean_std_and_layout():
     assert t4[1][2:] == ["60.00 ± 2.00", "**70.00 ± 2.00**"]
     assert t4[4][1] == "AVG" and t4[4][2] == "61.00 ± 2.00"
     t5 = _table(md, "Cross-lingual few-shot (layout of Table 5)")
-    assert t5[0][1:] == ["10-shot ADE", "10-shot GAD", "10-shot HOC", "10-shot AVG",
-                         "100-shot ADE", "100-shot GAD", "100-shot HOC", "100-shot AVG"]
+    assert t5[0][1:] == [
+        "10-shot ADE",
+        "10-shot GAD",
+        "10-shot HOC",
+        "10-shot AVG",
+        "100-shot ADE",
+        "100-shot GAD",
+        "100-shot HOC",
+        "100-shot AVG",
+    ]
     xlmr = t5[1]
     assert xlmr[0] == "XLM-R" and xlmr[1] == "51.00" and xlmr[7] == "–" and xlmr[8] == "–"  # missing cell → no AVG
     t7 = _table(md, "Cross-lingual zero-shot per model (layout of Table 7, ablations)")

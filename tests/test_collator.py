@@ -122,7 +122,9 @@ def test_document_entities_share_budget_one_to_one(tok):
     text = EN_TEXT
     ents = [ent(text, "acute liver failure"), ent(text, "N-acetylcysteine"), ent(text, "hepatotoxicity")]
     ids, pieces, offsets, _ = reference(tok, text)
-    ent_tokens = [[j for j in range(1, len(ids) - 1) if offsets[j][0] < e["end"] and offsets[j][1] > e["start"]] for e in ents]
+    ent_tokens = [
+        [j for j in range(1, len(ids) - 1) if offsets[j][0] < e["end"] and offsets[j][1] > e["start"]] for e in ents
+    ]
     all_ent = {j for u in ent_tokens for j in u}
     share = {}
     for ratio in (0.0, 0.5, 1.0):
@@ -142,11 +144,16 @@ def test_document_entities_share_budget_one_to_one(tok):
 
 
 def test_entity_records_mask_whole_entities_only(tok):
-    text = "The patient took 阿司匹林 for chronic pain and developed gastric bleeding and severe 肝损伤 within two weeks."
+    text = (
+        "The patient took 阿司匹林 for chronic pain and developed gastric bleeding and severe 肝损伤 within two weeks."
+    )
     names = ["阿司匹林", "chronic pain", "gastric bleeding", "肝损伤"]
     rec = {"id": "e", "lang": "en", "task": "entity", "text": text, "entities": [ent(text, n) for n in names]}
     ids, pieces, offsets, _ = reference(tok, text)
-    units = [{j for j in range(1, len(ids) - 1) if offsets[j][0] < e["end"] and offsets[j][1] > e["start"]} for e in rec["entities"]]
+    units = [
+        {j for j in range(1, len(ids) - 1) if offsets[j][0] < e["end"] and offsets[j][1] > e["start"]}
+        for e in rec["entities"]
+    ]
     coll = KnowledgeCollator(tok, max_length=64, seed=4)
     batch = coll([rec] * 50)
     n_ent_tokens = sum(len(u) for u in units)
@@ -189,7 +196,9 @@ def test_fact_records_mask_relation_span_even_when_truncated(tok):
         row = batch["input_ids"][r, :n].tolist()
         labels = batch["mlm_labels"][r, :n].tolist()
         original = [lab if lab != IGNORE_INDEX else t for t, lab in zip(row, labels)]
-        rel_tokens = [j for j, t in enumerate(tok.convert_ids_to_tokens(original)) if t in ("有", "关联", "有关联", "▁有")]
+        rel_tokens = [
+            j for j, t in enumerate(tok.convert_ids_to_tokens(original)) if t in ("有", "关联", "有关联", "▁有")
+        ]
         assert rel_tokens, tok.convert_ids_to_tokens(original)
         assert all(labels[j] != IGNORE_INDEX for j in rel_tokens)
         assert "吗" in "".join(tok.convert_ids_to_tokens(original)), "the appended fact survives truncation"
@@ -219,9 +228,33 @@ def test_80_10_10_replacement(tok):
 
 def test_passage_pairs_labels_and_mlm(tok):
     recs = [
-        {"id": "p0", "task": "passage", "text_a": "Aspirin treats pain.", "lang_a": "en", "text_b": "阿司匹林治疗疼痛。", "lang_b": "zh", "label": "positive"},
-        {"id": "p1", "task": "passage", "text_a": "Aspirin treats pain.", "lang_a": "en", "text_b": "二甲双胍降低血糖。", "lang_b": "zh", "label": "random"},
-        {"id": "p2", "task": "passage", "text_a": "Aspirin treats pain.", "lang_a": "en", "text_b": "It also thins the blood.", "lang_b": "en", "label": "context"},
+        {
+            "id": "p0",
+            "task": "passage",
+            "text_a": "Aspirin treats pain.",
+            "lang_a": "en",
+            "text_b": "阿司匹林治疗疼痛。",
+            "lang_b": "zh",
+            "label": "positive",
+        },
+        {
+            "id": "p1",
+            "task": "passage",
+            "text_a": "Aspirin treats pain.",
+            "lang_a": "en",
+            "text_b": "二甲双胍降低血糖。",
+            "lang_b": "zh",
+            "label": "random",
+        },
+        {
+            "id": "p2",
+            "task": "passage",
+            "text_a": "Aspirin treats pain.",
+            "lang_a": "en",
+            "text_b": "It also thins the blood.",
+            "lang_b": "en",
+            "label": "context",
+        },
         {"id": "d", "lang": "en", "text": "A plain monolingual document."},
     ]
     coll = KnowledgeCollator(tok, max_length=64, seed=7)

@@ -26,18 +26,31 @@ def _project(tmp_path: Path) -> Path:
     (proj / "configs" / "pt.yaml").write_text("max_steps: 2\n", encoding="utf-8")
     (proj / "configs" / "bench.yaml").write_text(
         'models: [{name: b, path: "${shared}/models/m"}]\ntasks: [{name: t, type: ner, files: '
-        '{en: {train: ../data/t.txt, test: ../data/t.txt}, zh: {train: ../data/z.txt, test: ../data/z.txt}}}]\n'
-        "directions: [en-zh]\nseeds: [1]\n", encoding="utf-8")
-    (proj / "configs" / "pipe.yaml").write_text(yaml.safe_dump({
-        "out": "../runs/x",
-        "base_model": {"name": "b", "path": "${shared}/models/m", "tokenizer": "xlm-roberta-base"},
-        "kb": {"tsv": [{"concepts": "../data/c.tsv"}]},
-        "documents": {"en": ["../data/en.jsonl"], "zh": [{"path": "../data/zh.jsonl", "format": "dialogue"}]},
-        "pairs": ["../data/pairs.jsonl", {"en": "../data/p.en", "zh": "../data/p.zh"}],
-        "pretrain": [{"name": "s", "config": "pt.yaml", "train": ["entity", "mono", "../data/extra.jsonl#mlm"],
-                      "overrides": {"max_steps": 1, "eval_files": "../data/ev.jsonl"}}],
-        "benchmark": {"config": "bench.yaml"},
-    }), encoding="utf-8")
+        "{en: {train: ../data/t.txt, test: ../data/t.txt}, zh: {train: ../data/z.txt, test: ../data/z.txt}}}]\n"
+        "directions: [en-zh]\nseeds: [1]\n",
+        encoding="utf-8",
+    )
+    (proj / "configs" / "pipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "out": "../runs/x",
+                "base_model": {"name": "b", "path": "${shared}/models/m", "tokenizer": "xlm-roberta-base"},
+                "kb": {"tsv": [{"concepts": "../data/c.tsv"}]},
+                "documents": {"en": ["../data/en.jsonl"], "zh": [{"path": "../data/zh.jsonl", "format": "dialogue"}]},
+                "pairs": ["../data/pairs.jsonl", {"en": "../data/p.en", "zh": "../data/p.zh"}],
+                "pretrain": [
+                    {
+                        "name": "s",
+                        "config": "pt.yaml",
+                        "train": ["entity", "mono", "../data/extra.jsonl#mlm"],
+                        "overrides": {"max_steps": 1, "eval_files": "../data/ev.jsonl"},
+                    }
+                ],
+                "benchmark": {"config": "bench.yaml"},
+            }
+        ),
+        encoding="utf-8",
+    )
     return proj
 
 
@@ -69,7 +82,9 @@ def test_pipeline_paths_are_taken_from_the_config_folder(tmp_path: Path, monkeyp
         load_pipeline_config("configs/pipe.yaml")  # the config path itself is typed: from the cwd
 
 
-def test_generated_benchmark_config_is_resolved_against_its_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generated_benchmark_config_is_resolved_against_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proj = _project(tmp_path)
     monkeypatch.delenv("KBIOXLM_SHARED", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -113,10 +128,20 @@ def test_fingerprint_does_not_depend_on_the_spelling_of_a_path(tmp_path: Path) -
     (root / "runs").mkdir(parents=True)
     f = root / "runs" / "in.txt"
     f.write_text("x", encoding="utf-8")
-    old = Step("s", "t", argv=["kb", "stats", "--kb", "runs/in.txt", "x=../shared/a,runs/b"],
-               inputs=[Path("runs/in.txt")], generated={Path("runs/g.yaml"): "path: ../shared/m\n"})
-    new = Step("s", "t", argv=["kb", "stats", "--kb", str(f), f"x={tmp_path}/shared/a,{root}/runs/b"],
-               inputs=[f], generated={root / "runs/g.yaml": f"path: {tmp_path}/shared/m\n"})
+    old = Step(
+        "s",
+        "t",
+        argv=["kb", "stats", "--kb", "runs/in.txt", "x=../shared/a,runs/b"],
+        inputs=[Path("runs/in.txt")],
+        generated={Path("runs/g.yaml"): "path: ../shared/m\n"},
+    )
+    new = Step(
+        "s",
+        "t",
+        argv=["kb", "stats", "--kb", str(f), f"x={tmp_path}/shared/a,{root}/runs/b"],
+        inputs=[f],
+        generated={root / "runs/g.yaml": f"path: {tmp_path}/shared/m\n"},
+    )
     cwd = os.getcwd()
     os.chdir(root)
     try:
@@ -128,8 +153,12 @@ def test_fingerprint_does_not_depend_on_the_spelling_of_a_path(tmp_path: Path) -
     assert portable(f"--x={root}x/y", root) == "--x=../repox/y"  # a sibling folder is not the root itself
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("e2e-*.yaml")) + ["ablation-small-cpu.yaml"])
-def test_shipped_pipeline_configs_plan_the_same_from_anywhere(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (ROOT / "configs").glob("e2e-*.yaml")) + ["ablation-small-cpu.yaml"]
+)
+def test_shipped_pipeline_configs_plan_the_same_from_anywhere(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KBIOXLM_SHARED", "/nonexistent/shared")
     monkeypatch.setenv("UMLS_DIR", "/nonexistent/umls")
     monkeypatch.chdir(ROOT)

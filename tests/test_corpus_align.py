@@ -46,7 +46,9 @@ def occurs(name: str, text: str, lang: str) -> bool:
     i = text.find(name)
     while i >= 0:
         j = i + len(name)
-        if not (i > 0 and word(text[i - 1]) and word(name[0])) and not (j < len(text) and word(text[j]) and word(name[-1])):
+        if not (i > 0 and word(text[i - 1]) and word(name[0])) and not (
+            j < len(text) and word(text[j]) and word(name[-1])
+        ):
             return True
         i = text.find(name, i + 1)
     return False
@@ -87,7 +89,7 @@ def test_align_records_schema_names_and_order(tmp_path: Path, kb_names, capsys) 
         for lang in ("en", "zh"):
             got, allnames = rec["names"][lang], names[lang][cid]
             assert got[0] == allnames[0]  # the preferred name first
-            assert got[1:] == sorted(allnames[1:])[: 3]  # then the others sorted, at most --max-names in all
+            assert got[1:] == sorted(allnames[1:])[:3]  # then the others sorted, at most --max-names in all
     assert max(len(r["names"]["en"]) for r in recs) == 4
 
 
@@ -107,15 +109,43 @@ def _entity_records(tmp_path: Path, kb: Path, names: dict[str, dict[str, list[st
         a, b = f"A{i % 30:02d}", f"A{(i * 7 + 3) % 30:02d}"
         if a in names["en"] and b in names["en"]:
             filler = " ".join(WORDS * 3)  # long enough that the context has to be cut
-            docs.append({"id": f"e{i}", "lang": "en", "text": f"{filler} patients with {names['en'][a][0]} and "
-                                                                f"{names['en'][b][-1].upper()} were seen. {filler}"})
+            docs.append(
+                {
+                    "id": f"e{i}",
+                    "lang": "en",
+                    "text": f"{filler} patients with {names['en'][a][0]} and "
+                    f"{names['en'][b][-1].upper()} were seen. {filler}",
+                }
+            )
         if a in names["zh"]:
             docs.append({"id": f"z{i}", "lang": "zh", "text": f"患者{names['zh'][a][-1]}，复查。" * 2})
     inp = tmp_path / f"{tag}.docs.jsonl"
     inp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     out = tmp_path / f"{tag}.entity.jsonl"
-    assert main(["corpus", "entity", "--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh",
-                 "--out", str(out), "--no-progress", "--max-switches", "1", "--no-balance", *extra]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                "--kb",
+                str(kb),
+                "--input",
+                str(inp),
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--max-switches",
+                "1",
+                "--no-balance",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -136,10 +166,13 @@ def test_align_mentions(tmp_path: Path, kb_names) -> None:
             i = t.find(ctx)
             while i >= 0:
                 j = i + len(ctx)
-                if (i == 0 or not (t[i - 1].isalnum() and ctx[0].isalnum())) and (j == len(t) or not (t[j].isalnum() and ctx[-1].isalnum())):
+                if (i == 0 or not (t[i - 1].isalnum() and ctx[0].isalnum())) and (
+                    j == len(t) or not (t[j].isalnum() and ctx[-1].isalnum())
+                ):
                     return True
                 i = t.find(ctx, i + 1)
         return False
+
     for rec in with_m:
         validate_align_record(rec)
         assert list(rec) == ["id", "task", "concept", "names", "mentions"]
@@ -151,7 +184,9 @@ def test_align_mentions(tmp_path: Path, kb_names) -> None:
             span = m["text"][m["start"] : m["end"]]
             assert fold_case(span) in {fold_case(n) for n in names[m["lang"]][rec["concept"]]}
             assert m["lang"] == "zh" or whole_words(m["text"]), m
-            assert not any("\u4e00" <= ch <= "\u9fff" for ch in m["text"]) if m["lang"] == "en" else True  # no switched text
+            assert (
+                not any("\u4e00" <= ch <= "\u9fff" for ch in m["text"]) if m["lang"] == "en" else True
+            )  # no switched text
         assert all(v <= 2 for v in per_lang.values())
         assert [m["lang"] for m in rec["mentions"]] == sorted(m["lang"] for m in rec["mentions"])  # en first
     assert any(len(r["mentions"]) > 1 for r in with_m)
@@ -161,7 +196,10 @@ def test_align_mentions(tmp_path: Path, kb_names) -> None:
     (tmp_path / "p1.jsonl").write_text("\n".join(lines[::-1][: len(lines) // 2]) + "\n", encoding="utf-8")
     (tmp_path / "p2.jsonl").write_text("\n".join(lines[::-1][len(lines) // 2 :]) + "\n", encoding="utf-8")
     out2 = tmp_path / "a2.jsonl"
-    assert align(kb, out2, "--entity-records", str(tmp_path / "p1.jsonl"), "--entity-records", str(tmp_path / "p2.jsonl")) == 0
+    assert (
+        align(kb, out2, "--entity-records", str(tmp_path / "p1.jsonl"), "--entity-records", str(tmp_path / "p2.jsonl"))
+        == 0
+    )
     assert out2.read_bytes() == out.read_bytes()
     # Another seed chooses other mentions (and order); --max-mentions 1 caps them.
     assert align(kb, tmp_path / "s1.jsonl", "--entity-records", str(ents), "--seed", "1") == 0
@@ -199,12 +237,30 @@ def test_align_exclusion(tmp_path: Path, kb_names, capsys) -> None:
 def test_align_errors(tmp_path: Path, kb_names, capsys) -> None:
     kb, _names = kb_names
     bad = tmp_path / "fact.jsonl"
-    bad.write_text(json.dumps({"id": "x", "lang": "en", "text": "ab", "task": "fact", "entities": [], "relations": []}) + "\n")
+    bad.write_text(
+        json.dumps({"id": "x", "lang": "en", "text": "ab", "task": "fact", "entities": [], "relations": []}) + "\n"
+    )
     capsys.readouterr()
     assert align(kb, tmp_path / "o.jsonl", "--entity-records", str(bad)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{bad}:1" in err and "entity record" in err
-    assert main(["corpus", "align", "--kb", str(kb), "--lang", "en", "--target-lang", "fr", "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "corpus",
+                "align",
+                "--kb",
+                str(kb),
+                "--lang",
+                "en",
+                "--target-lang",
+                "fr",
+                "--out",
+                str(tmp_path / "o.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "'fr'" in capsys.readouterr().err
     assert align(kb, tmp_path / "o.jsonl", "--max-names", "0") == 2
     assert not (tmp_path / "o.jsonl").exists()
@@ -224,8 +280,13 @@ def test_align_errors(tmp_path: Path, kb_names, capsys) -> None:
     ],
 )
 def test_validate_align_record_rejects(rec: dict, reason: str) -> None:
-    good = {"id": "C1", "task": "align", "concept": "C1", "names": {"en": ["fever"], "zh": ["发热"]},
-            "mentions": [{"lang": "en", "text": "a fever", "start": 2, "end": 7}]}
+    good = {
+        "id": "C1",
+        "task": "align",
+        "concept": "C1",
+        "names": {"en": ["fever"], "zh": ["发热"]},
+        "mentions": [{"lang": "en", "text": "a fever", "start": 2, "end": 7}],
+    }
     validate_align_record(good)
     with pytest.raises(ValueError, match=reason):
         validate_align_record({**good, **rec})

@@ -79,8 +79,24 @@ def read(path: Path) -> list[dict]:
 
 
 def entity_cmd(kb: Path, inp: Path, out: Path, *extra: str) -> int:
-    return main(["corpus", "entity", "--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh",
-                 "--out", str(out), "--no-progress", *extra])
+    return main(
+        [
+            "corpus",
+            "entity",
+            "--kb",
+            str(kb),
+            "--input",
+            str(inp),
+            "--lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 # ---- entity -----------------------------------------------------------------------------------
@@ -142,7 +158,9 @@ def test_mixed_corpus_is_balanced(tmp_path: Path, kb_names, capsys) -> None:
     assert bal["en->zh"] == bal["zh->en"] == raw["zh->en"]
     assert f"en->zh={bal['en->zh']}" in capsys.readouterr().out
     # A cap per direction (to balance two separate monolingual runs).
-    assert entity_cmd(kb, tmp_path / "in.jsonl", tmp_path / "cap.jsonl", "--no-balance", "--max-total-switches", "7") == 0
+    assert (
+        entity_cmd(kb, tmp_path / "in.jsonl", tmp_path / "cap.jsonl", "--no-balance", "--max-total-switches", "7") == 0
+    )
     cap = per_direction(tmp_path / "cap.jsonl")
     assert cap["en->zh"] == 7 and cap["zh->en"] == 7
 
@@ -158,17 +176,40 @@ def test_fact_records_spans_and_order(tmp_path: Path, kb_names, lang: str, targe
         a, b, z = f"C{i:02d}", f"C{i + 1:02d}", f"C{(i + 20) % 40:02d}"
         if a not in names[lang] or b not in names[lang] or z not in names[lang]:
             continue
-        t = (f"{names['en'][a]} with {names['en'][b]}. Then {names['en'][z]} alone with {names['en'][a]}."
-             if lang == "en" else f"{names['zh'][a]}与{names['zh'][b]}。{names['zh'][z]}与{names['zh'][a]}。")
+        t = (
+            f"{names['en'][a]} with {names['en'][b]}. Then {names['en'][z]} alone with {names['en'][a]}."
+            if lang == "en"
+            else f"{names['zh'][a]}与{names['zh'][b]}。{names['zh'][z]}与{names['zh'][a]}。"
+        )
         docs.append({"id": f"d{i}", "lang": lang, "text": t})
     inp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     out = tmp_path / "fact.jsonl"
-    rc = main(["corpus", "fact", "--kb", str(kb), "--input", str(inp), "--lang", lang, "--target-lang", target,
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "corpus",
+            "fact",
+            "--kb",
+            str(kb),
+            "--input",
+            str(inp),
+            "--lang",
+            lang,
+            "--target-lang",
+            target,
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     recs = read(out)
     assert recs, "facts expected"
-    rel_names = {("is_a", "zh"): "是一种", ("is_a", "en"): "is a", ("may_treat", "zh"): "may treat", ("may_treat", "en"): "may treat"}
+    rel_names = {
+        ("is_a", "zh"): "是一种",
+        ("is_a", "en"): "is a",
+        ("may_treat", "zh"): "may treat",
+        ("may_treat", "en"): "may treat",
+    }
     for rec in recs:
         validate_fact_record(rec)
         text = rec["text"]
@@ -186,21 +227,65 @@ def test_fact_records_spans_and_order(tmp_path: Path, kb_names, lang: str, targe
             assert h["start"] > len(body) and t["start"] >= r["end"] and r["start"] >= h["end"]
             assert int(h["concept"][1:]) + 1 == int(t["concept"][1:])  # the KB direction head -> tail
             sep = "" if target == "zh" else " "
-            assert text[h["start"] : t["end"]] == sep.join([names[target][h["concept"]], rel_names[(r["rel"], target)], names[target][t["concept"]]])
+            assert text[h["start"] : t["end"]] == sep.join(
+                [names[target][h["concept"]], rel_names[(r["rel"], target)], names[target][t["concept"]]]
+            )
     # Same input, other worker count: identical bytes.
     out2 = tmp_path / "fact2.jsonl"
-    assert main(["corpus", "fact", "--kb", str(kb), "--input", str(inp), "--lang", lang, "--target-lang", target,
-                 "--out", str(out2), "--no-progress", "--num-workers", "2"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "fact",
+                "--kb",
+                str(kb),
+                "--input",
+                str(inp),
+                "--lang",
+                lang,
+                "--target-lang",
+                target,
+                "--out",
+                str(out2),
+                "--no-progress",
+                "--num-workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes() == out2.read_bytes()
 
 
 def test_fact_lang_source(tmp_path: Path, kb_names) -> None:
     kb, names = kb_names
     inp = tmp_path / "in.jsonl"
-    inp.write_text(json.dumps({"id": 1, "lang": "en", "text": f"{names['en']['C01']} and {names['en']['C02']}."}) + "\n")
+    inp.write_text(
+        json.dumps({"id": 1, "lang": "en", "text": f"{names['en']['C01']} and {names['en']['C02']}."}) + "\n"
+    )
     out = tmp_path / "f.jsonl"
-    assert main(["corpus", "fact", "--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh",
-                 "--out", str(out), "--fact-lang", "source", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "fact",
+                "--kb",
+                str(kb),
+                "--input",
+                str(inp),
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--out",
+                str(out),
+                "--fact-lang",
+                "source",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (rec,) = read(out)
     assert rec["text"].endswith(f"</s>{names['en']['C01']} is a {names['en']['C02']}")
 
@@ -216,7 +301,10 @@ def test_passage_labels_and_determinism(tmp_path: Path) -> None:
             a, b = (en, zh) if i % 2 else (zh, en)  # either side may be Chinese
             f.write(json.dumps({"sent1": a, "sent2": b, "label": "link"}, ensure_ascii=False) + "\n")
     out = tmp_path / "p.jsonl"
-    assert main(["corpus", "passage", "--pairs", str(pairs), "--out", str(out), "--max-chars", "120", "--no-progress"]) == 0
+    assert (
+        main(["corpus", "passage", "--pairs", str(pairs), "--out", str(out), "--max-chars", "120", "--no-progress"])
+        == 0
+    )
     recs = read(out)
     labels = Counter(x["label"] for x in recs)
     assert set(labels) == set(PASSAGE_LABELS)
@@ -235,8 +323,24 @@ def test_passage_labels_and_determinism(tmp_path: Path) -> None:
             assert same if x["label"] == "positive" else not same
         assert art
     out2 = tmp_path / "p2.jsonl"
-    assert main(["corpus", "passage", "--pairs", str(pairs), "--out", str(out2), "--max-chars", "120",
-                 "--num-workers", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "passage",
+                "--pairs",
+                str(pairs),
+                "--out",
+                str(out2),
+                "--max-chars",
+                "120",
+                "--num-workers",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes() == out2.read_bytes()
 
 
@@ -247,8 +351,26 @@ def test_passage_cross_lingual_context_pairs(tmp_path: Path) -> None:
     a.write_text("".join(f"the drug {i} works .\n" for i in range(40)), encoding="utf-8")
     b.write_text("".join(f"药物 {i} 有效 。\n" for i in range(40)), encoding="utf-8")
     out = tmp_path / "p.jsonl"
-    assert main(["corpus", "passage", "--parallel-a", str(a), "--parallel-b", str(b), "--out", str(out),
-                 "--max-chars", "20", "--context-lang", "cross", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "passage",
+                "--parallel-a",
+                str(a),
+                "--parallel-b",
+                str(b),
+                "--out",
+                str(out),
+                "--max-chars",
+                "20",
+                "--context-lang",
+                "cross",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     recs = read(out)
     labels = Counter(x["label"] for x in recs)
     assert set(labels) == set(PASSAGE_LABELS) and min(labels.values()) / len(recs) > 0.25
@@ -267,8 +389,24 @@ def test_passage_parallel_lines_desegmented(tmp_path: Path) -> None:
     a.write_text("".join(f"the drug @-@ {i} works .\n" for i in range(30)), encoding="utf-8")
     b.write_text("".join(f"药物 {i} 有效 。\n" for i in range(30)), encoding="utf-8")
     out = tmp_path / "p.jsonl"
-    assert main(["corpus", "passage", "--parallel-a", str(a), "--parallel-b", str(b), "--out", str(out),
-                 "--max-chars", "60", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "passage",
+                "--parallel-a",
+                str(a),
+                "--parallel-b",
+                str(b),
+                "--out",
+                str(out),
+                "--max-chars",
+                "60",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     recs = read(out)
     pos = [x for x in recs if x["label"] == "positive"]
     assert pos
@@ -279,8 +417,22 @@ def test_passage_parallel_lines_desegmented(tmp_path: Path) -> None:
             int(t) for t in zh.replace("药物", " ").replace("有效", " ").split() if t.isdigit()
         ]
     b.write_text("药物 有效 。\n", encoding="utf-8")
-    assert main(["corpus", "passage", "--parallel-a", str(a), "--parallel-b", str(b), "--out", str(tmp_path / "q.jsonl"),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "corpus",
+                "passage",
+                "--parallel-a",
+                str(a),
+                "--parallel-b",
+                str(b),
+                "--out",
+                str(tmp_path / "q.jsonl"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
 
 
 # ---- bad input --------------------------------------------------------------------------------
@@ -333,12 +485,19 @@ def test_unreadable_input_and_kb_without_target_language(tmp_path: Path, capsys)
 def test_other_input_formats(tmp_path: Path, kb_names, capsys) -> None:
     kb, names = kb_names
     en = list(names["en"].values())
-    qa = {"111": {"CONTEXTS": [f"The {en[0]} rose.", f"Then {en[1]}."], "LONG_ANSWER": f"So {en[2]}."},
-          "222": {"CONTEXTS": [f"Only {en[3]}."], "LONG_ANSWER": ""}}
+    qa = {
+        "111": {"CONTEXTS": [f"The {en[0]} rose.", f"Then {en[1]}."], "LONG_ANSWER": f"So {en[2]}."},
+        "222": {"CONTEXTS": [f"Only {en[3]}."], "LONG_ANSWER": ""},
+    }
     (tmp_path / "qa.json").write_text(json.dumps(qa, indent=4))
     (tmp_path / "list.json").write_text(json.dumps([{"text": f"{en[4]} here"}, {"text": f"{en[5]} there"}], indent=2))
     (tmp_path / "d.txt").write_text(f"q1,{en[6]}?\nanswer {en[7]}\n\n\nq2 {en[8]}\nanswer2\n")
-    for fmt, f, n in (("pubmedqa", "qa.json", 2), ("cmeee", "list.json", 2), ("dialogue", "d.txt", 2), ("lines", "d.txt", 3)):
+    for fmt, f, n in (
+        ("pubmedqa", "qa.json", 2),
+        ("cmeee", "list.json", 2),
+        ("dialogue", "d.txt", 2),
+        ("lines", "d.txt", 3),
+    ):
         out = tmp_path / f"{fmt}.jsonl"
         assert entity_cmd(kb, tmp_path / f, out, "--input-format", fmt) == 0
         recs = read(out)
@@ -361,8 +520,24 @@ def test_killed_build_leaves_no_output_and_rerun_completes(tmp_path: Path, kb_na
     inp = tmp_path / "in.jsonl"
     make_docs(inp, names, 20000)
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "kbioxlm", "corpus", "entity", "--kb", str(kb), "--input", str(inp), "--lang", "en",
-           "--target-lang", "zh", "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kbioxlm",
+        "corpus",
+        "entity",
+        "--kb",
+        str(kb),
+        "--input",
+        str(inp),
+        "--lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 60
@@ -387,28 +562,61 @@ def test_combined_build_equals_separate_builds(tmp_path: Path, kb_names, capsys)
     kb, names = kb_names
     inp = tmp_path / "in.jsonl"
     make_docs(inp, names, 400, langs=("en", "zh"), seed=3)
-    common = ["--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh", "--no-progress",
-              "--seed", "5", "--max-switches", "2"]
+    common = [
+        "--kb",
+        str(kb),
+        "--input",
+        str(inp),
+        "--lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--no-progress",
+        "--seed",
+        "5",
+        "--max-switches",
+        "2",
+    ]
     fact_opts = ["--window", "2", "--max-facts", "3"]
     assert main(["corpus", "entity", *common[:-2], "--max-switches", "2", "--out", str(tmp_path / "e.jsonl")]) == 0
     assert main(["corpus", "fact", *common[:-2], *fact_opts, "--out", str(tmp_path / "f.jsonl")]) == 0
     for workers in ("1", "2"):
-        assert main(["corpus", "build", *common, *fact_opts, "--num-workers", workers,
-                     "--entity-out", str(tmp_path / f"be{workers}.jsonl"), "--fact-out", str(tmp_path / f"bf{workers}.jsonl")]) == 0
+        assert (
+            main(
+                [
+                    "corpus",
+                    "build",
+                    *common,
+                    *fact_opts,
+                    "--num-workers",
+                    workers,
+                    "--entity-out",
+                    str(tmp_path / f"be{workers}.jsonl"),
+                    "--fact-out",
+                    str(tmp_path / f"bf{workers}.jsonl"),
+                ]
+            )
+            == 0
+        )
         assert (tmp_path / f"be{workers}.jsonl").read_bytes() == (tmp_path / "e.jsonl").read_bytes()
         assert (tmp_path / f"bf{workers}.jsonl").read_bytes() == (tmp_path / "f.jsonl").read_bytes()
     out = capsys.readouterr().out
     assert "corpus entity:" in out and "corpus fact:" in out
     assert read(tmp_path / "f.jsonl") and read(tmp_path / "e.jsonl")
     # One level only, and bad level / missing output / same file for both.
-    assert main(["corpus", "build", *common, *fact_opts, "--levels", "fact", "--fact-out", str(tmp_path / "only.jsonl")]) == 0
+    assert (
+        main(["corpus", "build", *common, *fact_opts, "--levels", "fact", "--fact-out", str(tmp_path / "only.jsonl")])
+        == 0
+    )
     assert (tmp_path / "only.jsonl").read_bytes() == (tmp_path / "f.jsonl").read_bytes()
     capsys.readouterr()
     assert main(["corpus", "build", *common, "--levels", "entity,passage", "--entity-out", str(tmp_path / "x")]) == 2
     assert "passage" in capsys.readouterr().err
     assert main(["corpus", "build", *common, "--entity-out", str(tmp_path / "x")]) == 2
     assert "--fact-out" in capsys.readouterr().err
-    assert main(["corpus", "build", *common, "--entity-out", str(tmp_path / "x"), "--fact-out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["corpus", "build", *common, "--entity-out", str(tmp_path / "x"), "--fact-out", str(tmp_path / "x")]) == 2
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -420,19 +628,49 @@ def test_direct_record_lines_equal_generic_json(tmp_path: Path) -> None:
     kb = KnowledgeBase(tmp_path / "kb.sqlite", create=True)
     cids = ['C"1', "C\\2", "C\u20283", "C4"]
     kb.add_concepts([(c, None, "t") for c in cids])
-    kb.add_names([(cids[0], "en", "fever", 1, "t"), (cids[1], "en", "cough", 1, "t"), (cids[2], "en", "rash", 1, "t"),
-                  (cids[3], "en", "fever", 0, "t"),  # a name shared by two concepts
-                  (cids[0], "zh", '发"热', 1, "t"), (cids[1], "zh", "咳\\嗽", 1, "t"), (cids[3], "zh", "热", 1, "t")])
+    kb.add_names(
+        [
+            (cids[0], "en", "fever", 1, "t"),
+            (cids[1], "en", "cough", 1, "t"),
+            (cids[2], "en", "rash", 1, "t"),
+            (cids[3], "en", "fever", 0, "t"),  # a name shared by two concepts
+            (cids[0], "zh", '发"热', 1, "t"),
+            (cids[1], "zh", "咳\\嗽", 1, "t"),
+            (cids[3], "zh", "热", 1, "t"),
+        ]
+    )
     kb.add_relations([(cids[0], 'is"a', cids[1], "t"), (cids[1], "may_treat", cids[2], "t")])
     kb.commit()
     kb.close()
     inp = tmp_path / "in.jsonl"
-    docs = [{"id": 'd"1\u2028', "text": "Fever and cough. Cough with rash, fever."}, {"id": 7, "text": "rash and cough"},
-            {"text": "nothing here"}]
+    docs = [
+        {"id": 'd"1\u2028', "text": "Fever and cough. Cough with rash, fever."},
+        {"id": 7, "text": "rash and cough"},
+        {"text": "nothing here"},
+    ]
     inp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-    assert main(["corpus", "build", "--kb", str(tmp_path / "kb.sqlite"), "--input", str(inp), "--lang", "en",
-                 "--target-lang", "zh", "--no-progress", "--entity-out", str(tmp_path / "e.jsonl"),
-                 "--fact-out", str(tmp_path / "f.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "build",
+                "--kb",
+                str(tmp_path / "kb.sqlite"),
+                "--input",
+                str(inp),
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--no-progress",
+                "--entity-out",
+                str(tmp_path / "e.jsonl"),
+                "--fact-out",
+                str(tmp_path / "f.jsonl"),
+            ]
+        )
+        == 0
+    )
     lines = [ln for f in ("e.jsonl", "f.jsonl") for ln in (tmp_path / f).read_text(encoding="utf-8").split("\n") if ln]
     assert len(lines) == 2 + 2
     for line in lines:
@@ -447,23 +685,51 @@ def test_passage_from_two_article_files(tmp_path: Path, capsys) -> None:
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     with open(a, "w", encoding="utf-8") as fa, open(b, "w", encoding="utf-8") as fb:
         for i in range(12):
-            fa.write(json.dumps({"id": f"art{i}", "text": " ".join(f"Article {i} sentence {j}." for j in range(8))}) + "\n")
-            fb.write(json.dumps({"id": f"art{11 - i}", "text": "".join(f"第{11 - i}篇第{j}句。" for j in range(8))},
-                                ensure_ascii=False) + "\n")
+            fa.write(
+                json.dumps({"id": f"art{i}", "text": " ".join(f"Article {i} sentence {j}." for j in range(8))}) + "\n"
+            )
+            fb.write(
+                json.dumps(
+                    {"id": f"art{11 - i}", "text": "".join(f"第{11 - i}篇第{j}句。" for j in range(8))},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     out = tmp_path / "p.jsonl"
-    assert main(["corpus", "passage", "--articles-a", str(a), "--articles-b", str(b), "--out", str(out),
-                 "--max-chars", "60", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "passage",
+                "--articles-a",
+                str(a),
+                "--articles-b",
+                str(b),
+                "--out",
+                str(out),
+                "--max-chars",
+                "60",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     recs = read(out)
     for x in recs:
         validate_passage_record(x)
-        nums = [t.split("Article ")[1].split(" ")[0] if x[f"lang_{s}"] == "en" else t.split("第")[1].split("篇")[0]
-                for s, t in (("a", x["text_a"]), ("b", x["text_b"]))]
+        nums = [
+            t.split("Article ")[1].split(" ")[0] if x[f"lang_{s}"] == "en" else t.split("第")[1].split("篇")[0]
+            for s, t in (("a", x["text_a"]), ("b", x["text_b"]))
+        ]
         assert (nums[0] == nums[1]) == (x["label"] in ("positive", "context"))
     assert set(Counter(x["label"] for x in recs)) == set(PASSAGE_LABELS)
     # An article without a partner is an error naming its line (or skipped with --skip-invalid).
     with open(a, "a", encoding="utf-8") as fa:
         fa.write(json.dumps({"id": "lonely", "text": "No partner."}) + "\n")
-    assert main(["corpus", "passage", "--articles-a", str(a), "--articles-b", str(b), "--out", str(out), "--no-progress"]) == 2
+    assert (
+        main(["corpus", "passage", "--articles-a", str(a), "--articles-b", str(b), "--out", str(out), "--no-progress"])
+        == 2
+    )
     assert f"{a}:13: id 'lonely' has no article" in capsys.readouterr().err
 
 
@@ -471,8 +737,16 @@ def test_passage_from_two_article_files(tmp_path: Path, capsys) -> None:
 def test_stop_list_default_and_repeated(tmp_path: Path, capsys) -> None:
     kb_path = tmp_path / "kb.sqlite"
     kb = KnowledgeBase(kb_path, create=True)
-    rows = [("S1", "en", "Severe", 1), ("S1", "zh", "重度", 1), ("S2", "en", "pain", 1), ("S2", "zh", "疼痛", 1),
-            ("S3", "en", "fever", 1), ("S3", "zh", "发热", 1), ("S4", "en", "Left", 1), ("S4", "zh", "左侧", 1)]
+    rows = [
+        ("S1", "en", "Severe", 1),
+        ("S1", "zh", "重度", 1),
+        ("S2", "en", "pain", 1),
+        ("S2", "zh", "疼痛", 1),
+        ("S3", "en", "fever", 1),
+        ("S3", "zh", "发热", 1),
+        ("S4", "en", "Left", 1),
+        ("S4", "zh", "左侧", 1),
+    ]
     kb.add_concepts([(c, None, "t") for c in ("S1", "S2", "S3", "S4")])
     kb.add_names([(*r, "t") for r in rows])
     kb.commit()

@@ -24,7 +24,7 @@ from kbioxlm.kb.store import KnowledgeBase
 from kbioxlm.schema import EntitySpan, validate_entity_record, validate_fact_record
 from kbioxlm.kb.matcher import mark_runs, unmark_spans
 
-ALPHABET = "ab c%\"\\\u00e9\u4e2d\u6587\U0001f600\x00\n\t\r\b\f\x1f\x7f\u2028\u00ff\u07ff\u0800\uffff"
+ALPHABET = 'ab c%"\\\u00e9\u4e2d\u6587\U0001f600\x00\n\t\r\b\f\x1f\x7f\u2028\u00ff\u07ff\u0800\uffff'
 
 
 def _rand_text(r: random.Random, n: int) -> str:
@@ -54,8 +54,15 @@ def _reference_switch(text: str, spans: list, infos: list, chosen: set[int]) -> 
     for i, ((s, e, _k), info) in enumerate(zip(spans, infos)):
         out += text[pos:s]
         surface = info.target_name if i in chosen else text[s:e]
-        ents.append(EntitySpan(start=len(out), end=len(out) + len(surface), concept=info.concept,
-                               lang="zh" if i in chosen else "en", switched=i in chosen))
+        ents.append(
+            EntitySpan(
+                start=len(out),
+                end=len(out) + len(surface),
+                concept=info.concept,
+                lang="zh" if i in chosen else "en",
+                switched=i in chosen,
+            )
+        )
         out += surface
         pos = e
     return out + text[pos:], ents
@@ -100,9 +107,12 @@ def test_word_run_marking_and_unmarking_against_references() -> None:
 
     def reference(text: str, excluded: tuple) -> str | None:
         word = [c.isalnum() and not any(lo <= ord(c) <= hi for lo, hi in excluded) for c in text]
-        out = "".join(("\x00" if w and (i == 0 or not word[i - 1]) else "") + c
-                      + ("\x00" if w and (i + 1 == len(text) or not word[i + 1]) else "")
-                      for i, (c, w) in enumerate(zip(text, word)))
+        out = "".join(
+            ("\x00" if w and (i == 0 or not word[i - 1]) else "")
+            + c
+            + ("\x00" if w and (i + 1 == len(text) or not word[i + 1]) else "")
+            for i, (c, w) in enumerate(zip(text, word))
+        )
         return out if any(word) else None
 
     r = random.Random(5)
@@ -142,8 +152,11 @@ def test_fact_search_against_a_reference() -> None:
     pool = [f"C{i}" for i in range(12)]
     for _ in range(300):
         tails_of = {c: tuple(t for t in r.sample(pool, r.randint(0, 3)) if t != c) for c in pool}
-        relations = {(h, t): tuple(sorted(r.sample(["is_a", "part_of", "treats"], r.randint(1, 2))))
-                     for h, ts in tails_of.items() for t in ts}
+        relations = {
+            (h, t): tuple(sorted(r.sample(["is_a", "part_of", "treats"], r.randint(1, 2))))
+            for h, ts in tails_of.items()
+            for t in ts
+        }
         names = {c: c.lower() for c in pool if r.random() < 0.8}
         concepts = [r.choice(pool) for _ in range(r.randint(0, 10))]
         infos = [KeyInfo(c, None, c, tails_of[c]) for c in concepts]
@@ -161,32 +174,45 @@ def test_fact_record_spans_and_serialisation() -> None:
         ws = spans[lo][0] if lo < hi else 0
         pool = ["C1", 'C"2', "C\\3", "C\u20284", "C%5"]
         names = {c: _rand_text(r, r.randint(1, 4)) for c in pool}
-        labels = {"is_a": "is a", "part\"of": _rand_text(r, 3)}
+        labels = {"is_a": "is a", 'part"of': _rand_text(r, 3)}
         facts = [(r.choice(pool), r.choice(list(labels)), r.choice(pool)) for _ in range(r.randint(0, 4))]
         join = r.choice(["", " "])
         rec = fact_record("d#1", "en", text[ws:], spans[lo:hi], infos[lo:hi], ws, facts, names, labels, join, "zh")
         assert encode_record(rec) == dumps(rec).encode()
-        assert rec["text"] == text[ws:] + "".join(FACT_SEP + names[h] + join + labels[x] + join + names[t]
-                                                   for h, x, t in facts)
+        assert rec["text"] == text[ws:] + "".join(
+            FACT_SEP + names[h] + join + labels[x] + join + names[t] for h, x, t in facts
+        )
         assert len(rec["entities"]) == hi - lo + 2 * len(facts) and len(rec["relations"]) == len(facts)
         for ent, (s, e, _k), info in zip(rec["entities"], spans[lo:hi], infos[lo:hi]):
-            assert ent == {"start": s - ws, "end": e - ws, "concept": info.first_concept, "lang": "en",
-                           "switched": False}
+            assert ent == {
+                "start": s - ws,
+                "end": e - ws,
+                "concept": info.first_concept,
+                "lang": "en",
+                "switched": False,
+            }
         for rel, (h, lab, t) in zip(rec["relations"], facts):
-            assert rec["text"][rel["start"]:rel["end"]] == labels[lab] and rel["rel"] == lab
+            assert rec["text"][rel["start"] : rel["end"]] == labels[lab] and rel["rel"] == lab
             head, tail = rec["entities"][rel["head"]], rec["entities"][rel["tail"]]
-            assert rec["text"][head["start"]:head["end"]] == names[h] and head["concept"] == h
-            assert rec["text"][tail["start"]:tail["end"]] == names[t] and tail["concept"] == t
+            assert rec["text"][head["start"] : head["end"]] == names[h] and head["concept"] == h
+            assert rec["text"][tail["start"] : tail["end"]] == names[t] and tail["concept"] == t
         if rec["text"].strip():
             validate_fact_record(rec)
 
 
 def test_record_encoding_equals_generic_json() -> None:
     recs = [
-        {"id": 3, "lang": "zh", "text": 'a"b\\c\u2028 高血压</s>x\x00\x1f\x7f', "task": "fact",
-         "entities": [{"start": 0, "end": 1, "concept": 'C"1\\', "lang": "zh", "switched": False},
-                      {"start": 2, "end": 3, "concept": "HP:0000822", "lang": "en", "switched": True}],
-         "relations": [{"start": 1, "end": 2, "rel": "is_a\n", "lang": "en", "head": 0, "tail": 1}]},
+        {
+            "id": 3,
+            "lang": "zh",
+            "text": 'a"b\\c\u2028 高血压</s>x\x00\x1f\x7f',
+            "task": "fact",
+            "entities": [
+                {"start": 0, "end": 1, "concept": 'C"1\\', "lang": "zh", "switched": False},
+                {"start": 2, "end": 3, "concept": "HP:0000822", "lang": "en", "switched": True},
+            ],
+            "relations": [{"start": 1, "end": 2, "rel": "is_a\n", "lang": "en", "head": 0, "tail": 1}],
+        },
         {"id": "d", "lang": "en", "text": "x", "task": "entity", "entities": []},
         {"id": 2**80, "lang": "en", "text": "\U0001f600", "task": "entity", "entities": []},
     ]
@@ -217,8 +243,10 @@ def pinned_build(tmp_path: Path) -> dict[str, bytes]:
     cids[5], cids[6] = "C%5", 'C"6\\'
     kb.add_concepts([(c, None, "t") for c in cids])
     kb.add_names([(c, "en", w, 1, "t") for c, w in zip(cids, words)] + [(c, "zh", z, 1, "t") for c, z in zip(cids, zh)])
-    kb.add_relations([(cids[i], "is_a", cids[(i + 1) % len(cids)], "t") for i in range(len(cids))]
-                     + [(cids[0], "may_treat", cids[2], "t")])
+    kb.add_relations(
+        [(cids[i], "is_a", cids[(i + 1) % len(cids)], "t") for i in range(len(cids))]
+        + [(cids[0], "may_treat", cids[2], "t")]
+    )
     kb.set_relation_names([("is_a", "zh", "是一种")])
     kb.commit()
     kb.close()

@@ -35,8 +35,10 @@ WEIGHTS = "zh:0.5,es:0.25,fr:0.25"
 
 def _add_languages(kb_path: Path, names: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     """ES names for every concept but each 4th, FR names for each 3rd (most concepts have none)."""
-    extra = {"es": {c: f"es-{c}" for i, c in enumerate(sorted(names["en"])) if i % 4 != 3},
-             "fr": {c: f"fr {c}" for i, c in enumerate(sorted(names["en"])) if i % 3 == 0}}
+    extra = {
+        "es": {c: f"es-{c}" for i, c in enumerate(sorted(names["en"])) if i % 4 != 3},
+        "fr": {c: f"fr {c}" for i, c in enumerate(sorted(names["en"])) if i % 3 == 0},
+    }
     with KnowledgeBase(kb_path) as kb:
         kb.add_names((c, lang, t, 1, "t") for lang, m in extra.items() for c, t in m.items())
         kb.set_relation_names([("is_a", "es", "es un"), ("is_a", "fr", "est un")])
@@ -51,16 +53,37 @@ def multi_kb(tmp_path: Path) -> tuple[Path, dict[str, dict[str, str]]]:
 
 
 def _build(kb: Path, inp: Path, out: Path, *extra: str, fmt: str = "jsonl") -> int:
-    return main(["corpus", "build", "--kb", str(kb), "--input", str(inp), "--input-format", fmt, "--lang", "en",
-                 "--entity-out", str(out / "entity.jsonl"), "--fact-out", str(out / "fact.jsonl"), "--window", "3",
-                 "--no-progress", *extra])
+    return main(
+        [
+            "corpus",
+            "build",
+            "--kb",
+            str(kb),
+            "--input",
+            str(inp),
+            "--input-format",
+            fmt,
+            "--lang",
+            "en",
+            "--entity-out",
+            str(out / "entity.jsonl"),
+            "--fact-out",
+            str(out / "fact.jsonl"),
+            "--window",
+            "3",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
     return {lv: (out / f"{lv}.jsonl").read_bytes() for lv in ("entity", "fact")}
 
 
-def _lang_spread(recs: list[dict], names: dict[str, dict[str, str]], weights: dict[str, float]) -> dict[str, tuple[int, float, float]]:
+def _lang_spread(
+    recs: list[dict], names: dict[str, dict[str, str]], weights: dict[str, float]
+) -> dict[str, tuple[int, float, float]]:
     """Per target language: (switches into it, expected switches, their variance) when each switched
     entity draws among the languages its concept has a name in, weights renormalised over them."""
     obs: Counter = Counter()
@@ -100,8 +123,16 @@ def test_target_lang_lists_parse_normalise_and_format() -> None:
     pairs = normalise(parse_target_langs("zh:1,es:1,fr:1"))
     back = normalise(parse_target_langs(format_target_langs(pairs)))
     assert [x for x, _w in back] == ["zh", "es", "fr"] and [w for _x, w in back] == pytest.approx([1 / 3] * 3)
-    for bad, msg in (("", "names no language"), ("zh:0", "positive"), ("zh:-1", "positive"), ("zh:x", "positive"),
-                     ("zh:nan", "positive"), ("zh,zh", "twice"), ("z h", "not a language"), (3, "give languages")):
+    for bad, msg in (
+        ("", "names no language"),
+        ("zh:0", "positive"),
+        ("zh:-1", "positive"),
+        ("zh:x", "positive"),
+        ("zh:nan", "positive"),
+        ("zh,zh", "twice"),
+        ("z h", "not a language"),
+        (3, "give languages"),
+    ):
         with pytest.raises(KbioxlmError, match=msg):
             parse_target_langs(bad)
 
@@ -120,7 +151,11 @@ def test_single_target_is_unchanged_however_spelled(tmp_path: Path, multi_kb) ->
     kb, names = multi_kb
     make_docs(tmp_path / "in.jsonl", names, 120, langs=("en", "zh"))
     outs = {}
-    for tag, flag in {"lang": ["--target-lang", "zh"], "list": ["--target-langs", "zh"], "w": ["--target-langs", "zh:3"]}.items():
+    for tag, flag in {
+        "lang": ["--target-lang", "zh"],
+        "list": ["--target-langs", "zh"],
+        "w": ["--target-langs", "zh:3"],
+    }.items():
         (tmp_path / tag).mkdir()
         assert _build(kb, tmp_path / "in.jsonl", tmp_path / tag, *flag, "--seed", "5") == 0
         outs[tag] = _outputs(tmp_path / tag)
@@ -160,7 +195,9 @@ def test_multi_target_switching_is_deterministic_and_follows_the_rule(tmp_path: 
     # the rule: a concept without a name in a language is never switched into it (redrawn among its languages)
     no_fr = {c for c in names["en"] if c not in names["fr"]}
     switched = [e for r in recs for e in r["entities"] if e["switched"]]
-    assert any(e["concept"] in no_fr for e in switched) and not any(e["concept"] in no_fr and e["lang"] == "fr" for e in switched)
+    assert any(e["concept"] in no_fr for e in switched) and not any(
+        e["concept"] in no_fr and e["lang"] == "fr" for e in switched
+    )
     only_zh = {c for c in names["zh"] if c not in names["es"] and c not in names["fr"]}
     assert only_zh and all(e["lang"] == "zh" for e in switched if e["concept"] in only_zh)
 
@@ -183,8 +220,26 @@ def test_multi_target_switching_is_deterministic_and_follows_the_rule(tmp_path: 
 def test_documents_of_target_languages_switch_back_balanced(tmp_path: Path, multi_kb, capsys) -> None:
     kb, names = multi_kb
     make_docs(tmp_path / "in.jsonl", names, 120, langs=("en", "en", "zh"))
-    assert main(["corpus", "entity", "--kb", str(kb), "--input", str(tmp_path / "in.jsonl"), "--lang", "en",
-                 "--target-langs", WEIGHTS, "--out", str(tmp_path / "e.jsonl"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                "--kb",
+                str(kb),
+                "--input",
+                str(tmp_path / "in.jsonl"),
+                "--lang",
+                "en",
+                "--target-langs",
+                WEIGHTS,
+                "--out",
+                str(tmp_path / "e.jsonl"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     per: Counter = Counter()
     for rec in read(tmp_path / "e.jsonl"):
         for e in rec["entities"]:
@@ -197,32 +252,131 @@ def test_documents_of_target_languages_switch_back_balanced(tmp_path: Path, mult
 def test_a_language_missing_from_the_kb_is_one_error_line(tmp_path: Path, multi_kb, capsys) -> None:
     kb, names = multi_kb
     make_docs(tmp_path / "in.jsonl", names, 5)
-    assert main(["corpus", "entity", "--kb", str(kb), "--input", str(tmp_path / "in.jsonl"), "--lang", "en",
-                 "--target-langs", "zh:0.5,it:0.5", "--out", str(tmp_path / "e.jsonl"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                "--kb",
+                str(kb),
+                "--input",
+                str(tmp_path / "in.jsonl"),
+                "--lang",
+                "en",
+                "--target-langs",
+                "zh:0.5,it:0.5",
+                "--out",
+                str(tmp_path / "e.jsonl"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no names in language 'it'" in err and not (tmp_path / "e.jsonl").exists()
-    assert main(["corpus", "align", "--kb", str(kb), "--lang", "en", "--target-langs", "zh,it", "--out",
-                 str(tmp_path / "a.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "corpus",
+                "align",
+                "--kb",
+                str(kb),
+                "--lang",
+                "en",
+                "--target-langs",
+                "zh,it",
+                "--out",
+                str(tmp_path / "a.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "no names in language 'it'" in capsys.readouterr().err
     for flag in (["--target-langs", "zh,en"], ["--target-langs", "zh:0"]):
-        assert main(["corpus", "fact", "--kb", str(kb), "--input", str(tmp_path / "in.jsonl"), "--lang", "en", *flag,
-                     "--out", str(tmp_path / "f.jsonl"), "--no-progress"]) == 2
+        assert (
+            main(
+                [
+                    "corpus",
+                    "fact",
+                    "--kb",
+                    str(kb),
+                    "--input",
+                    str(tmp_path / "in.jsonl"),
+                    "--lang",
+                    "en",
+                    *flag,
+                    "--out",
+                    str(tmp_path / "f.jsonl"),
+                    "--no-progress",
+                ]
+            )
+            == 2
+        )
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):  # --target-lang and --target-langs exclude each other
-        main(["corpus", "entity", "--kb", str(kb), "--input", "x", "--lang", "en", "--target-lang", "zh",
-              "--target-langs", "es", "--out", "y"])
+        main(
+            [
+                "corpus",
+                "entity",
+                "--kb",
+                str(kb),
+                "--input",
+                "x",
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--target-langs",
+                "es",
+                "--out",
+                "y",
+            ]
+        )
 
 
 def test_align_records_for_several_languages(tmp_path: Path, multi_kb) -> None:
     kb, names = multi_kb
     one = {}
     for tag, flag in {"lang": ["--target-lang", "es"], "list": ["--target-langs", "es"]}.items():
-        assert main(["corpus", "align", "--kb", str(kb), "--lang", "en", *flag, "--out", str(tmp_path / f"{tag}.jsonl"),
-                     "--seed", "3"]) == 0
+        assert (
+            main(
+                [
+                    "corpus",
+                    "align",
+                    "--kb",
+                    str(kb),
+                    "--lang",
+                    "en",
+                    *flag,
+                    "--out",
+                    str(tmp_path / f"{tag}.jsonl"),
+                    "--seed",
+                    "3",
+                ]
+            )
+            == 0
+        )
         one[tag] = (tmp_path / f"{tag}.jsonl").read_bytes()
     assert one["lang"] == one["list"]
-    assert main(["corpus", "align", "--kb", str(kb), "--lang", "en", "--target-langs", "zh,es,fr", "--out",
-                 str(tmp_path / "multi.jsonl"), "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "align",
+                "--kb",
+                str(kb),
+                "--lang",
+                "en",
+                "--target-langs",
+                "zh,es,fr",
+                "--out",
+                str(tmp_path / "multi.jsonl"),
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     recs = read(tmp_path / "multi.jsonl")
     pairs = Counter()
     for rec in recs:
@@ -230,7 +384,9 @@ def test_align_records_for_several_languages(tmp_path: Path, multi_kb) -> None:
         assert set(rec["names"]) == {"en", x} and rec["names"][x][0] == names[x][rec["concept"]]
         pairs[x] += 1
     assert pairs == {x: sum(c in names[x] for c in names["en"]) for x in ("zh", "es", "fr")}
-    assert [r["names"] for r in recs if "es" in r["names"]] != [r["names"] for r in read(tmp_path / "lang.jsonl")]  # interleaved
+    assert [r["names"] for r in recs if "es" in r["names"]] != [
+        r["names"] for r in read(tmp_path / "lang.jsonl")
+    ]  # interleaved
 
 
 # ---- real HPO: one KB with five languages, weighted switching ----------------------------------------
@@ -238,9 +394,23 @@ def test_align_records_for_several_languages(tmp_path: Path, multi_kb) -> None:
 def hpo_multi_kb(tmp_path_factory) -> Path:
     hpo = shared_path("data", "kb", "hpo")
     path = tmp_path_factory.mktemp("hpo-multi") / "kb.sqlite"
-    assert main(["kb", "import", "obo", "--obo", str(hpo / "hp.obo"), "--translations",
-                 *(str(hpo / f"hp-{x}.babelon.tsv") for x in ("zh", "es", "fr", "de")), "--accept-candidate",
-                 "--kb", str(path)]) == 0
+    assert (
+        main(
+            [
+                "kb",
+                "import",
+                "obo",
+                "--obo",
+                str(hpo / "hp.obo"),
+                "--translations",
+                *(str(hpo / f"hp-{x}.babelon.tsv") for x in ("zh", "es", "fr", "de")),
+                "--accept-candidate",
+                "--kb",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -253,8 +423,22 @@ def test_real_hpo_multilingual_kb_and_weighted_switching(tmp_path: Path, hpo_mul
     pqal = shared_path("data", "corpora", "en", "ori_pqal.json")
     for tag, extra in {"w1": [], "w2": ["--num-workers", "2"]}.items():
         (tmp_path / tag).mkdir()
-        assert _build(kb, pqal, tmp_path / tag, "--target-langs", WEIGHTS, "--stop-list", "default", "--seed", "13",
-                      *extra, fmt="pubmedqa") == 0
+        assert (
+            _build(
+                kb,
+                pqal,
+                tmp_path / tag,
+                "--target-langs",
+                WEIGHTS,
+                "--stop-list",
+                "default",
+                "--seed",
+                "13",
+                *extra,
+                fmt="pubmedqa",
+            )
+            == 0
+        )
     assert _outputs(tmp_path / "w1") == _outputs(tmp_path / "w2")
     weights = dict(normalise(parse_target_langs(WEIGHTS)))
     recs = read(tmp_path / "w1" / "entity.jsonl")
@@ -275,8 +459,15 @@ def test_kb_stats_prints_the_unknown_piece_rate_per_language(tmp_path: Path, xlm
     kb = tmp_path / "kb.sqlite"
     with KnowledgeBase(kb, create=True) as k:
         k.add_concepts([("C1", None, "t"), ("C2", None, "t")])
-        k.add_names([("C1", "en", "epiphysis", 1, "t"), ("C1", "zh", "骺", 1, "t"), ("C2", "zh", "骺板早闭", 1, "t"),
-                     ("C2", "es", "cierre prematuro", 1, "t"), ("C2", "en", "premature closure", 1, "t")])
+        k.add_names(
+            [
+                ("C1", "en", "epiphysis", 1, "t"),
+                ("C1", "zh", "骺", 1, "t"),
+                ("C2", "zh", "骺板早闭", 1, "t"),
+                ("C2", "es", "cierre prematuro", 1, "t"),
+                ("C2", "en", "premature closure", 1, "t"),
+            ]
+        )
         k.commit()
     assert main(["kb", "stats", "--kb", str(kb), "--json", "--tokenizer", str(xlmr_tokenizer_path)]) == 0
     cov = json.loads(capsys.readouterr().out)["tokenizer"]
@@ -287,7 +478,9 @@ def test_kb_stats_prints_the_unknown_piece_rate_per_language(tmp_path: Path, xlm
     assert langs["zh"]["unk_rate"] == round(2 / langs["zh"]["pieces"], 6)
     assert main(["kb", "stats", "--kb", str(kb), "--tokenizer", str(xlmr_tokenizer_path)]) == 0
     text = capsys.readouterr().out
-    assert "unknown pieces (<unk>)" in text and any(line.split()[:1] == ["zh"] and "%" in line for line in text.splitlines())
+    assert "unknown pieces (<unk>)" in text and any(
+        line.split()[:1] == ["zh"] and "%" in line for line in text.splitlines()
+    )
     assert main(["kb", "stats", "--kb", str(kb), "--tokenizer", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
 
@@ -303,7 +496,10 @@ def test_kb_stats_on_the_real_hpo_names(hpo_multi_kb: Path, xlmr_tokenizer_path:
 # ---- pipeline: corpus.target_langs and probe.langs -------------------------------------------------
 def _pipeline(tmp_path: Path, **over: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
-        "name": "multi", "out": str(tmp_path / "run"), "seed": 7, "languages": ["en", "zh", "es", "fr"],
+        "name": "multi",
+        "out": str(tmp_path / "run"),
+        "seed": 7,
+        "languages": ["en", "zh", "es", "fr"],
         "base_model": {"name": "tiny", "path": str(tmp_path / "model")},
         "kb": {"tsv": [{"concepts": str(tmp_path / "c.tsv")}]},
         "holdout": {"fraction": 0.1, "langs": ["en", "es"]},
@@ -331,7 +527,10 @@ def test_pipeline_target_langs_and_probe_langs(tmp_path: Path) -> None:
     ent = steps["corpus.entity.en-zh+es+fr"]
     assert ent.argv[ent.argv.index("--target-langs") + 1] == "zh:2,es:1,fr:1" and "--target-lang" not in ent.argv
     assert ent.outputs == [run / "corpus" / "entity.en-zh+es+fr.jsonl"]
-    assert steps["corpus.fact.en-zh+es+fr"].argv[steps["corpus.fact.en-zh+es+fr"].argv.index("--target-langs") + 1] == "zh:2,es:1,fr:1"
+    assert (
+        steps["corpus.fact.en-zh+es+fr"].argv[steps["corpus.fact.en-zh+es+fr"].argv.index("--target-langs") + 1]
+        == "zh:2,es:1,fr:1"
+    )
     al = steps["corpus.align.en-zh+es+fr"]
     assert al.argv[al.argv.index("--target-langs") + 1] == "zh,es,fr"
     assert "zh+es+fr.jsonl" in steps["pretrain.multi"].argv[5]
@@ -339,25 +538,42 @@ def test_pipeline_target_langs_and_probe_langs(tmp_path: Path) -> None:
     for x in ("zh", "es", "fr"):
         for m in ("base", "multi"):
             st = steps[f"probe.{x}.{m}"]
-            assert st.argv[st.argv.index("--target-lang") + 1] == x and st.outputs == [run / "probe" / x / m / "probe.json"]
+            assert st.argv[st.argv.index("--target-lang") + 1] == x and st.outputs == [
+                run / "probe" / x / m / "probe.json"
+            ]
         assert steps[f"probe.{x}.report"].outputs[1] == run / "probe" / x / "results.md"
     rep = steps["probe.report"]
     assert len(rep.inputs) == 6 and rep.outputs == [run / "probe" / f"results.{e}" for e in ("json", "md", "png")]
     # the same weights as a string; documents in a target language switch back in one balanced run
-    steps = _plan(tmp_path, _pipeline(tmp_path, documents={"en": [str(tmp_path / "en.jsonl")], "zh": [str(tmp_path / "zh.jsonl")]},
-                                      corpus={"levels": ["entity", "fact", "align"], "target_langs": "zh:2,es:1,fr:1"}))
+    steps = _plan(
+        tmp_path,
+        _pipeline(
+            tmp_path,
+            documents={"en": [str(tmp_path / "en.jsonl")], "zh": [str(tmp_path / "zh.jsonl")]},
+            corpus={"levels": ["entity", "fact", "align"], "target_langs": "zh:2,es:1,fr:1"},
+        ),
+    )
     assert steps["docs.en+zh"].params == {"langs": ["en", "zh"]}
     assert steps["corpus.entity.en-zh+es+fr"].argv[5] == str(run / "docs" / "en+zh.jsonl")
     assert steps["corpus.fact.zh-en"].argv[steps["corpus.fact.zh-en"].argv.index("--target-lang") + 1] == "en"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"corpus": {"target_langs": {"zh": 1, "it": 1}}}, r"corpus.target_langs: it must be languages"),
-    ({"corpus": {"target_langs": {"zh": 0}}}, r"corpus.target_langs: weight of 'zh' must be a positive number"),
-    ({"corpus": {"target_langs": "zh", "directions": ["en-zh"]}}, r"either corpus.directions or corpus.target_langs"),
-    ({"probe": {"langs": ["zh", "it"]}}, r"probe.langs must list languages"),
-    ({"documents": {"en": ["x"], "de": ["y"]}, "languages": ["en", "zh", "es", "fr", "de"]}, r"documents in de have no direction"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"corpus": {"target_langs": {"zh": 1, "it": 1}}}, r"corpus.target_langs: it must be languages"),
+        ({"corpus": {"target_langs": {"zh": 0}}}, r"corpus.target_langs: weight of 'zh' must be a positive number"),
+        (
+            {"corpus": {"target_langs": "zh", "directions": ["en-zh"]}},
+            r"either corpus.directions or corpus.target_langs",
+        ),
+        ({"probe": {"langs": ["zh", "it"]}}, r"probe.langs must list languages"),
+        (
+            {"documents": {"en": ["x"], "de": ["y"]}, "languages": ["en", "zh", "es", "fr", "de"]},
+            r"documents in de have no direction",
+        ),
+    ],
+)
 def test_pipeline_multi_keys_are_validated(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     with pytest.raises(KbioxlmError, match=message):
         _plan(tmp_path, _pipeline(tmp_path, **change))
@@ -370,7 +586,10 @@ def test_shipped_multi_config_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     split = steps["kb.split"].argv
     assert split[split.index("--langs") + 1] == "en,es"  # the EN-ES run's held-out concepts
     # the EN-ES run's recipe and budget
-    assert steps["pretrain.multi"].argv[9:] == _plan_file(ROOT / "configs" / "e2e-en-es-small-cpu.yaml")["pretrain.align"].argv[9:]
+    assert (
+        steps["pretrain.multi"].argv[9:]
+        == _plan_file(ROOT / "configs" / "e2e-en-es-small-cpu.yaml")["pretrain.align"].argv[9:]
+    )
 
 
 def _plan_file(path: Path) -> dict[str, Any]:
@@ -388,11 +607,31 @@ def test_probe_reports_per_language_and_in_one_table(tmp_path: Path, capsys) -> 
     for i, x in enumerate(("zh", "es", "fr")):
         for j, m in enumerate(("base", "multi")):
             acc = 10.0 * (i + 1) + j
-            term = {"n": 100 + i, "n_available": 100 + i, f"en_{x}": {"acc1": acc, "mrr": acc}, f"{x}_en": {"acc1": acc / 2, "mrr": acc},
-                    "layer": 12, "best_layer": {}, "per_layer": []}
+            term = {
+                "n": 100 + i,
+                "n_available": 100 + i,
+                f"en_{x}": {"acc1": acc, "mrr": acc},
+                f"{x}_en": {"acc1": acc / 2, "mrr": acc},
+                "layer": 12,
+                "best_layer": {},
+                "per_layer": [],
+            }
             (root / x / m).mkdir(parents=True)
-            (root / x / m / "probe.json").write_text(json.dumps({"term_retrieval": term, "sentence_retrieval": None}), encoding="utf-8")
-    assert main(["pipeline", "--config", str(path), "--only", "probe.zh.report,probe.es.report,probe.fr.report,probe.report"]) == 0
+            (root / x / m / "probe.json").write_text(
+                json.dumps({"term_retrieval": term, "sentence_retrieval": None}), encoding="utf-8"
+            )
+    assert (
+        main(
+            [
+                "pipeline",
+                "--config",
+                str(path),
+                "--only",
+                "probe.zh.report,probe.es.report,probe.fr.report,probe.report",
+            ]
+        )
+        == 0
+    )
     assert "4 ran" in capsys.readouterr().out
     assert "| tiny | 10.0 | 5.0 |" in (root / "zh" / "results.md").read_text(encoding="utf-8")
     md = (root / "results.md").read_text(encoding="utf-8")

@@ -77,10 +77,46 @@ def test_real_corpora_switch_both_ways_and_facts(tmp_path: Path, hpo_kb) -> None
     cmeee = shared_path("data", "corpora", "zh", "cmeee_test.json")
     en_out, zh_out = tmp_path / "en.entity.jsonl", tmp_path / "zh.entity.jsonl"
     common = ["--kb", str(kb), "--no-progress"]
-    assert main(["corpus", "entity", *common, "--input", str(pqal), "--input-format", "pubmedqa",
-                 "--lang", "en", "--target-lang", "zh", "--out", str(en_out)]) == 0
-    assert main(["corpus", "entity", *common, "--input", str(cmeee), "--input-format", "cmeee",
-                 "--lang", "zh", "--target-lang", "en", "--out", str(zh_out)]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                *common,
+                "--input",
+                str(pqal),
+                "--input-format",
+                "pubmedqa",
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--out",
+                str(en_out),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                *common,
+                "--input",
+                str(cmeee),
+                "--input-format",
+                "cmeee",
+                "--lang",
+                "zh",
+                "--target-lang",
+                "en",
+                "--out",
+                str(zh_out),
+            ]
+        )
+        == 0
+    )
     en_recs, zh_recs = _read(en_out), _read(zh_out)
     assert _check_entities(en_recs, names, "en") > 100
     assert _check_entities(zh_recs, names, "zh") > 100
@@ -89,8 +125,28 @@ def test_real_corpora_switch_both_ways_and_facts(tmp_path: Path, hpo_kb) -> None
 
     for src, tgt, inp, fmt in (("en", "zh", pqal, "pubmedqa"), ("zh", "en", cmeee, "cmeee")):
         out = tmp_path / f"{src}.fact.jsonl"
-        assert main(["corpus", "fact", *common, "--input", str(inp), "--input-format", fmt, "--lang", src,
-                     "--target-lang", tgt, "--out", str(out), "--window", "3"]) == 0
+        assert (
+            main(
+                [
+                    "corpus",
+                    "fact",
+                    *common,
+                    "--input",
+                    str(inp),
+                    "--input-format",
+                    fmt,
+                    "--lang",
+                    src,
+                    "--target-lang",
+                    tgt,
+                    "--out",
+                    str(out),
+                    "--window",
+                    "3",
+                ]
+            )
+            == 0
+        )
         recs = _read(out)
         assert recs, f"no facts found in the {src} corpus"
         _check_entities(recs, names, src)
@@ -121,7 +177,12 @@ def test_real_passages_from_release_pairs_and_paramed(tmp_path: Path) -> None:
     en = shared_path("data", "parallel", "paramed", "nejm.dev.en")
     zh = shared_path("data", "parallel", "paramed", "nejm.dev.zh")
     out2 = tmp_path / "para.jsonl"
-    assert main(["corpus", "passage", "--parallel-a", str(en), "--parallel-b", str(zh), "--out", str(out2), "--no-progress"]) == 0
+    assert (
+        main(
+            ["corpus", "passage", "--parallel-a", str(en), "--parallel-b", str(zh), "--out", str(out2), "--no-progress"]
+        )
+        == 0
+    )
     recs2 = _read(out2)
     zh_texts = [r[f"text_{s}"] for r in recs2 for s in "ab" if r[f"lang_{s}"] == "zh"]
     assert zh_texts and not any(re.search(r"[\u4e00-\u9fff] [\u4e00-\u9fff]", t) for t in zh_texts)
@@ -150,8 +211,25 @@ def test_real_holdout_never_leaks(tmp_path: Path, hpo_obo_kb: Path) -> None:
 
     kb = hpo_obo_kb
     held_file = tmp_path / "held.txt"
-    assert main(["kb", "split", "--kb", str(kb), "--holdout-fraction", "0.1", "--seed", "0", "--langs", "en,zh",
-                 "--out", str(held_file)]) == 0
+    assert (
+        main(
+            [
+                "kb",
+                "split",
+                "--kb",
+                str(kb),
+                "--holdout-fraction",
+                "0.1",
+                "--seed",
+                "0",
+                "--langs",
+                "en,zh",
+                "--out",
+                str(held_file),
+            ]
+        )
+        == 0
+    )
     held = set(held_file.read_text(encoding="utf-8").split())
     with KnowledgeBase(kb) as k:
         n_candidates = len(set(k.preferred_names("en")) & set(k.preferred_names("zh")))
@@ -170,13 +248,44 @@ def test_real_holdout_never_leaks(tmp_path: Path, hpo_obo_kb: Path) -> None:
     for src, tgt, inp, fmt in (("en", "zh", en_docs, "jsonl"), ("zh", "en", cmeee, "cmeee")):
         for tag, extra in (("ex", ["--exclude-concepts", str(held_file)]), ("all", [])):
             e, f = tmp_path / f"{src}.{tag}.entity.jsonl", tmp_path / f"{src}.{tag}.fact.jsonl"
-            assert main(["corpus", "build", "--kb", str(kb), "--input", str(inp), "--input-format", fmt, "--lang", src,
-                         "--target-lang", tgt, "--entity-out", str(e), "--fact-out", str(f), "--window", "3",
-                         "--no-progress", *extra]) == 0
+            assert (
+                main(
+                    [
+                        "corpus",
+                        "build",
+                        "--kb",
+                        str(kb),
+                        "--input",
+                        str(inp),
+                        "--input-format",
+                        fmt,
+                        "--lang",
+                        src,
+                        "--target-lang",
+                        tgt,
+                        "--entity-out",
+                        str(e),
+                        "--fact-out",
+                        str(f),
+                        "--window",
+                        "3",
+                        "--no-progress",
+                        *extra,
+                    ]
+                )
+                == 0
+            )
             outs[(src, tag)] = (e, f)
 
     def scan(tag: str) -> dict[str, int]:
-        n = {"entities": 0, "held_entities": 0, "held_switched_in": 0, "facts": 0, "held_facts": 0, "held_fact_names": 0}
+        n = {
+            "entities": 0,
+            "held_entities": 0,
+            "held_switched_in": 0,
+            "facts": 0,
+            "held_facts": 0,
+            "held_fact_names": 0,
+        }
         for src in ("en", "zh"):
             e, f = outs[(src, tag)]
             for rec in _read(e) + _read(f):
@@ -199,15 +308,37 @@ def test_real_holdout_never_leaks(tmp_path: Path, hpo_obo_kb: Path) -> None:
     assert ex["entities"] > 1000 and ex["facts"] > 20, ex
     assert ex["held_entities"] == ex["held_switched_in"] == ex["held_facts"] == ex["held_fact_names"] == 0, ex
     # The same builds without the exclusion do hold them (so the checks above can fail).
-    assert everything["held_entities"] > 50 and everything["held_switched_in"] > 20 and everything["held_facts"] > 0, everything
+    assert everything["held_entities"] > 50 and everything["held_switched_in"] > 20 and everything["held_facts"] > 0, (
+        everything
+    )
 
     # corpus align, with mentions from entity records built with and without the exclusion.
     for tag in ("ex", "all"):
         out = tmp_path / f"align.{tag}.jsonl"
         ents = [str(outs[("en", t)][0]) for t in ("ex", "all")] + [str(outs[("zh", t)][0]) for t in ("ex", "all")]
         extra = ["--exclude-concepts", str(held_file)] if tag == "ex" else []
-        assert main(["corpus", "align", "--kb", str(kb), "--lang", "en", "--target-lang", "zh", "--out", str(out),
-                     "--seed", "0", "--entity-records", *ents, *extra]) == 0
+        assert (
+            main(
+                [
+                    "corpus",
+                    "align",
+                    "--kb",
+                    str(kb),
+                    "--lang",
+                    "en",
+                    "--target-lang",
+                    "zh",
+                    "--out",
+                    str(out),
+                    "--seed",
+                    "0",
+                    "--entity-records",
+                    *ents,
+                    *extra,
+                ]
+            )
+            == 0
+        )
     recs = _read(tmp_path / "align.ex.jsonl")
     recs_all = _read(tmp_path / "align.all.jsonl")
     assert len(recs) > 15000 and sum("mentions" in r for r in recs) > 50
@@ -222,6 +353,9 @@ def test_real_holdout_never_leaks(tmp_path: Path, hpo_obo_kb: Path) -> None:
             assert not any(_occurs(n, ctx, m["lang"]) for n in held_names if n in ctx), m
     assert n_mentions > 50
     assert len(held & {r["id"] for r in recs_all}) > 0.9 * len(held)
-    leaked = sum(any(_occurs(n, fold_case(m["text"]), m["lang"]) for n in held_names if n in fold_case(m["text"]))
-                 for r in recs_all for m in r.get("mentions", []))
+    leaked = sum(
+        any(_occurs(n, fold_case(m["text"]), m["lang"]) for n in held_names if n in fold_case(m["text"]))
+        for r in recs_all
+        for m in r.get("mentions", [])
+    )
     assert leaked > 0

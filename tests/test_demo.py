@@ -129,7 +129,9 @@ def test_progress_is_tqdm_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None
 def test_quiet_transformers_hides_load_reports(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from transformers import AutoModel, XLMRobertaConfig, XLMRobertaForMaskedLM
 
-    cfg = XLMRobertaConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    cfg = XLMRobertaConfig(
+        vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    )
     with quiet_transformers():
         XLMRobertaForMaskedLM(cfg).save_pretrained(tmp_path / "m")
         AutoModel.from_pretrained(tmp_path / "m")  # lm_head unexpected, pooler missing

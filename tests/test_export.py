@@ -31,7 +31,14 @@ def run_cli(*argv: str) -> int:
 
 def make_original(tmp_path, arch: str):
     torch.manual_seed(0)
-    common = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=40)
+    common = dict(
+        vocab_size=V,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+    )
     if arch == "xlmr":
         hf = XLMRobertaForMaskedLM(XLMRobertaConfig(type_vocab_size=1, **common))
         bias = hf.lm_head.bias
@@ -52,7 +59,13 @@ def train_one_step(model: KnowledgeAnchoredModel) -> None:
     ids = torch.randint(4, V - 1, (4, 10), generator=g)
     labels = torch.full_like(ids, -100)
     labels[:, 3] = torch.tensor(KEPT)[torch.randint(len(KEPT), (4,), generator=g)]
-    out = model(ids, torch.ones_like(ids), mlm_labels=labels, task_ids=torch.tensor([0, 1, 2, 3]), pair_labels=torch.tensor([-100, -100, -100, 1]))
+    out = model(
+        ids,
+        torch.ones_like(ids),
+        mlm_labels=labels,
+        task_ids=torch.tensor([0, 1, 2, 3]),
+        pair_labels=torch.tensor([-100, -100, -100, 1]),
+    )
     out.loss.backward()
     opt.step()
 
@@ -64,7 +77,9 @@ def test_export_loads_with_automodel_and_matches_toolkit_logits(tmp_path, arch):
     train_one_step(model)
     ckpt = tmp_path / "run" / "checkpoint-1"
     model.save_pretrained(ckpt)
-    (tmp_path / "run" / "kbioxlm_config.json").write_text(json.dumps({"train_files": "e.jsonl,f.jsonl", "learning_rate": 5e-5}))
+    (tmp_path / "run" / "kbioxlm_config.json").write_text(
+        json.dumps({"train_files": "e.jsonl,f.jsonl", "learning_rate": 5e-5})
+    )
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
     out = tmp_path / "export"
     assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out)) == 0
@@ -97,8 +112,15 @@ def test_export_loads_with_automodel_and_matches_toolkit_logits(tmp_path, arch):
 
 
 def test_export_without_original_uses_input_embeddings(tmp_path):
-    config = XLMRobertaConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                              max_position_embeddings=40, type_vocab_size=1)
+    config = XLMRobertaConfig(
+        vocab_size=V,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        type_vocab_size=1,
+    )
     model = KnowledgeAnchoredModel.from_config(config, kept_ids=KEPT)
     train_one_step(model)
     model.save_pretrained(tmp_path / "ckpt")
@@ -122,8 +144,15 @@ def test_export_undoes_vocab_trim(tmp_path, xlmr_tokenizer_path):
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)
-    cfg = XLMRobertaConfig(vocab_size=250002, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=16, max_position_embeddings=40, type_vocab_size=1)
+    cfg = XLMRobertaConfig(
+        vocab_size=250002,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=40,
+        type_vocab_size=1,
+    )
     full = XLMRobertaForMaskedLM(cfg)
     with torch.no_grad():
         full.lm_head.bias.normal_()
@@ -132,8 +161,23 @@ def test_export_undoes_vocab_trim(tmp_path, xlmr_tokenizer_path):
     texts = ["二甲双胍治疗2型糖尿病", "metformin for type 2 diabetes"]
     seen = sorted({i for t in texts for i in full_tok(t)["input_ids"]})
     (tmp_path / "kept.json").write_text(json.dumps({"kept_ids": seen}))
-    assert run_cli("vocab", "trim", "--model", str(tmp_path / "full"), "--tokenizer", str(xlmr_tokenizer_path),
-                   "--kept", str(tmp_path / "kept.json"), "--out", str(tmp_path / "trimmed"), "--charsets", "none") == 0
+    assert (
+        run_cli(
+            "vocab",
+            "trim",
+            "--model",
+            str(tmp_path / "full"),
+            "--tokenizer",
+            str(xlmr_tokenizer_path),
+            "--kept",
+            str(tmp_path / "kept.json"),
+            "--out",
+            str(tmp_path / "trimmed"),
+            "--charsets",
+            "none",
+        )
+        == 0
+    )
     vocab_map = json.loads((tmp_path / "trimmed" / "vocab_map.json").read_text())
     inv = {o: n for n, o in enumerate(vocab_map)}
     model = KnowledgeAnchoredModel.from_pretrained(tmp_path / "trimmed", kept_ids=[inv[i] for i in seen])
@@ -145,8 +189,20 @@ def test_export_undoes_vocab_trim(tmp_path, xlmr_tokenizer_path):
     model(enc.input_ids, enc.attention_mask, mlm_labels=labels).loss.backward()
     opt.step()
     model.save_pretrained(tmp_path / "ckpt")
-    assert run_cli("export", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out"),
-                   "--full-vocab-from", str(tmp_path / "full"), "--tokenizer", str(xlmr_tokenizer_path)) == 0
+    assert (
+        run_cli(
+            "export",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--out",
+            str(tmp_path / "out"),
+            "--full-vocab-from",
+            str(tmp_path / "full"),
+            "--tokenizer",
+            str(xlmr_tokenizer_path),
+        )
+        == 0
+    )
     hf = AutoModelForMaskedLM.from_pretrained(tmp_path / "out").eval()
     out_tok = AutoTokenizer.from_pretrained(str(tmp_path / "out"))
     assert hf.config.vocab_size == len(out_tok) == 250002 and not (tmp_path / "out" / "vocab_map.json").exists()
@@ -174,11 +230,18 @@ def _export_run(tmp_path, with_license: bool = True):
     ckpt = run / "checkpoints" / "checkpoint-1"
     model.save_pretrained(ckpt)
     (run / "e.jsonl").write_text(json.dumps({"id": "1", "lang": "en", "text": "x"}) + "\n")
-    (run / "p.jsonl").write_text(json.dumps({"id": "2", "lang_a": "en", "lang_b": "zh", "text_a": "x", "text_b": "y"}) + "\n")
-    (run / "kbioxlm_config.json").write_text(json.dumps({"train_files": f"{run / 'e.jsonl'},{run / 'p.jsonl'}",
-                                                         "learning_rate": 5e-5, "global_step": 1}))
-    (run / "eval.jsonl").write_text(json.dumps({"step": 0, "acc_mlm": 0.0123, "n_mlm": 40, "loss": 6.5}) + "\n"
-                                    + json.dumps({"step": 1, "acc_mlm": 0.3456, "n_mlm": 40, "loss": 5.25}) + "\n")
+    (run / "p.jsonl").write_text(
+        json.dumps({"id": "2", "lang_a": "en", "lang_b": "zh", "text_a": "x", "text_b": "y"}) + "\n"
+    )
+    (run / "kbioxlm_config.json").write_text(
+        json.dumps({"train_files": f"{run / 'e.jsonl'},{run / 'p.jsonl'}", "learning_rate": 5e-5, "global_step": 1})
+    )
+    (run / "eval.jsonl").write_text(
+        json.dumps({"step": 0, "acc_mlm": 0.0123, "n_mlm": 40, "loss": 6.5})
+        + "\n"
+        + json.dumps({"step": 1, "acc_mlm": 0.3456, "n_mlm": 40, "loss": 5.25})
+        + "\n"
+    )
     return orig_dir, ckpt
 
 
@@ -187,15 +250,45 @@ def test_export_card_has_hub_metadata_and_measured_numbers(tmp_path):
 
     orig_dir, ckpt = _export_run(tmp_path)
     probe = tmp_path / "probe.json"
-    probe.write_text(json.dumps({"term_retrieval": {"n": 50, "layer": 2, "en_zh": {"acc1": 35.12, "mrr": 44.43},
-                                                    "zh_en": {"acc1": 31.8, "mrr": 40.34}}, "sentence_retrieval": None}))
+    probe.write_text(
+        json.dumps(
+            {
+                "term_retrieval": {
+                    "n": 50,
+                    "layer": 2,
+                    "en_zh": {"acc1": 35.12, "mrr": 44.43},
+                    "zh_en": {"acc1": 31.8, "mrr": 40.34},
+                },
+                "sentence_retrieval": None,
+            }
+        )
+    )
     bench = tmp_path / "results.jsonl"
-    bench.write_text("".join(json.dumps({"model": "m", "dataset": "ade", "dataset_label": "ADE", "direction": "en-zh",
-                                         "setting": "zero-shot", "metric": "entity_f1", "f1": f, "seed": s}) + "\n"
-                             for s, f in ((1, 50.0), (2, 54.0))))
+    bench.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "model": "m",
+                    "dataset": "ade",
+                    "dataset_label": "ADE",
+                    "direction": "en-zh",
+                    "setting": "zero-shot",
+                    "metric": "entity_f1",
+                    "f1": f,
+                    "seed": s,
+                }
+            )
+            + "\n"
+            for s, f in ((1, 50.0), (2, 54.0))
+        )
+    )
     out = tmp_path / "export"
-    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--probe", str(probe),
-                   "--benchmark", str(bench)) == 0
+    assert (
+        run_cli(
+            "export", "--checkpoint", str(ckpt), "--out", str(out), "--probe", str(probe), "--benchmark", str(bench)
+        )
+        == 0
+    )
     data = ModelCard.load(out / "README.md").data
     assert data.language == ["en", "zh"] and data.license == "mit" and data.pipeline_tag == "fill-mask"
     assert data.base_model == str(orig_dir)
@@ -211,8 +304,20 @@ def test_export_license_unknown_base_model_override_and_bad_probe(tmp_path, caps
 
     _, ckpt = _export_run(tmp_path, with_license=False)
     out = tmp_path / "export"
-    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--base-model", "intfloat/multilingual-e5-small",
-                   "--dataset", "bigbio/ade_corpus") == 0
+    assert (
+        run_cli(
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--base-model",
+            "intfloat/multilingual-e5-small",
+            "--dataset",
+            "bigbio/ade_corpus",
+        )
+        == 0
+    )
     data = ModelCard.load(out / "README.md").data
     assert data.license == "unknown" and data.base_model == "intfloat/multilingual-e5-small"
     assert data.datasets == ["bigbio/ade_corpus"]
@@ -244,8 +349,22 @@ def test_export_push_to_hub_uploads_the_folder(tmp_path, monkeypatch, capsys):
     # the card's base_model is a local path here: refused before anything is sent
     assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--push-to-hub", "me/kbx") == 2
     assert "base_model" in capsys.readouterr().err and calls == []
-    assert run_cli("export", "--checkpoint", str(ckpt), "--out", str(out), "--overwrite", "--push-to-hub", "me/kbx",
-                   "--base-model", "FacebookAI/xlm-roberta-base", "--private") == 0
+    assert (
+        run_cli(
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--overwrite",
+            "--push-to-hub",
+            "me/kbx",
+            "--base-model",
+            "FacebookAI/xlm-roberta-base",
+            "--private",
+        )
+        == 0
+    )
     assert calls[0] == ("create", "me/kbx", True)
     assert calls[1][0] == "upload" and {"README.md", "config.json", "model.safetensors"} <= set(calls[1][2])
     assert "https://huggingface.co/me/kbx/commit/abc" in capsys.readouterr().out

@@ -17,8 +17,10 @@ NER_EN = [
     (["No", "events", "were", "seen", "."], ["O", "O", "O", "O", "O"]),
     (["Lithium", "toxicity", "developed"], ["B-Drug", "I-ADE", "O"]),  # the release's flattened overlap
 ]
-NER_ZH = "-DOCSTART-\t1\n\n服\tO\n用\tO\n阿\tB-Drug\n司\tI-Drug\n匹\tI-Drug\n林\tI-Drug\n后\tO\n出\tB-ADE\n血\tI-ADE\n\n" \
-         "-DOCSTART-\t2\n\n皮\tB-ADE\n疹\tI-ADE\n。\tO\n"
+NER_ZH = (
+    "-DOCSTART-\t1\n\n服\tO\n用\tO\n阿\tB-Drug\n司\tI-Drug\n匹\tI-Drug\n林\tI-Drug\n后\tO\n出\tB-ADE\n血\tI-ADE\n\n"
+    "-DOCSTART-\t2\n\n皮\tB-ADE\n疹\tI-ADE\n。\tO\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, xlmr_tokenizer_path: Pa
 
     tok = AutoTokenizer.from_pretrained(xlmr_tokenizer_path)
     torch.manual_seed(0)
-    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=130)
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
     out = tmp_path_factory.mktemp("tiny-xlmr")
     XLMRobertaModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -54,9 +62,19 @@ def _check_results(out: Path, task: str, n_test: int) -> dict:
 def test_ner_finetune_zero_shot_shape(tmp_path: Path, tiny_model: str) -> None:
     test = tmp_path / "zh.txt"
     test.write_text(NER_ZH, encoding="utf-8")
-    cfg = FinetuneConfig(task="ner", model=tiny_model, train=_ner_records(20), dev=_ner_records(4), test=str(test),
-                         out=str(tmp_path / "out"), epochs=2, batch_size=8, lr=1e-3, progress=False,
-                         extra_tests={"en": _ner_records(4)})
+    cfg = FinetuneConfig(
+        task="ner",
+        model=tiny_model,
+        train=_ner_records(20),
+        dev=_ner_records(4),
+        test=str(test),
+        out=str(tmp_path / "out"),
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        progress=False,
+        extra_tests={"en": _ner_records(4)},
+    )
     res = run_finetune(cfg)
     _check_results(tmp_path / "out", "ner", 2)
     assert res["test_lang"] == ["zh"] and res["train_lang"] == ["en"]
@@ -79,14 +97,30 @@ def _write_jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def test_re_finetune_from_release_style_files(tmp_path: Path, tiny_model: str) -> None:
-    rows = [{"id": str(i), "sentence": f"@GENE$ variant {i} is {'linked to' if i % 2 else 'unrelated to'} @DISEASE$ .",
-             "label": str(i % 2)} for i in range(24)]
-    zh = [{"id": str(i), "sentence": f"@GENE$ 变异{i}与@DISEASE$ {'相关' if i % 2 else '无关'}。", "label": str(i % 2)}
-          for i in range(6)]
-    cfg = FinetuneConfig(task="re", model=tiny_model, train=_write_jsonl(tmp_path / "train.json", rows),
-                         dev=_write_jsonl(tmp_path / "dev.json", rows[:6]),
-                         test=_write_jsonl(tmp_path / "test_zh.json", zh), out=str(tmp_path / "out"),
-                         epochs=1, batch_size=8, max_train_examples=16, progress=False)
+    rows = [
+        {
+            "id": str(i),
+            "sentence": f"@GENE$ variant {i} is {'linked to' if i % 2 else 'unrelated to'} @DISEASE$ .",
+            "label": str(i % 2),
+        }
+        for i in range(24)
+    ]
+    zh = [
+        {"id": str(i), "sentence": f"@GENE$ 变异{i}与@DISEASE$ {'相关' if i % 2 else '无关'}。", "label": str(i % 2)}
+        for i in range(6)
+    ]
+    cfg = FinetuneConfig(
+        task="re",
+        model=tiny_model,
+        train=_write_jsonl(tmp_path / "train.json", rows),
+        dev=_write_jsonl(tmp_path / "dev.json", rows[:6]),
+        test=_write_jsonl(tmp_path / "test_zh.json", zh),
+        out=str(tmp_path / "out"),
+        epochs=1,
+        batch_size=8,
+        max_train_examples=16,
+        progress=False,
+    )
     res = run_finetune(cfg)
     _check_results(tmp_path / "out", "re", 6)
     assert res["n_train"] == 16 and res["metric"] == "positive_class_f1" and "accuracy" in res
@@ -95,10 +129,27 @@ def test_re_finetune_from_release_style_files(tmp_path: Path, tiny_model: str) -
 
 
 def test_dc_finetune_is_multilabel(tmp_path: Path, tiny_model: str) -> None:
-    recs = [{"id": str(i), "lang": "en", "text": f"abstract {i} about hallmark {i % 3} .",
-             "label": [int(i % 3 == j) for j in range(3)]} for i in range(12)]
-    cfg = FinetuneConfig(task="dc", model=tiny_model, train=recs, dev=recs[:4], test=recs[:5],
-                         out=str(tmp_path / "out"), epochs=1, batch_size=4, save_model=True, progress=False)
+    recs = [
+        {
+            "id": str(i),
+            "lang": "en",
+            "text": f"abstract {i} about hallmark {i % 3} .",
+            "label": [int(i % 3 == j) for j in range(3)],
+        }
+        for i in range(12)
+    ]
+    cfg = FinetuneConfig(
+        task="dc",
+        model=tiny_model,
+        train=recs,
+        dev=recs[:4],
+        test=recs[:5],
+        out=str(tmp_path / "out"),
+        epochs=1,
+        batch_size=4,
+        save_model=True,
+        progress=False,
+    )
     res = run_finetune(cfg)
     _check_results(tmp_path / "out", "dc", 5)
     assert "macro_f1" in res and len(res["per_label"]) == 3
@@ -118,14 +169,37 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_cli_finetune_and_bad_input(tmp_path: Path, tiny_model: str, capsys: pytest.CaptureFixture[str]) -> None:
     train = tmp_path / "train.txt"
-    train.write_text("".join(f"-DOCSTART-\t{i}\n\n" + "".join(f"{w}\t{t}\n" for w, t in zip(*NER_EN[i % 4])) + "\n"
-                             for i in range(8)), encoding="utf-8")
+    train.write_text(
+        "".join(
+            f"-DOCSTART-\t{i}\n\n" + "".join(f"{w}\t{t}\n" for w, t in zip(*NER_EN[i % 4])) + "\n" for i in range(8)
+        ),
+        encoding="utf-8",
+    )
     test = tmp_path / "zh.txt"
     test.write_text(NER_ZH, encoding="utf-8")
     out = tmp_path / "out"
-    args = _parser().parse_args(["finetune", "--task", "ner", "--model", tiny_model, "--train", str(train),
-                                 "--dev", str(train), "--test", str(test), "--out", str(out), "--epochs", "1",
-                                 "--batch-size", "4", "--no-progress"])
+    args = _parser().parse_args(
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--model",
+            tiny_model,
+            "--train",
+            str(train),
+            "--dev",
+            str(train),
+            "--test",
+            str(test),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--no-progress",
+        ]
+    )
     assert args.func(args) == 0
     assert "ner: f1=" in capsys.readouterr().out
     _check_results(out, "ner", 2)
@@ -133,8 +207,22 @@ def test_cli_finetune_and_bad_input(tmp_path: Path, tiny_model: str, capsys: pyt
     bad = tmp_path / "bad.txt"
     bad.write_text("-DOCSTART-\t1\n\nfoo\tO\nbar\tB-\n", encoding="utf-8")
     out2 = tmp_path / "out2"
-    args = _parser().parse_args(["finetune", "--task", "ner", "--model", tiny_model, "--train", str(bad),
-                                 "--test", str(test), "--out", str(out2), "--no-progress"])
+    args = _parser().parse_args(
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--model",
+            tiny_model,
+            "--train",
+            str(bad),
+            "--test",
+            str(test),
+            "--out",
+            str(out2),
+            "--no-progress",
+        ]
+    )
     with pytest.raises(KbioxlmError, match=r"bad\.txt:4"):
         args.func(args)
     assert not (out2 / "results.json").exists()
@@ -160,11 +248,29 @@ def test_train_batches_cover_every_example_once() -> None:
 
 
 def test_dc_normalized_head_with_head_lr_saves_head(tmp_path: Path, tiny_model: str) -> None:
-    recs = [{"id": str(i), "lang": "en", "text": f"abstract {i} about hallmark {i % 3} .",
-             "label": [int(i % 3 == j) for j in range(3)]} for i in range(13)]  # 13: last batch of one
-    cfg = FinetuneConfig(task="dc", model=tiny_model, train=recs, dev=recs[:4], test=recs[:5], head="normalized",
-                         head_lr=1e-2, out=str(tmp_path / "out"), epochs=1, batch_size=4, save_model=True,
-                         progress=False)
+    recs = [
+        {
+            "id": str(i),
+            "lang": "en",
+            "text": f"abstract {i} about hallmark {i % 3} .",
+            "label": [int(i % 3 == j) for j in range(3)],
+        }
+        for i in range(13)
+    ]  # 13: last batch of one
+    cfg = FinetuneConfig(
+        task="dc",
+        model=tiny_model,
+        train=recs,
+        dev=recs[:4],
+        test=recs[:5],
+        head="normalized",
+        head_lr=1e-2,
+        out=str(tmp_path / "out"),
+        epochs=1,
+        batch_size=4,
+        save_model=True,
+        progress=False,
+    )
     res = run_finetune(cfg)
     _check_results(tmp_path / "out", "dc", 5)
     assert res["config"]["head"] == "normalized" and res["config"]["head_lr"] == 1e-2
@@ -178,8 +284,18 @@ def test_dc_normalized_head_with_head_lr_saves_head(tmp_path: Path, tiny_model: 
     assert not [p.name for p in model_dir.iterdir() if p.suffix in (".pt", ".bin", ".pkl", ".pth")]  # no pickle
     assert (tmp_path / "out" / "model" / "config.json").exists()
     with pytest.raises(KbioxlmError, match="unknown head"):
-        run_finetune(FinetuneConfig(task="dc", model=tiny_model, train=recs, test=recs[:2], head="pooler",
-                                    out=str(tmp_path / "bad"), epochs=1, progress=False))
+        run_finetune(
+            FinetuneConfig(
+                task="dc",
+                model=tiny_model,
+                train=recs,
+                test=recs[:2],
+                head="pooler",
+                out=str(tmp_path / "bad"),
+                epochs=1,
+                progress=False,
+            )
+        )
 
 
 def test_seqcls_model_reports_the_parameters_the_checkpoint_lacks(tiny_model: str) -> None:
@@ -239,8 +355,12 @@ def test_normalized_head_learns_small_offsets_a_raw_head_misses() -> None:
             return float((forward(ids, None).argmax(-1) == y).float().mean())
 
     net = NormalizedPoolingClassifier(Enc(), 2, multilabel=False, dropout=0.0)
-    acc_norm = train(net, lambda ids, y: net(ids, torch.ones_like(ids), y).loss if y is not None
-                     else net(ids, torch.ones_like(ids)).logits)
+    acc_norm = train(
+        net,
+        lambda ids, y: (
+            net(ids, torch.ones_like(ids), y).loss if y is not None else net(ids, torch.ones_like(ids)).logits
+        ),
+    )
     raw = torch.nn.Linear(16, 2)
     enc = Enc()
 
@@ -272,23 +392,56 @@ def test_adapt_norm_uses_the_evaluated_inputs_statistics_then_restores(tmp_path:
             assert torch.allclose(z.mean(0), torch.zeros_like(z[0]), atol=1e-4)
     assert torch.equal(net.norm.running_mean, before[0]) and torch.equal(net.norm.running_var, before[1])
 
-    recs = [{"id": str(i), "lang": "en", "text": f"gene {i} {'causes' if i % 2 else 'spares'} disease .",
-             "label": i % 2} for i in range(10)]
-    res = run_finetune(FinetuneConfig(task="re", model=tiny_model, train=recs, dev=recs[:4], test=recs[:6],
-                                      head="normalized", adapt_norm=True, out=str(tmp_path / "out"), epochs=1,
-                                      batch_size=4, progress=False))
+    recs = [
+        {"id": str(i), "lang": "en", "text": f"gene {i} {'causes' if i % 2 else 'spares'} disease .", "label": i % 2}
+        for i in range(10)
+    ]
+    res = run_finetune(
+        FinetuneConfig(
+            task="re",
+            model=tiny_model,
+            train=recs,
+            dev=recs[:4],
+            test=recs[:6],
+            head="normalized",
+            adapt_norm=True,
+            out=str(tmp_path / "out"),
+            epochs=1,
+            batch_size=4,
+            progress=False,
+        )
+    )
     assert res["config"]["adapt_norm"] is True and res["n_test"] == 6
     with pytest.raises(KbioxlmError, match="adapt_norm needs head: normalized"):
-        run_finetune(FinetuneConfig(task="re", model=tiny_model, train=recs, test=recs[:2], adapt_norm=True,
-                                    out=str(tmp_path / "bad"), epochs=1, progress=False))
+        run_finetune(
+            FinetuneConfig(
+                task="re",
+                model=tiny_model,
+                train=recs,
+                test=recs[:2],
+                adapt_norm=True,
+                out=str(tmp_path / "bad"),
+                epochs=1,
+                progress=False,
+            )
+        )
 
 
 def test_ner_save_model_writes_no_pickle(tmp_path: Path, tiny_model: str) -> None:
     """--save-model: the CRF head goes to safetensors + JSON, never torch.save (a pickle)."""
     from safetensors.torch import load_file
 
-    cfg = FinetuneConfig(task="ner", model=tiny_model, train=_ner_records(8), test=_ner_records(2),
-                         out=str(tmp_path / "out"), epochs=1, batch_size=8, save_model=True, progress=False)
+    cfg = FinetuneConfig(
+        task="ner",
+        model=tiny_model,
+        train=_ner_records(8),
+        test=_ner_records(2),
+        out=str(tmp_path / "out"),
+        epochs=1,
+        batch_size=8,
+        save_model=True,
+        progress=False,
+    )
     run_finetune(cfg)
     model_dir = tmp_path / "out" / "model"
     assert not [p.name for p in model_dir.iterdir() if p.suffix in (".pt", ".bin", ".pkl", ".pth")]

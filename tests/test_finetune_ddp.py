@@ -40,8 +40,13 @@ run_finetune(FinetuneConfig(task="dc", model=model, train=recs, dev=recs[:4], te
 
 
 def _conll(path: Path, n: int, offset: int = 0) -> None:
-    path.write_text("".join(f"-DOCSTART-\t{i}\n\n" + "".join(f"{w}\t{t}\n" for w, t in zip(*NER_EN[(i + offset) % 4]))
-                            + "\n" for i in range(n)), encoding="utf-8")
+    path.write_text(
+        "".join(
+            f"-DOCSTART-\t{i}\n\n" + "".join(f"{w}\t{t}\n" for w, t in zip(*NER_EN[(i + offset) % 4])) + "\n"
+            for i in range(n)
+        ),
+        encoding="utf-8",
+    )
 
 
 def test_share_keeps_the_batch_mean() -> None:
@@ -87,8 +92,14 @@ def test_torchrun_two_processes_train_identical_weights(tiny_model: str, tmp_pat
     # The sharded, gathered evaluation gives what one process predicts with the saved model.
     from kbioxlm.tasks.predict import run_predict
 
-    got = run_predict(tmp_path / "ner" / "model", tmp_path / "test.txt", tmp_path / "again.jsonl", fmt="jsonl",
-                      num_threads=1, progress=False)
+    got = run_predict(
+        tmp_path / "ner" / "model",
+        tmp_path / "test.txt",
+        tmp_path / "again.jsonl",
+        fmt="jsonl",
+        num_threads=1,
+        progress=False,
+    )
     assert got["f1"] == ner["f1"]
     again = [json.loads(x)["pred"] for x in (tmp_path / "again.jsonl").read_text().splitlines()]
     assert again == [json.loads(x)["pred"] for x in (tmp_path / "ner" / "predictions.jsonl").read_text().splitlines()]
@@ -96,9 +107,22 @@ def test_torchrun_two_processes_train_identical_weights(tiny_model: str, tmp_pat
 
 def test_bf16_autocast_runs_with_finite_loss(tiny_model: str, tmp_path: Path) -> None:
     recs = [{"id": str(i), "lang": "en", "tokens": NER_EN[i % 4][0], "tags": NER_EN[i % 4][1]} for i in range(8)]
-    res = run_finetune(FinetuneConfig(task="ner", model=tiny_model, train=recs, dev=recs[:4], test=recs[:4],
-                                      out=str(tmp_path / "out"), epochs=1, batch_size=4, lr=1e-3, num_threads=1,
-                                      mixed_precision="bf16", progress=False))
+    res = run_finetune(
+        FinetuneConfig(
+            task="ner",
+            model=tiny_model,
+            train=recs,
+            dev=recs[:4],
+            test=recs[:4],
+            out=str(tmp_path / "out"),
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            num_threads=1,
+            mixed_precision="bf16",
+            progress=False,
+        )
+    )
     assert res["config"]["mixed_precision"] == "bf16" and math.isfinite(res["history"][0]["train_loss"])
     assert "processes" not in res and (tmp_path / "out" / "predictions.jsonl").is_file()
     from kbioxlm.errors import KbioxlmError

@@ -73,7 +73,19 @@ def test_icd10_bad_inputs(icd: tuple[Path, Path, Path], tmp_path: Path, capsys: 
     kb_path = tmp_path / "kb.sqlite"
     with open(blocks, "a", encoding="utf-8") as fh:
         fh.write("A00\tA09\t2\n")
-    args = ["kb", "import", "icd10", "--xml", str(xml), "--zh-categories", str(cats), "--zh-blocks", str(blocks), "--kb", str(kb_path)]
+    args = [
+        "kb",
+        "import",
+        "icd10",
+        "--xml",
+        str(xml),
+        "--zh-categories",
+        str(cats),
+        "--zh-blocks",
+        str(blocks),
+        "--kb",
+        str(kb_path),
+    ]
     assert main(args) == 2
     assert f"{blocks}:5: expected 4 TAB-separated columns, got 3" in capsys.readouterr().err
     assert main([*args, "--skip-invalid"]) == 0

@@ -117,7 +117,19 @@ def test_obo_cli_reimport_idempotent_and_bad_babelon(mini: tuple[Path, Path], tm
                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     obo, bab = mini
     kb_path = tmp_path / "kb.sqlite"
-    args = ["kb", "import", "obo", "--obo", str(obo), "--translations", str(bab), "--drop", "MP:0000001", "--kb", str(kb_path)]
+    args = [
+        "kb",
+        "import",
+        "obo",
+        "--obo",
+        str(obo),
+        "--translations",
+        str(bab),
+        "--drop",
+        "MP:0000001",
+        "--kb",
+        str(kb_path),
+    ]
     assert main(args) == 0
     with KnowledgeBase(kb_path) as kb:
         before = (kb.stats(), sorted(kb.iter_names("zh")), kb.xrefs("UMLS"))

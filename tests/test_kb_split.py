@@ -39,8 +39,23 @@ def make_split_kb(path: Path, n: int = 200, reverse: bool = False) -> dict[str, 
 
 
 def split(kb: Path, out: Path, *extra: str, fraction: str = "0.1", seed: str = "0") -> int:
-    return main(["kb", "split", "--kb", str(kb), "--holdout-fraction", fraction, "--seed", seed,
-                 "--langs", "en,zh", "--out", str(out), *extra])
+    return main(
+        [
+            "kb",
+            "split",
+            "--kb",
+            str(kb),
+            "--holdout-fraction",
+            fraction,
+            "--seed",
+            seed,
+            "--langs",
+            "en,zh",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def lines(path: Path) -> list[str]:
@@ -73,7 +88,23 @@ def test_split_is_deterministic_fraction_and_candidates(tmp_path: Path, capsys) 
     assert split(kb, tmp_path / "cap.txt", "--max-concepts", "5", fraction="0.5") == 0
     assert len(lines(tmp_path / "cap.txt")) == 5
     # One language only: concepts without a ZH name become candidates too.
-    assert main(["kb", "split", "--kb", str(kb), "--holdout-fraction", "1", "--langs", "en", "--out", str(tmp_path / "en.txt")]) == 0
+    assert (
+        main(
+            [
+                "kb",
+                "split",
+                "--kb",
+                str(kb),
+                "--holdout-fraction",
+                "1",
+                "--langs",
+                "en",
+                "--out",
+                str(tmp_path / "en.txt"),
+            ]
+        )
+        == 0
+    )
     assert set(lines(tmp_path / "en.txt")) == have["en"]
 
 
@@ -81,8 +112,22 @@ def test_split_errors_are_one_line(tmp_path: Path, capsys) -> None:
     kb = tmp_path / "kb.sqlite"
     make_split_kb(kb, n=20)
     capsys.readouterr()
-    rc = main(["kb", "split", "--kb", str(kb), "--holdout-fraction", "0.1", "--seed", "0", "--langs", "en,fr",
-               "--out", str(tmp_path / "x.txt")])
+    rc = main(
+        [
+            "kb",
+            "split",
+            "--kb",
+            str(kb),
+            "--holdout-fraction",
+            "0.1",
+            "--seed",
+            "0",
+            "--langs",
+            "en,fr",
+            "--out",
+            str(tmp_path / "x.txt"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "'fr'" in err
     assert not (tmp_path / "x.txt").exists()
@@ -98,12 +143,21 @@ def test_split_errors_are_one_line(tmp_path: Path, capsys) -> None:
 # C1 "fever"/"pyrexia" is held out. C4 also has the name "pyrexia" (shared with C1): never matched.
 # C5's ZH preferred name is C1's (发热): C5 is matched, but never switched and never in a ZH fact.
 NAMES = [
-    ("C1", "en", "fever", 1), ("C1", "en", "pyrexia", 0), ("C1", "zh", "发热", 1),
-    ("C2", "en", "cough", 1), ("C2", "zh", "咳嗽", 1),
-    ("C3", "en", "asthma", 1), ("C3", "zh", "哮喘", 1),
-    ("C4", "en", "rash", 1), ("C4", "en", "pyrexia", 0), ("C4", "zh", "皮疹", 1),
-    ("C5", "en", "sepsis", 1), ("C5", "zh", "发热", 1), ("C5", "zh", "败血症", 0),
-    ("C6", "en", "anemia", 1), ("C6", "zh", "贫血", 1),
+    ("C1", "en", "fever", 1),
+    ("C1", "en", "pyrexia", 0),
+    ("C1", "zh", "发热", 1),
+    ("C2", "en", "cough", 1),
+    ("C2", "zh", "咳嗽", 1),
+    ("C3", "en", "asthma", 1),
+    ("C3", "zh", "哮喘", 1),
+    ("C4", "en", "rash", 1),
+    ("C4", "en", "pyrexia", 0),
+    ("C4", "zh", "皮疹", 1),
+    ("C5", "en", "sepsis", 1),
+    ("C5", "zh", "发热", 1),
+    ("C5", "zh", "败血症", 0),
+    ("C6", "en", "anemia", 1),
+    ("C6", "zh", "贫血", 1),
 ]
 RELS = [("C1", "is_a", "C2"), ("C2", "is_a", "C3"), ("C5", "is_a", "C3"), ("C4", "is_a", "C3"), ("C6", "is_a", "C1")]
 HELD_NAMES = {"fever", "pyrexia", "发热"}
@@ -137,8 +191,30 @@ def _read(path: Path) -> list[dict]:
 
 def _build(kb: Path, inp: Path, tmp: Path, tag: str, *extra: str) -> tuple[list[dict], list[dict]]:
     e, f = tmp / f"{tag}.e.jsonl", tmp / f"{tag}.f.jsonl"
-    assert main(["corpus", "build", "--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh",
-                 "--entity-out", str(e), "--fact-out", str(f), "--no-progress", "--no-balance", *extra]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "build",
+                "--kb",
+                str(kb),
+                "--input",
+                str(inp),
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--entity-out",
+                str(e),
+                "--fact-out",
+                str(f),
+                "--no-progress",
+                "--no-balance",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return _read(e), _read(f)
 
 
@@ -161,12 +237,22 @@ def test_exclude_concepts_strict_on_entity_and_fact(tmp_path: Path, ex_kb: Path,
     assert {"C2", "C3", "C4", "C5", "C6"} <= seen  # C4 ('rash'), but its name 'pyrexia' (also C1's) is never matched
     zh = next(r for r in ents if r["id"] == "z1")
     assert "发热" in zh["text"] and not any(zh["text"][e["start"] : e["end"]] == "发热" for e in zh["entities"])
-    pairs = {(r["entities"][x["head"]]["concept"], r["entities"][x["tail"]]["concept"]) for r in facts for x in r["relations"]}
+    pairs = {
+        (r["entities"][x["head"]]["concept"], r["entities"][x["tail"]]["concept"])
+        for r in facts
+        for x in r["relations"]
+    }
     assert ("C2", "C3") in pairs and ("C4", "C3") in pairs
     assert not any("C1" in p for p in pairs)
-    en_pairs = {(r["entities"][x["head"]]["concept"], r["entities"][x["tail"]]["concept"])
-                for r in facts if r["lang"] == "en" for x in r["relations"]}
-    assert not any("C5" in p for p in en_pairs) and ("C5", "C3") in pairs  # no ZH fact names C5 (its name 发热 is held out)
+    en_pairs = {
+        (r["entities"][x["head"]]["concept"], r["entities"][x["tail"]]["concept"])
+        for r in facts
+        if r["lang"] == "en"
+        for x in r["relations"]
+    }
+    assert (
+        not any("C5" in p for p in en_pairs) and ("C5", "C3") in pairs
+    )  # no ZH fact names C5 (its name 发热 is held out)
     for rec in facts:
         appended = rec["text"].split("</s>", 1)[1]
         assert not any(n in appended for n in HELD_NAMES)
@@ -174,13 +260,19 @@ def test_exclude_concepts_strict_on_entity_and_fact(tmp_path: Path, ex_kb: Path,
     ents0, facts0 = _build(ex_kb, inp, tmp_path, "all")
     concepts0 = {e["concept"] for r in ents0 + facts0 for e in r["entities"]}
     switched0 = {r["text"][e["start"] : e["end"]] for r in ents0 for e in r["entities"] if e["switched"]}
-    pairs0 = {(r["entities"][x["head"]]["concept"], r["entities"][x["tail"]]["concept"]) for r in facts0 for x in r["relations"]}
+    pairs0 = {
+        (r["entities"][x["head"]]["concept"], r["entities"][x["tail"]]["concept"])
+        for r in facts0
+        for x in r["relations"]
+    }
     e1 = next(r for r in ents0 if r["id"] == "e1")
     assert sum(e["concept"] == "C1" for e in e1["entities"]) == 2  # 'Fever' and 'Pyrexia'
     assert "C1" in concepts0 and "发热" in switched0 and ("C1", "C2") in pairs0 and ("C5", "C3") in pairs0
 
 
-def test_exclude_concepts_single_level_commands_equal_build_and_empty_list_changes_nothing(tmp_path: Path, ex_kb: Path, capsys) -> None:
+def test_exclude_concepts_single_level_commands_equal_build_and_empty_list_changes_nothing(
+    tmp_path: Path, ex_kb: Path, capsys
+) -> None:
     inp = tmp_path / "in.jsonl"
     _docs(inp)
     held = tmp_path / "held.txt"
@@ -189,8 +281,19 @@ def test_exclude_concepts_single_level_commands_equal_build_and_empty_list_chang
     _build(ex_kb, inp, tmp_path, "ex", "--exclude-concepts", str(held))
     err = capsys.readouterr().err
     assert "warning: 1 of 2 excluded concept ids" in err  # unknown ids: a warning, not an error
-    common = ["--kb", str(ex_kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh", "--no-progress",
-              "--exclude-concepts", str(held)]
+    common = [
+        "--kb",
+        str(ex_kb),
+        "--input",
+        str(inp),
+        "--lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--no-progress",
+        "--exclude-concepts",
+        str(held),
+    ]
     assert main(["corpus", "entity", *common, "--out", str(tmp_path / "e.jsonl"), "--no-balance"]) == 0
     assert main(["corpus", "fact", *common, "--out", str(tmp_path / "f.jsonl")]) == 0
     assert (tmp_path / "e.jsonl").read_bytes() == ents_b.read_bytes()
@@ -203,7 +306,9 @@ def test_exclude_concepts_single_level_commands_equal_build_and_empty_list_chang
     for lv in ("e", "f"):
         assert (tmp_path / f"none.{lv}.jsonl").read_bytes() == (tmp_path / f"empty.{lv}.jsonl").read_bytes()
     capsys.readouterr()
-    assert main(["corpus", "entity", *common[:-1], str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert (
+        main(["corpus", "entity", *common[:-1], str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x.jsonl")]) == 2
+    )
     assert "missing.txt" in capsys.readouterr().err
 
 
@@ -213,14 +318,54 @@ def test_split_then_exclude_end_to_end(tmp_path: Path, capsys) -> None:
     assert split(kb, tmp_path / "held.txt", fraction="0.3") == 0
     held = set(lines(tmp_path / "held.txt"))
     inp = tmp_path / "in.jsonl"
-    inp.write_text("".join(json.dumps({"id": i, "text": f"Seen term {i} and term {i + 1} synonym."}) + "\n" for i in range(100)))
+    inp.write_text(
+        "".join(json.dumps({"id": i, "text": f"Seen term {i} and term {i + 1} synonym."}) + "\n" for i in range(100))
+    )
     out = tmp_path / "e.jsonl"
-    assert main(["corpus", "entity", "--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh",
-                 "--out", str(out), "--no-progress", "--exclude-concepts", str(tmp_path / "held.txt")]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                "--kb",
+                str(kb),
+                "--input",
+                str(inp),
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--exclude-concepts",
+                str(tmp_path / "held.txt"),
+            ]
+        )
+        == 0
+    )
     got = {e["concept"] for r in _read(out) for e in r["entities"]}
     assert got and not got & held
-    assert main(["corpus", "entity", "--kb", str(kb), "--input", str(inp), "--lang", "en", "--target-lang", "zh",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "entity",
+                "--kb",
+                str(kb),
+                "--input",
+                str(inp),
+                "--lang",
+                "en",
+                "--target-lang",
+                "zh",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert {e["concept"] for r in _read(out) for e in r["entities"]} & held
 
 

@@ -64,7 +64,9 @@ def test_relation_names_default_and_user_override(tmp_path: Path) -> None:
     assert len(rels) >= 30 and ("is_a", "zh", "是一种") in defaults
     assert all({(r, "en"), (r, "zh")} <= {(x, lang) for x, lang, _ in defaults} for r in rels)
     kb_path = tmp_path / "kb.sqlite"
-    names = _write(tmp_path / "names.tsv", "rel\tlang\ttext\nis_a\tzh\t属于\nmay_treat\tde\tkann behandeln\nis_a\tzh\t是\n")
+    names = _write(
+        tmp_path / "names.tsv", "rel\tlang\ttext\nis_a\tzh\t属于\nmay_treat\tde\tkann behandeln\nis_a\tzh\t是\n"
+    )
     assert main(["kb", "import", "tsv", "--relation-names", str(names), "--kb", str(kb_path)]) == 0
     c = _write(tmp_path / "c.tsv", CONCEPTS)
     assert main(["kb", "import", "tsv", "--concepts", str(c), "--kb", str(kb_path)]) == 0  # a later import...

@@ -63,8 +63,9 @@ def test_chat_many_keeps_order_and_reports_failures() -> None:
     with OpenAIStub(answer) as stub:
         c, _ = _client(stub.base_url, concurrency=3, max_retries=1, backoff=0.0)
         seen: list[int] = []
-        out = c.chat_many([[{"role": "user", "content": t}] for t in ["a", "boom", "c", "d"]],
-                          on_result=lambda i, r: seen.append(i))
+        out = c.chat_many(
+            [[{"role": "user", "content": t}] for t in ["a", "boom", "c", "d"]], on_result=lambda i, r: seen.append(i)
+        )
     assert out[0] == "A" and out[2] == "C" and out[3] == "D"
     assert isinstance(out[1], LLMError)
     assert sorted(seen) == [0, 1, 2, 3]

@@ -68,16 +68,27 @@ def test_ner_zero_shot_scores_and_caches(tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["f1"] == res["f1"]
     preds = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
-    assert preds[1]["raw"] == NER_ANSWERS["肝素导致"] and preds[1]["pred"] == ["B-Drug", "I-Drug", "O", "O", "B-ADE", "I-ADE", "O"]
+    assert preds[1]["raw"] == NER_ANSWERS["肝素导致"] and preds[1]["pred"] == [
+        "B-Drug",
+        "I-Drug",
+        "O",
+        "O",
+        "B-ADE",
+        "I-ADE",
+        "O",
+    ]
 
 
 def test_ner_few_shot_uses_finetuning_sampler(tmp_path: Path) -> None:
     test = _conll(tmp_path / "test.txt", ZH, zh=True)
-    train_rows = [(str(i), f"Drug{i} caused rash{i} today .", {f"Drug{i}": "Drug", f"rash{i}": "ADE"}) for i in range(8)]
+    train_rows = [
+        (str(i), f"Drug{i} caused rash{i} today .", {f"Drug{i}": "Drug", f"rash{i}": "ADE"}) for i in range(8)
+    ]
     train = _conll(tmp_path / "train.txt", train_rows, zh=False)
     with OpenAIStub(_ner_answer) as stub:
-        res = run_llm_eval("ner", test, _client(stub), tmp_path / "out", train_path=train, shots=3, seed=7,
-                           progress=False)
+        res = run_llm_eval(
+            "ner", test, _client(stub), tmp_path / "out", train_path=train, shots=3, seed=7, progress=False
+        )
         msgs = stub.requests[0]["messages"]
     picked, ids = sample_fewshot(read_ner(train), 3, 7, "sentence", dataset="ade", lang="en")
     assert res["fewshot_ids"] == ids and res["shots"] == 3 and res["seed"] == 7
@@ -92,17 +103,32 @@ def test_ner_few_shot_uses_finetuning_sampler(tmp_path: Path) -> None:
 
 def test_re_and_dc_via_cli(tmp_path: Path) -> None:
     gad = tmp_path / "gad.json"
-    rows = [("0", "@GENE$ 与 @DISEASE$ 相关。", "1"), ("1", "@GENE$ 和 @DISEASE$ 无关。", "0"),
-            ("2", "@GENE$ 可能影响 @DISEASE$。", "1"), ("3", "@GENE$ 研究 @DISEASE$。", "0")]
-    gad.write_text("".join(json.dumps({"id": i, "sentence": s, "label": lab}, ensure_ascii=False) + "\n"
-                           for i, s, lab in rows), encoding="utf-8")
+    rows = [
+        ("0", "@GENE$ 与 @DISEASE$ 相关。", "1"),
+        ("1", "@GENE$ 和 @DISEASE$ 无关。", "0"),
+        ("2", "@GENE$ 可能影响 @DISEASE$。", "1"),
+        ("3", "@GENE$ 研究 @DISEASE$。", "0"),
+    ]
+    gad.write_text(
+        "".join(json.dumps({"id": i, "sentence": s, "label": lab}, ensure_ascii=False) + "\n" for i, s, lab in rows),
+        encoding="utf-8",
+    )
     hoc = tmp_path / "hoc.json"
-    hrows = [("10", "VEGF drives angiogenesis .", [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),
-             ("11", "Apoptosis and EGFR signaling .", [0, 0, 0, 0, 0, 0, 0, 1, 1, 0])]
-    hoc.write_text("".join(json.dumps({"id": i, "sentence": s, "label": lab}) + "\n" for i, s, lab in hrows),
-                   encoding="utf-8")
-    answers = {"相关": "是", "无关": "答案：否", "可能影响": "The answer is unclear.", "研究": "Yes.",
-               "VEGF": "7. inducing angiogenesis", "Apoptosis": "- resisting cell death\n- inducing angiogenesis"}
+    hrows = [
+        ("10", "VEGF drives angiogenesis .", [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),
+        ("11", "Apoptosis and EGFR signaling .", [0, 0, 0, 0, 0, 0, 0, 1, 1, 0]),
+    ]
+    hoc.write_text(
+        "".join(json.dumps({"id": i, "sentence": s, "label": lab}) + "\n" for i, s, lab in hrows), encoding="utf-8"
+    )
+    answers = {
+        "相关": "是",
+        "无关": "答案：否",
+        "可能影响": "The answer is unclear.",
+        "研究": "Yes.",
+        "VEGF": "7. inducing angiogenesis",
+        "Apoptosis": "- resisting cell death\n- inducing angiogenesis",
+    }
 
     def answer(body: dict) -> str:
         text = last_user(body)
@@ -110,8 +136,22 @@ def test_re_and_dc_via_cli(tmp_path: Path) -> None:
 
     with OpenAIStub(answer) as stub:
         for task, f in (("re", gad), ("dc", hoc)):
-            rc = stage_main(["llm-eval", "--task", task, "--test", str(f), "--base-url", stub.base_url,
-                             "--model", "stub", "--out", str(tmp_path / task), "--no-progress"])
+            rc = stage_main(
+                [
+                    "llm-eval",
+                    "--task",
+                    task,
+                    "--test",
+                    str(f),
+                    "--base-url",
+                    stub.base_url,
+                    "--model",
+                    "stub",
+                    "--out",
+                    str(tmp_path / task),
+                    "--no-progress",
+                ]
+            )
             assert rc == 0
         assert "1. activating invasion and metastasis" in stub.requests[-1]["messages"][0]["content"]
     re_res = json.loads((tmp_path / "re" / "results.json").read_text())
@@ -125,8 +165,23 @@ def test_re_and_dc_via_cli(tmp_path: Path) -> None:
 
 def test_llm_eval_needs_train_for_shots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     test = _conll(tmp_path / "test.txt", ZH, zh=True)
-    rc = stage_main(["llm-eval", "--task", "ner", "--test", str(test), "--shots", "10", "--base-url",
-                     "http://127.0.0.1:9/v1", "--model", "m", "--out", str(tmp_path / "o")])
+    rc = stage_main(
+        [
+            "llm-eval",
+            "--task",
+            "ner",
+            "--test",
+            str(test),
+            "--shots",
+            "10",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "--train" in capsys.readouterr().err
 
 
@@ -157,12 +212,29 @@ def test_prompt_dir_overrides_template(tmp_path: Path) -> None:
     assert custom["prompt_version"] != default["prompt_version"] and custom["f1"] == 100.0
 
 
-def test_unreachable_endpoint_fails_in_one_line_and_writes_nothing(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_endpoint_fails_in_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     test = _conll(tmp_path / "test.txt", ZH, zh=True)
     out = tmp_path / "o"
-    rc = stage_main(["llm-eval", "--task", "ner", "--test", str(test), "--base-url", "http://127.0.0.1:9/v1",
-                     "--model", "m", "--out", str(out), "--max-retries", "0", "--no-progress"])
+    rc = stage_main(
+        [
+            "llm-eval",
+            "--task",
+            "ner",
+            "--test",
+            str(test),
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--out",
+            str(out),
+            "--max-retries",
+            "0",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "every request failed (3 of 3)" in err
     assert not (out / "results.json").exists() and not (out / "predictions.jsonl").exists()
@@ -170,8 +242,20 @@ def test_unreachable_endpoint_fails_in_one_line_and_writes_nothing(tmp_path: Pat
 
 def test_failures_beyond_max_failed_stop_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     test = _conll(tmp_path / "test.txt", ZH, zh=True)
-    argv = ["llm-eval", "--task", "ner", "--test", str(test), "--model", "stub", "--max-retries", "0",
-            "--concurrency", "1", "--no-progress"]
+    argv = [
+        "llm-eval",
+        "--task",
+        "ner",
+        "--test",
+        str(test),
+        "--model",
+        "stub",
+        "--max-retries",
+        "0",
+        "--concurrency",
+        "1",
+        "--no-progress",
+    ]
     with OpenAIStub(_ner_answer) as stub:
         stub.errors.append((400, {}))  # one request fails for good; the other two are answered
         rc = stage_main([*argv, "--base-url", stub.base_url, "--out", str(tmp_path / "strict")])

@@ -31,8 +31,12 @@ def test_parse_entities_messy_english(answer: str) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    ["阿司匹林（药物）\n皮疹（不良反应）", "药物：阿司匹林\n不良反应：皮疹", "1、阿司匹林（Drug）\n2、皮疹（ADE）",
-     "- 实体：阿司匹林，类型：药物\n- 实体：皮疹，类型：不良反应"],
+    [
+        "阿司匹林（药物）\n皮疹（不良反应）",
+        "药物：阿司匹林\n不良反应：皮疹",
+        "1、阿司匹林（Drug）\n2、皮疹（ADE）",
+        "- 实体：阿司匹林，类型：药物\n- 实体：皮疹，类型：不良反应",
+    ],
 )
 def test_parse_entities_chinese_punctuation(answer: str) -> None:
     assert sorted(parse_entities(answer, T)) == [("皮疹", "ADE"), ("阿司匹林", "Drug")]
@@ -40,7 +44,10 @@ def test_parse_entities_chinese_punctuation(answer: str) -> None:
 
 def test_parse_entities_lists_none_and_unknown_types() -> None:
     assert sorted(parse_entities("Drug: aspirin, ibuprofen\nADE: rash", T)) == [
-        ("aspirin", "Drug"), ("ibuprofen", "Drug"), ("rash", "ADE")]
+        ("aspirin", "Drug"),
+        ("ibuprofen", "Drug"),
+        ("rash", "ADE"),
+    ]
     assert parse_entities("药物：阿司匹林、布洛芬", T) == [("阿司匹林", "Drug"), ("布洛芬", "Drug")]
     assert parse_entities("None", T) == [] and parse_entities("无", T) == []
     assert parse_entities("aspirin (Gene)", T) == []  # types outside the label set are dropped
@@ -48,8 +55,19 @@ def test_parse_entities_lists_none_and_unknown_types() -> None:
 
 @pytest.mark.parametrize(
     "answer, want",
-    [("Yes.", 1), ("**No**", 0), ("No, there is no association.", 0), ("yes - the gene is associated", 1),
-     ("是", 1), ("否", 0), ("不是", 0), ("答案：是。", 1), ("无关", 0), ('{"answer": "yes"}', 1), ("maybe", None)],
+    [
+        ("Yes.", 1),
+        ("**No**", 0),
+        ("No, there is no association.", 0),
+        ("yes - the gene is associated", 1),
+        ("是", 1),
+        ("否", 0),
+        ("不是", 0),
+        ("答案：是。", 1),
+        ("无关", 0),
+        ('{"answer": "yes"}', 1),
+        ("maybe", None),
+    ],
 )
 def test_parse_yes_no(answer: str, want: int | None) -> None:
     assert parse_yes_no(answer) == want

@@ -29,9 +29,7 @@ def test_matches_brute_force_on_random_inputs(lang: str) -> None:
             for _ in range(r.randint(1, 12))
         ]
         # Random characters with names planted in them, so that matches are frequent.
-        text = "".join(
-            r.choice(names)[0] if r.random() < 0.3 else r.choice(alpha) for _ in range(r.randint(0, 30))
-        )
+        text = "".join(r.choice(names)[0] if r.random() < 0.3 else r.choice(alpha) for _ in range(r.randint(0, 30)))
         case = r.choice(["fold", "exact"])
         min_len = r.randint(1, 3)
         stop = [names[0][0]] if r.random() < 0.2 else []
@@ -52,7 +50,7 @@ def test_word_boundaries_in_spaced_text() -> None:
 def test_unspaced_matches_characters_but_not_inside_latin_words() -> None:
     m = Matcher([("SARS", "C1"), ("细胞", "C2"), ("高血压", "C3"), ("血压", "C4")], "zh")
     text = "对儿童SARST细胞与成人SARS相比，高血压"
-    got = [(text[x.start:x.end], x.concept) for x in m.find(text)]
+    got = [(text[x.start : x.end], x.concept) for x in m.find(text)]
     assert got == [("细胞", "C2"), ("SARS", "C1"), ("高血压", "C3")]
 
 

@@ -35,7 +35,13 @@ def tok(xlmr_tokenizer_path: Path):
 def test_label_list_and_repair() -> None:
     assert LABELS == ["O", "B-ADE", "I-ADE", "B-Drug", "I-Drug"]
     assert repair_iob2(["I-ADE", "I-ADE", "B-Drug", "I-ADE", "O", "I-Drug"]) == [
-        "B-ADE", "I-ADE", "B-Drug", "B-ADE", "O", "B-Drug"]
+        "B-ADE",
+        "I-ADE",
+        "B-Drug",
+        "B-ADE",
+        "O",
+        "B-Drug",
+    ]
     assert is_valid_iob2(["B-ADE", "I-ADE", "O"]) and not is_valid_iob2(["B-Drug", "I-ADE"])
     assert not is_valid_iob2(["I-ADE"]) and not is_valid_iob2(["O", "I-Drug"])
 
@@ -47,7 +53,7 @@ def test_crf_decoding_never_illegal() -> None:
     em[:8, :, L2I["I-ADE"]] += 200.0  # emissions that scream I-ADE everywhere, even at the start
     mask = torch.ones(64, 12, dtype=torch.bool)
     for i in range(64):
-        mask[i, 1 + i % 12:] = False
+        mask[i, 1 + i % 12 :] = False
     paths = crf.decode(em, mask=mask)
     assert [len(p) for p in paths] == [1 + i % 12 for i in range(64)]
     for p in paths:
@@ -68,7 +74,7 @@ def test_vectorised_viterbi_matches_torchcrf() -> None:
     em = torch.randn(40, 9, len(LABELS)) * 3
     mask = torch.ones(40, 9, dtype=torch.bool)
     for i in range(40):
-        mask[i, 1 + (i * 7) % 9:] = False
+        mask[i, 1 + (i * 7) % 9 :] = False
     assert crf.decode(em, mask=mask) == crf.decode_reference(em, mask=mask)
     assert crf.decode(em) == crf.decode_reference(em)
 
@@ -78,11 +84,17 @@ def test_crf_constraints_stay_pinned_through_training() -> None:
     crf = ConstrainedCRF(LABELS)
     opt = torch.optim.AdamW(crf.parameters(), lr=0.5, weight_decay=0.5)
     em = torch.randn(4, 6, len(LABELS), requires_grad=True)
-    gold = torch.tensor([[L2I[t] for t in s] for s in (
-        ["B-ADE", "I-ADE", "O", "B-Drug", "I-Drug", "O"],
-        ["O", "O", "B-Drug", "O", "B-ADE", "I-ADE"],
-        ["B-Drug", "B-ADE", "I-ADE", "I-ADE", "O", "O"],
-        ["O", "O", "O", "O", "O", "B-ADE"])])
+    gold = torch.tensor(
+        [
+            [L2I[t] for t in s]
+            for s in (
+                ["B-ADE", "I-ADE", "O", "B-Drug", "I-Drug", "O"],
+                ["O", "O", "B-Drug", "O", "B-ADE", "I-ADE"],
+                ["B-Drug", "B-ADE", "I-ADE", "I-ADE", "O", "O"],
+                ["O", "O", "O", "O", "O", "B-ADE"],
+            )
+        ]
+    )
     for _ in range(5):
         loss = -crf(em, gold, mask=torch.ones(4, 6, dtype=torch.bool))
         loss.backward()
@@ -139,7 +151,14 @@ def test_merge_adjacent_same_type_for_unspaced(tok) -> None:
     from kbioxlm.tasks.ner import merge_adjacent_same_type
 
     assert merge_adjacent_same_type(["B-Drug", "B-Drug", "I-Drug", "B-ADE", "O", "B-Drug", "B-ADE"]) == [
-        "B-Drug", "I-Drug", "I-Drug", "B-ADE", "O", "B-Drug", "B-ADE"]
+        "B-Drug",
+        "I-Drug",
+        "I-Drug",
+        "B-ADE",
+        "O",
+        "B-Drug",
+        "B-ADE",
+    ]
     chars = list("米诺环素")
     (e,) = encode_ner(tok, [{"tokens": chars, "tags": ["O"] * 4, "lang": "zh"}], L2I, 64, is_unspaced)
     per_unit_b = [[L2I["B-Drug"]] * len(e.unit_index)]
@@ -158,12 +177,20 @@ def test_tagger_loss_and_batched_decode(tok) -> None:
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     torch.manual_seed(0)
-    enc_model = XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                                                 num_attention_heads=2, intermediate_size=32))
+    enc_model = XLMRobertaModel(
+        XLMRobertaConfig(
+            vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    )
     model = EncoderCRFTagger(enc_model, LABELS)
-    recs = [{"tokens": list("服用阿司匹林后出现皮疹"), "tags": ["O", "O", "B-Drug", "I-Drug", "I-Drug", "I-Drug",
-                                                         "O", "O", "O", "B-ADE", "I-ADE"], "lang": "zh"},
-            {"tokens": ["aspirin", "rash"], "tags": ["B-Drug", "B-ADE"], "lang": "en"}]
+    recs = [
+        {
+            "tokens": list("服用阿司匹林后出现皮疹"),
+            "tags": ["O", "O", "B-Drug", "I-Drug", "I-Drug", "I-Drug", "O", "O", "O", "B-ADE", "I-ADE"],
+            "lang": "zh",
+        },
+        {"tokens": ["aspirin", "rash"], "tags": ["B-Drug", "B-ADE"], "lang": "en"},
+    ]
     encs = encode_ner(tok, recs, L2I, 64, is_unspaced)
     batch = collate_ner(encs, tok.pad_token_id)
     loss = model(**batch)

@@ -46,21 +46,61 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "lines.en").write_text("".join(a["sent1"].replace(",", " ,") + "\n" for a in arts[:6]), encoding="utf-8")
     (root / "lines.zh").write_text("".join(" ".join(a["sent2"]) + "\n" for a in arts[:6]), encoding="utf-8")
     pretrain = root / "pretrain.yaml"
-    pretrain.write_text(yaml.safe_dump({
-        "max_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 1,
-        "max_length": 48, "eval_fraction": 0.1, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
-        "mixed_precision": "no", "report_to": "none", "num_threads": 2,
-        "mix": {"mlm": 0.5, "entity": 0.1667, "fact": 0.1667, "passage": 0.1667},
-    }), encoding="utf-8")
+    pretrain.write_text(
+        yaml.safe_dump(
+            {
+                "max_steps": 4,
+                "per_device_train_batch_size": 4,
+                "learning_rate": 1e-3,
+                "warmup_steps": 1,
+                "max_length": 48,
+                "eval_fraction": 0.1,
+                "eval_steps": 2,
+                "save_steps": 2,
+                "logging_steps": 1,
+                "mixed_precision": "no",
+                "report_to": "none",
+                "num_threads": 2,
+                "mix": {"mlm": 0.5, "entity": 0.1667, "fact": 0.1667, "passage": 0.1667},
+            }
+        ),
+        encoding="utf-8",
+    )
     bench = root / "bench.yaml"
-    bench.write_text(yaml.safe_dump({
-        "models": [{"name": "placeholder", "path": "set-by-the-pipeline"}],
-        "tasks": [{"name": "demo-ner", "type": "ner", "unit": "sentence", "files": {
-            lang: {s: str(data[f"ner_{s}_{lang}"]) for s in ("train", "dev", "test")} for lang in ("en", "zh")}}],
-        "directions": ["en-zh"], "settings": ["zero-shot"], "seeds": [1],
-        "finetune": {"epochs": 1, "lr": 1.0e-3, "batch_size": 16, "max_length": 48, "num_threads": 2, "progress": False},
-        "max_train_examples": 48, "max_dev_examples": 16, "max_test_examples": 24,
-    }, sort_keys=False), encoding="utf-8")
+    bench.write_text(
+        yaml.safe_dump(
+            {
+                "models": [{"name": "placeholder", "path": "set-by-the-pipeline"}],
+                "tasks": [
+                    {
+                        "name": "demo-ner",
+                        "type": "ner",
+                        "unit": "sentence",
+                        "files": {
+                            lang: {s: str(data[f"ner_{s}_{lang}"]) for s in ("train", "dev", "test")}
+                            for lang in ("en", "zh")
+                        },
+                    }
+                ],
+                "directions": ["en-zh"],
+                "settings": ["zero-shot"],
+                "seeds": [1],
+                "finetune": {
+                    "epochs": 1,
+                    "lr": 1.0e-3,
+                    "batch_size": 16,
+                    "max_length": 48,
+                    "num_threads": 2,
+                    "progress": False,
+                },
+                "max_train_examples": 48,
+                "max_dev_examples": 16,
+                "max_test_examples": 24,
+            },
+            sort_keys=False,
+        ),
+        encoding="utf-8",
+    )
     return {"root": root, "tokenizer": tok, "model": model, "bench": bench, "pretrain": pretrain, **data}
 
 
@@ -74,11 +114,19 @@ def _write_config(tiny: dict[str, Path], path: Path, steps: int = 4) -> Path:
         "vars": {"inputs": str(tiny["root"])},
         "base_model": {"name": "tiny-base", "path": str(tiny["model"]), "tokenizer": str(tiny["tokenizer"])},
         "kb": {"tsv": [{"concepts": "${inputs}/data/kb_concepts.tsv", "relations": "${inputs}/data/kb_relations.tsv"}]},
-        "documents": {"en": ["${inputs}/data/docs_en.jsonl"], "zh": [{"path": "${inputs}/data/docs_zh.jsonl", "format": "jsonl"}]},
-        "pairs": ["${inputs}/data/article_pairs.jsonl", {"en": "${inputs}/lines.en", "zh": "${inputs}/lines.zh", "per_article": 2}],
+        "documents": {
+            "en": ["${inputs}/data/docs_en.jsonl"],
+            "zh": [{"path": "${inputs}/data/docs_zh.jsonl", "format": "jsonl"}],
+        },
+        "pairs": [
+            "${inputs}/data/article_pairs.jsonl",
+            {"en": "${inputs}/lines.en", "zh": "${inputs}/lines.zh", "per_article": 2},
+        ],
         "corpus": {"levels": levels},
         "vocab": {"args": ["--min-count", "1"]},
-        "pretrain": [{"name": "kb", "config": str(tiny["pretrain"]), "train": train, "overrides": {"max_steps": steps}}],
+        "pretrain": [
+            {"name": "kb", "config": str(tiny["pretrain"]), "train": train, "overrides": {"max_steps": steps}}
+        ],
         "benchmark": {"config": str(tiny["bench"]), "names": {"kb": "tiny-kbioxlm"}},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -89,7 +137,9 @@ def _markers(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (out / ".pipeline").glob("*.json")}
 
 
-def test_pipeline_runs_every_step_then_skips_them(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_runs_every_step_then_skips_them(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """All steps run through the CLI; a second run skips all; a changed pretraining setting redoes
     exactly pretraining, export, that model's benchmark and the report (not the KB or the base model)."""
     cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
@@ -130,14 +180,19 @@ def test_pipeline_runs_every_step_then_skips_them(tiny: dict[str, Path], tmp_pat
     third = capsys.readouterr().out
     ran = dict(RAN.findall(third))
     # the report re-runs only when the re-benchmarked results differ (a tiny model may score the same)
-    assert {"pretrain.kb", "export.kb", "benchmark.kb"} <= set(ran) <= {
-        "pretrain.kb", "export.kb", "benchmark.kb", "benchmark.report"}, ran
+    assert (
+        {"pretrain.kb", "export.kb", "benchmark.kb"}
+        <= set(ran)
+        <= {"pretrain.kb", "export.kb", "benchmark.kb", "benchmark.report"}
+    ), ran
     assert not any(step.startswith(("kb.", "docs.", "corpus.")) for step in ran)
     assert ran["pretrain.kb"] == "settings or inputs changed"
     assert json.loads((out / "pretrain" / "kb" / "kbioxlm_config.json").read_text(encoding="utf-8"))["global_step"] == 3
 
 
-def test_dry_run_prints_commands_and_writes_nothing(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_commands_and_writes_nothing(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
     out = tmp_path / "dry"
     assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--dry-run"]) == 0
@@ -148,14 +203,19 @@ def test_dry_run_prints_commands_and_writes_nothing(tiny: dict[str, Path], tmp_p
     assert "would-run" in text.splitlines()[-1]
 
 
-def test_only_runs_selected_steps_and_rejects_unknown(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_only_runs_selected_steps_and_rejects_unknown(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
     out = tmp_path / "only"
     assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb,docs.en"]) == 0
     capsys.readouterr()
     assert set(_markers(out)) == {"kb.tsv.kb_concepts", "kb.stats", "docs.en"}
     # --force redoes a finished step
-    assert main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb.stats", "--force", "kb.stats"]) == 0
+    assert (
+        main(["pipeline", "--config", str(cfg_path), "--out", str(out), "--only", "kb.stats", "--force", "kb.stats"])
+        == 0
+    )
     assert "(forced)" in capsys.readouterr().out
     assert json.loads((out / "kb" / "stats.json").read_text(encoding="utf-8"))["relations"] > 0
     # a changed KB recipe rebuilds the KB from an empty file (no stale rows of the old entry)
@@ -172,7 +232,9 @@ def test_only_runs_selected_steps_and_rejects_unknown(tiny: dict[str, Path], tmp
     assert "no step matches nosuch" in capsys.readouterr().err
 
 
-def test_missing_input_fails_before_any_step(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_input_fails_before_any_step(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
     raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     raw["documents"]["en"] = ["${inputs}/data/no-such-file.json"]
@@ -216,8 +278,14 @@ def test_shipped_configs_plan(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
     cfg = load_pipeline_config(ROOT / "configs" / name)
     names = [s.name for s in build_plan(cfg)]
     assert names[-1] == "benchmark.report" and "benchmark.base" in names
-    assert {"docs.en+zh", "corpus.entity.en+zh", "corpus.fact.en-zh", "corpus.fact.zh-en", "corpus.passage.pair_data",
-            "corpus.passage.nejm.dev"} <= set(names)
+    assert {
+        "docs.en+zh",
+        "corpus.entity.en+zh",
+        "corpus.fact.en-zh",
+        "corpus.fact.zh-en",
+        "corpus.passage.pair_data",
+        "corpus.passage.nejm.dev",
+    } <= set(names)
     if cfg.probe is not None and cfg.probe.get("parallel"):
         # the probe's parallel text is a forgetting check: no passage corpus may be built from it
         assert "corpus.passage.nejm.test" not in names and "probe.report" in names
@@ -227,9 +295,14 @@ def test_shipped_configs_plan(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
 # ------------------------------------------------------------------------------------ sources
 def test_document_formats_are_detected_and_deduplicated(tmp_path: Path) -> None:
     pq = tmp_path / "ori_pqal.json"
-    pq.write_text(json.dumps({"1": {"CONTEXTS": ["A b.", "C d."], "LONG_ANSWER": "E."}, "2": {"CONTEXTS": ["F."]}}), encoding="utf-8")
+    pq.write_text(
+        json.dumps({"1": {"CONTEXTS": ["A b.", "C d."], "LONG_ANSWER": "E."}, "2": {"CONTEXTS": ["F."]}}),
+        encoding="utf-8",
+    )
     lst = tmp_path / "cmeee.json"
-    lst.write_text(json.dumps([{"text": "头痛。", "entities": []}, {"text": "发热。"}], ensure_ascii=False), encoding="utf-8")
+    lst.write_text(
+        json.dumps([{"text": "头痛。", "entities": []}, {"text": "发热。"}], ensure_ascii=False), encoding="utf-8"
+    )
     dia = tmp_path / "dialogue.txt"
     dia.write_text("问1,问题\n答1\n\n\n问2,问题\n答2\n\n\n问1,问题\n答1\n", encoding="utf-8")
     jl = tmp_path / "ex.json"
@@ -277,8 +350,10 @@ def test_interrupted_step_is_resumed_and_changed_inputs_redo_dependants(tmp_path
         final.write_text(mid.read_text(encoding="utf-8") + "!", encoding="utf-8")
         return {}
 
-    steps = [Step("one", "first", action=first, inputs=[src], outputs=[mid]),
-             Step("two", "second", action=second, inputs=[mid], outputs=[final], clean=[work])]
+    steps = [
+        Step("one", "first", action=first, inputs=[src], outputs=[mid]),
+        Step("two", "second", action=second, inputs=[mid], outputs=[final], clean=[work]),
+    ]
 
     def run() -> str:
         buf = io.StringIO()
@@ -311,8 +386,10 @@ def test_failing_stage_command_fails_its_step(tmp_path: Path, capsys: pytest.Cap
     from kbioxlm.pipeline.runner import Runner
 
     missing = tmp_path / "none.sqlite"
-    for argv, said in ((["kb", "stats", "--kb", str(missing)], f"error: {missing}: knowledge base not found"),
-                       (["kb", "stats", "--kb", str(missing), "--bogus"], "kbioxlm: error: unrecognized arguments: --bogus")):
+    for argv, said in (
+        (["kb", "stats", "--kb", str(missing)], f"error: {missing}: knowledge base not found"),
+        (["kb", "stats", "--kb", str(missing), "--bogus"], "kbioxlm: error: unrecognized arguments: --bogus"),
+    ):
         step = Step("kb.stats", "statistics", argv=argv, outputs=[tmp_path / "stats.json"])
         with pytest.raises(KbioxlmError, match=r"pipeline step kb.stats failed \(exit 2\); fix the cause"):
             Runner([step], tmp_path / "out", "kbioxlm pipeline", stream=io.StringIO()).run([step])

@@ -24,8 +24,10 @@ ARMS = ["b", "c", "d", "e", "f", "g"]
 
 def _config(tmp_path: Path, **over: Any) -> dict[str, Any]:
     bench = tmp_path / "bench.yaml"
-    bench.write_text(yaml.safe_dump({"tasks": ["ade"], "directions": ["en-zh"], "settings": ["zero-shot"], "seeds": [1, 2, 3]}),
-                     encoding="utf-8")
+    bench.write_text(
+        yaml.safe_dump({"tasks": ["ade"], "directions": ["en-zh"], "settings": ["zero-shot"], "seeds": [1, 2, 3]}),
+        encoding="utf-8",
+    )
     cfg: dict[str, Any] = {
         "name": "ablation",
         "out": str(tmp_path / "run"),
@@ -35,13 +37,23 @@ def _config(tmp_path: Path, **over: Any) -> dict[str, Any]:
         "kb": {"tsv": [{"concepts": "${in}/concepts.tsv"}]},
         "documents": {"en": ["${in}/en.jsonl"], "zh": ["${in}/zh.jsonl"]},
         "pairs": [{"en": "${in}/p.en", "zh": "${in}/p.zh"}],
-        "corpus": {"levels": ["entity", "fact", "passage", "align"], "align_mentions": True,
-                   "args": {"align": ["--max-pairs", "500"]}},
+        "corpus": {
+            "levels": ["entity", "fact", "passage", "align"],
+            "align_mentions": True,
+            "args": {"align": ["--max-pairs", "500"]},
+        },
         "vocab": {},
         "holdout": {"fraction": 0.2, "max_concepts": 50},
         "pretrain": [{"name": "warmup", "config": "pre.yaml", "model": "base", "train": ["mono"]}]
-        + [{"name": arm, "config": "pre.yaml", "model": "warmup", "train": ["entity", "align"] if arm == "b" else ["fact"]}
-           for arm in ARMS],
+        + [
+            {
+                "name": arm,
+                "config": "pre.yaml",
+                "model": "warmup",
+                "train": ["entity", "align"] if arm == "b" else ["fact"],
+            }
+            for arm in ARMS
+        ],
         "probe": {"parallel": {"en": "${in}/probe.en", "zh": "${in}/probe.zh"}, "max_terms": 300, "max_sentences": 100},
         "benchmark": {"config": str(bench), "compare": ["base", "warmup", *ARMS]},
     }
@@ -69,8 +81,22 @@ def test_holdout_align_probe_and_ablation_arms_plan(tmp_path: Path) -> None:
 
     # kb.split: after the KB steps, before anything reads the KB-derived corpora
     split = by["kb.split"]
-    assert split.argv == ["kb", "split", "--kb", str(kb), "--holdout-fraction", "0.2", "--seed", "7", "--langs", "en,zh",
-                          "--out", str(heldout), "--max-concepts", "50"]
+    assert split.argv == [
+        "kb",
+        "split",
+        "--kb",
+        str(kb),
+        "--holdout-fraction",
+        "0.2",
+        "--seed",
+        "7",
+        "--langs",
+        "en,zh",
+        "--out",
+        str(heldout),
+        "--max-concepts",
+        "50",
+    ]
     assert split.inputs == [kb] and split.outputs == [heldout]
     assert names.index("kb.split") == names.index("kb.stats") + 1
     assert names.index("kb.split") < min(i for i, n in enumerate(names) if n.startswith(("docs.", "corpus.")))
@@ -87,9 +113,26 @@ def test_holdout_align_probe_and_ablation_arms_plan(tmp_path: Path) -> None:
     entity_file = out / "corpus" / "entity.en+zh.jsonl"
     align_file = out / "corpus" / "align.en-zh.jsonl"
     align = by["corpus.align.en-zh"]
-    assert align.argv == ["corpus", "align", "--kb", str(kb), "--lang", "en", "--target-lang", "zh", "--out", str(align_file),
-                          "--seed", "7", "--exclude-concepts", str(heldout), "--entity-records", str(entity_file),
-                          "--max-pairs", "500"]
+    assert align.argv == [
+        "corpus",
+        "align",
+        "--kb",
+        str(kb),
+        "--lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--out",
+        str(align_file),
+        "--seed",
+        "7",
+        "--exclude-concepts",
+        str(heldout),
+        "--entity-records",
+        str(entity_file),
+        "--max-pairs",
+        "500",
+    ]
     assert align.inputs == [kb, heldout, entity_file] and align.outputs == [align_file]
     assert names.index("corpus.entity.en+zh") < names.index("corpus.align.en-zh")
     # align records are names, not text: not counted for the reduced vocabulary
@@ -113,10 +156,32 @@ def test_holdout_align_probe_and_ablation_arms_plan(tmp_path: Path) -> None:
     first_bench = min(i for i, n in enumerate(names) if n.startswith("benchmark."))
     assert last_export < names.index("probe.base") and names.index("probe.report") < first_bench
     base = by["probe.base"]
-    assert base.argv == ["probe", "--model", str(inp / "model"), "--tokenizer", str(inp / "tok"), "--kb", str(kb),
-                         "--lang", "en", "--target-lang", "zh", "--concepts", str(heldout),
-                         "--parallel", str(inp / "probe.en"), str(inp / "probe.zh"), "--max-terms", "300",
-                         "--max-sentences", "100", "--seed", "7", "--out", str(out / "probe" / "base")]
+    assert base.argv == [
+        "probe",
+        "--model",
+        str(inp / "model"),
+        "--tokenizer",
+        str(inp / "tok"),
+        "--kb",
+        str(kb),
+        "--lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--concepts",
+        str(heldout),
+        "--parallel",
+        str(inp / "probe.en"),
+        str(inp / "probe.zh"),
+        "--max-terms",
+        "300",
+        "--max-sentences",
+        "100",
+        "--seed",
+        "7",
+        "--out",
+        str(out / "probe" / "base"),
+    ]
     assert base.outputs == [out / "probe" / "base" / "probe.json"]
     assert {kb, heldout, inp / "probe.en", inp / "probe.zh"} <= set(base.inputs)
     arm = by["probe.c"]
@@ -129,7 +194,11 @@ def test_holdout_align_probe_and_ablation_arms_plan(tmp_path: Path) -> None:
 
     # the benchmark compares all eight models, one step each, then the report
     assert [n for n in names if n.startswith("benchmark.")] == [
-        "benchmark.base", "benchmark.warmup", *[f"benchmark.{a}" for a in ARMS], "benchmark.report"]
+        "benchmark.base",
+        "benchmark.warmup",
+        *[f"benchmark.{a}" for a in ARMS],
+        "benchmark.report",
+    ]
     compare = yaml.safe_load(by["benchmark.report"].generated[out / "benchmark" / "compare.yaml"])
     assert [m["path"] for m in compare["models"]][2:] == [str(out / "models" / a) for a in ARMS]
 
@@ -153,11 +222,21 @@ def test_defaults_and_absent_sections(tmp_path: Path) -> None:
     assert cfg.holdout == {"fraction": 0.1, "max_concepts": None, "seed": 7, "langs": ["en", "zh"], "args": []}
     by = _by_name(build_plan(cfg))
     assert "--max-concepts" not in by["kb.split"].argv and by["kb.split"].argv[5:11] == [
-        "0.1", "--seed", "7", "--langs", "en,zh", "--out"]
+        "0.1",
+        "--seed",
+        "7",
+        "--langs",
+        "en,zh",
+        "--out",
+    ]
     assert "--entity-records" not in by["corpus.align.en-zh"].argv
     assert [n for n in by if n.startswith("probe.")] == ["probe.base", "probe.g", "probe.report"]
     p = by["probe.g"].argv
-    assert "--parallel" not in p and p[p.index("--max-terms") + 1] == "2000" and p[p.index("--max-sentences") + 1] == "1000"
+    assert (
+        "--parallel" not in p
+        and p[p.index("--max-terms") + 1] == "2000"
+        and p[p.index("--max-sentences") + 1] == "1000"
+    )
 
     # holdout seed/langs given; no holdout, no probe, default levels: none of the new steps or flags
     cfg = _load(tmp_path, _config(tmp_path, holdout={"seed": 3, "langs": "zh"}))
@@ -179,20 +258,35 @@ def test_defaults_and_absent_sections(tmp_path: Path) -> None:
     assert "--concepts" not in _by_name(steps)["probe.base"].argv
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"holdout": {"fraction": 1.5}}, r"holdout.fraction must be a number in \(0, 1\]"),
-    ({"holdout": {"fraction": 0.1, "langs": ["fr"]}}, r"holdout.langs must list language codes of `languages`"),
-    ({"holdout": {"max_concepts": 0}}, r"holdout.max_concepts must be an integer >= 1"),
-    ({"holdout": {"fracton": 0.1}}, r"holdout: unknown key\(s\) fracton"),
-    ({"probe": {"models": ["base", "nosuch"]}}, r"probe.models: 'nosuch' is neither 'base' nor a pretraining stage"),
-    ({"probe": {"parallel": {"en": "x"}}}, r"probe.parallel needs line-aligned files for both 'en' and 'zh'"),
-    ({"probe": {"parallel": {"en": "x", "de": "y"}}}, r"probe.parallel: unknown key\(s\) de"),
-    ({"probe": {"max_terms": "many"}}, r"probe.max_terms must be an integer >= 1"),
-    ({"corpus": {"levels": ["fact", "align"], "align_mentions": True}}, r"corpus.align_mentions needs both the align and the entity"),
-    ({"corpus": {"levels": ["entity", "algin"]}}, r"corpus.levels must be a subset of \['entity', 'fact', 'passage', 'align'\]"),
-    ({"corpus": {"args": {"algin": ["-x"]}}}, r"corpus.args: unknown key\(s\) algin"),
-    ({"pretrain": [{"name": "report", "config": "pre.yaml"}]}, r"name 'report' must be unique, not 'base' or 'report'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"holdout": {"fraction": 1.5}}, r"holdout.fraction must be a number in \(0, 1\]"),
+        ({"holdout": {"fraction": 0.1, "langs": ["fr"]}}, r"holdout.langs must list language codes of `languages`"),
+        ({"holdout": {"max_concepts": 0}}, r"holdout.max_concepts must be an integer >= 1"),
+        ({"holdout": {"fracton": 0.1}}, r"holdout: unknown key\(s\) fracton"),
+        (
+            {"probe": {"models": ["base", "nosuch"]}},
+            r"probe.models: 'nosuch' is neither 'base' nor a pretraining stage",
+        ),
+        ({"probe": {"parallel": {"en": "x"}}}, r"probe.parallel needs line-aligned files for both 'en' and 'zh'"),
+        ({"probe": {"parallel": {"en": "x", "de": "y"}}}, r"probe.parallel: unknown key\(s\) de"),
+        ({"probe": {"max_terms": "many"}}, r"probe.max_terms must be an integer >= 1"),
+        (
+            {"corpus": {"levels": ["fact", "align"], "align_mentions": True}},
+            r"corpus.align_mentions needs both the align and the entity",
+        ),
+        (
+            {"corpus": {"levels": ["entity", "algin"]}},
+            r"corpus.levels must be a subset of \['entity', 'fact', 'passage', 'align'\]",
+        ),
+        ({"corpus": {"args": {"algin": ["-x"]}}}, r"corpus.args: unknown key\(s\) algin"),
+        (
+            {"pretrain": [{"name": "report", "config": "pre.yaml"}]},
+            r"name 'report' must be unique, not 'base' or 'report'",
+        ),
+    ],
+)
 def test_new_keys_are_validated_with_one_line_errors(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     raw = _config(tmp_path, **change)
     if "pretrain" in change:
@@ -210,10 +304,14 @@ def test_x_keys_hold_yaml_anchors_and_are_ignored(tmp_path: Path) -> None:
         "x-arm: &arm {max_steps: 150, learning_rate: 2.0e-5}\n"
         "pretrain:\n"
         "  - {name: warmup, config: p.yaml, train: [mono], overrides: {<<: *arm, max_steps: 300}}\n"
-        "  - {name: b, config: p.yaml, model: warmup, train: [mono], overrides: *arm}\n", encoding="utf-8")
+        "  - {name: b, config: p.yaml, model: warmup, train: [mono], overrides: *arm}\n",
+        encoding="utf-8",
+    )
     cfg = load_pipeline_config(path)
-    assert [st["overrides"] for st in cfg.pretrain] == [{"max_steps": 300, "learning_rate": 2.0e-5},
-                                                         {"max_steps": 150, "learning_rate": 2.0e-5}]
+    assert [st["overrides"] for st in cfg.pretrain] == [
+        {"max_steps": 300, "learning_rate": 2.0e-5},
+        {"max_steps": 150, "learning_rate": 2.0e-5},
+    ]
     path.write_text(path.read_text(encoding="utf-8") + "y-arm: 2\n", encoding="utf-8")
     with pytest.raises(KbioxlmError, match=r"unknown key\(s\) y-arm"):
         load_pipeline_config(path)
@@ -248,13 +346,18 @@ def test_dry_run_prints_the_new_commands(tmp_path: Path, capsys: pytest.CaptureF
     text = capsys.readouterr().out
     out, inp = tmp_path / "run", tmp_path / "in"
     kb, heldout = out / "kb" / "kb.sqlite", out / "kb" / "heldout.txt"
-    assert (f"$ kbioxlm kb split --kb {kb} --holdout-fraction 0.2 --seed 7 --langs en,zh --out {heldout} "
-            f"--max-concepts 50") in text
+    assert (
+        f"$ kbioxlm kb split --kb {kb} --holdout-fraction 0.2 --seed 7 --langs en,zh --out {heldout} --max-concepts 50"
+    ) in text
     assert f"--seed 7 --exclude-concepts {heldout}\n" in text  # the fact steps
-    assert (f"$ kbioxlm corpus align --kb {kb} --lang en --target-lang zh --out {out}/corpus/align.en-zh.jsonl --seed 7 "
-            f"--exclude-concepts {heldout} --entity-records {out}/corpus/entity.en+zh.jsonl --max-pairs 500") in text
-    assert (f"$ kbioxlm probe --model {out}/models/g --kb {kb} --lang en --target-lang zh --concepts {heldout} "
-            f"--parallel {inp}/probe.en {inp}/probe.zh --max-terms 300 --max-sentences 100 --seed 7 --out {out}/probe/g") in text
+    assert (
+        f"$ kbioxlm corpus align --kb {kb} --lang en --target-lang zh --out {out}/corpus/align.en-zh.jsonl --seed 7 "
+        f"--exclude-concepts {heldout} --entity-records {out}/corpus/entity.en+zh.jsonl --max-pairs 500"
+    ) in text
+    assert (
+        f"$ kbioxlm probe --model {out}/models/g --kb {kb} --lang en --target-lang zh --concepts {heldout} "
+        f"--parallel {inp}/probe.en {inp}/probe.zh --max-terms 300 --max-sentences 100 --seed 7 --out {out}/probe/g"
+    ) in text
     assert f"$ kbioxlm pipeline --config {path} --only probe.report" in text
     assert text.index("[") < text.index("probe.base") < text.index("benchmark.base")
     assert not out.exists()
@@ -262,12 +365,26 @@ def test_dry_run_prints_the_new_commands(tmp_path: Path, capsys: pytest.CaptureF
 
 def _probe_json(acc: float, sentences: bool) -> dict[str, Any]:
     """The shape `kbioxlm probe` writes (scores in percent; top level = last layer)."""
+
     def section(n: int, fwd: float, bwd: float) -> dict[str, Any]:
-        return {"n": n, "n_available": n + 10, "en_zh": {"acc1": fwd, "mrr": fwd + 10}, "zh_en": {"acc1": bwd, "mrr": bwd + 10},
-                "layer": 12, "best_layer": {"en_zh": {"layer": 8, "acc1": fwd + 5}, "zh_en": {"layer": 9, "acc1": bwd}},
-                "per_layer": []}
-    return {"term_retrieval": section(1234, acc, acc / 2), "sentence_retrieval": section(100, 90.0, 80.0) if sentences else None,
-            "model": "m", "source_lang": "en", "target_lang": "zh", "seconds": 3.0}
+        return {
+            "n": n,
+            "n_available": n + 10,
+            "en_zh": {"acc1": fwd, "mrr": fwd + 10},
+            "zh_en": {"acc1": bwd, "mrr": bwd + 10},
+            "layer": 12,
+            "best_layer": {"en_zh": {"layer": 8, "acc1": fwd + 5}, "zh_en": {"layer": 9, "acc1": bwd}},
+            "per_layer": [],
+        }
+
+    return {
+        "term_retrieval": section(1234, acc, acc / 2),
+        "sentence_retrieval": section(100, 90.0, 80.0) if sentences else None,
+        "model": "m",
+        "source_lang": "en",
+        "target_lang": "zh",
+        "seconds": 3.0,
+    }
 
 
 def test_probe_report_step_writes_json_table_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -288,11 +405,32 @@ def test_probe_report_step_writes_json_table_and_chart(tmp_path: Path, capsys: p
     assert results["labels"] == {"base": "XLM-R", "warmup": "warmup", "b": "arm-b"}
     md = (out / "probe" / "results.md").read_text(encoding="utf-8")
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in md.splitlines() if ln.startswith("|")]
-    assert rows[0] == ["Model", "term acc@1 en→zh", "term acc@1 zh→en", "term MRR en→zh", "term MRR zh→en",
-                       "best layer en→zh (acc@1)", "best layer zh→en (acc@1)", "sentence acc@1 en→zh",
-                       "sentence acc@1 zh→en", "n terms", "n sentences"]
-    assert rows[2] == ["XLM-R", "25.0", "12.5", "35.0", "22.5", "30.0 (layer 8)", "12.5 (layer 9)",
-                       "90.0", "80.0", "1,234 of 1,244", "100 of 110"]
+    assert rows[0] == [
+        "Model",
+        "term acc@1 en→zh",
+        "term acc@1 zh→en",
+        "term MRR en→zh",
+        "term MRR zh→en",
+        "best layer en→zh (acc@1)",
+        "best layer zh→en (acc@1)",
+        "sentence acc@1 en→zh",
+        "sentence acc@1 zh→en",
+        "n terms",
+        "n sentences",
+    ]
+    assert rows[2] == [
+        "XLM-R",
+        "25.0",
+        "12.5",
+        "35.0",
+        "22.5",
+        "30.0 (layer 8)",
+        "12.5 (layer 9)",
+        "90.0",
+        "80.0",
+        "1,234 of 1,244",
+        "100 of 110",
+    ]
     assert rows[3][0] == "warmup" and rows[3][7:] == ["–", "–", "1,234 of 1,244", "–"]
     assert rows[4][:2] == ["arm-b", "62.5"]
     assert (out / "probe" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -314,8 +452,13 @@ def test_probe_report_names_a_missing_probe_json(tmp_path: Path) -> None:
 
 
 def _multi_probe_json(x: str, fwd: float, bwd: float, digest: str | None) -> dict[str, Any]:
-    term: dict[str, Any] = {"n": 100, "n_available": 100, f"en_{x}": {"acc1": fwd, "mrr": fwd}, f"{x}_en": {"acc1": bwd, "mrr": bwd},
-                            "layer": 12}
+    term: dict[str, Any] = {
+        "n": 100,
+        "n_available": 100,
+        f"en_{x}": {"acc1": fwd, "mrr": fwd},
+        f"{x}_en": {"acc1": bwd, "mrr": bwd},
+        "layer": 12,
+    }
     if digest is not None:
         term["items_sha256"] = digest
     return {"term_retrieval": term, "sentence_retrieval": None, "model": "m", "source_lang": "en", "target_lang": x}
@@ -341,15 +484,26 @@ def test_multi_language_report_puts_a_compared_run_beside_and_checks_its_questio
     md = (root / "results.md").read_text(encoding="utf-8")
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in md.splitlines() if ln.startswith("|")]
     assert rows[0] == ["Model", "en→es", "es→en", "en→fr", "fr→en"]
-    assert rows[2:] == [["e5", "80.0", "81.0", "80.0", "81.0"], ["multi", "90.0", "91.0", "90.0", "91.0"],
-                        ["en-es", "92.5", "93.5", "–", "–"]]
+    assert rows[2:] == [
+        ["e5", "80.0", "81.0", "80.0", "81.0"],
+        ["multi", "90.0", "91.0", "90.0", "91.0"],
+        ["en-es", "92.5", "93.5", "–", "–"],
+    ]
     assert "en-es: `../other/probe.json`" in md
-    assert json.loads((root / "results.json").read_text(encoding="utf-8"))["models"]["en-es"]["es"]["term_retrieval"]["en_es"]["acc1"] == 92.5
+    assert (
+        json.loads((root / "results.json").read_text(encoding="utf-8"))["models"]["en-es"]["es"]["term_retrieval"][
+            "en_es"
+        ]["acc1"]
+        == 92.5
+    )
     assert (root / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     other.write_text(json.dumps(_multi_probe_json("es", 92.5, 93.5, "another-split")), encoding="utf-8")
-    with pytest.raises(KbioxlmError, match=r"other/probe.json: probe.compare 'en-es' did not probe the same en<->es terms as "
-                                           r"this run; its items_sha256 differs"):
+    with pytest.raises(
+        KbioxlmError,
+        match=r"other/probe.json: probe.compare 'en-es' did not probe the same en<->es terms as "
+        r"this run; its items_sha256 differs",
+    ):
         write_multi_probe_report(results, root, "en", {}, {"en-es": other})
     other.write_text(json.dumps(_multi_probe_json("es", 92.5, 93.5, None)), encoding="utf-8")
     with pytest.raises(KbioxlmError, match=r"no items_sha256 \(probed by an older kbioxlm: run its probe again\)"):
@@ -368,4 +522,6 @@ def test_probe_compare_is_validated(tmp_path: Path) -> None:
         _load(tmp_path, raw)
     raw["probe"]["compare"] = {"other": "x/probe.json"}  # relative to the config file, an input of probe.report
     report = _by_name(build_plan(_load(tmp_path, raw)))["probe.report"]
-    assert tmp_path / "x" / "probe.json" in report.inputs and report.params["compare"] == {"other": str(tmp_path / "x" / "probe.json")}
+    assert tmp_path / "x" / "probe.json" in report.inputs and report.params["compare"] == {
+        "other": str(tmp_path / "x" / "probe.json")
+    }

@@ -27,9 +27,19 @@ def _tiny(tmp_path_factory: pytest.TempPathFactory, tok_path: Path, arch: str) -
 
     tok = AutoTokenizer.from_pretrained(tok_path)
     torch.manual_seed(0)
-    common = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=130)
-    model = XLMRobertaModel(XLMRobertaConfig(**common)) if arch == "xlmr" else BertModel(BertConfig(pad_token_id=1, **common))
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    model = (
+        XLMRobertaModel(XLMRobertaConfig(**common))
+        if arch == "xlmr"
+        else BertModel(BertConfig(pad_token_id=1, **common))
+    )
     out = tmp_path_factory.mktemp(f"tiny-{arch}")
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -47,8 +57,13 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, xlmr_tokenizer_path: Pat
 
 
 def _conll(path: Path, sents: list[tuple[list[str], list[str]]], tagged: bool = True) -> Path:
-    path.write_text("".join(f"-DOCSTART-\t{i}\n\n" + "".join(f"{w}\t{t}\n" if tagged else f"{w}\n" for w, t in zip(*s))
-                            + "\n" for i, s in enumerate(sents)), encoding="utf-8")
+    path.write_text(
+        "".join(
+            f"-DOCSTART-\t{i}\n\n" + "".join(f"{w}\t{t}\n" if tagged else f"{w}\n" for w, t in zip(*s)) + "\n"
+            for i, s in enumerate(sents)
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -61,8 +76,21 @@ def ner_run(tmp_path_factory: pytest.TempPathFactory, tiny_xlmr: str) -> tuple[P
     d = tmp_path_factory.mktemp("ner-run")
     train = _conll(d / "train.txt", SENTS * 4)
     test = _conll(d / "test.txt", SENTS)
-    res = run_finetune(FinetuneConfig(task="ner", model=tiny_xlmr, train=str(train), test=str(test), out=str(d / "out"),
-                                      epochs=6, lr=5e-3, batch_size=4, save_model=True, progress=False, seed=1))
+    res = run_finetune(
+        FinetuneConfig(
+            task="ner",
+            model=tiny_xlmr,
+            train=str(train),
+            test=str(test),
+            out=str(d / "out"),
+            epochs=6,
+            lr=5e-3,
+            batch_size=4,
+            save_model=True,
+            progress=False,
+            seed=1,
+        )
+    )
     return d / "out", res, test
 
 
@@ -83,20 +111,38 @@ def test_ner_saved_model_loads_with_stock_class_and_pipeline(ner_run: tuple[Path
     enc = tok("Aspirin caused a rash .", return_tensors="pt")
     with torch.no_grad():
         logits = stock.eval()(**enc).logits
-        emissions = tagger.emissions(enc["input_ids"], enc["attention_mask"], torch.arange(enc["input_ids"].shape[1])[None])
+        emissions = tagger.emissions(
+            enc["input_ids"], enc["attention_mask"], torch.arange(enc["input_ids"].shape[1])[None]
+        )
     assert torch.allclose(logits, emissions, atol=1e-5)
     tags = pipeline("token-classification", model=str(saved), ignore_labels=[])("Aspirin caused a rash .")
     assert tags and {t["entity"] for t in tags} <= set(labels)
     assert (saved / "crf.safetensors").is_file() and not list(saved.glob("*.pt"))
 
 
-def test_predict_reproduces_finetune_f1_and_predictions(ner_run: tuple[Path, dict, Path], tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_reproduces_finetune_f1_and_predictions(
+    ner_run: tuple[Path, dict, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, res, test = ner_run
     assert res["f1"] > 0  # a real score to reproduce, not 0 == 0
     pred_file = tmp_path / "pred.jsonl"
-    assert main(["predict", "--model", str(out / "model"), "--input", str(test), "--out", str(pred_file),
-                 "--format", "jsonl", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "model"),
+                "--input",
+                str(test),
+                "--out",
+                str(pred_file),
+                "--format",
+                "jsonl",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert f"f1={res['f1']:.2f}" in capsys.readouterr().out
     assert _rows(pred_file) == _rows(out / "predictions.jsonl")
     again = run_predict(out / "model", test, tmp_path / "pred.txt", progress=False)
@@ -109,20 +155,35 @@ def test_predict_reproduces_finetune_f1_and_predictions(ner_run: tuple[Path, dic
     assert (tmp_path / "pred.txt").read_text().splitlines()[2].split("\t")[:2] == ["Aspirin", "B-Drug"]
 
 
-def test_predict_unlabelled_input_gives_the_same_tags_and_no_score(ner_run: tuple[Path, dict, Path], tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_unlabelled_input_gives_the_same_tags_and_no_score(
+    ner_run: tuple[Path, dict, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, _, _ = ner_run
     plain = _conll(tmp_path / "plain.txt", SENTS, tagged=False)
-    assert main(["predict", "--model", str(out / "model"), "--input", str(plain), "--out", str(tmp_path / "p.txt"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "model"),
+                "--input",
+                str(plain),
+                "--out",
+                str(tmp_path / "p.txt"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "not scored" in capsys.readouterr().out
     lines = [ln.split("\t") for ln in (tmp_path / "p.txt").read_text().splitlines() if ln and not ln.startswith("-DOC")]
     assert [ln[1] for ln in lines] == [t for r in _rows(out / "predictions.jsonl") for t in r["pred"]]
     assert all(len(ln) == 2 for ln in lines)
 
 
-def test_predict_bad_input_and_old_pickled_model_fail_in_one_line(ner_run: tuple[Path, dict, Path], tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_bad_input_and_old_pickled_model_fail_in_one_line(
+    ner_run: tuple[Path, dict, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, _, _ = ner_run
     bad = tmp_path / "bad.txt"
     bad.write_text("-DOCSTART-\t1\n\nAspirin\tB-Drug\nrash\n", encoding="utf-8")  # half-tagged sentence
@@ -176,8 +237,20 @@ def test_re_saved_model_pipeline_labels_and_predict_f1(tiny_xlmr: str, tmp_path:
 
     train = _jsonl(tmp_path / "train.json", _seqcls_records(24, None))
     test = _jsonl(tmp_path / "test.json", _seqcls_records(10, None))
-    res = run_finetune(FinetuneConfig(task="re", model=tiny_xlmr, train=str(train), test=str(test), out=str(tmp_path / "out"),
-                                      epochs=2, lr=1e-3, batch_size=8, save_model=True, progress=False))
+    res = run_finetune(
+        FinetuneConfig(
+            task="re",
+            model=tiny_xlmr,
+            train=str(train),
+            test=str(test),
+            out=str(tmp_path / "out"),
+            epochs=2,
+            lr=1e-3,
+            batch_size=8,
+            save_model=True,
+            progress=False,
+        )
+    )
     saved = tmp_path / "out" / "model"
     stock, info = AutoModelForSequenceClassification.from_pretrained(saved, output_loading_info=True)
     assert not info["missing_keys"] and stock.config.id2label == {0: "0", 1: "1"}
@@ -196,12 +269,29 @@ def test_dc_normalized_head_saved_for_stock_class_and_predict(tiny_bert: str, tm
 
     train = _jsonl(tmp_path / "train.json", _seqcls_records(24, 3))
     test = _jsonl(tmp_path / "test.json", _seqcls_records(9, 3))
-    res = run_finetune(FinetuneConfig(task="dc", model=tiny_bert, train=str(train), test=str(test), out=str(tmp_path / "out"),
-                                      head="normalized", head_lr=1e-2, adapt_norm=True, epochs=2, batch_size=8,
-                                      save_model=True, progress=False))
+    res = run_finetune(
+        FinetuneConfig(
+            task="dc",
+            model=tiny_bert,
+            train=str(train),
+            test=str(test),
+            out=str(tmp_path / "out"),
+            head="normalized",
+            head_lr=1e-2,
+            adapt_norm=True,
+            epochs=2,
+            batch_size=8,
+            save_model=True,
+            progress=False,
+        )
+    )
     saved = tmp_path / "out" / "model"
     stock, info = AutoModelForSequenceClassification.from_pretrained(saved, output_loading_info=True)
-    assert stock.config.problem_type == "multi_label_classification" and stock.config.id2label == {0: "0", 1: "1", 2: "2"}
+    assert stock.config.problem_type == "multi_label_classification" and stock.config.id2label == {
+        0: "0",
+        1: "1",
+        2: "2",
+    }
     # only the part the normalized head never had (BERT's pooler) is new; the classifier is ours
     assert info["missing_keys"] and all("pooler" in k for k in info["missing_keys"])
     full = load_finetuned(saved).model
@@ -232,9 +322,21 @@ def test_real_small_model_ade_save_load_predict(small_model_path: Path, tmp_path
     test = tmp_path / "test.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in sents[:40]), encoding="utf-8")
     test.write_text("".join(json.dumps(r) + "\n" for r in sents[40:80]), encoding="utf-8")
-    res = run_finetune(FinetuneConfig(task="ner", model=str(small_model_path), train=str(train), test=str(test),
-                                      out=str(tmp_path / "out"), epochs=1, batch_size=8, max_length=128,
-                                      save_model=True, progress=False, num_threads=1))
+    res = run_finetune(
+        FinetuneConfig(
+            task="ner",
+            model=str(small_model_path),
+            train=str(train),
+            test=str(test),
+            out=str(tmp_path / "out"),
+            epochs=1,
+            batch_size=8,
+            max_length=128,
+            save_model=True,
+            progress=False,
+            num_threads=1,
+        )
+    )
     saved = tmp_path / "out" / "model"
     stock, info = AutoModelForTokenClassification.from_pretrained(saved, output_loading_info=True)
     assert not info["missing_keys"] and set(stock.config.label2id) == {"O", "B-ADE", "I-ADE", "B-Drug", "I-Drug"}

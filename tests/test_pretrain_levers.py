@@ -56,7 +56,16 @@ def test_replacement_is_decided_per_unit(tok, decision):
                 else:
                     runs.append([i])
         for run in runs:
-            fates = {("mask" if enc["input_ids"][i] == tok.mask_token_id else "keep" if enc["input_ids"][i] == plain[i] else "rand") for i in run}
+            fates = {
+                (
+                    "mask"
+                    if enc["input_ids"][i] == tok.mask_token_id
+                    else "keep"
+                    if enc["input_ids"][i] == plain[i]
+                    else "rand"
+                )
+                for i in run
+            }
             mixed += len(fates) > 1
     if decision == "unit":
         assert mixed == 0
@@ -70,8 +79,20 @@ def test_entity_window_holds_the_switched_spans(tok):
     text = f"aspirin was given. {filler} then 阿司匹林 and 二甲双胍 were compared"
     ents = [
         {"start": 0, "end": 7, "concept": "A", "lang": "en", "switched": False},
-        {"start": text.index("阿司匹林"), "end": text.index("阿司匹林") + 4, "concept": "A", "lang": "zh", "switched": True},
-        {"start": text.index("二甲双胍"), "end": text.index("二甲双胍") + 4, "concept": "M", "lang": "zh", "switched": True},
+        {
+            "start": text.index("阿司匹林"),
+            "end": text.index("阿司匹林") + 4,
+            "concept": "A",
+            "lang": "zh",
+            "switched": True,
+        },
+        {
+            "start": text.index("二甲双胍"),
+            "end": text.index("二甲双胍") + 4,
+            "concept": "M",
+            "lang": "zh",
+            "switched": True,
+        },
     ]
     rec = {"id": "w", "lang": "en", "task": "entity", "text": text, "entities": ents}
     assert len(tok(text)["input_ids"]) > 64
@@ -96,8 +117,20 @@ def test_head_warmup_leaves_the_encoder_untouched(corpus, tmp_path):
     init = tmp_path / "init"
     train(load_pretrain_config(None, tiny_overrides(corpus, init, max_steps=1, eval_at_start=False)))
     out = tmp_path / "warm"
-    train(load_pretrain_config(None, tiny_overrides(corpus, out, model=str(init / "final"), model_config="null", max_steps=6,
-                                           freeze_encoder="true", head_learning_rate=0.05)))
+    train(
+        load_pretrain_config(
+            None,
+            tiny_overrides(
+                corpus,
+                out,
+                model=str(init / "final"),
+                model_config="null",
+                max_steps=6,
+                freeze_encoder="true",
+                head_learning_rate=0.05,
+            ),
+        )
+    )
     before = KnowledgeAnchoredModel.load(init / "final").state_dict()
     after = load_final(out)
     for k, v in _encoder_state(before).items():
@@ -106,10 +139,27 @@ def test_head_warmup_leaves_the_encoder_untouched(corpus, tmp_path):
 
 
 def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
-    cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", max_steps=4, freeze_layers=1, freeze_embeddings="true",
-                                           model_config=json.dumps({"model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 2,
-                                                                    "num_attention_heads": 2, "intermediate_size": 64}),
-                                           learning_rate=0.01, head_learning_rate=0.1))
+    cfg = load_pretrain_config(
+        None,
+        tiny_overrides(
+            corpus,
+            tmp_path / "x",
+            max_steps=4,
+            freeze_layers=1,
+            freeze_embeddings="true",
+            model_config=json.dumps(
+                {
+                    "model_type": "xlm-roberta",
+                    "hidden_size": 32,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "intermediate_size": 64,
+                }
+            ),
+            learning_rate=0.01,
+            head_learning_rate=0.1,
+        ),
+    )
     from kbioxlm.hub import load_tokenizer
     from kbioxlm.pretrain.trainer import build_model, load_kept_ids
 
@@ -132,7 +182,10 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
     set_seed(int(cfg.seed))
     init_model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer)))  # same seed -> same init
     after = load_final(tmp_path / "x")
-    k0, k1 = "encoder.encoder.layer.0.attention.self.query.weight", "encoder.encoder.layer.1.attention.self.query.weight"
+    k0, k1 = (
+        "encoder.encoder.layer.0.attention.self.query.weight",
+        "encoder.encoder.layer.1.attention.self.query.weight",
+    )
     init_state = init_model.state_dict()
     assert torch.equal(init_state[k0], after[k0])
     assert not torch.equal(init_state[k1], after[k1])
@@ -160,7 +213,9 @@ def test_align_loss_is_symmetric_and_rewards_matching_pairs():
     from kbioxlm.pretrain.model import KnowledgeAnchoredModel
     from transformers import AutoConfig
 
-    cfg = AutoConfig.for_model("bert", vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    cfg = AutoConfig.for_model(
+        "bert", vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
     model = KnowledgeAnchoredModel.from_config(cfg)
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
@@ -173,11 +228,46 @@ def test_align_loss_is_symmetric_and_rewards_matching_pairs():
 
 
 def _align_records(path: Path, n: int = 16) -> Path:
-    words = ["aspirin", "metformin", "ibuprofen", "paracetamol", "insulin", "heparin", "warfarin", "codeine",
-             "morphine", "atropine", "digoxin", "lithium", "quinine", "caffeine", "nicotine", "penicillin"]
-    zh = ["阿司匹林", "二甲双胍", "布洛芬", "对乙酰氨基酚", "胰岛素", "肝素", "华法林", "可待因",
-          "吗啡", "阿托品", "地高辛", "锂", "奎宁", "咖啡因", "尼古丁", "青霉素"]
-    recs = [{"id": f"C{i}", "task": "align", "concept": f"C{i}", "names": {"en": [w], "zh": [zh[i]]}} for i, w in enumerate(words[:n])]
+    words = [
+        "aspirin",
+        "metformin",
+        "ibuprofen",
+        "paracetamol",
+        "insulin",
+        "heparin",
+        "warfarin",
+        "codeine",
+        "morphine",
+        "atropine",
+        "digoxin",
+        "lithium",
+        "quinine",
+        "caffeine",
+        "nicotine",
+        "penicillin",
+    ]
+    zh = [
+        "阿司匹林",
+        "二甲双胍",
+        "布洛芬",
+        "对乙酰氨基酚",
+        "胰岛素",
+        "肝素",
+        "华法林",
+        "可待因",
+        "吗啡",
+        "阿托品",
+        "地高辛",
+        "锂",
+        "奎宁",
+        "咖啡因",
+        "尼古丁",
+        "青霉素",
+    ]
+    recs = [
+        {"id": f"C{i}", "task": "align", "concept": f"C{i}", "names": {"en": [w], "zh": [zh[i]]}}
+        for i, w in enumerate(words[:n])
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
     return path
 
@@ -187,9 +277,22 @@ def test_align_alone_trains_to_near_zero_loss(corpus, tmp_path):
     about ln(16) at chance to near zero)."""
     recs = _align_records(tmp_path / "align.jsonl")
     out = tmp_path / "align-run"
-    cfg = load_pretrain_config(None, tiny_overrides(corpus, out, train_files=str(recs), eval_files=str(recs), max_steps=60,
-                                           per_device_train_batch_size=16, learning_rate=0.01, warmup_steps=0,
-                                           eval_steps=60, logging_steps=1, **{"mix": json.dumps({"align": 1.0})}))
+    cfg = load_pretrain_config(
+        None,
+        tiny_overrides(
+            corpus,
+            out,
+            train_files=str(recs),
+            eval_files=str(recs),
+            max_steps=60,
+            per_device_train_batch_size=16,
+            learning_rate=0.01,
+            warmup_steps=0,
+            eval_steps=60,
+            logging_steps=1,
+            **{"mix": json.dumps({"align": 1.0})},
+        ),
+    )
     metrics = train(cfg)
     log = read_jsonl(out / "train_log.jsonl")
     assert all(set(r) >= {"loss_align"} for r in log)
@@ -199,10 +302,24 @@ def test_align_alone_trains_to_near_zero_loss(corpus, tmp_path):
 
 def test_align_collation_pairs_languages(tok):
     coll = KnowledgeCollator(tok, seed=0)
-    recs = [{"id": "1", "task": "align", "concept": "1", "names": {"zh": ["阿司匹林"], "en": ["aspirin", "acetylsalicylic acid"]}},
-            {"id": "2", "task": "align", "concept": "2", "names": {"en": ["metformin"], "zh": ["二甲双胍"]}}]
+    recs = [
+        {
+            "id": "1",
+            "task": "align",
+            "concept": "1",
+            "names": {"zh": ["阿司匹林"], "en": ["aspirin", "acetylsalicylic acid"]},
+        },
+        {"id": "2", "task": "align", "concept": "2", "names": {"en": ["metformin"], "zh": ["二甲双胍"]}},
+    ]
     batch = coll(recs)
-    assert set(batch) == {"align_a_ids", "align_a_attention", "align_a_mask", "align_b_ids", "align_b_attention", "align_b_mask"}
+    assert set(batch) == {
+        "align_a_ids",
+        "align_a_attention",
+        "align_a_mask",
+        "align_b_ids",
+        "align_b_attention",
+        "align_b_mask",
+    }
     a = [tok.decode(r[m.bool()]) for r, m in zip(batch["align_a_ids"], batch["align_a_mask"])]
     b = [tok.decode(r[m.bool()]) for r, m in zip(batch["align_b_ids"], batch["align_b_mask"])]
     assert a[0] in ("aspirin", "acetylsalicylic acid") and b[0] == "阿司匹林"  # languages in sorted order: en, zh

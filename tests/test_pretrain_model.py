@@ -20,15 +20,28 @@ MASK = V - 1
 
 def xlmr_config(vocab: int = V) -> XLMRobertaConfig:
     return XLMRobertaConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=40, type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        type_vocab_size=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
 
 
 def bert_config(vocab: int = V) -> BertConfig:
     return BertConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=40, hidden_act="gelu_new", pad_token_id=1,
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        hidden_act="gelu_new",
+        pad_token_id=1,
     )
 
 
@@ -169,7 +182,13 @@ def test_per_task_losses_and_weights(xlmr_dir):
     assert set(out.losses) == {"mlm", "entity", "fact"}
     for t, v in exp.items():
         torch.testing.assert_close(out.losses[t], v, rtol=1e-5, atol=1e-6)
-    assert out.mlm_count == {"mlm": int(mask[0].sum() + mask[3].sum()), "entity": int(mask[1].sum()), "fact": int(mask[2].sum()), "passage": 0, "align": 0}
+    assert out.mlm_count == {
+        "mlm": int(mask[0].sum() + mask[3].sum()),
+        "entity": int(mask[1].sum()),
+        "fact": int(mask[2].sum()),
+        "passage": 0,
+        "align": 0,
+    }
     preds = all_logits.argmax(-1)
     assert out.mlm_correct["entity"] == int((preds[1][mask[1]] == labels[1][mask[1]]).sum())
     torch.testing.assert_close(out.loss, sum(exp.values()), rtol=1e-5, atol=1e-6)
@@ -202,9 +221,19 @@ def test_backward_reaches_heads_and_encoder(xlmr_dir):
     assert any(getattr(m, "gradient_checkpointing", False) for m in model.encoder.modules())
     model.train()
     ids, attn, labels = kept_batch(11)
-    out = model(ids, attn, mlm_labels=labels, task_ids=torch.tensor([0, 1, 2, 3]), pair_labels=torch.tensor([-100, -100, -100, 0]))
+    out = model(
+        ids,
+        attn,
+        mlm_labels=labels,
+        task_ids=torch.tensor([0, 1, 2, 3]),
+        pair_labels=torch.tensor([-100, -100, -100, 0]),
+    )
     out.loss.backward()
-    for name in ("mlm_head.decoder.weight", "pair_head.out_proj.weight", "encoder.encoder.layer.0.attention.self.query.weight"):
+    for name in (
+        "mlm_head.decoder.weight",
+        "pair_head.out_proj.weight",
+        "encoder.encoder.layer.0.attention.self.query.weight",
+    ):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 

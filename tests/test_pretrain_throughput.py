@@ -37,8 +37,17 @@ from kbioxlm.pretrain.trainer import (  # noqa: E402
 
 from test_pretrain_train import ROOT, corpus, load_final, tiny_overrides  # noqa: E402,F401
 
-NO_DROPOUT = json.dumps({"model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                         "intermediate_size": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+NO_DROPOUT = json.dumps(
+    {
+        "model_type": "xlm-roberta",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
+)
 
 
 def _model(corpus, tmp_path, **extra):
@@ -73,7 +82,11 @@ def test_attn_implementation_reaches_the_encoder_and_keeps_outputs(corpus, tmp_p
 def test_gradient_checkpointing_same_gradients(corpus, tmp_path):
     cfg, tok, plain = _model(corpus, tmp_path)
     _, _, ckpt = _model(corpus, tmp_path, gradient_checkpointing="true")
-    flag = "is_activation_checkpointing" if hasattr(ckpt.encoder, "is_activation_checkpointing") else "is_gradient_checkpointing"
+    flag = (
+        "is_activation_checkpointing"
+        if hasattr(ckpt.encoder, "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
     assert getattr(ckpt.encoder, flag) and not getattr(plain.encoder, flag)
     batch = _batch(cfg, tok, corpus)
     grads = []
@@ -100,7 +113,11 @@ def test_torch_compile_runs_compiled(corpus, tmp_path):
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     out = tmp_path / "compiled"
-    train(load_pretrain_config(None, tiny_overrides(corpus, out, max_steps=2, eval_at_start="false", torch_compile="eager")))
+    train(
+        load_pretrain_config(
+            None, tiny_overrides(corpus, out, max_steps=2, eval_at_start="false", torch_compile="eager")
+        )
+    )
     assert torch._dynamo.utils.counters["stats"]["calls_captured"] > 0  # dynamo traced the model
     assert (out / "final" / "model.safetensors").is_file()
     state = load_final(out)
@@ -133,7 +150,7 @@ def test_length_bucketing_regroups_by_length_and_resumes():
     # positions advance alike; each chunk of k batches holds the same records, regrouped
     assert [p for _, p in a] == [p for _, p in b]
     for c in range(3):
-        ids = lambda xs, c=c: sorted(r["id"] for recs, _ in xs[c * k:(c + 1) * k] for r in recs)  # noqa: E731
+        ids = lambda xs, c=c: sorted(r["id"] for recs, _ in xs[c * k : (c + 1) * k] for r in recs)  # noqa: E731
         assert ids(a) == ids(b)
     # padding to the longest record of a batch wastes much less
     waste = lambda xs: sum(len(recs) * max(map(record_length, recs)) - sum(map(record_length, recs)) for recs, _ in xs)  # noqa: E731
@@ -193,12 +210,21 @@ def test_report_to_missing_package_fails_at_config_time(corpus, tmp_path, capsys
         load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to=name))
     with pytest.raises(KbioxlmError, match="unknown"):
         load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="nosuchtracker"))
-    assert load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="tensorboard")).report_to == "tensorboard"
+    assert (
+        load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", report_to="tensorboard")).report_to
+        == "tensorboard"
+    )
 
     from kbioxlm.cli import main
 
-    rc = main(["pretrain", "--config", str(ROOT / "configs" / "pretrain-tiny.yaml"),
-               *tiny_overrides(corpus, tmp_path / "cli", report_to=name)])
+    rc = main(
+        [
+            "pretrain",
+            "--config",
+            str(ROOT / "configs" / "pretrain-tiny.yaml"),
+            *tiny_overrides(corpus, tmp_path / "cli", report_to=name),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and name in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "cli").exists()
@@ -267,9 +293,20 @@ def test_deepspeed_zero2_run_resumes_exactly(corpus, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
     def run(out: Path, **extra) -> None:
-        cmd = [launcher, "launch", "--config_file", str(DS_CONFIG), "--num_processes", "1", "-m", "kbioxlm", "pretrain",
-               "--config", str(ROOT / "configs" / "pretrain-tiny.yaml"),
-               *tiny_overrides(corpus, out, max_steps=4, save_steps=2, eval_at_start="false", num_threads=1, **extra)]
+        cmd = [
+            launcher,
+            "launch",
+            "--config_file",
+            str(DS_CONFIG),
+            "--num_processes",
+            "1",
+            "-m",
+            "kbioxlm",
+            "pretrain",
+            "--config",
+            str(ROOT / "configs" / "pretrain-tiny.yaml"),
+            *tiny_overrides(corpus, out, max_steps=4, save_steps=2, eval_at_start="false", num_threads=1, **extra),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
 

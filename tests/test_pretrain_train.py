@@ -18,7 +18,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kbioxlm.errors import KbioxlmError  # noqa: E402
-from kbioxlm.pretrain.data import DataPosition, MixedSchedule, load_pretrain_records, normalise_mix, parse_train_files, rank_slice  # noqa: E402
+from kbioxlm.pretrain.data import (  # noqa: E402
+    DataPosition,
+    MixedSchedule,
+    load_pretrain_records,
+    normalise_mix,
+    parse_train_files,
+    rank_slice,
+)
 from kbioxlm.pretrain.trainer import load_pretrain_config, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +36,12 @@ EN = [
     "ibuprofen may cause gastric bleeding in older adults",
     "paracetamol overdose can lead to acute liver failure",
 ]
-ZH = ["患者因慢性疼痛服用阿司匹林治疗", "二甲双胍可以降低血糖", "布洛芬可能导致胃出血", "对乙酰氨基酚过量会导致急性肝衰竭"]
+ZH = [
+    "患者因慢性疼痛服用阿司匹林治疗",
+    "二甲双胍可以降低血糖",
+    "布洛芬可能导致胃出血",
+    "对乙酰氨基酚过量会导致急性肝衰竭",
+]
 DRUGS = [("aspirin", "阿司匹林"), ("metformin", "二甲双胍"), ("ibuprofen", "布洛芬"), ("paracetamol", "对乙酰氨基酚")]
 
 
@@ -48,17 +60,47 @@ def write_corpus(d: Path) -> dict[str, Path]:
         docs.append({"id": f"en{i}", "lang": "en", "text": en, "entities": [_ent(en, drug_en, "en", f"D{i % 4}")]})
         docs.append({"id": f"zh{i}", "lang": "zh", "text": zh, "entities": [_ent(zh, drug_zh, "zh", f"D{i % 4}")]})
         sw = en.replace(drug_en, drug_zh)
-        ents.append({"id": f"e{i}", "lang": "en", "task": "entity", "text": sw, "entities": [_ent(sw, drug_zh, "zh", f"D{i % 4}", True)]})
+        ents.append(
+            {
+                "id": f"e{i}",
+                "lang": "en",
+                "task": "entity",
+                "text": sw,
+                "entities": [_ent(sw, drug_zh, "zh", f"D{i % 4}", True)],
+            }
+        )
         ft = f"{en}</s>{drug_zh}治疗疼痛"
-        facts.append({
-            "id": f"f{i}", "lang": "en", "task": "fact", "text": ft,
-            "entities": [_ent(ft, drug_zh, "zh", f"D{i % 4}"), _ent(ft, "疼痛", "zh", "A1")],
-            "relations": [{**{k: v for k, v in _ent(ft, "治疗", "zh", "x").items() if k in ("start", "end")}, "rel": "may_treat", "lang": "zh", "head": 0, "tail": 1}],
-        })
+        facts.append(
+            {
+                "id": f"f{i}",
+                "lang": "en",
+                "task": "fact",
+                "text": ft,
+                "entities": [_ent(ft, drug_zh, "zh", f"D{i % 4}"), _ent(ft, "疼痛", "zh", "A1")],
+                "relations": [
+                    {
+                        **{k: v for k, v in _ent(ft, "治疗", "zh", "x").items() if k in ("start", "end")},
+                        "rel": "may_treat",
+                        "lang": "zh",
+                        "head": 0,
+                        "tail": 1,
+                    }
+                ],
+            }
+        )
         label = ("positive", "random", "context")[i % 3]
         other = {"positive": zh, "random": ZH[(i + 1) % 4], "context": EN[(i + 1) % 4]}[label]
-        pairs.append({"id": f"p{i}", "task": "passage", "text_a": en, "lang_a": "en", "text_b": other,
-                      "lang_b": "en" if label == "context" else "zh", "label": label})
+        pairs.append(
+            {
+                "id": f"p{i}",
+                "task": "passage",
+                "text_a": en,
+                "lang_a": "en",
+                "text_b": other,
+                "lang_b": "en" if label == "context" else "zh",
+                "label": label,
+            }
+        )
     files = {}
     for name, recs in (("docs", docs), ("entity", ents), ("fact", facts), ("passage", pairs)):
         files[name] = d / f"{name}.jsonl"
@@ -88,8 +130,15 @@ def corpus(tmp_path_factory, xlmr_tokenizer_path):
 
 def tiny_overrides(corpus, out: Path, **extra) -> list[str]:
     base = {
-        "model_config": json.dumps({"model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 1,
-                                    "num_attention_heads": 2, "intermediate_size": 64}),
+        "model_config": json.dumps(
+            {
+                "model_type": "xlm-roberta",
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            }
+        ),
         "tokenizer": corpus["tokenizer"],
         "kept_ids": str(corpus["kept"]),
         "train_files": ",".join(str(p) for p in corpus["files"].values()),
@@ -122,8 +171,12 @@ def load_final(out: Path) -> dict:
 # ------------------------------------------------------------------------------ config and data
 def test_config_overrides_and_errors(tmp_path):
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text("model: m\ntrain_files: a.jsonl\noutput_dir: o\nlearning_rate: 1e-4\nmix: {mlm: 1, entity: 1}\n")
-    cfg = load_pretrain_config(cfg_file, ["max_steps=12", "lr=2e-5", "mix.fact=0.5", "train_files=x.jsonl,y.jsonl#mlm", "bf16=true"])
+    cfg_file.write_text(
+        "model: m\ntrain_files: a.jsonl\noutput_dir: o\nlearning_rate: 1e-4\nmix: {mlm: 1, entity: 1}\n"
+    )
+    cfg = load_pretrain_config(
+        cfg_file, ["max_steps=12", "lr=2e-5", "mix.fact=0.5", "train_files=x.jsonl,y.jsonl#mlm", "bf16=true"]
+    )
     assert cfg.max_steps == 12 and cfg.learning_rate == 2e-5
     assert cfg.mix == {"mlm": 1, "entity": 1, "fact": 0.5}
     assert cfg.tokenizer == "m" and cfg.mixed_precision == "bf16"
@@ -138,7 +191,9 @@ def test_config_overrides_and_errors(tmp_path):
 
 def test_bad_record_reports_file_and_line(tmp_path):
     p = tmp_path / "bad.jsonl"
-    p.write_text('{"id": "1", "lang": "en", "text": "ok"}\n{"id": "2", "lang": "en", "task": "passage", "text_a": "a"}\n')
+    p.write_text(
+        '{"id": "1", "lang": "en", "text": "ok"}\n{"id": "2", "lang": "en", "task": "passage", "text_a": "a"}\n'
+    )
     with pytest.raises(KbioxlmError, match=rf"{p.name}:2: "):
         load_pretrain_records(parse_train_files(str(p)))
 
@@ -168,7 +223,20 @@ def test_mixing_proportions_and_resumable_order(corpus):
 # ------------------------------------------------------------------------------ training
 def test_loss_falls_and_outputs(corpus, tmp_path):
     out = tmp_path / "run"
-    cfg = load_pretrain_config(None, tiny_overrides(corpus, out, max_steps=30, eval_files=str(corpus["files"]["docs"]) + "," + str(corpus["files"]["fact"]) + "," + str(corpus["files"]["passage"]), report_to="tensorboard"))
+    cfg = load_pretrain_config(
+        None,
+        tiny_overrides(
+            corpus,
+            out,
+            max_steps=30,
+            eval_files=str(corpus["files"]["docs"])
+            + ","
+            + str(corpus["files"]["fact"])
+            + ","
+            + str(corpus["files"]["passage"]),
+            report_to="tensorboard",
+        ),
+    )
     train(cfg)
     evals = read_jsonl(out / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 30]
@@ -254,9 +322,18 @@ def test_torchrun_two_processes_keep_identical_weights(corpus, tmp_path):
     if torchrun is None:
         pytest.skip("torchrun not installed")
     out = tmp_path / "ddp"
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "kbioxlm", "pretrain", "--config",
-           str(ROOT / "configs" / "pretrain-tiny.yaml"),
-           *tiny_overrides(corpus, out, max_steps=4, per_device_train_batch_size=4, num_threads=1, eval_at_start="false")]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "kbioxlm",
+        "pretrain",
+        "--config",
+        str(ROOT / "configs" / "pretrain-tiny.yaml"),
+        *tiny_overrides(corpus, out, max_steps=4, per_device_train_batch_size=4, num_threads=1, eval_at_start="false"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

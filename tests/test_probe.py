@@ -30,13 +30,17 @@ def test_retrieval_scores_identity_random_shuffled_and_ties() -> None:
     x = rng.normal(size=(200, 16)).astype(np.float32)
     assert retrieval_scores(x, x) == pytest.approx({"acc1": 100.0, "mrr": 100.0})
     # cosine, not dot product: scaling rows changes nothing
-    assert retrieval_scores(x, x * rng.uniform(0.1, 10.0, size=(200, 1))) == pytest.approx({"acc1": 100.0, "mrr": 100.0})
+    assert retrieval_scores(x, x * rng.uniform(0.1, 10.0, size=(200, 1))) == pytest.approx(
+        {"acc1": 100.0, "mrr": 100.0}
+    )
     rand = retrieval_scores(x, rng.normal(size=(200, 16)))
     assert rand["acc1"] < 10 and rand["mrr"] < 20
     shuffled = retrieval_scores(x, x[rng.permutation(200)])
     assert shuffled["acc1"] < 10 and shuffled["mrr"] < 20
     # hand example: both wrong at rank 2
-    assert retrieval_scores([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]) == pytest.approx({"acc1": 0.0, "mrr": 50.0})
+    assert retrieval_scores([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]) == pytest.approx(
+        {"acc1": 0.0, "mrr": 50.0}
+    )
     # a degenerate encoder (all vectors equal) scores chance in expectation, not 100
     flat = np.ones((200, 8))
     harmonic = sum(1.0 / r for r in range(1, 201))
@@ -132,7 +136,9 @@ def test_identical_names_retrieve_perfectly(tmp_path: Path, tiny_model: str, xlm
     out = tmp_path / "out"
     assert _probe(tiny_model, xlmr_tokenizer_path, kb, out, "--parallel", str(src), str(tgt)) == 0
     stdout = capsys.readouterr().out
-    assert stdout.count("\n") == 1 and stdout.startswith("probe: terms n=50 en→zh acc1=100.0 mrr=100.0 zh→en acc1=100.0")
+    assert stdout.count("\n") == 1 and stdout.startswith(
+        "probe: terms n=50 en→zh acc1=100.0 mrr=100.0 zh→en acc1=100.0"
+    )
     assert "| sentences n=20 en→zh acc1=100.0 zh→en acc1=100.0 |" in stdout
     res = json.loads((out / "probe.json").read_text(encoding="utf-8"))
     assert list(res) == ["term_retrieval", "sentence_retrieval", "model", "source_lang", "target_lang", "seconds"]

@@ -17,14 +17,19 @@ def _sent_records(lang: str, n: int) -> list[dict]:
 
 
 def _abstract_records(lang: str, n_docs: int, per_doc: int) -> list[dict]:
-    return [{"id": f"{1000 + d}_s{s}", "lang": lang, "text": f"doc {d} sentence {s}", "label": [d % 2, 1]}
-            for d in range(n_docs) for s in range(per_doc)]
+    return [
+        {"id": f"{1000 + d}_s{s}", "lang": lang, "text": f"doc {d} sentence {s}", "label": [d % 2, 1]}
+        for d in range(n_docs)
+        for s in range(per_doc)
+    ]
 
 
 def _write_seqcls(path: Path, recs: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"id": r["id"], "sentence": r["text"], "label": r["label"]}) + "\n"
-                            for r in recs), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"id": r["id"], "sentence": r["text"], "label": r["label"]}) + "\n" for r in recs),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -119,9 +124,16 @@ def test_dev_overlapping_test_is_replaced_by_heldout(tmp_path, tiny_gad):
     release = P.build_cell_data(spec, "zero-shot", "en", "zh", dev_policy="release")
     assert len(release.dev) == 6 and len(release.train) == 40
     # a dataset without a dev file always holds one out
-    nodev = P.user_dataset({"name": "nodev", "type": "re", "files": {
-        "en": {"train": tiny_gad.files["en"]["train"], "test": tiny_gad.files["en"]["test"]},
-        "zh": {"train": tiny_gad.files["zh"]["train"], "test": tiny_gad.files["zh"]["test"]}}})
+    nodev = P.user_dataset(
+        {
+            "name": "nodev",
+            "type": "re",
+            "files": {
+                "en": {"train": tiny_gad.files["en"]["train"], "test": tiny_gad.files["en"]["test"]},
+                "zh": {"train": tiny_gad.files["zh"]["train"], "test": tiny_gad.files["zh"]["test"]},
+            },
+        }
+    )
     assert len(P.build_cell_data(nodev, "zero-shot", "en", "zh", dev_policy="release").dev) == 4
 
 

@@ -16,10 +16,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "quickstart.md"
 SHARED = Path(os.environ.get("KBIOXLM_SHARED") or ROOT.parent / "shared")
-SMALL = {"WARMUP_STEPS": "2", "STEPS": "2", "BATCH": "2", "EVAL_MAX": "4", "TASKS": "ade", "DIRECTIONS": "en-zh", "MAX_TRAIN": "16", "MAX_DEV": "8",
-         "MAX_TEST": "16", "EPOCHS": "1"}
-NEEDED = ["data/kb/hpo/hp.obo", "data/kb/icd10/icd_10_v2019.xml", "data/kbioxlm-release/pretrain/pair_data.json",
-          "data/parallel/paramed/nejm.dev.en", "models/multilingual-e5-small-zhen"]
+SMALL = {
+    "WARMUP_STEPS": "2",
+    "STEPS": "2",
+    "BATCH": "2",
+    "EVAL_MAX": "4",
+    "TASKS": "ade",
+    "DIRECTIONS": "en-zh",
+    "MAX_TRAIN": "16",
+    "MAX_DEV": "8",
+    "MAX_TEST": "16",
+    "EPOCHS": "1",
+}
+NEEDED = [
+    "data/kb/hpo/hp.obo",
+    "data/kb/icd10/icd_10_v2019.xml",
+    "data/kbioxlm-release/pretrain/pair_data.json",
+    "data/parallel/paramed/nejm.dev.en",
+    "models/multilingual-e5-small-zhen",
+]
 
 
 def bash_blocks(text: str, section: str = "## 3. Step by step, by hand") -> list[str]:
@@ -38,14 +53,22 @@ def test_the_doc_states_the_small_size_the_test_uses() -> None:
     assert "--out $O" in "".join(blocks)  # the documents step writes where the next steps read
 
 
-@pytest.mark.skipif(not all((SHARED / p).exists() for p in NEEDED),
-                    reason=f"the shared data ({SHARED}: HPO, ICD-10, the release, ParaMed, the small model) is absent")
+@pytest.mark.skipif(
+    not all((SHARED / p).exists() for p in NEEDED),
+    reason=f"the shared data ({SHARED}: HPO, ICD-10, the release, ParaMed, the small model) is absent",
+)
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_quickstart_by_hand_commands_run(tmp_path: Path) -> None:
     out = tmp_path / "by-hand"
     script = "set -euo pipefail\n" + "\n".join(bash_blocks(DOC.read_text(encoding="utf-8")))
-    env = {**os.environ, **SMALL, "O": str(out), "KBIOXLM_SHARED": str(SHARED), "KBIOXLM_PROGRESS": "off",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        **SMALL,
+        "O": str(out),
+        "KBIOXLM_SHARED": str(SHARED),
+        "KBIOXLM_PROGRESS": "off",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stats = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith('{"concepts"')))
@@ -53,7 +76,9 @@ def test_quickstart_by_hand_commands_run(tmp_path: Path) -> None:
     for level in ("entity.en+zh", "fact.en-zh", "fact.zh-en", "passage.pair_data", "passage.nejm.dev"):
         assert (out / "corpus" / f"{level}.jsonl").stat().st_size > 0, level
     # the short pretraining runs still write a final checkpoint each, and both exports load
-    assert (out / "models" / "warmup" / "config.json").is_file() and (out / "models" / "kbioxlm" / "config.json").is_file()
+    assert (out / "models" / "warmup" / "config.json").is_file() and (
+        out / "models" / "kbioxlm" / "config.json"
+    ).is_file()
     results = [json.loads(x) for x in (out / "bench" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert sorted(r["model"] for r in results) == ["e5-small-zhen", "kbioxlm-small"]
     assert all(r["n_test"] == 16 and r["n_train"] <= 16 for r in results)

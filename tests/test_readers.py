@@ -12,7 +12,9 @@ from conftest import shared_path
 from kbioxlm.errors import KbioxlmError
 from kbioxlm.tasks.readers import detect_lang, read_ner, read_seqcls
 
-CONLL_EN = "-DOCSTART-\t412\n\nWe\tO\nreport\tO\nhepatic\tB-ADE\nfailure\tI-ADE\n\n-DOCSTART-\t7\n\nAspirin\tB-Drug\n.\tO\n"
+CONLL_EN = (
+    "-DOCSTART-\t412\n\nWe\tO\nreport\tO\nhepatic\tB-ADE\nfailure\tI-ADE\n\n-DOCSTART-\t7\n\nAspirin\tB-Drug\n.\tO\n"
+)
 CONLL_ZH = "-DOCSTART-\t1607\n\n自\tO\n发\tO\n结\tB-ADE\n膜\tI-ADE\n\n-DOCSTART-\t9\n\n药\tO\n疹\tO\nc\tO\na\tO\nu\tO\ns\tO\ne\tO\nd\tO\n"
 
 
@@ -55,19 +57,27 @@ def test_plain_conll_without_docstart(tmp_path: Path) -> None:
 
 
 def test_ner_jsonl(tmp_path: Path) -> None:
-    lines = [{"id": "a", "lang": "zh", "tokens": ["出", "血"], "tags": ["B-ADE", "I-ADE"]},
-             {"id": "b", "tokens": ["aspirin"], "tags": ["B-Drug"]}]
+    lines = [
+        {"id": "a", "lang": "zh", "tokens": ["出", "血"], "tags": ["B-ADE", "I-ADE"]},
+        {"id": "b", "tokens": ["aspirin"], "tags": ["B-Drug"]},
+    ]
     p = _write(tmp_path, "n.jsonl", "\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
     recs = read_ner(p)
     assert [(r["id"], r["lang"]) for r in recs] == [("a", "zh"), ("b", "en")]
-    p = _write(tmp_path, "bad.jsonl", json.dumps(lines[0]) + "\n" + json.dumps({"id": "c", "tokens": ["x"], "tags": []}) + "\n")
+    p = _write(
+        tmp_path, "bad.jsonl", json.dumps(lines[0]) + "\n" + json.dumps({"id": "c", "tokens": ["x"], "tags": []}) + "\n"
+    )
     with pytest.raises(KbioxlmError, match=r"bad\.jsonl:2: 1 tokens but 0 tags"):
         read_ner(p)
 
 
 def test_read_seqcls_release_and_project_formats(tmp_path: Path) -> None:
-    gad = _write(tmp_path, "gad.json", '{"id": "0", "sentence": "@GENE$ in @DISEASE$", "label": "1"}\n'
-                                       '{"id": "1", "sentence": "@GENE$ 与 @DISEASE$ 无关。", "label": "0"}\n')
+    gad = _write(
+        tmp_path,
+        "gad.json",
+        '{"id": "0", "sentence": "@GENE$ in @DISEASE$", "label": "1"}\n'
+        '{"id": "1", "sentence": "@GENE$ 与 @DISEASE$ 无关。", "label": "0"}\n',
+    )
     recs = read_seqcls(gad, task="re")
     assert [(r["id"], r["label"]) for r in recs] == [("0", 1), ("1", 0)]
     assert recs[0]["text"] == "@GENE$ in @DISEASE$"
@@ -79,10 +89,16 @@ def test_read_seqcls_release_and_project_formats(tmp_path: Path) -> None:
 
 
 def test_read_seqcls_errors(tmp_path: Path) -> None:
-    p = _write(tmp_path, "b.json", '{"id": "0", "sentence": "x", "label": "1"}\n{"id": "1", "sentence": "y", "label": "yes"}\n')
+    p = _write(
+        tmp_path, "b.json", '{"id": "0", "sentence": "x", "label": "1"}\n{"id": "1", "sentence": "y", "label": "yes"}\n'
+    )
     with pytest.raises(KbioxlmError, match=r"b\.json:2: label"):
         read_seqcls(p)
-    p = _write(tmp_path, "c.json", '{"id": "0", "sentence": "x", "label": [0, 1]}\n{"id": "1", "sentence": "y", "label": [1]}\n')
+    p = _write(
+        tmp_path,
+        "c.json",
+        '{"id": "0", "sentence": "x", "label": [0, 1]}\n{"id": "1", "sentence": "y", "label": [1]}\n',
+    )
     with pytest.raises(KbioxlmError, match=r"c\.json:2: label shape"):
         read_seqcls(p)
     p = _write(tmp_path, "d.json", '{"id": "0", "sentence": "x", "label": [0, 1]}\n')
@@ -128,12 +144,18 @@ def test_release_ner_counts(name: str) -> None:
 
 
 SEQCLS_COUNTS = {
-    "GAD_hf_en_zh/train.json": ("en", 4261), "GAD_hf_en_zh/dev.json": ("en", 535),
-    "GAD_hf_zh_en/train.json": ("zh", 4154), "GAD_hf_zh_en/dev.json": ("zh", 525),
-    "GAD_hf_en_zh/test_en.json": ("en", 534), "GAD_hf_en_zh/test_zh.json": ("zh", 523),
-    "HoC_hf_en_zh/train.json": ("en", 1295), "HoC_hf_en_zh/dev.json": ("en", 186),
-    "HoC_hf_zh_en/train.json": ("zh", 1232), "HoC_hf_zh_en/dev.json": ("zh", 176),
-    "HoC_hf_en_zh/test_en.json": ("en", 371), "HoC_hf_en_zh/test_zh.json": ("zh", 370),
+    "GAD_hf_en_zh/train.json": ("en", 4261),
+    "GAD_hf_en_zh/dev.json": ("en", 535),
+    "GAD_hf_zh_en/train.json": ("zh", 4154),
+    "GAD_hf_zh_en/dev.json": ("zh", 525),
+    "GAD_hf_en_zh/test_en.json": ("en", 534),
+    "GAD_hf_en_zh/test_zh.json": ("zh", 523),
+    "HoC_hf_en_zh/train.json": ("en", 1295),
+    "HoC_hf_en_zh/dev.json": ("en", 186),
+    "HoC_hf_zh_en/train.json": ("zh", 1232),
+    "HoC_hf_zh_en/dev.json": ("zh", 176),
+    "HoC_hf_en_zh/test_en.json": ("en", 371),
+    "HoC_hf_en_zh/test_zh.json": ("zh", 370),
 }
 
 

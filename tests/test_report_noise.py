@@ -11,20 +11,47 @@ from kbioxlm.tasks.report import BOLD_RULE, figure, render_markdown
 
 
 def _rec(model: str, ds: str, seed: int, f1: float, direction: str = "en-zh", n_test: int = 30) -> dict:
-    return {"cell": f"{model}/{ds}/{direction}/zero-shot/seed{seed}", "model": model, "dataset": ds, "dataset_label": ds.upper(),
-            "setting": "zero-shot", "shots": 0, "direction": direction, "seed": seed, "f1": f1, "metric": "f1",
-            "n_train": 250, "n_dev": 100, "n_test": n_test}
+    return {
+        "cell": f"{model}/{ds}/{direction}/zero-shot/seed{seed}",
+        "model": model,
+        "dataset": ds,
+        "dataset_label": ds.upper(),
+        "setting": "zero-shot",
+        "shots": 0,
+        "direction": direction,
+        "seed": seed,
+        "f1": f1,
+        "metric": "f1",
+        "n_train": 250,
+        "n_dev": 100,
+        "n_test": n_test,
+    }
 
 
 def _rows(md: str, title: str) -> list[list[str]]:
     body = md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in body.splitlines() if ln.startswith("|") and "---" not in ln]
+    return [
+        [c.strip() for c in ln.strip("|").split("|")]
+        for ln in body.splitlines()
+        if ln.startswith("|") and "---" not in ln
+    ]
 
 
 def _cfg(models: list[str], **caps) -> object:
-    return config_from_dict({"models": [{"name": m, "path": m} for m in models], "tasks": [
-        {"name": "ade", "type": "ner", "files": {"en": {"train": "a", "test": "b"}, "zh": {"train": "c", "test": "d"}}}],
-        "seeds": [1], **caps})
+    return config_from_dict(
+        {
+            "models": [{"name": m, "path": m} for m in models],
+            "tasks": [
+                {
+                    "name": "ade",
+                    "type": "ner",
+                    "files": {"en": {"train": "a", "test": "b"}, "zh": {"train": "c", "test": "d"}},
+                }
+            ],
+            "seeds": [1],
+            **caps,
+        }
+    )
 
 
 def test_one_seed_is_never_bold_and_caps_and_sizes_are_stated() -> None:
@@ -47,7 +74,11 @@ def test_bold_and_paired_differences_follow_the_seeds() -> None:
     md = render_markdown(recs)
     assert _rows(md, "Cross-lingual zero-shot (layout of Table 4)")[1][2:] == ["50.00 ± 2.00", "**54.00 ± 1.73**"]
     paired = _rows(md, "Paired differences against base")
-    assert paired[0] == ["Difference", "ADE", "AVG"] and paired[1] == ["kb − base", "+4.00 ± 1.00 (n=3)", "+4.00 ± 1.00 (n=3)"]
+    assert paired[0] == ["Difference", "ADE", "AVG"] and paired[1] == [
+        "kb − base",
+        "+4.00 ± 1.00 (n=3)",
+        "+4.00 ± 1.00 (n=3)",
+    ]
     noisy = [r for r in recs if r["model"] == "base"]
     noisy += [_rec("noisy", "ade", s + 1, v + d) for s, (v, d) in enumerate(zip(base, (-4.0, 1.0, 6.0)))]
     md = render_markdown(noisy)

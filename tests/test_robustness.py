@@ -38,8 +38,15 @@ def error_line(err: str) -> str:
 def tiny_config(vocab_size: int = 40):
     from transformers import XLMRobertaConfig
 
-    return XLMRobertaConfig(vocab_size=vocab_size, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                            intermediate_size=16, max_position_embeddings=24, type_vocab_size=1)
+    return XLMRobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=24,
+        type_vocab_size=1,
+    )
 
 
 @pytest.fixture
@@ -54,7 +61,12 @@ def checkpoint(tmp_path) -> Path:
     return d
 
 
-PIECES = ["<s>", "<pad>", "</s>", "<unk>"] + [f"\u2581{c}" for c in "abcdefgh"] + list("abcdefghijklmnopqrstuvwxyz") + ["<mask>", "\u2581"]
+PIECES = (
+    ["<s>", "<pad>", "</s>", "<unk>"]
+    + [f"\u2581{c}" for c in "abcdefgh"]
+    + list("abcdefghijklmnopqrstuvwxyz")
+    + ["<mask>", "\u2581"]
+)
 
 
 @pytest.fixture
@@ -112,8 +124,18 @@ def test_export_overwrite_replaces_only_a_previous_export(tmp_path, checkpoint, 
 
 def test_vocab_trim_refuses_a_folder_it_did_not_write(tmp_path, unigram_model, capsys):
     v = victim(tmp_path)
-    argv = ["vocab", "trim", "--model", unigram_model, "--tokenizer", unigram_model, "--kept", tmp_path / "kept.json",
-            "--charsets", "none"]
+    argv = [
+        "vocab",
+        "trim",
+        "--model",
+        unigram_model,
+        "--tokenizer",
+        unigram_model,
+        "--kept",
+        tmp_path / "kept.json",
+        "--charsets",
+        "none",
+    ]
     rc, err = run_cli(capsys, *argv, "--out", v)
     assert rc == 2 and "refusing" in err and (v / "important" / "results.md").read_text() == "x\n"
     out = tmp_path / "trimmed"
@@ -137,8 +159,10 @@ def conll_with_latin1(path: Path, bad_line: int, n_lines: int = 60) -> Path:
 
 
 def jsonl_with_latin1(path: Path, bad_line: int, n_lines: int = 60) -> Path:
-    rows = [json.dumps({"id": str(i), "lang": "en", "text": "aspirin " * 40, "label": i % 2}).encode() + b"\n"
-            for i in range(n_lines)]
+    rows = [
+        json.dumps({"id": str(i), "lang": "en", "text": "aspirin " * 40, "label": i % 2}).encode() + b"\n"
+        for i in range(n_lines)
+    ]
     rows[bad_line - 1] = rows[bad_line - 1].replace(b"aspirin", b"aspir\xedn", 1)
     path.write_bytes(b"".join(rows))
     return path
@@ -156,12 +180,36 @@ def test_jsonl_reader_reports_the_line_of_a_bad_byte(tmp_path, bad_line):
 
 def test_finetune_on_latin1_conll_gives_file_and_line(tmp_path, capsys):
     bad = conll_with_latin1(tmp_path / "train.txt", 37)
-    rc, err = run_cli(capsys, "finetune", "--task", "ner", "--model", tmp_path / "no-model", "--train", bad,
-                      "--test", bad, "--out", tmp_path / "out")
+    rc, err = run_cli(
+        capsys,
+        "finetune",
+        "--task",
+        "ner",
+        "--model",
+        tmp_path / "no-model",
+        "--train",
+        bad,
+        "--test",
+        bad,
+        "--out",
+        tmp_path / "out",
+    )
     assert rc == 2 and f"{bad}:37: not valid UTF-8" in err
     bad = jsonl_with_latin1(tmp_path / "train.json", 40)
-    rc, err = run_cli(capsys, "finetune", "--task", "re", "--model", tmp_path / "no-model", "--train", bad,
-                      "--test", bad, "--out", tmp_path / "out")
+    rc, err = run_cli(
+        capsys,
+        "finetune",
+        "--task",
+        "re",
+        "--model",
+        tmp_path / "no-model",
+        "--train",
+        bad,
+        "--test",
+        bad,
+        "--out",
+        tmp_path / "out",
+    )
     assert rc == 2 and f"{bad}:40: not valid UTF-8" in err
     assert not (tmp_path / "out").exists()
 
@@ -169,13 +217,46 @@ def test_finetune_on_latin1_conll_gives_file_and_line(tmp_path, capsys):
 def test_translate_and_llm_eval_on_latin1_conll_leave_nothing(tmp_path, capsys):
     bad = conll_with_latin1(tmp_path / "test.txt", 12)
     out = tmp_path / "tr" / "zh.txt"
-    rc, err = run_cli(capsys, "translate", "--task", "ner", "--input", bad, "--source-lang", "en", "--target-lang", "zh",
-                      "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--out", out,
-                      "--review", tmp_path / "tr" / "review.jsonl", "--no-progress")
+    rc, err = run_cli(
+        capsys,
+        "translate",
+        "--task",
+        "ner",
+        "--input",
+        bad,
+        "--source-lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "m",
+        "--out",
+        out,
+        "--review",
+        tmp_path / "tr" / "review.jsonl",
+        "--no-progress",
+    )
     assert rc == 2 and f"{bad}:12: not valid UTF-8" in err
     assert not (tmp_path / "tr").exists()  # no cache, no outputs
-    rc, err = run_cli(capsys, "llm-eval", "--task", "ner", "--test", bad, "--base-url", "http://127.0.0.1:9/v1",
-                      "--model", "m", "--out", tmp_path / "llm", "--no-progress")
+    rc, err = run_cli(
+        capsys,
+        "llm-eval",
+        "--task",
+        "ner",
+        "--test",
+        bad,
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "m",
+        "--out",
+        tmp_path / "llm",
+        "--no-progress",
+    )
     assert rc == 2 and f"{bad}:12: not valid UTF-8" in err
     assert not (tmp_path / "llm").exists()
 
@@ -192,8 +273,12 @@ def test_atomic_outputs_honour_the_umask(tmp_path, umask, checkpoint, capsys):
         assert run_cli(capsys, "export", "--checkpoint", checkpoint, "--out", tmp_path / "exp")[0] == 0
     finally:
         os.umask(old)
-    for f in (tmp_path / "a.json", tmp_path / "b.jsonl", tmp_path / "exp" / "kbioxlm_export.json",
-              tmp_path / "exp" / "model.safetensors"):
+    for f in (
+        tmp_path / "a.json",
+        tmp_path / "b.jsonl",
+        tmp_path / "exp" / "kbioxlm_export.json",
+        tmp_path / "exp" / "model.safetensors",
+    ):
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
     assert stat.S_IMODE((tmp_path / "exp").stat().st_mode) == 0o777 & ~umask
 
@@ -204,8 +289,20 @@ def test_re_label_outside_0_1_is_refused_with_file_and_line(tmp_path, capsys):
     rows[4]["label"] = "2"
     train = tmp_path / "train.json"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    rc, err = run_cli(capsys, "finetune", "--task", "re", "--model", tmp_path / "no-model", "--train", train,
-                      "--test", train, "--out", tmp_path / "out")
+    rc, err = run_cli(
+        capsys,
+        "finetune",
+        "--task",
+        "re",
+        "--model",
+        tmp_path / "no-model",
+        "--train",
+        train,
+        "--test",
+        train,
+        "--out",
+        tmp_path / "out",
+    )
     assert rc == 2 and f"{train}:5:" in err and "'2'" in err
 
     from kbioxlm.errors import KbioxlmError
@@ -224,13 +321,38 @@ def test_ner_entity_type_unseen_in_training_is_an_error(tmp_path, capsys):
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     train.write_text(NER_TRAIN, encoding="utf-8")
     test.write_text(NER_TEST, encoding="utf-8")
-    rc, err = run_cli(capsys, "finetune", "--task", "ner", "--model", tmp_path / "no-model", "--train", train,
-                      "--test", test, "--out", tmp_path / "out")
+    rc, err = run_cli(
+        capsys,
+        "finetune",
+        "--task",
+        "ner",
+        "--model",
+        tmp_path / "no-model",
+        "--train",
+        train,
+        "--test",
+        test,
+        "--out",
+        tmp_path / "out",
+    )
     assert rc == 2 and f"{test}:8:" in err and "'Foo'" in err and "--allow-unseen-types" in err
     assert not (tmp_path / "out").exists()
     # asked for: the check lets it through (the run then fails on the missing model, later)
-    rc, err = run_cli(capsys, "finetune", "--task", "ner", "--model", tmp_path / "no-model", "--train", train,
-                      "--test", test, "--out", tmp_path / "out", "--allow-unseen-types")
+    rc, err = run_cli(
+        capsys,
+        "finetune",
+        "--task",
+        "ner",
+        "--model",
+        tmp_path / "no-model",
+        "--train",
+        train,
+        "--test",
+        test,
+        "--out",
+        tmp_path / "out",
+        "--allow-unseen-types",
+    )
     assert rc == 2 and "Foo" not in error_line(err)
 
 
@@ -279,7 +401,12 @@ def test_obo_warns_when_most_translations_match_no_concept(tmp_path, capsys, cap
     rows += ["MP:0000002\trdfs:label\tzh\t心脏异常\tOFFICIAL"]
     bab.write_text("\n".join(rows) + "\n", encoding="utf-8")
     with caplog.at_level("WARNING"):
-        assert run_cli(capsys, "kb", "import", "obo", "--obo", obo, "--translations", bab, "--kb", tmp_path / "kb.sqlite")[0] == 0
+        assert (
+            run_cli(capsys, "kb", "import", "obo", "--obo", obo, "--translations", bab, "--kb", tmp_path / "kb.sqlite")[
+                0
+            ]
+            == 0
+        )
     assert any("5 of 6 translations match no concept" in r.getMessage() for r in caplog.records)
 
 
@@ -333,10 +460,12 @@ def test_bad_out_paths_of_corpus_builders_and_kb_import(tmp_path, bad_outs, caps
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"sent1": "Aspirin helps. It works.", "sent2": "阿司匹林有效。它起作用。"}\n', encoding="utf-8")
     for what, out in bad_outs.items():
-        for argv in (["corpus", "entity", "--kb", kb, "--input", docs, "--lang", "en", "--target-lang", "zh", "--out", out],
-                     ["corpus", "fact", "--kb", kb, "--input", docs, "--lang", "en", "--target-lang", "zh", "--out", out],
-                     ["corpus", "passage", "--pairs", pairs, "--out", out],
-                     ["kb", "import", "tsv", "--concepts", tmp_path / "c.tsv", "--kb", out]):
+        for argv in (
+            ["corpus", "entity", "--kb", kb, "--input", docs, "--lang", "en", "--target-lang", "zh", "--out", out],
+            ["corpus", "fact", "--kb", kb, "--input", docs, "--lang", "en", "--target-lang", "zh", "--out", out],
+            ["corpus", "passage", "--pairs", pairs, "--out", out],
+            ["kb", "import", "tsv", "--concepts", tmp_path / "c.tsv", "--kb", out],
+        ):
             rc, err = run_cli(capsys, *argv)
             assert rc == 2 and str(out) in error_line(err), (what, argv[:2], err)
             assert "Traceback" not in err
@@ -350,7 +479,9 @@ def test_bad_output_dir_of_pretrain(tmp_path, bad_outs, capsys):
         cfg.write_text(f"model: m\ntrain_files: {tmp_path / 'x.jsonl'}\noutput_dir: {out}\n", encoding="utf-8")
         rc, err = run_cli(capsys, "pretrain", "--config", cfg)
         assert rc == 2 and str(out) in error_line(err), (what, err)
-    cfg.write_text(f"model: m\ntrain_files: {tmp_path / 'x.jsonl'}\noutput_dir: {tmp_path / 'a-file'}\n", encoding="utf-8")
+    cfg.write_text(
+        f"model: m\ntrain_files: {tmp_path / 'x.jsonl'}\noutput_dir: {tmp_path / 'a-file'}\n", encoding="utf-8"
+    )
     rc, err = run_cli(capsys, "pretrain", "--config", cfg)
     assert rc == 2 and "is not a folder" in err
 
@@ -370,8 +501,13 @@ def test_benchmark_dry_run_validates_types_and_a_failed_cell_leaves_no_partial(t
     from test_benchmark import write_synthetic_sets
 
     tasks = write_synthetic_sets(tmp_path / "data")[1:2]  # the RE set
-    raw = {"models": [{"name": "tiny", "path": "m"}], "tasks": tasks, "directions": ["en-zh"], "seeds": [1],
-           "finetune": {"epochs": "abc"}}
+    raw = {
+        "models": [{"name": "tiny", "path": "m"}],
+        "tasks": tasks,
+        "directions": ["en-zh"],
+        "seeds": [1],
+        "finetune": {"epochs": "abc"},
+    }
     cfg = tmp_path / "bench.yaml"
     cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     rc, err = run_cli(capsys, "benchmark", "--config", cfg, "--out", tmp_path / "o", "--dry-run")
@@ -399,14 +535,57 @@ def test_nonexistent_model_says_so(tmp_path, capsys):
     missing = tmp_path / "models" / "no-such-model"
     runs = [
         ["finetune", "--task", "ner", "--model", missing, "--train", train, "--test", train, "--out", tmp_path / "o"],
-        ["finetune", "--task", "ner", "--model", "./no/such/model", "--train", train, "--test", train, "--out", tmp_path / "o"],
-        ["translate", "--task", "ner", "--input", train, "--source-lang", "en", "--target-lang", "zh", "--backend", "hf",
-         "--model", missing, "--out", tmp_path / "t.txt", "--review", tmp_path / "r.jsonl", "--no-progress"],
-        ["vocab", "trim", "--model", missing, "--tokenizer", tmp_path, "--kept", tmp_path / "k.json", "--out", tmp_path / "v"],
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--model",
+            "./no/such/model",
+            "--train",
+            train,
+            "--test",
+            train,
+            "--out",
+            tmp_path / "o",
+        ],
+        [
+            "translate",
+            "--task",
+            "ner",
+            "--input",
+            train,
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--backend",
+            "hf",
+            "--model",
+            missing,
+            "--out",
+            tmp_path / "t.txt",
+            "--review",
+            tmp_path / "r.jsonl",
+            "--no-progress",
+        ],
+        [
+            "vocab",
+            "trim",
+            "--model",
+            missing,
+            "--tokenizer",
+            tmp_path,
+            "--kept",
+            tmp_path / "k.json",
+            "--out",
+            tmp_path / "v",
+        ],
         ["vocab", "reduce", "--tokenizer", missing, "--corpus", train, "--out", tmp_path / "k.json"],
     ]
     cfg = tmp_path / "pt.yaml"
-    cfg.write_text(f"model: {missing}\ntrain_files: {tmp_path / 'x.jsonl'}\noutput_dir: {tmp_path / 'run'}\n", encoding="utf-8")
+    cfg.write_text(
+        f"model: {missing}\ntrain_files: {tmp_path / 'x.jsonl'}\noutput_dir: {tmp_path / 'run'}\n", encoding="utf-8"
+    )
     runs.append(["pretrain", "--config", cfg])
     for argv in runs:
         rc, err = run_cli(capsys, *argv)
@@ -417,9 +596,30 @@ def test_nonexistent_model_says_so(tmp_path, capsys):
 
 # ------------------------------------------------------------------ 2. a failing translation backend
 def _translate_argv(tmp_path: Path, src: Path, base_url: str) -> list:
-    return ["translate", "--task", "ner", "--input", src, "--source-lang", "en", "--target-lang", "zh", "--backend", "openai",
-            "--base-url", base_url, "--model", "m", "--out", tmp_path / "zh.txt", "--review", tmp_path / "review.jsonl",
-            "--max-retries", "0", "--no-progress"]
+    return [
+        "translate",
+        "--task",
+        "ner",
+        "--input",
+        src,
+        "--source-lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--model",
+        "m",
+        "--out",
+        tmp_path / "zh.txt",
+        "--review",
+        tmp_path / "review.jsonl",
+        "--max-retries",
+        "0",
+        "--no-progress",
+    ]
 
 
 def _always_500(body):
@@ -435,8 +635,23 @@ def test_translate_fails_when_the_backend_always_fails(tmp_path, capsys):
     src.write_text(NER_TRAIN, encoding="utf-8")
     with OpenAIStub(_always_500) as stub:
         rc, err = run_cli(capsys, *_translate_argv(tmp_path, src, stub.base_url))
-        rc2, err2 = run_cli(capsys, "llm-eval", "--task", "ner", "--test", src, "--base-url", stub.base_url, "--model", "m",
-                            "--out", tmp_path / "llm", "--max-retries", "0", "--no-progress")
+        rc2, err2 = run_cli(
+            capsys,
+            "llm-eval",
+            "--task",
+            "ner",
+            "--test",
+            src,
+            "--base-url",
+            stub.base_url,
+            "--model",
+            "m",
+            "--out",
+            tmp_path / "llm",
+            "--max-retries",
+            "0",
+            "--no-progress",
+        )
     assert rc2 == 2 and "every request failed" in error_line(err2) and not (tmp_path / "llm").exists()
     line = error_line(err)
     assert rc == 2 and "0 of 2 items accepted" in line and "HTTP 500" in line
@@ -500,7 +715,9 @@ def test_truncated_200_body_is_retried_and_reported(caplog):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = ChatClient(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m", max_retries=2, backoff=0.0)
+        client = ChatClient(
+            base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m", max_retries=2, backoff=0.0
+        )
         with caplog.at_level("WARNING"):
             assert client.chat([{"role": "user", "content": "x"}]) == "好"
         assert len(sent) == 2 and any("truncated" in r.getMessage() for r in caplog.records)
@@ -514,9 +731,33 @@ def test_bad_out_of_finetune_and_llm_eval_fails_before_any_work(tmp_path, bad_ou
     for what, out in bad_outs.items():
         if what == "a folder":
             continue  # --out is a folder for these
-        rc, err = run_cli(capsys, "finetune", "--task", "ner", "--model", tmp_path / "m", "--train", train, "--test", train,
-                          "--out", out)
+        rc, err = run_cli(
+            capsys,
+            "finetune",
+            "--task",
+            "ner",
+            "--model",
+            tmp_path / "m",
+            "--train",
+            train,
+            "--test",
+            train,
+            "--out",
+            out,
+        )
         assert rc == 2 and str(out) in error_line(err), (what, err)
-        rc, err = run_cli(capsys, "llm-eval", "--task", "ner", "--test", train, "--base-url", "http://127.0.0.1:9/v1",
-                          "--model", "m", "--out", out)
+        rc, err = run_cli(
+            capsys,
+            "llm-eval",
+            "--task",
+            "ner",
+            "--test",
+            train,
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--out",
+            out,
+        )
         assert rc == 2 and str(out) in error_line(err), (what, err)

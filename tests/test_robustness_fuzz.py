@@ -29,12 +29,42 @@ from kbioxlm.errors import KbioxlmError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 # KBIOXLM_FUZZ_EXAMPLES=500 for a longer hunt; 30 keeps the whole file well under a minute.
-FUZZ = settings(max_examples=int(os.environ.get("KBIOXLM_FUZZ_EXAMPLES", "30")), deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("KBIOXLM_FUZZ_EXAMPLES", "30")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # ------------------------------------------------------------------------------------- mutations
-SPECIAL = [b"\xff", b"\xe9", b"\xe4\xb8", b"\x00", b"\t", b"\n", b"\r\n", b"\r", b'"', b"{", b"}", b"[", b"]",
-           b":", b",", b"|", b"<", b">", b"&", b"!", b"-", b"#", b" ", b"\\", b"'", b"\xef\xbb\xbf"]
+SPECIAL = [
+    b"\xff",
+    b"\xe9",
+    b"\xe4\xb8",
+    b"\x00",
+    b"\t",
+    b"\n",
+    b"\r\n",
+    b"\r",
+    b'"',
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"|",
+    b"<",
+    b">",
+    b"&",
+    b"!",
+    b"-",
+    b"#",
+    b" ",
+    b"\\",
+    b"'",
+    b"\xef\xbb\xbf",
+]
 
 
 @st.composite
@@ -42,8 +72,12 @@ def mutations(draw):
     """A list of edits, positions as fractions so one list applies to any file."""
     edit = st.one_of(
         st.tuples(st.just("cut"), st.floats(0, 1)),
-        st.tuples(st.just("replace"), st.floats(0, 1), st.one_of(st.sampled_from(SPECIAL), st.binary(min_size=1, max_size=3))),
-        st.tuples(st.just("insert"), st.floats(0, 1), st.one_of(st.sampled_from(SPECIAL), st.binary(min_size=1, max_size=3))),
+        st.tuples(
+            st.just("replace"), st.floats(0, 1), st.one_of(st.sampled_from(SPECIAL), st.binary(min_size=1, max_size=3))
+        ),
+        st.tuples(
+            st.just("insert"), st.floats(0, 1), st.one_of(st.sampled_from(SPECIAL), st.binary(min_size=1, max_size=3))
+        ),
         st.tuples(st.just("delete"), st.floats(0, 1), st.integers(1, 40)),
     )
     return draw(st.lists(edit, min_size=1, max_size=3))
@@ -55,11 +89,11 @@ def mutate(data: bytes, edits) -> bytes:
         if e[0] == "cut":
             data = data[:pos]
         elif e[0] == "replace":
-            data = data[:pos] + e[2] + data[pos + len(e[2]):]
+            data = data[:pos] + e[2] + data[pos + len(e[2]) :]
         elif e[0] == "insert":
             data = data[:pos] + e[2] + data[pos:]
         else:
-            data = data[:pos] + data[pos + e[2]:]
+            data = data[:pos] + data[pos + e[2] :]
     return data
 
 
@@ -166,30 +200,61 @@ C1\tChemical\tzh\t沙丁胺醇\tyes
 """.encode()
 RELATIONS = b"head\trel\ttail\nC1\tmay_treat\tD1\n"
 
-DOCS = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
-    {"id": "d1", "lang": "en", "text": "Salbutamol relieves asthma quickly."},
-    {"id": "d2", "lang": "en", "text": "Bronchial asthma is treated with salbutamol."},
-    {"id": "d3", "lang": "en", "text": "No drug here."},
-]).encode()
+DOCS = "".join(
+    json.dumps(r, ensure_ascii=False) + "\n"
+    for r in [
+        {"id": "d1", "lang": "en", "text": "Salbutamol relieves asthma quickly."},
+        {"id": "d2", "lang": "en", "text": "Bronchial asthma is treated with salbutamol."},
+        {"id": "d3", "lang": "en", "text": "No drug here."},
+    ]
+).encode()
 
-RECORDS = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
-    {"id": "e1", "lang": "en", "task": "entity", "text": "沙丁胺醇 relieves asthma",
-     "entities": [{"start": 0, "end": 4, "concept": "C1", "lang": "zh", "switched": True}]},
-    {"id": "f1", "lang": "en", "task": "fact", "text": "salbutamol may treat 哮喘",
-     "entities": [{"start": 0, "end": 10, "concept": "C1", "lang": "en"}, {"start": 21, "end": 23, "concept": "D1", "lang": "zh"}],
-     "relations": [{"start": 11, "end": 20, "rel": "may_treat", "lang": "en", "head": 0, "tail": 1}]},
-    {"id": "p1", "task": "passage", "text_a": "Asthma is common.", "lang_a": "en", "text_b": "哮喘很常见。", "lang_b": "zh",
-     "label": "positive"},
-    {"id": "m1", "lang": "en", "text": "plain monolingual text"},
-]).encode()
+RECORDS = "".join(
+    json.dumps(r, ensure_ascii=False) + "\n"
+    for r in [
+        {
+            "id": "e1",
+            "lang": "en",
+            "task": "entity",
+            "text": "沙丁胺醇 relieves asthma",
+            "entities": [{"start": 0, "end": 4, "concept": "C1", "lang": "zh", "switched": True}],
+        },
+        {
+            "id": "f1",
+            "lang": "en",
+            "task": "fact",
+            "text": "salbutamol may treat 哮喘",
+            "entities": [
+                {"start": 0, "end": 10, "concept": "C1", "lang": "en"},
+                {"start": 21, "end": 23, "concept": "D1", "lang": "zh"},
+            ],
+            "relations": [{"start": 11, "end": 20, "rel": "may_treat", "lang": "en", "head": 0, "tail": 1}],
+        },
+        {
+            "id": "p1",
+            "task": "passage",
+            "text_a": "Asthma is common.",
+            "lang_a": "en",
+            "text_b": "哮喘很常见。",
+            "lang_b": "zh",
+            "label": "positive",
+        },
+        {"id": "m1", "lang": "en", "text": "plain monolingual text"},
+    ]
+).encode()
 
-CONLL = (b"-DOCSTART-\t1\n\nSalbutamol\tB-Drug\nrelieves\tO\nasthma\tB-ADE\n.\tO\n\n"
-         b"-DOCSTART-\t2\n\nbronchial\tB-ADE\nasthma\tI-ADE\nagain\tO\n")
+CONLL = (
+    b"-DOCSTART-\t1\n\nSalbutamol\tB-Drug\nrelieves\tO\nasthma\tB-ADE\n.\tO\n\n"
+    b"-DOCSTART-\t2\n\nbronchial\tB-ADE\nasthma\tI-ADE\nagain\tO\n"
+)
 
-SEQCLS = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [
-    {"id": "0", "sentence": "@GENE$ and asthma near @DISEASE$ .", "label": "1"},
-    {"id": "1", "sentence": "salbutamol and @GENE$ in @DISEASE$ .", "label": "0"},
-]).encode()
+SEQCLS = "".join(
+    json.dumps(r, ensure_ascii=False) + "\n"
+    for r in [
+        {"id": "0", "sentence": "@GENE$ and asthma near @DISEASE$ .", "label": "1"},
+        {"id": "1", "sentence": "salbutamol and @GENE$ in @DISEASE$ .", "label": "0"},
+    ]
+).encode()
 
 PRETRAIN_YAML = b"""model: m
 train_files: a.jsonl,b.jsonl#mlm
@@ -227,9 +292,14 @@ def bench_data(tmp_path_factory) -> dict:
             files[lang][split] = str(p)
     import yaml
 
-    cfg = {"models": [{"name": "tiny", "path": "m"}], "tasks": [{"name": "syn-gad", "type": "re", "files": files}],
-           "directions": ["en-zh"], "settings": ["zero-shot"], "seeds": [1],
-           "finetune": {"epochs": 1, "lr": "5e-4", "early_stopping_patience": None}}
+    cfg = {
+        "models": [{"name": "tiny", "path": "m"}],
+        "tasks": [{"name": "syn-gad", "type": "re", "files": files}],
+        "directions": ["en-zh"],
+        "settings": ["zero-shot"],
+        "seeds": [1],
+        "finetune": {"epochs": 1, "lr": "5e-4", "early_stopping_patience": None},
+    }
     return {"dir": d, "yaml": yaml.safe_dump(cfg, allow_unicode=True).encode()}
 
 
@@ -288,7 +358,9 @@ def test_tsv(which, edits):
         bad = d / f"{which}.tsv"
         bad.write_bytes(mutate(bad.read_bytes(), edits))
         kb = d / "kb.sqlite"
-        rc, err = run("kb", "import", "tsv", "--concepts", d / "concepts.tsv", "--relations", d / "relations.tsv", "--kb", kb)
+        rc, err = run(
+            "kb", "import", "tsv", "--concepts", d / "concepts.tsv", "--relations", d / "relations.tsv", "--kb", kb
+        )
         check(rc, err, bad, [kb], also=(d / "concepts.tsv", d / "relations.tsv"))  # relations refer to concepts
 
 
@@ -299,8 +371,21 @@ def test_jsonl_documents(kb_file, edits):
         bad = d / "docs.jsonl"
         bad.write_bytes(mutate(DOCS, edits))
         out = d / "out" / "entity.jsonl"
-        rc, err = run("corpus", "entity", "--kb", kb_file, "--input", bad, "--lang", "en", "--target-lang", "zh",
-                      "--out", out, "--no-progress")
+        rc, err = run(
+            "corpus",
+            "entity",
+            "--kb",
+            kb_file,
+            "--input",
+            bad,
+            "--lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--out",
+            out,
+            "--no-progress",
+        )
         check(rc, err, bad, [out])
 
 
@@ -322,9 +407,30 @@ def test_conll(kb_file, edits):
         bad = d / "en.txt"
         bad.write_bytes(mutate(CONLL, edits))
         out, review = d / "zh.txt", d / "review.jsonl"
-        rc, err = run("translate", "--task", "ner", "--input", bad, "--source-lang", "en", "--target-lang", "zh",
-                      "--backend", "kb", "--kb", kb_file, "--kb-partial", "--out", out, "--review", review, "--no-cache",
-                      "--min-accepted", "0", "--no-progress")
+        rc, err = run(
+            "translate",
+            "--task",
+            "ner",
+            "--input",
+            bad,
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--backend",
+            "kb",
+            "--kb",
+            kb_file,
+            "--kb-partial",
+            "--out",
+            out,
+            "--review",
+            review,
+            "--no-cache",
+            "--min-accepted",
+            "0",
+            "--no-progress",
+        )
         check(rc, err, bad, [out, review])
 
 
@@ -335,9 +441,29 @@ def test_seqcls_json(kb_file, edits):
         bad = d / "gad.json"
         bad.write_bytes(mutate(SEQCLS, edits))
         out, review = d / "zh.json", d / "review.jsonl"
-        rc, err = run("translate", "--task", "seqcls", "--input", bad, "--source-lang", "en", "--target-lang", "zh",
-                      "--backend", "kb", "--kb", kb_file, "--out", out, "--review", review, "--no-cache",
-                      "--min-accepted", "0", "--no-progress")
+        rc, err = run(
+            "translate",
+            "--task",
+            "seqcls",
+            "--input",
+            bad,
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--backend",
+            "kb",
+            "--kb",
+            kb_file,
+            "--out",
+            out,
+            "--review",
+            review,
+            "--no-cache",
+            "--min-accepted",
+            "0",
+            "--no-progress",
+        )
         check(rc, err, bad, [out, review])
         from kbioxlm.tasks.readers import read_seqcls
 

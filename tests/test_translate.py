@@ -34,10 +34,14 @@ def test_wrap_and_parse_round_trip_with_reordering() -> None:
     toks = "After taking Metoclopramide , she developed dyskinesia and a period of unresponsiveness .".split()
     tags = ["O", "O", "B-Drug", "O", "O", "O", "B-ADE", "O", "B-ADE", "I-ADE", "I-ADE", "I-ADE", "O"]
     m = wrap_ner(toks, tags, "en")
-    assert m.text == ("After taking <1>Metoclopramide</1> , she developed <2>dyskinesia</2> and "
-                      "<3>a period of unresponsiveness</3> .")
+    assert m.text == (
+        "After taking <1>Metoclopramide</1> , she developed <2>dyskinesia</2> and <3>a period of unresponsiveness</3> ."
+    )
     assert [(e.n, e.type, e.text) for e in m.entities] == [
-        (1, "Drug", "Metoclopramide"), (2, "ADE", "dyskinesia"), (3, "ADE", "a period of unresponsiveness")]
+        (1, "Drug", "Metoclopramide"),
+        (2, "ADE", "dyskinesia"),
+        (3, "ADE", "a period of unresponsiveness"),
+    ]
     # Entities may move; tolerated tag spellings: inner spaces, full-width brackets.
     raw = "服用< 1 >甲氧氯普胺</1>后，她出现了＜3＞一段时间的无反应＜/3＞和<2> 运动障碍 </2>。"
     p = parse_markers(raw, [1, 2, 3])
@@ -128,9 +132,17 @@ ANSWERS = {
     "Opioids": "<1>阿片类</1>引起<2>便秘</2>。" + "很长的重复句子" * 40,
     "Statins": "   ",
 }
-EXPECTED_REASON = {"missing": "missing_marker", "dup": "duplicate_marker", "extra": "unexpected_marker",
-                   "nested": "malformed_marker", "empty": "empty_entity", "residue": "source_residue",
-                   "ratio": "length_ratio", "blank": "empty_translation", "error": "backend_error"}
+EXPECTED_REASON = {
+    "missing": "missing_marker",
+    "dup": "duplicate_marker",
+    "extra": "unexpected_marker",
+    "nested": "malformed_marker",
+    "empty": "empty_entity",
+    "residue": "source_residue",
+    "ratio": "length_ratio",
+    "blank": "empty_translation",
+    "error": "backend_error",
+}
 
 
 def scripted(body: dict) -> str:
@@ -165,15 +177,27 @@ def test_every_rejection_reason_and_nothing_dropped(ner_file: Path) -> None:
     assert by_id["residue"]["raw"] == ANSWERS["Cisplatin"] and by_id["residue"]["source"].startswith("<1>Cisplatin</1>")
     acc = {r["id"]: r for r in res.accepted}
     assert set(acc) == {"ok", "moved"}
-    assert acc["ok"] == {"id": "ok", "lang": "zh", "tokens": list("阿司匹林引起严重皮疹。"),
-                         "tags": ["B-Drug", "I-Drug", "I-Drug", "I-Drug", "O", "O", "B-ADE", "I-ADE", "I-ADE", "I-ADE", "O"]}
+    assert acc["ok"] == {
+        "id": "ok",
+        "lang": "zh",
+        "tokens": list("阿司匹林引起严重皮疹。"),
+        "tags": ["B-Drug", "I-Drug", "I-Drug", "I-Drug", "O", "O", "B-ADE", "I-ADE", "I-ADE", "I-ADE", "O"],
+    }
     assert acc["moved"]["tags"] == ["B-Drug", "I-Drug", "I-Drug", "I-Drug", "O", "B-ADE", "I-ADE", "O"]
 
 
 def test_llm_check_flags_omissions(ner_file: Path) -> None:
     with OpenAIStub(scripted) as stub:
-        res = translate_dataset("ner", ner_file, "en", "zh", OpenAIBackend(_client(stub)), Cache(None),
-                                checker=_client(stub), progress=False)
+        res = translate_dataset(
+            "ner",
+            ner_file,
+            "en",
+            "zh",
+            OpenAIBackend(_client(stub)),
+            Cache(None),
+            checker=_client(stub),
+            progress=False,
+        )
         check_requests = [b for b in stub.requests if last_user(b).startswith("Source:")]
     by_id = {r["id"]: r for r in res.review}
     assert by_id["moved"]["reasons"] == ["llm_flagged"]  # "严重" absent -> scripted PROBLEM
@@ -183,8 +207,10 @@ def test_llm_check_flags_omissions(ner_file: Path) -> None:
 
 
 def test_seqcls_placeholders_must_survive(tmp_path: Path) -> None:
-    rows = [{"id": "0", "sentence": "@GENE$ variants increase risk of @DISEASE$ in adults .", "label": "1"},
-            {"id": "1", "sentence": "No link between @GENE$ and @DISEASE$ was found .", "label": "0"}]
+    rows = [
+        {"id": "0", "sentence": "@GENE$ variants increase risk of @DISEASE$ in adults .", "label": "1"},
+        {"id": "1", "sentence": "No link between @GENE$ and @DISEASE$ was found .", "label": "0"},
+    ]
     f = tmp_path / "gad.json"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
@@ -202,10 +228,34 @@ def test_seqcls_placeholders_must_survive(tmp_path: Path) -> None:
 def test_cli_writes_conll_review_summary_and_uses_fixes(ner_file: Path, tmp_path: Path) -> None:
     out, review, cache = tmp_path / "zh.txt", tmp_path / "review.jsonl", tmp_path / "c.sqlite"
     with OpenAIStub(scripted) as stub:
-        argv = ["translate", "--task", "ner", "--input", str(ner_file), "--source-lang", "en", "--target-lang", "zh",
-                "--backend", "openai", "--base-url", stub.base_url, "--model", "stub", "--out", str(out),
-                "--review", str(review), "--cache", str(cache), "--max-retries", "0", "--no-progress",
-                "--summary", str(tmp_path / "summary.json")]
+        argv = [
+            "translate",
+            "--task",
+            "ner",
+            "--input",
+            str(ner_file),
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--backend",
+            "openai",
+            "--base-url",
+            stub.base_url,
+            "--model",
+            "stub",
+            "--out",
+            str(out),
+            "--review",
+            str(review),
+            "--cache",
+            str(cache),
+            "--max-retries",
+            "0",
+            "--no-progress",
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ]
         assert stage_main(argv) == 0
         first = stub.n_requests
         text = out.read_text(encoding="utf-8")
@@ -234,9 +284,30 @@ def test_cli_writes_conll_review_summary_and_uses_fixes(ner_file: Path, tmp_path
 def test_cli_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"id": "0", "sentence": "x", "label": "1"}\n{not json\n', encoding="utf-8")
-    rc = stage_main(["translate", "--task", "seqcls", "--input", str(bad), "--source-lang", "en", "--target-lang", "zh",
-                     "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
-                     "--out", str(tmp_path / "o.json"), "--review", str(tmp_path / "r.jsonl"), "--no-cache"])
+    rc = stage_main(
+        [
+            "translate",
+            "--task",
+            "seqcls",
+            "--input",
+            str(bad),
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "zh",
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--out",
+            str(tmp_path / "o.json"),
+            "--review",
+            str(tmp_path / "r.jsonl"),
+            "--no-cache",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and f"{bad}:2" in err and not (tmp_path / "o.json").exists()
     with pytest.raises(KbioxlmError):
@@ -256,9 +327,17 @@ def _kb(tmp_path: Path) -> Path:
     path = tmp_path / "kb.sqlite"
     with KnowledgeBase(path, create=True) as kb:
         kb.add_concepts([("C1", "Drug", "t"), ("C2", "ADE", "t"), ("C3", "Gene", "t")])
-        kb.add_names([("C1", "en", "aspirin", 1, "t"), ("C1", "zh", "阿司匹林", 1, "t"),
-                      ("C2", "en", "skin rash", 1, "t"), ("C2", "zh", "皮疹", 1, "t"), ("C2", "zh", "皮肤疹子", 0, "t"),
-                      ("C3", "en", "BRCA1", 1, "t"), ("C3", "zh", "乳腺癌1号基因", 1, "t")])
+        kb.add_names(
+            [
+                ("C1", "en", "aspirin", 1, "t"),
+                ("C1", "zh", "阿司匹林", 1, "t"),
+                ("C2", "en", "skin rash", 1, "t"),
+                ("C2", "zh", "皮疹", 1, "t"),
+                ("C2", "zh", "皮肤疹子", 0, "t"),
+                ("C3", "en", "BRCA1", 1, "t"),
+                ("C3", "zh", "乳腺癌1号基因", 1, "t"),
+            ]
+        )
         kb.commit()
     return path
 
@@ -266,17 +345,27 @@ def _kb(tmp_path: Path) -> Path:
 def test_kb_backend_code_switches_entities(tmp_path: Path) -> None:
     from kbioxlm.translate.backends import KBBackend
 
-    f = write_conll(tmp_path / "en.txt", [
-        ("a", "Aspirin caused skin rash .".split(), ["B-Drug", "O", "B-ADE", "I-ADE", "O"]),
-        ("b", "Aspirin caused vertigo .".split(), ["B-Drug", "O", "B-ADE", "O"]),
-    ])
+    f = write_conll(
+        tmp_path / "en.txt",
+        [
+            ("a", "Aspirin caused skin rash .".split(), ["B-Drug", "O", "B-ADE", "I-ADE", "O"]),
+            ("b", "Aspirin caused vertigo .".split(), ["B-Drug", "O", "B-ADE", "O"]),
+        ],
+    )
     kb_path = str(_kb(tmp_path))
     res = translate_dataset("ner", f, "en", "zh", KBBackend(kb_path), Cache(None), progress=False)
-    assert res.accepted == [{"id": "a", "lang": "zh", "tokens": ["阿", "司", "匹", "林", "caused", "皮", "疹", "."],
-                             "tags": ["B-Drug", "I-Drug", "I-Drug", "I-Drug", "O", "B-ADE", "I-ADE", "O"]}]
+    assert res.accepted == [
+        {
+            "id": "a",
+            "lang": "zh",
+            "tokens": ["阿", "司", "匹", "林", "caused", "皮", "疹", "."],
+            "tags": ["B-Drug", "I-Drug", "I-Drug", "I-Drug", "O", "B-ADE", "I-ADE", "O"],
+        }
+    ]
     assert res.review[0]["id"] == "b" and res.review[0]["reasons"] == ["kb_no_entry"]
-    partial = translate_dataset("ner", f, "en", "zh", KBBackend(kb_path, allow_partial=True), Cache(None),
-                                progress=False)
+    partial = translate_dataset(
+        "ner", f, "en", "zh", KBBackend(kb_path, allow_partial=True), Cache(None), progress=False
+    )
     assert [r["id"] for r in partial.accepted] == ["a", "b"]
     # Mined pairs (kb mine-pairs) are looked up first, case-insensitively.
     kbp = KBBackend(kb_path)
@@ -285,7 +374,9 @@ def test_kb_backend_code_switches_entities(tmp_path: Path) -> None:
     assert kbp.lookup("Vertigo", "en", "zh") == "眩晕" and kbp.lookup("vertigo", "en", "de") is None
     # seqcls: dictionary matches in running text, placeholders untouched.
     g = tmp_path / "gad.json"
-    g.write_text(json.dumps({"id": "0", "sentence": "BRCA1 and aspirin near @GENE$ in @DISEASE$ .", "label": "1"}) + "\n")
+    g.write_text(
+        json.dumps({"id": "0", "sentence": "BRCA1 and aspirin near @GENE$ in @DISEASE$ .", "label": "1"}) + "\n"
+    )
     res2 = translate_dataset("seqcls", g, "en", "zh", KBBackend(kb_path), Cache(None), progress=False)
     assert res2.accepted[0]["sentence"] == "乳腺癌1号基因 and 阿司匹林 near @GENE$ in @DISEASE$ ."
 
@@ -304,14 +395,25 @@ def test_hf_backend_plumbing_rejects_garbage(tmp_path: Path) -> None:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     model_dir = tmp_path / "tiny-t5"
     fast.save_pretrained(model_dir)
-    cfg = T5Config(vocab_size=len(vocab), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    cfg = T5Config(
+        vocab_size=len(vocab),
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     import torch
 
     torch.manual_seed(0)
     T5ForConditionalGeneration(cfg).save_pretrained(model_dir)
-    f = write_conll(tmp_path / "en.txt", [(str(i), "aspirin caused severe rash .".split(),
-                                           ["B-Drug", "O", "B-ADE", "I-ADE", "O"]) for i in range(3)])
+    f = write_conll(
+        tmp_path / "en.txt",
+        [(str(i), "aspirin caused severe rash .".split(), ["B-Drug", "O", "B-ADE", "I-ADE", "O"]) for i in range(3)],
+    )
     from kbioxlm.translate.backends import HFBackend
 
     backend = HFBackend(str(model_dir), batch_size=2, max_new_tokens=8, device="cpu", progress=False)

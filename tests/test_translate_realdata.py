@@ -71,11 +71,16 @@ def test_release_ade_projection_reproduces_chinese_tags() -> None:
     s = result.summary
     assert s["n_accepted"] + s["n_review"] == s["n_input"] == len(en)
     accepted = {r["id"]: r for r in result.accepted}
-    same = sum(1 for rid, z in zh.items() if rid in accepted and accepted[rid]["tokens"] == z["tokens"]
-               and accepted[rid]["tags"] == z["tags"])
+    same = sum(
+        1
+        for rid, z in zh.items()
+        if rid in accepted and accepted[rid]["tokens"] == z["tokens"] and accepted[rid]["tags"] == z["tags"]
+    )
     ratio = same / len(zh)
-    print(f"\nADE EN->ZH projection: {same}/{len(zh)} = {ratio:.2%} of release ZH sentences reproduced; "
-          f"review reasons {s['reasons']}")
+    print(
+        f"\nADE EN->ZH projection: {same}/{len(zh)} = {ratio:.2%} of release ZH sentences reproduced; "
+        f"review reasons {s['reasons']}"
+    )
     assert ratio >= 0.95
     # The EN sentences without a Chinese version come back empty and are reviewed, not dropped.
     missing = set(en) - set(zh)
@@ -95,9 +100,14 @@ def test_release_ade_projection_reverse_direction_zh_to_en() -> None:
     result = translate_dataset("ner", zh_path, "zh", "en", ReleaseZhBackend(answers), Cache(None), progress=False)
     assert result.summary["n_accepted"] + result.summary["n_review"] == len(zh)
     accepted = {r["id"]: r for r in result.accepted}
-    same = sum(1 for rid in zh if rid in accepted and accepted[rid]["tokens"] == en[rid]["tokens"]
-               and accepted[rid]["tags"] == en[rid]["tags"])
+    same = sum(
+        1
+        for rid in zh
+        if rid in accepted and accepted[rid]["tokens"] == en[rid]["tokens"] and accepted[rid]["tags"] == en[rid]["tags"]
+    )
     ratio = same / len(zh)
-    print(f"\nADE ZH->EN projection: {same}/{len(zh)} = {ratio:.2%} of release EN sentences reproduced; "
-          f"review reasons {result.summary['reasons']}")
+    print(
+        f"\nADE ZH->EN projection: {same}/{len(zh)} = {ratio:.2%} of release EN sentences reproduced; "
+        f"review reasons {result.summary['reasons']}"
+    )
     assert ratio >= 0.90

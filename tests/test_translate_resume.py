@@ -13,8 +13,24 @@ from pathlib import Path
 from openai_stub import OpenAIStub, fake_zh
 
 ROOT = Path(__file__).resolve().parents[1]
-DRUGS = ["aspirin", "heparin", "warfarin", "insulin", "digoxin", "lithium", "cisplatin", "opioids",
-         "statins", "amiodarone", "metformin", "clozapine", "tamoxifen", "rituximab", "valproate", "phenytoin"]
+DRUGS = [
+    "aspirin",
+    "heparin",
+    "warfarin",
+    "insulin",
+    "digoxin",
+    "lithium",
+    "cisplatin",
+    "opioids",
+    "statins",
+    "amiodarone",
+    "metformin",
+    "clozapine",
+    "tamoxifen",
+    "rituximab",
+    "valproate",
+    "phenytoin",
+]
 
 
 def _write_input(path: Path) -> None:
@@ -24,10 +40,34 @@ def _write_input(path: Path) -> None:
 
 
 def _cmd(base_url: str, tmp: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "tests" / "openai_stub.py"), "translate", "--task", "ner",
-            "--input", str(tmp / "en.txt"), "--source-lang", "en", "--target-lang", "zh", "--backend", "openai",
-            "--base-url", base_url, "--model", "stub", "--out", str(tmp / "zh.txt"), "--review", str(tmp / "review.jsonl"),
-            "--cache", str(tmp / "cache.sqlite"), "--concurrency", "1", "--no-progress"]
+    return [
+        sys.executable,
+        str(ROOT / "tests" / "openai_stub.py"),
+        "translate",
+        "--task",
+        "ner",
+        "--input",
+        str(tmp / "en.txt"),
+        "--source-lang",
+        "en",
+        "--target-lang",
+        "zh",
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--model",
+        "stub",
+        "--out",
+        str(tmp / "zh.txt"),
+        "--review",
+        str(tmp / "review.jsonl"),
+        "--cache",
+        str(tmp / "cache.sqlite"),
+        "--concurrency",
+        "1",
+        "--no-progress",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -39,8 +79,9 @@ def _env() -> dict[str, str]:
 def test_killed_job_resumes_without_retranslating(tmp_path: Path) -> None:
     _write_input(tmp_path / "en.txt")
     with OpenAIStub(fake_zh, delay=0.15) as stub:
-        proc = subprocess.Popen(_cmd(stub.base_url, tmp_path), env=_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _cmd(stub.base_url, tmp_path), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + 60
         while stub.n_requests < 5 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)

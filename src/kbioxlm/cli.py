@@ -26,7 +26,18 @@ from .tasks import predict
 from .translate import cli as translate_cli
 
 # Stage modules that contribute sub-commands, in help order.
-STAGE_CLIS = (kb_cli, corpus_cli, pretrain_cli, tasks_cli, predict, probe_cli, translate_cli, llm_cli, demo, pipeline_cli)
+STAGE_CLIS = (
+    kb_cli,
+    corpus_cli,
+    pretrain_cli,
+    tasks_cli,
+    predict,
+    probe_cli,
+    translate_cli,
+    llm_cli,
+    demo,
+    pipeline_cli,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

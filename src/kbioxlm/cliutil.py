@@ -52,8 +52,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         paragraphs = [p for p in text.split("\n")]
-        return "\n".join(textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent) if p.strip() else ""
-                         for p in paragraphs)
+        return "\n".join(
+            textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent) if p.strip() else ""
+            for p in paragraphs
+        )
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
         hidden = getattr(action, HIDDEN, ())
@@ -162,8 +164,12 @@ def program_parser(stages: Iterable[ModuleType], description: str | None = None)
     """
     parser = argparse.ArgumentParser(prog="kbioxlm", description=description, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
-                        help="print the installed kbioxlm version and exit")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {package_version()}",
+        help="print the installed kbioxlm version and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for stage in stages:
@@ -213,9 +219,12 @@ def call_command(args: argparse.Namespace) -> int:
 
 def add_print_config(p: argparse.ArgumentParser) -> None:
     """The ``--print-config`` flag of the config-driven commands (pretrain, finetune, benchmark, pipeline)."""
-    p.add_argument("--print-config", action="store_true",
-                   help="print the full effective configuration (defaults + config file + command line) as YAML "
-                   "and exit without running anything")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the full effective configuration (defaults + config file + command line) as YAML "
+        "and exit without running anything",
+    )
 
 
 def print_config(config: dict[str, Any], stream: Any = None) -> int:

@@ -63,7 +63,9 @@ def check_keys(d: Any, allowed: Collection[str], what: str, lines: Mapping[str, 
     if extra:
         names = sorted(map(str, extra))
         line = min((lines[n] for n in names if n in lines), default=None) if lines else None
-        raise KbioxlmError(f"{where(what, line)}: unknown key(s) {', '.join(names)} (allowed: {', '.join(sorted(allowed))})")
+        raise KbioxlmError(
+            f"{where(what, line)}: unknown key(s) {', '.join(names)} (allowed: {', '.join(sorted(allowed))})"
+        )
     return d
 
 
@@ -143,8 +145,12 @@ def load_settings(
 
 
 def set_dotted(
-    values: dict[str, Any], key: str, value: Any, known: Collection[str],
-    aliases: Mapping[str, str], mappings: Collection[str],
+    values: dict[str, Any],
+    key: str,
+    value: Any,
+    known: Collection[str],
+    aliases: Mapping[str, str],
+    mappings: Collection[str],
 ) -> str:
     """Set ``key`` (``head`` or ``head.sub.sub``) in ``values``; returns ``head`` with aliases resolved."""
     head, _, rest = key.partition(".")

@@ -46,8 +46,9 @@ def is_bio_tag(tag: str) -> bool:
     return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
 
 
-def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | None = None,
-               tags_optional: bool = False) -> Iterator[ConllLine]:
+def iter_conll(
+    path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | None = None, tags_optional: bool = False
+) -> Iterator[ConllLine]:
     """Classified lines of a CoNLL file; a malformed line raises ``file:line: reason``.
 
     ``lines``: ``(line number, line)`` pairs to read instead of the file (e.g. a reader with a
@@ -60,7 +61,7 @@ def iter_conll(path: str | os.PathLike[str], lines: Iterable[tuple[int, str]] | 
             yield ConllLine(lineno, "blank")
             continue
         if line.startswith(DOCSTART):
-            yield ConllLine(lineno, "doc", line[len(DOCSTART):].strip())
+            yield ConllLine(lineno, "doc", line[len(DOCSTART) :].strip())
             continue
         parts = line.split("\t")
         if len(parts) < 2:

@@ -34,8 +34,14 @@ def reset_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def micro_step(accelerator: Any, model: Any, optimizer: Any, host_batch: dict[str, Any],
-               max_grad_norm: float | None, loss_fn: Callable[[Any], Any] | None = None) -> tuple[Any, Any]:
+def micro_step(
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    host_batch: dict[str, Any],
+    max_grad_norm: float | None,
+    loss_fn: Callable[[Any], Any] | None = None,
+) -> tuple[Any, Any]:
     """One micro-batch of the training loop: forward under autocast, backward, and, when the
     accumulation window closes, gradient clipping and the optimizer step (accelerate skips the
     step inside the window). Returns the model output and the gradient norm (``None`` inside the

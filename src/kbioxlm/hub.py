@@ -20,7 +20,13 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 
 def is_hub_id(name: str) -> bool:
     """True when ``name`` could name a hub repository (``name`` or ``owner/name``)."""
-    return bool(_HUB_ID.match(name)) and ".." not in name and "--" not in name and len(name) <= 96 and not name.endswith(".")
+    return (
+        bool(_HUB_ID.match(name))
+        and ".." not in name
+        and "--" not in name
+        and len(name) <= 96
+        and not name.endswith(".")
+    )
 
 
 def check_model_name(name: str | None, what: str = "model") -> None:
@@ -30,7 +36,9 @@ def check_model_name(name: str | None, what: str = "model") -> None:
     if Path(name).exists():
         return
     if not is_hub_id(str(name)):
-        raise KbioxlmError(f"{name}: no such {what} folder (the path does not exist, and it is not a Hugging Face hub id)")
+        raise KbioxlmError(
+            f"{name}: no such {what} folder (the path does not exist, and it is not a Hugging Face hub id)"
+        )
 
 
 def load_error(name: str, exc: BaseException, what: str = "model") -> KbioxlmError:

@@ -43,8 +43,9 @@ def open_text(path: str | os.PathLike[str]) -> IO[str]:
         raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def iter_lines(path: str | os.PathLike[str], progress_desc: str | None = None,
-               strip: bool = False) -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: str | os.PathLike[str], progress_desc: str | None = None, strip: bool = False
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` of a UTF-8 text file; a decoding error names the file and line.
 
     Read in binary and decoded line by line: a text-mode reader decodes in chunks, so its error
@@ -58,8 +59,17 @@ def iter_lines(path: str | os.PathLike[str], progress_desc: str | None = None,
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise KbioxlmError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    with fh, progress(total=os.fstat(fh.fileno()).st_size, unit="B", unit_scale=True, desc=progress_desc or "",
-                      leave=False, enabled=progress_desc is not None) as bar:
+    with (
+        fh,
+        progress(
+            total=os.fstat(fh.fileno()).st_size,
+            unit="B",
+            unit_scale=True,
+            desc=progress_desc or "",
+            leave=False,
+            enabled=progress_desc is not None,
+        ) as bar,
+    ):
         lineno = 0
         pending = 0  # bytes read since the bar's last update
         try:
@@ -72,7 +82,9 @@ def iter_lines(path: str | os.PathLike[str], progress_desc: str | None = None,
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise KbioxlmError(f"{where(path, lineno)}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})") from exc
+                    raise KbioxlmError(
+                        f"{where(path, lineno)}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})"
+                    ) from exc
                 if strip:
                     if lineno == 1 and line.startswith("\ufeff"):
                         line = line[1:]
@@ -115,7 +127,9 @@ def load_yaml(path: str | os.PathLike[str], what: str = "config") -> tuple[Any, 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise KbioxlmError(f"{where(path, _yaml_line(text, mark) if mark is not None else None)}: invalid YAML ({reason})") from exc
+        raise KbioxlmError(
+            f"{where(path, _yaml_line(text, mark) if mark is not None else None)}: invalid YAML ({reason})"
+        ) from exc
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, _value in node.value:
@@ -331,7 +345,9 @@ def write_marker(folder: str | os.PathLike[str], marker: str, info: dict[str, An
         fh.write("\n")
 
 
-def replace_dir(tmp: str | os.PathLike[str], out: str | os.PathLike[str], marker: str, overwrite: bool, what: str) -> None:
+def replace_dir(
+    tmp: str | os.PathLike[str], out: str | os.PathLike[str], marker: str, overwrite: bool, what: str
+) -> None:
     """Move the finished folder ``tmp`` to ``out``, replacing only what :func:`check_output_dir` allows.
 
     The previous output is first renamed aside and removed after the new one is in place, so at

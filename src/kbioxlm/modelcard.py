@@ -104,8 +104,14 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return lines
 
 
-def push_folder(folder: str | os.PathLike[str], repo_id: str, *, private: bool = False,
-                token: str | None = None, message: str | None = None) -> str:
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    message: str | None = None,
+) -> str:
     """Create ``repo_id`` (if needed) and upload ``folder`` with ``huggingface_hub``; returns the URL.
 
     The card's ``base_model`` must be a hub id (the hub refuses other values), so a local path
@@ -116,13 +122,16 @@ def push_folder(folder: str | os.PathLike[str], repo_id: str, *, private: bool =
         raise KbioxlmError(f"{repo_id}: not a hub repository id (expected name or owner/name)")
     base = _card_data_of(folder).get("base_model")
     if isinstance(base, str) and not is_hub_id(base):
-        raise KbioxlmError(f"{folder}/README.md: base_model {base!r} is a local path, which the hub refuses; "
-                           "export again with --base-model HUB_ID")
+        raise KbioxlmError(
+            f"{folder}/README.md: base_model {base!r} is a local path, which the hub refuses; "
+            "export again with --base-model HUB_ID"
+        )
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                 commit_message=message or "Upload with kbioxlm")
+        info = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=message or "Upload with kbioxlm"
+        )
     except (HfHubHTTPError, httpx.HTTPError, OSError, ValueError) as exc:  # no network, no token, refused
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise KbioxlmError(f"{repo_id}: upload failed ({first}); the local folder {folder} is complete") from exc

@@ -94,6 +94,7 @@ def resolve_model(value: Any, base: Path) -> Any:
 def substitute(value: Any, variables: dict[str, str], what: str) -> Any:
     """Replace ``${name}`` (a key of ``variables``) and ``${env:NAME}`` in every string of ``value``."""
     if isinstance(value, str):
+
         def repl(m: re.Match[str]) -> str:
             key = m.group(1)
             if key.startswith("env:"):
@@ -124,6 +125,7 @@ def resolve_pretrain_paths(cfg: dict[str, Any], base: Path, keys: set[str] | Non
     ``train_files``/``eval_files`` may be a comma-separated string or a list; ``resume_from_checkpoint``
     is a path unless it is ``auto``.
     """
+
     def wanted(k: str) -> bool:
         return k in cfg and cfg[k] is not None and (keys is None or k in keys)
 
@@ -163,9 +165,17 @@ def resolve_benchmark_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         tasks = []
         for t in out["tasks"]:
             if isinstance(t, dict) and isinstance(t.get("files"), dict):
-                t = {**t, "files": {lang: ({s: resolve_file(f, base) for s, f in splits.items()}
-                                           if isinstance(splits, dict) else splits)
-                                    for lang, splits in t["files"].items()}}
+                t = {
+                    **t,
+                    "files": {
+                        lang: (
+                            {s: resolve_file(f, base) for s, f in splits.items()}
+                            if isinstance(splits, dict)
+                            else splits
+                        )
+                        for lang, splits in t["files"].items()
+                    },
+                }
             tasks.append(t)
         out["tasks"] = tasks
     return out

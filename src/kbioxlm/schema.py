@@ -193,8 +193,13 @@ def validate_align_record(rec: dict[str, Any]) -> None:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"mentions[{i}] has no text")
             s, e = m.get("start"), m.get("end")
-            if (not isinstance(s, int) or not isinstance(e, int) or isinstance(s, bool) or isinstance(e, bool)
-                    or not 0 <= s < e <= len(text)):
+            if (
+                not isinstance(s, int)
+                or not isinstance(e, int)
+                or isinstance(s, bool)
+                or isinstance(e, bool)
+                or not 0 <= s < e <= len(text)
+            ):
                 raise ValueError(f"mentions[{i}] has invalid span ({s!r}, {e!r}) for text of length {len(text)}")
 
 

@@ -65,8 +65,18 @@ class Cache:
             row = self.conn.execute("SELECT output FROM answer WHERE key = ?", (key,)).fetchone()
             return None if row is None else row[0]
 
-    def put(self, key: str, output: str, *, backend: str = "", model: str = "", prompt_version: str = "",
-            source_lang: str = "", target_lang: str = "", text: str = "") -> None:
+    def put(
+        self,
+        key: str,
+        output: str,
+        *,
+        backend: str = "",
+        model: str = "",
+        prompt_version: str = "",
+        source_lang: str = "",
+        target_lang: str = "",
+        text: str = "",
+    ) -> None:
         with self._lock:
             if self.conn is None:
                 self._mem[key] = output

@@ -19,8 +19,17 @@ from ..errors import KbioxlmError
 from ..io import read_text
 
 LANG_NAMES = {
-    "en": "English", "zh": "Simplified Chinese", "ja": "Japanese", "ko": "Korean", "de": "German",
-    "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "ru": "Russian", "ar": "Arabic",
+    "en": "English",
+    "zh": "Simplified Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "ar": "Arabic",
 }
 
 _VAR_RE = re.compile(r"\{\{(\w+)\}\}")

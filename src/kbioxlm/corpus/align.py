@@ -70,8 +70,11 @@ def build_align(
     if not targets or len(set(targets)) != len(targets):
         raise KbioxlmError(f"--target-langs must list distinct languages, got {','.join(targets) or 'none'}")
     if lang in targets:
-        raise KbioxlmError(f"--lang and --target-lang are both {lang!r}" if len(targets) == 1
-                           else f"--target-langs includes --lang {lang!r}")
+        raise KbioxlmError(
+            f"--lang and --target-lang are both {lang!r}"
+            if len(targets) == 1
+            else f"--target-langs includes --lang {lang!r}"
+        )
     if max_names < 1:
         raise KbioxlmError(f"--max-names must be at least 1, got {max_names}")
     if max_mentions < 0:
@@ -99,7 +102,9 @@ def build_align(
         for tl in targets:
             both = [c for c in pref[lang] if c in pref[tl] and c not in held]
             n_both += len(both)
-            items += [(c, tl) for c in sorted(both) if all(fold_case(pref[lg][c]) not in held_names for lg in (lang, tl))]
+            items += [
+                (c, tl) for c in sorted(both) if all(fold_case(pref[lg][c]) not in held_names for lg in (lang, tl))
+            ]
         wanted = {c for c, _tl in items}
         others: dict[str, dict[str, list[str]]] = {}
         for lg in langs:
@@ -153,7 +158,9 @@ def build_align(
 
 def _validate(rec: dict[str, Any]) -> None:
     if rec.get("task") != "entity":
-        raise ValueError(f"expected an entity record (task 'entity', from `kbioxlm corpus entity`), got task {rec.get('task')!r}")
+        raise ValueError(
+            f"expected an entity record (task 'entity', from `kbioxlm corpus entity`), got task {rec.get('task')!r}"
+        )
     validate_entity_record(rec)
     for i, e in enumerate(rec["entities"]):
         if not isinstance(e.get("switched"), bool):

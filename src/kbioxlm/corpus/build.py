@@ -145,8 +145,14 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
                     f_lines.append(line)
     out: dict[str, tuple[bytes, dict[str, Any]]] = {}
     if do_entity:
-        stats = {"documents": n_docs, "records": e_records, "entities": e_entities, "chars": n_chars,
-                 "no_match": no_match, "switches": switches}
+        stats = {
+            "documents": n_docs,
+            "records": e_records,
+            "entities": e_entities,
+            "chars": n_chars,
+            "no_match": no_match,
+            "switches": switches,
+        }
         out["entity"] = ((b"\n".join(e_lines) + b"\n") if e_lines else b"", stats)
     if do_fact:
         stats = {"documents": n_docs, "records": f_records, "facts": f_facts, "chars": n_chars}
@@ -156,15 +162,17 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
     return out
 
 
-def _documents(path: str, fmt: str, options: BuildOptions, text_field: str, skip: SkipCounter | None) -> Iterator[dict[str, Any]]:
+def _documents(
+    path: str, fmt: str, options: BuildOptions, text_field: str, skip: SkipCounter | None
+) -> Iterator[dict[str, Any]]:
     """Valid documents in ``--lang`` or a target language; anything else is an error (or skipped)."""
     allowed = options.languages
     for line, doc in iter_documents(path, fmt, options.lang, text_field, skip):
         if doc["lang"] not in allowed:
-            msg = (
-                f"{where(path, line)}: document language {doc['lang']!r} is neither --lang {options.lang!r} "
-                + (f"nor one of --target-langs {','.join(allowed[1:])}" if options.multi
-                   else f"nor --target-lang {options.target_lang!r}")
+            msg = f"{where(path, line)}: document language {doc['lang']!r} is neither --lang {options.lang!r} " + (
+                f"nor one of --target-langs {','.join(allowed[1:])}"
+                if options.multi
+                else f"nor --target-lang {options.target_lang!r}"
             )
             if skip is None:
                 raise KbioxlmError(msg)
@@ -188,8 +196,18 @@ def run_build(
     """Run an entity or fact build; returns (and prints) the summary."""
     if options.task not in ("entity", "fact"):
         raise KbioxlmError(f"unknown task {options.task!r}")
-    return run_levels(options, input_path, {options.task: out}, input_format, text_field, num_workers,
-                      skip_invalid, balance, max_total_switches, progress)[options.task]
+    return run_levels(
+        options,
+        input_path,
+        {options.task: out},
+        input_format,
+        text_field,
+        num_workers,
+        skip_invalid,
+        balance,
+        max_total_switches,
+        progress,
+    )[options.task]
 
 
 def run_levels(
@@ -215,8 +233,11 @@ def run_levels(
         raise KbioxlmError("the entity and fact outputs must be different files")
     options = replace(options, task="+".join(levels))
     if options.lang in options.languages[1:]:
-        raise KbioxlmError(f"--target-langs includes --lang {options.lang!r}" if options.multi
-                           else f"--lang and --target-lang are both {options.lang!r}")
+        raise KbioxlmError(
+            f"--target-langs includes --lang {options.lang!r}"
+            if options.multi
+            else f"--lang and --target-lang are both {options.lang!r}"
+        )
     t_start = time.perf_counter()
     # Fail fast on a missing KB or one without the languages, before reading the input.
     if not Path(options.kb).exists():

@@ -25,17 +25,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = sub.add_parser(task, help=text, description=text)
         p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
         p.add_argument("--input", required=True, help="input documents")
-        p.add_argument("--input-format", default="jsonl", choices=INPUT_FORMATS, type=canonical_format,
-                       help="jsonl: {id,lang,text} lines (id/lang optional); pubmedqa: ori_pqal.json; "
-                       "json-list: JSON list of objects with 'text' (CMeEE; old name: cmeee); lines: one document per "
-                       "line; blocks: blank-line separated records (old name: dialogue); the same names as the "
-                       "pipeline's documents.format")
+        p.add_argument(
+            "--input-format",
+            default="jsonl",
+            choices=INPUT_FORMATS,
+            type=canonical_format,
+            help="jsonl: {id,lang,text} lines (id/lang optional); pubmedqa: ori_pqal.json; "
+            "json-list: JSON list of objects with 'text' (CMeEE; old name: cmeee); lines: one document per "
+            "line; blocks: blank-line separated records (old name: dialogue); the same names as the "
+            "pipeline's documents.format",
+        )
         p.add_argument("--text-field", default="text", help="field holding the text (jsonl, json-list)")
         p.add_argument("--lang", required=True, help="language of the documents (default for records without 'lang')")
-        _add_targets(p, "the other language", "several target languages with weights, e.g. zh:0.5,es:0.25,fr:0.25 "
-                     "(normalised; a language without :w weighs 1): each switched entity / fact window of a --lang "
-                     "document takes a language drawn by weight among those its concept / facts have names in; "
-                     "--target-lang X is X:1")
+        _add_targets(
+            p,
+            "the other language",
+            "several target languages with weights, e.g. zh:0.5,es:0.25,fr:0.25 "
+            "(normalised; a language without :w weighs 1): each switched entity / fact window of a --lang "
+            "document takes a language drawn by weight among those its concept / facts have names in; "
+            "--target-lang X is X:1",
+        )
         if task == "build":
             p.add_argument("--levels", default="entity,fact", help="comma-separated levels to build: entity, fact")
             p.add_argument("--entity-out", help="output JSONL of the entity level")
@@ -47,39 +56,76 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--skip-invalid", action="store_true", help="count and skip bad records instead of stopping")
         p.add_argument("--case", choices=("fold", "exact"), default="fold", help="case policy of the matcher")
         p.add_argument("--min-length", type=int, default=2, help="shortest name matched, in characters")
-        p.add_argument("--stop-list", action="append", metavar="FILE|default",
-                       help="file with one name per line never to match ('#' lines are comments); 'default': the "
-                       "shipped list of generic English names (resources/generic_names_en.txt); may be repeated")
-        p.add_argument("--exclude-concepts", metavar="FILE",
-                       help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`): none of them, and "
-                       "none of their names in any language, occurs in an entity, a switch or a fact")
+        p.add_argument(
+            "--stop-list",
+            action="append",
+            metavar="FILE|default",
+            help="file with one name per line never to match ('#' lines are comments); 'default': the "
+            "shipped list of generic English names (resources/generic_names_en.txt); may be repeated",
+        )
+        p.add_argument(
+            "--exclude-concepts",
+            metavar="FILE",
+            help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`): none of them, and "
+            "none of their names in any language, occurs in an entity, a switch or a fact",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         if task in ("entity", "build"):
             p.add_argument("--max-switches", type=int, default=10, help="switches per document at most")
-            p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
-                           help="equal switch totals per direction when the input has both languages")
-            p.add_argument("--max-total-switches", type=int, default=None,
-                           help="cap the switches of each direction (to balance two separate runs)")
+            p.add_argument(
+                "--balance",
+                action=argparse.BooleanOptionalAction,
+                default=True,
+                help="equal switch totals per direction when the input has both languages",
+            )
+            p.add_argument(
+                "--max-total-switches",
+                type=int,
+                default=None,
+                help="cap the switches of each direction (to balance two separate runs)",
+            )
         if task in ("fact", "build"):
-            p.add_argument("--fact-lang", choices=("target", "source"), default="target",
-                           help="language of the appended facts: the other language (default) or the document's")
+            p.add_argument(
+                "--fact-lang",
+                choices=("target", "source"),
+                default="target",
+                help="language of the appended facts: the other language (default) or the document's",
+            )
             p.add_argument("--window", type=int, default=1, help="sentences per window")
             p.add_argument("--max-facts", type=int, default=5, help="facts per record at most")
         p.set_defaults(func=_run_build, task=task)
 
     text = "alignment records: a concept's names in two languages (and mentions) for synonym alignment"
-    p = sub.add_parser("align", help=text, description=text + ". One record per concept with names in both "
-                       "languages, in a seeded shuffled order; see docs/corpus.md.")
+    p = sub.add_parser(
+        "align",
+        help=text,
+        description=text + ". One record per concept with names in both "
+        "languages, in a seeded shuffled order; see docs/corpus.md.",
+    )
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
     p.add_argument("--lang", required=True, help="first language (e.g. en)")
-    _add_targets(p, "second language (e.g. zh)", "several second languages, e.g. zh,es,fr,de: one record per concept "
-                 "and language X with names in --lang and X (weights are accepted and ignored)")
+    _add_targets(
+        p,
+        "second language (e.g. zh)",
+        "several second languages, e.g. zh,es,fr,de: one record per concept "
+        "and language X with names in --lang and X (weights are accepted and ignored)",
+    )
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--seed", type=int, default=0, help="order of the records and choice of mentions (default: 0)")
-    p.add_argument("--exclude-concepts", metavar="FILE", help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`)")
-    p.add_argument("--max-names", type=int, default=8, help="names per language at most, preferred name first (default: 8)")
-    p.add_argument("--entity-records", nargs="+", action="extend", default=[], metavar="FILE",
-                   help="entity-level JSONL (from `corpus entity`) to take mentions from; may be repeated")
+    p.add_argument(
+        "--exclude-concepts", metavar="FILE", help="held-out concept ids, one per line (e.g. from `kbioxlm kb split`)"
+    )
+    p.add_argument(
+        "--max-names", type=int, default=8, help="names per language at most, preferred name first (default: 8)"
+    )
+    p.add_argument(
+        "--entity-records",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="entity-level JSONL (from `corpus entity`) to take mentions from; may be repeated",
+    )
     p.add_argument("--max-mentions", type=int, default=2, help="mentions per concept and language at most (default: 2)")
     p.set_defaults(func=_run_align)
 
@@ -89,17 +135,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--articles-b", help="JSONL {id, text} articles in --target-lang, same ids")
     p.add_argument("--parallel-a", help="line-aligned file in --lang (e.g. ParaMed nejm.*.en)")
     p.add_argument("--parallel-b", help="line-aligned file in --target-lang (e.g. ParaMed nejm.*.zh)")
-    hide_aliases(p.add_argument("--lang", "--lang-a", default="en",
-                                help="language of side a (--articles-a/--parallel-a; the first text of a pair)"), "--lang-a")
-    hide_aliases(p.add_argument("--target-lang", "--lang-b", default="zh",
-                                help="language of side b (--articles-b/--parallel-b)"), "--lang-b")
+    hide_aliases(
+        p.add_argument(
+            "--lang",
+            "--lang-a",
+            default="en",
+            help="language of side a (--articles-a/--parallel-a; the first text of a pair)",
+        ),
+        "--lang-a",
+    )
+    hide_aliases(
+        p.add_argument(
+            "--target-lang", "--lang-b", default="zh", help="language of side b (--articles-b/--parallel-b)"
+        ),
+        "--lang-b",
+    )
     p.add_argument("--out", required=True, help="output JSONL of passage-pair records")
     p.add_argument("--seed", type=int, default=0, help="seed of the random pairs and the passage cuts")
     p.add_argument("--max-chars", type=int, default=512, help="longest passage, in characters")
-    p.add_argument("--passages-per-article", type=int, default=4, help="line-aligned input: passages per pseudo-article")
-    p.add_argument("--context-lang", choices=("same", "cross"), default="same",
-                   help="context pairs: the next passage in the same language (paper), or the passage after the aligned "
-                        "one in the other language (every pair cross-lingual: the label cannot be read off the scripts)")
+    p.add_argument(
+        "--passages-per-article", type=int, default=4, help="line-aligned input: passages per pseudo-article"
+    )
+    p.add_argument(
+        "--context-lang",
+        choices=("same", "cross"),
+        default="same",
+        help="context pairs: the next passage in the same language (paper), or the passage after the aligned "
+        "one in the other language (every pair cross-lingual: the label cannot be read off the scripts)",
+    )
     p.add_argument("--num-workers", type=int, default=1, help="worker processes (output identical for any number)")
     p.add_argument("--skip-invalid", action="store_true", help="count and skip bad articles/pairs instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -46,8 +46,14 @@ def count_switchable(doc: dict[str, Any], know: Knowledge) -> int:
 
 
 def switch_entities(
-    doc_id: Any, text: str, lang: str, other: str, spans: list[tuple[int, int, int]], infos: list[KeyInfo],
-    quota: int, seed: int,
+    doc_id: Any,
+    text: str,
+    lang: str,
+    other: str,
+    spans: list[tuple[int, int, int]],
+    infos: list[KeyInfo],
+    quota: int,
+    seed: int,
 ) -> tuple[EntityRecord, int]:
     """The Entity record of a ``lang`` text with matches ``spans`` and their ``infos``, and its
     number of switches ``k = min(quota, switchable)`` (0 for a negative ``quota``).

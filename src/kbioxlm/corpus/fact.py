@@ -63,8 +63,17 @@ def window_facts(
 
 
 def fact_record(
-    rec_id: str, lang: str, body: str, window: list[tuple[int, int, int]], window_infos: list[KeyInfo], ws: int,
-    facts: list[tuple[str, str, str]], names: dict[str, str], labels: dict[str, str], join: str, fact_lang: str,
+    rec_id: str,
+    lang: str,
+    body: str,
+    window: list[tuple[int, int, int]],
+    window_infos: list[KeyInfo],
+    ws: int,
+    facts: list[tuple[str, str, str]],
+    names: dict[str, str],
+    labels: dict[str, str],
+    join: str,
+    fact_lang: str,
 ) -> FactRecord:
     """One Fact record. Text: ``body`` (the window, starting at document offset ``ws``), then
     ``</s>`` + head name + ``join`` + relation label + ``join`` + tail name per fact. Entities:
@@ -87,14 +96,30 @@ def fact_record(
         pieces += (FACT_SEP, hn, join, rn, join, tn)
         entities.append({"start": hs, "end": hs + len(hn), "concept": h, "lang": fact_lang, "switched": False})
         entities.append({"start": ts, "end": p, "concept": t, "lang": fact_lang, "switched": False})
-        relations.append({"start": rs, "end": rs + len(rn), "rel": rel, "lang": fact_lang,
-                          "head": len(entities) - 2, "tail": len(entities) - 1})
-    return {"id": rec_id, "lang": lang, "text": "".join(pieces), "task": "fact", "entities": entities,
-            "relations": relations}
+        relations.append(
+            {
+                "start": rs,
+                "end": rs + len(rn),
+                "rel": rel,
+                "lang": fact_lang,
+                "head": len(entities) - 2,
+                "tail": len(entities) - 1,
+            }
+        )
+    return {
+        "id": rec_id,
+        "lang": lang,
+        "text": "".join(pieces),
+        "task": "fact",
+        "entities": entities,
+        "relations": relations,
+    }
 
 
 def build_fact_records(
-    doc: dict[str, Any], know: Knowledge, spans: list[tuple[int, int, int]] | None = None,
+    doc: dict[str, Any],
+    know: Knowledge,
+    spans: list[tuple[int, int, int]] | None = None,
     infos: list[KeyInfo] | None = None,
 ) -> list[tuple[FactRecord, int]]:
     """One Fact record per sentence window holding at least one fact, with its number of facts.
@@ -154,8 +179,19 @@ def build_fact_records(
         else:
             facts = window_facts(infos[lo:hi], names, know.relations, opts.max_facts)
         if facts:
-            rec = fact_record(f"{doc['id']}#{wi}", lang, text[ws:we], spans[lo:hi], infos[lo:hi], ws, facts, names,
-                              labels, join, fact_lang)
+            rec = fact_record(
+                f"{doc['id']}#{wi}",
+                lang,
+                text[ws:we],
+                spans[lo:hi],
+                infos[lo:hi],
+                ws,
+                facts,
+                names,
+                labels,
+                join,
+                fact_lang,
+            )
             out.append((rec, len(facts)))
     return out
 
@@ -165,8 +201,11 @@ def _draw_fact_language(know: Knowledge, infos: list[KeyInfo], x: int) -> tuple[
     among the target languages the window has at least one fact in (both names known there), by
     their weights renormalised over those; and its facts (none: ``(first target, [])``)."""
     opts = know.options
-    have = [(lang, w, facts) for lang, w in opts.targets
-            if (facts := window_facts(infos, know.names[lang], know.relations, opts.max_facts))]
+    have = [
+        (lang, w, facts)
+        for lang, w in opts.targets
+        if (facts := window_facts(infos, know.names[lang], know.relations, opts.max_facts))
+    ]
     if not have:
         return opts.target_lang, []
     lang, _w, facts = have[pick_weighted(x, cumulative([w for _lang, w, _f in have]))]
@@ -174,7 +213,9 @@ def _draw_fact_language(know: Knowledge, infos: list[KeyInfo], x: int) -> tuple[
 
 
 def build_fact_lines(
-    doc: dict[str, Any], know: Knowledge, spans: list[tuple[int, int, int]] | None = None,
+    doc: dict[str, Any],
+    know: Knowledge,
+    spans: list[tuple[int, int, int]] | None = None,
     infos: list[KeyInfo] | None = None,
 ) -> list[tuple[bytes, int]]:
     """:func:`build_fact_records` as ``(UTF-8 JSON line without newline, facts)``."""

@@ -114,7 +114,11 @@ class Knowledge:
             held_names = know.held_out_names
             for lang in source_langs:
                 know.matchers[lang] = Matcher.from_kb(
-                    kb, lang, case=options.case, min_length=options.min_length, stop_words=options.stop_words,
+                    kb,
+                    lang,
+                    case=options.case,
+                    min_length=options.min_length,
+                    stop_words=options.stop_words,
                     exclude_names=held_names,
                 )
             for lang in options.languages:
@@ -137,11 +141,16 @@ class Knowledge:
                 for lang in options.languages:
                     know.relation_names[lang] = kb.relation_names(lang)
                 if held_names:  # a relation whose label is a held-out name is no fact to write
-                    bad = {r for rs in know.relations.values() for r in rs
-                           if any(fold_case(know.relation_name(r, lg)) in held_names
-                                  for lg in options.languages)}
+                    bad = {
+                        r
+                        for rs in know.relations.values()
+                        for r in rs
+                        if any(fold_case(know.relation_name(r, lg)) in held_names for lg in options.languages)
+                    }
                     if bad:
-                        know.relations = {k: kept for k, v in know.relations.items() if (kept := tuple(r for r in v if r not in bad))}
+                        know.relations = {
+                            k: kept for k, v in know.relations.items() if (kept := tuple(r for r in v if r not in bad))
+                        }
                         kept_tails: dict[str, list[str]] = {}
                         for head, tail in know.relations:
                             kept_tails.setdefault(head, []).append(tail)

@@ -108,7 +108,9 @@ def iter_pairs(path: str, max_chars: int, lang_a: str, lang_b: str, skip: SkipCo
     """``{"sent1", "sent2"[, "label"]}`` lines (the release's ``pair_data.json``); sides by script."""
     unspaced_langs = [x for x in (lang_a, lang_b) if is_unspaced(x)]
     if len(unspaced_langs) != 1:
-        raise KbioxlmError("--pairs tells the sides apart by script: one of --lang-a/--lang-b must be unspaced (zh, ja)")
+        raise KbioxlmError(
+            "--pairs tells the sides apart by script: one of --lang-a/--lang-b must be unspaced (zh, ja)"
+        )
     unspaced = unspaced_langs[0]
     spaced = lang_b if unspaced == lang_a else lang_a
     for lineno, line in _lines(path):
@@ -129,7 +131,9 @@ def iter_pairs(path: str, max_chars: int, lang_a: str, lang_b: str, skip: SkipCo
             # article may quote English terms, sentences even, so no fixed threshold).
             shares = [cjk_share(t) for t in texts]
             if shares[0] == shares[1]:
-                raise ValueError(f"cannot tell the sides apart by script; a pair needs one {lang_a} and one {lang_b} text")
+                raise ValueError(
+                    f"cannot tell the sides apart by script; a pair needs one {lang_a} and one {lang_b} text"
+                )
             langs = [unspaced, spaced] if shares[0] > shares[1] else [spaced, unspaced]
             if langs[0] != lang_a:
                 texts.reverse()
@@ -143,7 +147,9 @@ def iter_pairs(path: str, max_chars: int, lang_a: str, lang_b: str, skip: SkipCo
         yield rid, cut_passages(texts[0], max_chars), lang_a, cut_passages(texts[1], max_chars), lang_b, False
 
 
-def iter_articles(path_a: str, path_b: str, max_chars: int, lang_a: str, lang_b: str, text_field: str, skip: SkipCounter | None) -> Iterator[Article]:
+def iter_articles(
+    path_a: str, path_b: str, max_chars: int, lang_a: str, lang_b: str, text_field: str, skip: SkipCounter | None
+) -> Iterator[Article]:
     """Two JSONL files of ``{"id", "text"}`` joined on ``id`` (side B is indexed in memory)."""
     side_b: dict[str, str] = {}
     for _line, doc in iter_documents(path_b, "jsonl", lang_b, text_field, skip):
@@ -156,7 +162,9 @@ def iter_articles(path_a: str, path_b: str, max_chars: int, lang_a: str, lang_b:
         yield key, cut_passages(doc["text"], max_chars), lang_a, cut_passages(side_b[key], max_chars), lang_b, False
 
 
-def iter_parallel(path_a: str, path_b: str, max_chars: int, lang_a: str, lang_b: str, per_article: int) -> Iterator[Article]:
+def iter_parallel(
+    path_a: str, path_b: str, max_chars: int, lang_a: str, lang_b: str, per_article: int
+) -> Iterator[Article]:
     """Line-aligned files (ParaMed): consecutive lines grouped into aligned passages, ``per_article``
     passages forming one article (so ``context`` pairs exist)."""
     fix = {lang: (desegment if is_unspaced(lang) else detokenize) for lang in (lang_a, lang_b)}
@@ -167,7 +175,9 @@ def iter_parallel(path_a: str, path_b: str, max_chars: int, lang_a: str, lang_b:
         first = 0
         for a, b in itertools.zip_longest(_lines(path_a, keep_blank=True), _lines(path_b, keep_blank=True)):
             if a is None or b is None:
-                raise KbioxlmError(f"{path_a} and {path_b} have different numbers of lines (line-aligned input expected)")
+                raise KbioxlmError(
+                    f"{path_a} and {path_b} have different numbers of lines (line-aligned input expected)"
+                )
             ta, tb = fix[lang_a](a[1].strip()), fix[lang_b](b[1].strip())
             if not ta or not tb:
                 continue
@@ -226,7 +236,9 @@ def pair_block(block: tuple[int, int, list[Article], bool]) -> tuple[str, dict[s
                 # passage of an article has no "context" partner.
                 k = _aligned_index(j, len(mine), len(theirs), exact)
                 has_next = k + 1 < len(theirs) if cross else j + 1 < len(mine)
-                feasible = [x for x in PASSAGE_LABELS if (x != "context" or has_next) and (x != "random" or len(arts) > 1)]
+                feasible = [
+                    x for x in PASSAGE_LABELS if (x != "context" or has_next) and (x != "random" or len(arts) > 1)
+                ]
                 least = min(counts[x] for x in feasible)
                 ties = [x for x in feasible if counts[x] == least]
                 label = ties[rng.randrange(len(ties))] if len(ties) > 1 else ties[0]
@@ -241,7 +253,15 @@ def pair_block(block: tuple[int, int, list[Article], bool]) -> tuple[str, dict[s
                     partner, lp = pool[rng.randrange(len(pool))], ltheirs
                 else:
                     partner, lp = theirs[k], ltheirs
-                rec = {"id": f"{aid}:{side}{j}", "task": "passage", "text_a": text, "lang_a": lmine, "text_b": partner, "lang_b": lp, "label": label}
+                rec = {
+                    "id": f"{aid}:{side}{j}",
+                    "task": "passage",
+                    "text_a": text,
+                    "lang_a": lmine,
+                    "text_b": partner,
+                    "lang_b": lp,
+                    "label": label,
+                }
                 lines.append(dumps(rec))
                 stats[label] = stats.get(label, 0) + 1
                 stats["records"] += 1
@@ -295,7 +315,10 @@ def run_passage(
         skip = SkipCounter()  # counted again while building
     remove_stale_temporaries(out)
     summary = Summary("passage")
-    blocks = ((seed, bi, arts, context_lang == "cross") for bi, arts in enumerate(chunked(source(), max_items=block_size, max_chars=1 << 62)))
+    blocks = (
+        (seed, bi, arts, context_lang == "cross")
+        for bi, arts in enumerate(chunked(source(), max_items=block_size, max_chars=1 << 62))
+    )
     bar = progress_bar(total=n_articles, unit="article", desc="corpus passage", enabled=progress is not False)
     with atomic_write(out) as fh:
         for text, stats in ordered_map(pair_block, (b for b in blocks), num_workers, _noop, ()):

@@ -27,6 +27,7 @@ def canonical_format(name: str) -> str:
     """``cmeee`` → ``json-list``, ``dialogue`` → ``blocks``; other names as they are."""
     return FORMAT_ALIASES.get(name, name)
 
+
 Doc = dict[str, Any]
 _DECODER = json.JSONDecoder()
 _CHECKED_LANGS: set[str] = set()  # language codes check_lang accepted (it runs per document)

@@ -26,7 +26,9 @@ def doc_seed(seed: int, task: str, doc_id: object) -> int:
     return int.from_bytes(digest, "big")
 
 
-def chunked(items: Iterable[T], max_items: int = 256, max_chars: int = 1 << 20, size: Callable[[T], int] = lambda _x: 1) -> Iterator[list[T]]:
+def chunked(
+    items: Iterable[T], max_items: int = 256, max_chars: int = 1 << 20, size: Callable[[T], int] = lambda _x: 1
+) -> Iterator[list[T]]:
     """Group ``items`` into lists of at most ``max_items`` items / about ``max_chars`` of ``size``."""
     buf: list[T] = []
     total = 0

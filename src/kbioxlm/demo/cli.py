@@ -24,15 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="encoder to start from (folder or hub id, e.g. ../shared/models/multilingual-e5-small-zhen or "
         "xlm-roberta-base); default: a tiny random encoder",
     )
-    p.add_argument("--tokenizer", default=None, help="tokenizer (default: the model's, or one built from the demo text)")
-    p.add_argument("--seeds", type=int, default=3, help="full repeats (initialisation, pretraining, probe, NER); default 3")
-    p.add_argument("--pretrain-steps", type=int, default=None,
-                   help="pretraining steps per arm and seed (default 400; 100 with --model)")
+    p.add_argument(
+        "--tokenizer", default=None, help="tokenizer (default: the model's, or one built from the demo text)"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, help="full repeats (initialisation, pretraining, probe, NER); default 3"
+    )
+    p.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=None,
+        help="pretraining steps per arm and seed (default 400; 100 with --model)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="pretraining batch size of both arms (default 16)")
     p.add_argument("--epochs", type=int, default=None, help="NER fine-tuning epochs (default 10; 3 with --model)")
     p.add_argument("--seed", type=int, default=13, help="first seed; the others follow it (default 13)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="parallel jobs (default: one per CPU core, at most 4; 1 with --model)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="parallel jobs (default: one per CPU core, at most 4; 1 with --model)"
+    )
     p.set_defaults(func=_run)
 
 

@@ -91,8 +91,9 @@ def build_world(lexicon: dict[str, Any] | None = None) -> World:
     for r in lex["roots"]:
         for p in lex["pathologies"]:
             cid = disease_id(r["key"], p["key"])
-            concepts[cid] = Concept(cid, "Disease", {"en": f"{r['en']} {p['en']}", "zh": r["zh"] + p["zh"]},
-                                    (r["key"], p["key"]))
+            concepts[cid] = Concept(
+                cid, "Disease", {"en": f"{r['en']} {p['en']}", "zh": r["zh"] + p["zh"]}, (r["key"], p["key"])
+            )
     for d in lex["drugs"]:
         cid = f"drug-{d['key']}"
         concepts[cid] = Concept(cid, "Drug", {"en": d["en"], "zh": d["zh"]})
@@ -135,10 +136,16 @@ def build_world(lexicon: dict[str, Any] | None = None) -> World:
         r, p = roots[c.parts[0]], paths[c.parts[1]]
         sents = [
             Sentence(
-                tpl["disease"]["en"].format(Name=_cap(c.names["en"]), organ=r["organ_en"], desc=p["desc_en"],
-                                            a_pathology=_a(p["en"]), root=r["en"]),
-                tpl["disease"]["zh"].format(name=c.names["zh"], organ=r["organ_zh"], desc=p["desc_zh"],
-                                            pathology=p["noun_zh"], root=r["zh"]),
+                tpl["disease"]["en"].format(
+                    Name=_cap(c.names["en"]),
+                    organ=r["organ_en"],
+                    desc=p["desc_en"],
+                    a_pathology=_a(p["en"]),
+                    root=r["en"],
+                ),
+                tpl["disease"]["zh"].format(
+                    name=c.names["zh"], organ=r["organ_zh"], desc=p["desc_zh"], pathology=p["noun_zh"], root=r["zh"]
+                ),
                 (cid,),
             ),
             Sentence(
@@ -195,7 +202,7 @@ def ner_examples(concepts: dict[str, Concept], lang: str, n: int, seed: int, pre
                 break
             ent, etype = (drug, "Drug") if key == "{drug}" else (adr, "ADE")
             _add(tokens, tags, ent, etype, lang)
-            rest = rest[pos + len(key):]
+            rest = rest[pos + len(key) :]
         if lang == "en" and tokens:
             tokens[0] = _cap(tokens[0])
         records.append({"id": f"{prefix}-{lang}-{i}", "lang": lang, "tokens": tokens, "tags": tags})
@@ -238,11 +245,18 @@ def write_demo_data(out: Path, seed: int = 13, held_out: Iterable[str] = ()) -> 
         fh.writelines(f"{h}\t{r}\t{t}\n" for h, r, t in world.relations)
     with atomic_write(paths["relation_names"]) as fh:
         fh.write("rel\tlang\ttext\n")
-        fh.writelines(f"{rel}\t{lang}\t{text}\n" for rel, names in world.relation_names.items() for lang, text in names.items())
+        fh.writelines(
+            f"{rel}\t{lang}\t{text}\n" for rel, names in world.relation_names.items() for lang, text in names.items()
+        )
     for lang in LANGS:
-        write_jsonl(paths[f"docs_{lang}"], ({"id": f"{cid}-{lang}-{k}", "lang": lang, "text": _join(sents[k:k + DOC_SENTENCES], lang)}
-                                            for cid, sents in world.articles.items()
-                                            for k in range(0, len(sents), DOC_SENTENCES)))
+        write_jsonl(
+            paths[f"docs_{lang}"],
+            (
+                {"id": f"{cid}-{lang}-{k}", "lang": lang, "text": _join(sents[k : k + DOC_SENTENCES], lang)}
+                for cid, sents in world.articles.items()
+                for k in range(0, len(sents), DOC_SENTENCES)
+            ),
+        )
     held = set(held_out)
     pairs = []
     for cid, sents in world.articles.items():

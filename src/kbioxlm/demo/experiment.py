@@ -65,8 +65,12 @@ from ..progress import progress, quiet_transformers
 from ..tasks.finetune import FinetuneConfig, run_finetune
 from .data import build_world, demo_texts, write_demo_data, write_parallel
 
-TINY_ENCODER: dict[str, Any] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                 "intermediate_size": 128}
+TINY_ENCODER: dict[str, Any] = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+}
 ARMS = ("base", "mlm", "kbioxlm")
 ARM_LABELS = {
     "base": "base (the initialisation, no pretraining)",
@@ -135,11 +139,13 @@ def train_demo_tokenizer(texts: list[str], out: Path, vocab_size: int = 4000) ->
     tok = Tokenizer(Unigram(vocab, unk_id=specials.index("<unk>"), byte_fallback=False))
     tok.normalizer = normalizers.Lowercase()
     # Every CJK character is a word of its own (``▁胃``), so a character is one piece wherever it stands.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        pre_tokenizers.Split(Regex(CJK_CHAR), behavior="isolated"),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(CJK_CHAR), behavior="isolated"),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+        ]
+    )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
@@ -347,8 +353,19 @@ def run_demo(s: DemoSettings) -> dict[str, Any]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Path, real: bool, steps: int,
-         epochs: int, seeds: list[int], workers: int, threads: int | None, t_start: float) -> dict[str, Any]:
+def _run(
+    s: DemoSettings,
+    pool: cf.ProcessPoolExecutor,
+    work: Path,
+    log_path: Path,
+    real: bool,
+    steps: int,
+    epochs: int,
+    seeds: list[int],
+    workers: int,
+    threads: int | None,
+    t_start: float,
+) -> dict[str, Any]:
     defaults = REAL_DEFAULTS if real else TINY_DEFAULTS
     for seed in seeds:  # a fresh run: nothing of an earlier one is read back
         shutil.rmtree(work / f"seed-{seed}", ignore_errors=True)
@@ -388,9 +405,15 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
     with _captured(log_path):
         summaries = {}
         for src, tgt in (("en", "zh"), ("zh", "en")):
-            opts = BuildOptions(kb=str(kb), lang=src, target_lang=tgt, seed=s.seed, exclude_concepts=tuple(sorted(held)))
-            summaries[src] = run_levels(opts, str(data[f"docs_{src}"]), {
-                "entity": str(corpus / f"entity_{src}.jsonl"), "fact": str(corpus / f"fact_{src}.jsonl")}, progress=False)
+            opts = BuildOptions(
+                kb=str(kb), lang=src, target_lang=tgt, seed=s.seed, exclude_concepts=tuple(sorted(held))
+            )
+            summaries[src] = run_levels(
+                opts,
+                str(data[f"docs_{src}"]),
+                {"entity": str(corpus / f"entity_{src}.jsonl"), "fact": str(corpus / f"fact_{src}.jsonl")},
+                progress=False,
+            )
         # context_lang="cross": every pair is EN-ZH, so no label can be read off the scripts
         passage = run_passage(str(corpus / "passage.jsonl"), parallel=(str(par_en), str(par_zh)), lang_a="en",
                               lang_b="zh", seed=s.seed, max_chars=160, passages_per_article=3, progress=False,
@@ -410,8 +433,11 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
         # task (whole entities) and, as `path#mlm`, text with words and entities masked 1:1 (paper
         # A.1; the pipeline's `entity_mono`), where the words around a switched name are predicted
         # from it as they are from its translation in the monolingual text.
-        "kbioxlm": mono + entity + [f"{p}#mlm" for p in entity]
-        + [str(corpus / f"fact_{lang}.jsonl") for lang in ("en", "zh")] + [str(corpus / "passage.jsonl")],
+        "kbioxlm": mono
+        + entity
+        + [f"{p}#mlm" for p in entity]
+        + [str(corpus / f"fact_{lang}.jsonl") for lang in ("en", "zh")]
+        + [str(corpus / "passage.jsonl")],
     }
 
     # 3. tokenizer -----------------------------------------------------------------------------
@@ -443,8 +469,10 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
     def start(seed: int, base: str) -> None:
         """Both arms of a seed from its initialisation (the long jobs first), and the base's evaluation."""
         for arm in ("mlm", "kbioxlm"):
-            job = {"out": str(work / f"seed-{seed}" / arm),
-                   "overrides": _pretrain_overrides(s, base, tokenizer, arm_files[arm], steps, seed, arm)}
+            job = {
+                "out": str(work / f"seed-{seed}" / arm),
+                "overrides": _pretrain_overrides(s, base, tokenizer, arm_files[arm], steps, seed, arm),
+            }
             pending[pool.submit(_pretrain_job, job)] = ("pretrain", seed, arm)
         pending[pool.submit(_eval_job, eval_job(seed, "base", base))] = ("eval", seed, "base")
 
@@ -480,17 +508,27 @@ def _run(s: DemoSettings, pool: cf.ProcessPoolExecutor, work: Path, log_path: Pa
                 tag = f"seed {seed} {arm}"
                 if kind == "init":
                     start(seed, res["model"])
-                    _stage(f"seed {seed}: initialisation", res["seconds"],
-                           f"random, 2 layers × 64, XLM-R architecture → {res['model']}", bar)
+                    _stage(
+                        f"seed {seed}: initialisation",
+                        res["seconds"],
+                        f"random, 2 layers × 64, XLM-R architecture → {res['model']}",
+                        bar,
+                    )
                 elif kind == "pretrain":
                     rec["pretrain"] = res
                     done_steps[(seed, arm)] = steps
                     pending[pool.submit(_eval_job, eval_job(seed, arm, res["model"]))] = ("eval", seed, arm)
-                    loss = f", final loss {res['final_loss']:.2f}" if isinstance(res["final_loss"], (int, float)) else ""
+                    loss = (
+                        f", final loss {res['final_loss']:.2f}" if isinstance(res["final_loss"], (int, float)) else ""
+                    )
                     fresh = ("; MLM head dense/LayerNorm started fresh (the checkpoint has no MLM head)"
                              if res["head_from_checkpoint"] is False else "")  # fmt: skip
-                    _stage(f"{tag}: pretrain", res["seconds"],
-                           f"{res['steps']} steps × {res['batch_size']} records{loss}{fresh}", bar)
+                    _stage(
+                        f"{tag}: pretrain",
+                        res["seconds"],
+                        f"{res['steps']} steps × {res['batch_size']} records{loss}{fresh}",
+                        bar,
+                    )
                 else:
                     rec.update(res)
                     _stage(f"{tag}: probe + NER", res["eval_seconds"],
@@ -533,16 +571,22 @@ def _fresh_note(real: bool) -> str:
     """The one line that replaces transformers' load reports."""
     head = ("the MLM head comes with the checkpoint when it has one (else its dense/LayerNorm start fresh: "
             "see demo.log); " if real else "the MLM head comes with the random initialisation; ")  # fmt: skip
-    return ("model: " + head + "the passage-pair head starts fresh for pretraining and the NER tag classifier + CRF "
-            "for fine-tuning (no checkpoint has them); the probe and NER leave the MLM head (lm_head.*) and the "
-            "pooler unused (transformers' load reports about these are silenced)")
+    return (
+        "model: " + head + "the passage-pair head starts fresh for pretraining and the NER tag classifier + CRF "
+        "for fine-tuning (no checkpoint has them); the probe and NER leave the MLM head (lm_head.*) and the "
+        "pooler unused (transformers' load reports about these are silenced)"
+    )
 
 
-def _pretrain_overrides(s: DemoSettings, base: str, tokenizer: str, files: list[str], steps: int, seed: int,
-                        arm: str) -> list[str]:
+def _pretrain_overrides(
+    s: DemoSettings, base: str, tokenizer: str, files: list[str], steps: int, seed: int, arm: str
+) -> list[str]:
     """``key=value`` settings over ``resources/pretrain-demo.yaml``: the arms differ in data and mix only."""
     overrides = [
-        f"model={base}", f"tokenizer={tokenizer}", f"max_steps={steps}", f"seed={seed}",
+        f"model={base}",
+        f"tokenizer={tokenizer}",
+        f"max_steps={steps}",
+        f"seed={seed}",
         "train_files=" + ",".join(files),
         "mix=" + json.dumps({"mlm": 1.0} if arm == "mlm" else KB_MIX),
         "overwrite_output_dir=true",
@@ -569,8 +613,11 @@ def _aggregate(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 
 def format_table(results: dict[str, Any], n_heldout: int, n_seeds: int) -> str:
-    head = f"| model ({n_seeds} seed{'s' if n_seeds > 1 else ''}, mean ± sd, %) | " + " | ".join(
-        METRIC_LABELS[m] for m in METRICS) + " |"
+    head = (
+        f"| model ({n_seeds} seed{'s' if n_seeds > 1 else ''}, mean ± sd, %) | "
+        + " | ".join(METRIC_LABELS[m] for m in METRICS)
+        + " |"
+    )
     rows = [head, "|" + "---|" * (len(METRICS) + 1)]
     for arm in ARMS:
         cells = [f"{results['arms'][arm][m]['mean']:.1f} ± {results['arms'][arm][m]['sd']:.1f}" for m in METRICS]
@@ -599,20 +646,40 @@ def _plot(results: dict[str, Any], path: Path, n_seeds: int, n_heldout: int) -> 
         xs = [j + (k - 1) * width for j in range(len(METRICS))]
         means = [results["arms"][arm][m]["mean"] for m in METRICS]
         sds = [results["arms"][arm][m]["sd"] for m in METRICS]
-        bars = ax.bar(xs, means, width, yerr=sds if n_seeds >= 2 else None, capsize=4, label=arm, color=colours[arm],
-                      edgecolor="black", linewidth=0.6)
+        bars = ax.bar(
+            xs,
+            means,
+            width,
+            yerr=sds if n_seeds >= 2 else None,
+            capsize=4,
+            label=arm,
+            color=colours[arm],
+            edgecolor="black",
+            linewidth=0.6,
+        )
         label_bars(ax, bars, [f"{v:.1f}" for v in means])
     if n_heldout:
-        ax.hlines(100.0 / n_heldout, -0.45, 1.45, colors="black", linestyles="dotted", linewidth=1,
-                  label="chance (retrieval)")
+        ax.hlines(
+            100.0 / n_heldout, -0.45, 1.45, colors="black", linestyles="dotted", linewidth=1, label="chance (retrieval)"
+        )
     ax.set_xticks(range(len(METRICS)))
-    ax.set_xticklabels([METRIC_LABELS[m].replace(" acc@1", "\nacc@1").replace(" zero-shot", "\nzero-shot")
-                        .replace("EN→ZH", "en→zh").replace("ZH→EN", "zh→en") for m in METRICS])  # the run's codes
+    ax.set_xticklabels(
+        [
+            METRIC_LABELS[m]
+            .replace(" acc@1", "\nacc@1")
+            .replace(" zero-shot", "\nzero-shot")
+            .replace("EN→ZH", "en→zh")
+            .replace("ZH→EN", "zh→en")
+            for m in METRICS
+        ]
+    )  # the run's codes
     ax.set_ylabel("%")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylim(bottom=-3.0)
-    ax.set_title(f"kbioxlm demo (synthetic data): mean{' ± sd' if n_seeds >= 2 else ''} over {n_seeds} "
-                 f"seed{'s' if n_seeds > 1 else ''}")
+    ax.set_title(
+        f"kbioxlm demo (synthetic data): mean{' ± sd' if n_seeds >= 2 else ''} over {n_seeds} "
+        f"seed{'s' if n_seeds > 1 else ''}"
+    )
     ax.legend(frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -117,11 +117,17 @@ def _stats(args: argparse.Namespace) -> int:
                 print(f"  {src:<24} {nc:>10,} {nn:>10,} {nr:>10,}")
         if args.tokenizer:
             cov = stats["tokenizer"]
-            print(f"  tokenizer {cov['tokenizer']}: unknown pieces ({cov['unk_token'] or 'no unknown token'}) in the names")
-            print(f"  {'lang':<6} {'names':>10} {'pieces':>10} {'unk pieces':>11} {'unk rate':>9} {'names with unk':>15}")
+            print(
+                f"  tokenizer {cov['tokenizer']}: unknown pieces ({cov['unk_token'] or 'no unknown token'}) in the names"
+            )
+            print(
+                f"  {'lang':<6} {'names':>10} {'pieces':>10} {'unk pieces':>11} {'unk rate':>9} {'names with unk':>15}"
+            )
             for lang, c in cov["languages"].items():
-                print(f"  {lang:<6} {c['names']:>10,} {c['pieces']:>10,} {c['unk_pieces']:>11,} "
-                      f"{100 * c['unk_rate']:>8.2f}% {c['names_with_unk']:>15,}")
+                print(
+                    f"  {lang:<6} {c['names']:>10,} {c['pieces']:>10,} {c['unk_pieces']:>11,} "
+                    f"{100 * c['unk_rate']:>8.2f}% {c['names_with_unk']:>15,}"
+                )
     return 0
 
 
@@ -151,12 +157,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = imp_sub.add_parser("obo", help="OBO ontology (e.g. HPO) plus Babelon translation TSVs")
     p.add_argument("--obo", required=True, help="the .obo file")
-    p.add_argument("--translations", nargs="+", action="extend", default=[], metavar="F",
-                   help="Babelon TSV file(s); the option may be repeated")
+    p.add_argument(
+        "--translations",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="F",
+        help="Babelon TSV file(s); the option may be repeated",
+    )
     p.add_argument("--lang", default="en", help="language of the OBO names (default: en)")
     p.add_argument("--type", help="concept type (default: the term's namespace)")
     p.add_argument("--drop", default="HP:0000001", help="comma-separated ids to leave out (default: the HPO root)")
-    p.add_argument("--synonym-scopes", default="EXACT,RELATED", help="synonym scopes kept as names (default: EXACT,RELATED)")
+    p.add_argument(
+        "--synonym-scopes", default="EXACT,RELATED", help="synonym scopes kept as names (default: EXACT,RELATED)"
+    )
     p.add_argument("--accept-candidate", action="store_true", help="also take Babelon rows with status CANDIDATE")
     _add_common(p, None, "source label (default: obo:<ontology>)")
     p.set_defaults(func=_obo)
@@ -164,7 +178,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = imp_sub.add_parser("icd10", help="WHO ICD-10 XML plus Chinese category/block names")
     p.add_argument("--xml", required=True, help="icd_10_v2019.xml")
     p.add_argument("--zh-categories", help="TSV code<TAB>disease (disease.csv)")
-    p.add_argument("--zh-blocks", help="TSV code_lower_bound<TAB>code_upper_bound<TAB>level<TAB>catalog (disease_catalog.csv)")
+    p.add_argument(
+        "--zh-blocks", help="TSV code_lower_bound<TAB>code_upper_bound<TAB>level<TAB>catalog (disease_catalog.csv)"
+    )
     p.add_argument("--type", default="Disease", help="concept type (default: Disease)")
     _add_common(p, "icd10", "source label (default: icd10)")
     p.set_defaults(func=_icd10)
@@ -179,8 +195,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = kb_sub.add_parser("mine-pairs", help="mine bilingual entity pairs from two parallel CoNLL NER files")
     p.add_argument("--source", required=True, help="CoNLL file in the source language")
     p.add_argument("--target", required=True, help="CoNLL file in the target language, same document ids")
-    hide_aliases(p.add_argument("--lang", "--source-lang", required=True, help="language of --source (e.g. en)"),
-                 "--source-lang")
+    hide_aliases(
+        p.add_argument("--lang", "--source-lang", required=True, help="language of --source (e.g. en)"), "--source-lang"
+    )
     p.add_argument("--target-lang", required=True, help="language of --target (e.g. zh)")
     p.add_argument("--min-count", type=int, default=2, help="keep pairs seen at least this often (default: 2)")
     p.add_argument("--source-name", help="source label in the KB (default: pairs:<src>-<tgt>)")
@@ -195,17 +212,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "id per line, sorted.",
     )
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
-    p.add_argument("--holdout-fraction", type=float, required=True, help="fraction of the candidates held out, in (0, 1]")
+    p.add_argument(
+        "--holdout-fraction", type=float, required=True, help="fraction of the candidates held out, in (0, 1]"
+    )
     p.add_argument("--max-concepts", type=int, default=None, help="hold out at most this many concepts")
-    p.add_argument("--seed", type=int, default=0, help="seed of the ranking (the same seed holds out the same concepts)")
-    p.add_argument("--langs", default="en,zh", help="comma-separated languages a candidate needs names in (default: en,zh)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the ranking (the same seed holds out the same concepts)"
+    )
+    p.add_argument(
+        "--langs", default="en,zh", help="comma-separated languages a candidate needs names in (default: en,zh)"
+    )
     p.add_argument("--out", required=True, help="output file: one held-out concept id per line")
     p.set_defaults(func=_split)
 
     p = kb_sub.add_parser("stats", help="concept / name / relation counts")
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite)")
     p.add_argument("--json", action="store_true", help='print {"concepts": n, "names": {"en": n, ...}, "relations": n}')
-    p.add_argument("--tokenizer", metavar="NAME|DIR",
-                   help="also print the share of unknown pieces in each language's names under this tokenizer "
-                   "(e.g. the model's: does its vocabulary cover the language?); JSON: under \"tokenizer\"")
+    p.add_argument(
+        "--tokenizer",
+        metavar="NAME|DIR",
+        help="also print the share of unknown pieces in each language's names under this tokenizer "
+        '(e.g. the model\'s: does its vocabulary cover the language?); JSON: under "tokenizer"',
+    )
     p.set_defaults(func=_stats)

@@ -22,7 +22,11 @@ def tokenizer_coverage(kb: KnowledgeBase, tokenizer: str, batch_size: int = 4096
     with quiet_transformers():
         tok = load_tokenizer(tokenizer)
     unk = tok.unk_token_id
-    out: dict[str, Any] = {"tokenizer": tokenizer, "unk_token": tok.unk_token if unk is not None else None, "languages": {}}
+    out: dict[str, Any] = {
+        "tokenizer": tokenizer,
+        "unk_token": tok.unk_token if unk is not None else None,
+        "languages": {},
+    }
     for lang in kb.languages():
         texts = sorted({text for text, _cid, _pref in kb.iter_names(lang)})
         pieces = unk_pieces = with_unk = 0
@@ -32,7 +36,11 @@ def tokenizer_coverage(kb: KnowledgeBase, tokenizer: str, batch_size: int = 4096
                 n = ids.count(unk) if unk is not None else 0
                 unk_pieces += n
                 with_unk += n > 0
-        out["languages"][lang] = {"names": len(texts), "pieces": pieces, "unk_pieces": unk_pieces,
-                                  "unk_rate": round(unk_pieces / pieces, 6) if pieces else 0.0,
-                                  "names_with_unk": with_unk}
+        out["languages"][lang] = {
+            "names": len(texts),
+            "pieces": pieces,
+            "unk_pieces": unk_pieces,
+            "unk_rate": round(unk_pieces / pieces, 6) if pieces else 0.0,
+            "names_with_unk": with_unk,
+        }
     return out

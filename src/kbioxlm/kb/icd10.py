@@ -50,7 +50,9 @@ def _parse_xml(path: Path) -> list[tuple[str, str, str, str | None, str, str]]:
             code = (item.findtext("name") or "").strip()
             desc = " ".join((item.findtext("description") or "").split())
             if kind not in {"chapter", "block", "category", "subcategory"} or not code or not desc:
-                raise KbioxlmError(f"{path}: <item type={kind!r}> without a known type, <name> or <description> (code {code!r})")
+                raise KbioxlmError(
+                    f"{path}: <item type={kind!r}> without a known type, <name> or <description> (code {code!r})"
+                )
             cid = concept_id(kind, code)
             index = len(out)
             out.append((kind, code, desc, parent, "", ""))
@@ -86,7 +88,9 @@ def import_icd10(
     by_code = {(kind, code): concept_id(kind, code) for kind, code, *_ in items}
     block_ids = {code: cid for (kind, code), cid in by_code.items() if kind == "block"}
     cat_ids = {code: cid for (kind, code), cid in by_code.items() if kind == "category"}
-    chapter_by_range = {(first, last): concept_id("chapter", code) for kind, code, _, _, first, last in items if kind == "chapter"}
+    chapter_by_range = {
+        (first, last): concept_id("chapter", code) for kind, code, _, _, first, last in items if kind == "chapter"
+    }
 
     zh_rows: list[tuple[str, str]] = []
     counts: dict[str, Any] = {"concepts": len(items), "zh_categories_unmatched": [], "zh_blocks_unmatched": []}

@@ -193,9 +193,7 @@ class Matcher:
         if self.n_keys:
             patterns = list(index)  # in key-index order (dicts keep insertion order)
             del index
-            auto = daachorse.CharwiseDoubleArrayAhoCorasick(
-                patterns, match_kind=daachorse.MATCH_KIND_LEFTMOST_LONGEST
-            )
+            auto = daachorse.CharwiseDoubleArrayAhoCorasick(patterns, match_kind=daachorse.MATCH_KIND_LEFTMOST_LONGEST)
             del patterns
             self._find = auto.find  # (start, end, key index), character offsets
             release_freed_memory()
@@ -269,7 +267,11 @@ def _add_cid(cids: str | tuple[str, ...], cid: str) -> str | tuple[str, ...]:
 
 
 def brute_force_matches(
-    text: str, names: Iterable[tuple[str, str]], lang: str, case: str = "fold", min_length: int = 2,
+    text: str,
+    names: Iterable[tuple[str, str]],
+    lang: str,
+    case: str = "fold",
+    min_length: int = 2,
     stop_words: Iterable[str] = (),
 ) -> list[Match]:
     """Reference implementation of the matching semantics, O(n^2): for tests only.

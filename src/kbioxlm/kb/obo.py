@@ -24,7 +24,16 @@ import obonet
 
 from ..errors import KbioxlmError
 from ..io import SkipCounter
-from .importing import BATCH_SIZE, batched, importing, iter_stripped_lines, record_source, reject, report_skips, require_file
+from .importing import (
+    BATCH_SIZE,
+    batched,
+    importing,
+    iter_stripped_lines,
+    record_source,
+    reject,
+    report_skips,
+    require_file,
+)
 from .languages import check_iso
 
 log = logging.getLogger(__name__)
@@ -110,8 +119,10 @@ def scan_obo(path: Path) -> OboScan:
                 m = STANZA_RE.match(text)
                 if not m or m.group(1) not in STANZA_TYPES:
                     cut = "" if raw.endswith(b"\n") else " (the file ends here: truncated?)"
-                    raise KbioxlmError(f"{path}:{lineno}: malformed stanza header {text[:40]!r}{cut}"
-                                       f" (expected one of {', '.join(f'[{t}]' for t in STANZA_TYPES)})")
+                    raise KbioxlmError(
+                        f"{path}:{lineno}: malformed stanza header {text[:40]!r}{cut}"
+                        f" (expected one of {', '.join(f'[{t}]' for t in STANZA_TYPES)})"
+                    )
                 if not blank_before:
                     raise KbioxlmError(f"{path}:{lineno}: a stanza header must follow a blank line")
                 close()
@@ -159,7 +170,9 @@ def _read_obo(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise KbioxlmError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
     except Exception as exc:  # obonet raises plain ValueError/TypeError on malformed stanzas
-        raise KbioxlmError(f"{path}: malformed OBO ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        raise KbioxlmError(
+            f"{path}: malformed OBO ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
 
 
 def _header_value(value: Any) -> str | None:
@@ -203,8 +216,14 @@ def import_obo(
     dangling = [(line, tag, target) for line, tag, target in scan.refs if target not in scan.ids]
     if dangling:
         line, tag, target = dangling[0]
-        log.warning("%s:%d: %s target %s is not a term of this file (%d such reference(s), left out); "
-                    "is the file complete?", obo, line, tag, target, len(dangling))
+        log.warning(
+            "%s:%d: %s target %s is not a term of this file (%d such reference(s), left out); is the file complete?",
+            obo,
+            line,
+            tag,
+            target,
+            len(dangling),
+        )
     src = source or _default_source(obo, graph)
     default_ns = _header_value(graph.graph.get("default-namespace"))
     dropped = set(drop)
@@ -248,8 +267,14 @@ def import_obo(
         for tpath in translations:
             rows, unmatched, rejected = read_babelon(tpath, idset, alt_to_id, accept_candidate, skip)
             if unmatched > len(rows):
-                log.warning("%s: %d of %d translations match no concept of %s; is the OBO file complete and the"
-                            " right ontology?", tpath, unmatched, unmatched + len(rows), obo)
+                log.warning(
+                    "%s: %d of %d translations match no concept of %s; is the OBO file complete and the"
+                    " right ontology?",
+                    tpath,
+                    unmatched,
+                    unmatched + len(rows),
+                    obo,
+                )
             counts["translations_unmatched"] += unmatched
             counts["translations_not_official"] += rejected
             counts["translated_names"] += len(rows)
@@ -291,10 +316,14 @@ def read_babelon(
             col = {h: i for i, h in enumerate(header)}
             missing = [h for h in BABELON_REQUIRED if h not in col]
             if missing:
-                raise KbioxlmError(f"{path}:{lineno}: not a Babelon TSV header (missing column(s) {', '.join(missing)})")
+                raise KbioxlmError(
+                    f"{path}:{lineno}: not a Babelon TSV header (missing column(s) {', '.join(missing)})"
+                )
             continue
         if len(fields) != len(header):
-            reject(skip, path, lineno, f"expected {len(header)} TAB-separated columns as in the header, got {len(fields)}")
+            reject(
+                skip, path, lineno, f"expected {len(header)} TAB-separated columns as in the header, got {len(fields)}"
+            )
             continue
         status = fields[col["translation_status"]].strip()
         value = fields[col["translation_value"]].strip()

@@ -140,5 +140,7 @@ def mine_pairs(
                 "kept_by_type": dict(sorted(Counter(r[1] for r in pair_rows).items())),
             }
         )
-        record_source(kb, src, {"importer": "mine-pairs", "source_file": str(source), "target_file": str(target), **stats})
+        record_source(
+            kb, src, {"importer": "mine-pairs", "source_file": str(source), "target_file": str(target), **stats}
+        )
     return stats

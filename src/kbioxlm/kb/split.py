@@ -95,5 +95,7 @@ def warn_unknown(unknown: int, total: int, path: str | Path | None = None) -> No
     """One warning line on stderr when some excluded ids are not in the KB."""
     if unknown:
         where = f" ({path})" if path else ""
-        print(f"warning: {unknown} of {total} excluded concept ids{where} have no names in the knowledge base",
-              file=sys.stderr)
+        print(
+            f"warning: {unknown} of {total} excluded concept ids{where} have no names in the knowledge base",
+            file=sys.stderr,
+        )

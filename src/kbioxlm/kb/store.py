@@ -56,7 +56,9 @@ class KnowledgeBase:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise KbioxlmError(f"{self.path}: cannot create its folder {self.path.parent} ({exc.strerror or exc})") from exc
+                raise KbioxlmError(
+                    f"{self.path}: cannot create its folder {self.path.parent} ({exc.strerror or exc})"
+                ) from exc
             if not self.path.exists() and not os.access(self.path.parent, os.W_OK | os.X_OK):
                 raise KbioxlmError(f"{self.path}: cannot write in {self.path.parent} (permission denied)")
         try:
@@ -102,9 +104,7 @@ class KnowledgeBase:
 
     def add_relations(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
         """Rows of ``(head_id, rel, tail_id, source)``."""
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO relation(head_id, rel, tail_id, source) VALUES (?, ?, ?, ?)", rows
-        )
+        self.conn.executemany("INSERT OR IGNORE INTO relation(head_id, rel, tail_id, source) VALUES (?, ?, ?, ?)", rows)
 
     def upsert_names(self, rows: Iterable[tuple[str, str, str, int, str]]) -> None:
         """Like :meth:`add_names`, but a repeated name becomes preferred if any of its rows is.
@@ -122,9 +122,7 @@ class KnowledgeBase:
     def add_xrefs(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
         """Rows of ``(concept_id, db, xref_id, source)``: identity links to other terminologies
         (e.g. HPO term → UMLS CUI). Kept apart from ``relation`` so facts stay facts."""
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO xref(concept_id, db, xref_id, source) VALUES (?, ?, ?, ?)", rows
-        )
+        self.conn.executemany("INSERT OR IGNORE INTO xref(concept_id, db, xref_id, source) VALUES (?, ?, ?, ?)", rows)
 
     def add_pairs(self, rows: Iterable[tuple[str, str, str, str, str, str, int, str]]) -> None:
         """Rows of ``(concept_id, type, lang_a, text_a, lang_b, text_b, count, source)``."""
@@ -193,7 +191,9 @@ class KnowledgeBase:
 
     def iter_relations(self) -> Iterator[tuple[str, str, str]]:
         """``(head_id, rel, tail_id)`` in a stable order."""
-        yield from self.conn.execute("SELECT DISTINCT head_id, rel, tail_id FROM relation ORDER BY head_id, tail_id, rel")
+        yield from self.conn.execute(
+            "SELECT DISTINCT head_id, rel, tail_id FROM relation ORDER BY head_id, tail_id, rel"
+        )
 
     def relation_names(self, lang: str) -> dict[str, str]:
         return dict(self.conn.execute("SELECT rel, text FROM relation_name WHERE lang = ?", (lang,)))

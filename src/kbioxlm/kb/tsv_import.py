@@ -80,7 +80,13 @@ def read_concepts(path: Path, skip: SkipCounter | None) -> Iterator[tuple[str, s
         try:
             if isinstance(rec, list):
                 cid, ctype, lang, name = rec[:4]
-                yield _text(cid, "id"), ctype or None, _lang(lang), _text(name, "name"), _flag(rec[4] if len(rec) > 4 else "")
+                yield (
+                    _text(cid, "id"),
+                    ctype or None,
+                    _lang(lang),
+                    _text(name, "name"),
+                    _flag(rec[4] if len(rec) > 4 else ""),
+                )
                 continue
             cid = _text(rec.get("id"), "id")
             ctype = rec.get("type") or None
@@ -103,7 +109,9 @@ def read_concepts(path: Path, skip: SkipCounter | None) -> Iterator[tuple[str, s
             reject(skip, path, lineno, str(exc))
 
 
-def read_triples(path: Path, keys: tuple[str, str, str], skip: SkipCounter | None) -> Iterator[tuple[int, tuple[str, str, str]]]:
+def read_triples(
+    path: Path, keys: tuple[str, str, str], skip: SkipCounter | None
+) -> Iterator[tuple[int, tuple[str, str, str]]]:
     """Three-column rows (relations or relation names) as ``(line, (a, b, c))``."""
     for lineno, rec in _rows(path, (3,), keys[0], skip):
         try:
@@ -152,17 +160,23 @@ def import_tsv(
             for lineno, (head, rel, tail) in read_triples(rpath, ("head", "rel", "tail"), skip):
                 missing = [x for x in (head, tail) if x not in known]
                 if missing:
-                    reject(skip, rpath, lineno, f"unknown concept id(s) {', '.join(missing)} (import their concepts first)")
+                    reject(
+                        skip, rpath, lineno, f"unknown concept id(s) {', '.join(missing)} (import their concepts first)"
+                    )
                     continue
                 rels.append((head, rel, tail, src))
             kb.add_relations(rels)
-            counts["relations"] = kb.conn.execute("SELECT count(*) FROM relation WHERE source = ?", (src,)).fetchone()[0]
+            counts["relations"] = kb.conn.execute("SELECT count(*) FROM relation WHERE source = ?", (src,)).fetchone()[
+                0
+            ]
         if npath is not None:
             rows = [t for _, t in read_triples(npath, ("rel", "lang", "text"), skip)]
             kb.set_relation_names(rows)
             counts["relation_names"] = len(rows)
         counts["skipped"] = skip.count if skip else 0
         if src is not None:
-            record_source(kb, src, {"importer": "tsv", "concepts_file": str(cpath), "relations_file": str(rpath), **counts})
+            record_source(
+                kb, src, {"importer": "tsv", "concepts_file": str(cpath), "relations_file": str(rpath), **counts}
+            )
     report_skips(skip)
     return counts

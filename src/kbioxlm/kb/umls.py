@@ -84,7 +84,9 @@ def load_translations(
                 continue
             layout = "cui" if len(row) == 3 else "english"
         if (layout == "cui") != (len(row) == 3):
-            reject(skip, path, lineno, f"expected {3 if layout == 'cui' else 2} columns like the first row, got {len(row)}")
+            reject(
+                skip, path, lineno, f"expected {3 if layout == 'cui' else 2} columns like the first row, got {len(row)}"
+            )
             continue
         cells = [c.strip() for c in row]
         if not all(cells):
@@ -222,7 +224,9 @@ def import_umls(
                     # "AND type IS NULL": the first STY listed for a CUI wins, without a CUI→type dict.
                     type_buf.append((f[3], f[0], source))
                 if len(type_buf) >= BATCH_SIZE:
-                    kb.conn.executemany("UPDATE concept SET type = ? WHERE id = ? AND source = ? AND type IS NULL", type_buf)
+                    kb.conn.executemany(
+                        "UPDATE concept SET type = ? WHERE id = ? AND source = ? AND type IS NULL", type_buf
+                    )
                     type_buf.clear()
             kb.conn.executemany("UPDATE concept SET type = ? WHERE id = ? AND source = ? AND type IS NULL", type_buf)
             counts["typed"] = kb.conn.execute(

@@ -17,8 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score a chat LLM on NER / RE / DC by prompting (zero- or few-shot)",
         description="Prompt an OpenAI-compatible endpoint, parse the answers, score with the fine-tuning metrics.",
     )
-    p.add_argument("--task", required=True, choices=("ner", "re", "dc"),
-                   help="ner: entity tagging (ADE); re: relation yes/no (GAD); dc: multi-label classes (HoC)")
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=("ner", "re", "dc"),
+        help="ner: entity tagging (ADE); re: relation yes/no (GAD); dc: multi-label classes (HoC)",
+    )
     p.add_argument("--test", required=True, help="test file (release CoNLL / NER JSONL, or JSON lines)")
     p.add_argument("--train", help="demonstrations are sampled from this file (few-shot)")
     p.add_argument("--shots", type=int, default=0, help="K demonstrations (0 = zero-shot)")
@@ -34,9 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=4, help="parallel requests")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--max-retries", type=int, default=6, help="retries of a failed request (with backoff)")
-    p.add_argument("--max-failed", type=int, default=0,
-                   help="requests allowed to fail for good (after retries) before the run stops with exit status 2 "
-                   "and writes nothing; allowed failures score as 'no prediction' and are counted in n_failed")
+    p.add_argument(
+        "--max-failed",
+        type=int,
+        default=0,
+        help="requests allowed to fail for good (after retries) before the run stops with exit status 2 "
+        "and writes nothing; allowed failures score as 'no prediction' and are counted in n_failed",
+    )
     p.add_argument("--max-tokens", type=int, default=1024, help="answer length limit per request")
     p.add_argument("--limit", type=int, help="only the first N test records (quick runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,15 +61,34 @@ def run(args: argparse.Namespace) -> int:
     if args.shots and not args.train:
         raise KbioxlmError("--shots needs --train")
     check_writable_dir(args.out)
-    client = ChatClient(base_url=args.base_url, model=args.model, api_key=args.api_key, timeout=args.timeout,
-                        max_retries=args.max_retries, concurrency=args.concurrency, max_tokens=args.max_tokens)
+    client = ChatClient(
+        base_url=args.base_url,
+        model=args.model,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+    )
     cache = Cache(args.cache or Path(args.out) / "cache.sqlite")
     ok = False
     try:
-        res = run_llm_eval(args.task, args.test, client, args.out, lang=args.lang, train_path=args.train,
-                           shots=args.shots, seed=args.seed, dataset=args.dataset, prompt_dir=args.prompt_dir,
-                           cache=cache, limit=args.limit, progress=not args.no_progress,
-                           max_failed=args.max_failed)
+        res = run_llm_eval(
+            args.task,
+            args.test,
+            client,
+            args.out,
+            lang=args.lang,
+            train_path=args.train,
+            shots=args.shots,
+            seed=args.seed,
+            dataset=args.dataset,
+            prompt_dir=args.prompt_dir,
+            cache=cache,
+            limit=args.limit,
+            progress=not args.no_progress,
+            max_failed=args.max_failed,
+        )
         ok = True
     finally:
         if ok:

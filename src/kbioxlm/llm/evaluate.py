@@ -65,7 +65,7 @@ def _gold_answer(task: str, rec: dict[str, Any], label_names: Sequence[str]) -> 
     """The answer a demonstration shows, in the format the prompt asks for."""
     if task == "ner":
         text, offsets = join_tokens(rec["tokens"], rec["lang"])
-        ents = [f"{text[offsets[s][0]:offsets[e - 1][1]]} ({t})" for s, e, t in bio_spans(rec["tags"])]
+        ents = [f"{text[offsets[s][0] : offsets[e - 1][1]]} ({t})" for s, e, t in bio_spans(rec["tags"])]
         return "\n".join(ents) if ents else "none"
     if task == "re":
         return "yes" if int(rec["label"]) == 1 else "no"
@@ -73,8 +73,14 @@ def _gold_answer(task: str, rec: dict[str, Any], label_names: Sequence[str]) -> 
     return "\n".join(picked) if picked else "none"
 
 
-def build_messages(task: str, tpl: Template, rec: dict[str, Any], demos: Sequence[dict[str, Any]],
-                   values: dict[str, str], label_names: Sequence[str]) -> list[dict[str, str]]:
+def build_messages(
+    task: str,
+    tpl: Template,
+    rec: dict[str, Any],
+    demos: Sequence[dict[str, Any]],
+    values: dict[str, str],
+    label_names: Sequence[str],
+) -> list[dict[str, str]]:
     msgs: list[dict[str, str]] = []
     system = tpl.render_system(**values)
     if system:
@@ -135,19 +141,26 @@ def run_llm_eval(
         types = sorted({t[2:] for r in list(test) + demos for t in r["tags"] if t != "O"})
         if not types:
             raise KbioxlmError(f"{test_path}: no entity types in the gold tags; cannot tell the model what to find")
-        values = {"types": ", ".join(types),
-                  "type_descriptions": "\n".join(TYPE_DESCRIPTIONS[t] for t in types if t in TYPE_DESCRIPTIONS)}
+        values = {
+            "types": ", ".join(types),
+            "type_descriptions": "\n".join(TYPE_DESCRIPTIONS[t] for t in types if t in TYPE_DESCRIPTIONS),
+        }
     elif task == "dc":
         width = len(test[0]["label"])
         if width != len(HOC_LABELS):
             raise KbioxlmError(f"{test_path}: task dc expects the {len(HOC_LABELS)} HoC labels, rows have {width}")
-        values = {"labels": "\n".join(f"{j + 1}. {n}" + (f" ({HOC_LABELS_ZH[j]})" if zh else "")
-                                       for j, n in enumerate(HOC_LABELS))}
+        values = {
+            "labels": "\n".join(
+                f"{j + 1}. {n}" + (f" ({HOC_LABELS_ZH[j]})" if zh else "") for j, n in enumerate(HOC_LABELS)
+            )
+        }
 
     convs = [build_messages(task, tpl, r, demos, values, label_names) for r in test]
     cache = cache if cache is not None else Cache(None)
-    keys = [cache_key("llm-eval", str(client.model), tpl.version, test_lang, task, json.dumps(c, ensure_ascii=False))
-            for c in convs]
+    keys = [
+        cache_key("llm-eval", str(client.model), tpl.version, test_lang, task, json.dumps(c, ensure_ascii=False))
+        for c in convs
+    ]
     answers: dict[str, str | BaseException] = {}
     need: dict[str, list[dict[str, str]]] = {}
     for k, c in zip(keys, convs):
@@ -163,8 +176,15 @@ def run_llm_eval(
         k = need_keys[i]
         answers[k] = res
         if not isinstance(res, BaseException):
-            cache.put(k, res, backend="llm-eval", model=str(client.model), prompt_version=tpl.version,
-                      source_lang=test_lang, target_lang=task)
+            cache.put(
+                k,
+                res,
+                backend="llm-eval",
+                model=str(client.model),
+                prompt_version=tpl.version,
+                source_lang=test_lang,
+                target_lang=task,
+            )
         bar.update(1)
 
     if need_keys:
@@ -210,10 +230,15 @@ def run_llm_eval(
 
     if n_failed > max_failed:  # a dead endpoint must not look like a model that scores 0
         last = next((str(a) for a in reversed(list(answers.values())) if isinstance(a, BaseException)), "")
-        what = (f"every request failed ({n_failed} of {len(test)})" if n_failed == len(test) else
-                f"{n_failed} of {len(test)} requests failed (more than --max-failed {max_failed})")
-        raise KbioxlmError(f"{client.url}: {what}, last error: {' '.join(last.split())[:300]}; nothing written "
-                           "(answers received are cached: a rerun asks only for the failed ones)")
+        what = (
+            f"every request failed ({n_failed} of {len(test)})"
+            if n_failed == len(test)
+            else f"{n_failed} of {len(test)} requests failed (more than --max-failed {max_failed})"
+        )
+        raise KbioxlmError(
+            f"{client.url}: {what}, last error: {' '.join(last.split())[:300]}; nothing written "
+            "(answers received are cached: a rerun asks only for the failed ones)"
+        )
     if task == "ner":
         scores = ner_scores(gold, pred)
     elif task == "re":

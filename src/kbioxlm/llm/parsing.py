@@ -46,8 +46,19 @@ HOC_KEYWORDS: tuple[tuple[str, ...], ...] = (
 
 # Type synonyms, lower-cased (model answers say "adverse effect", "药物", "chemical"...).
 TYPE_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "ADE": ("ade", "adverse effect", "adverse drug event", "adverse drug effect", "adverse event",
-            "adverse reaction", "side effect", "不良反应", "不良事件", "副作用", "不良效应"),
+    "ADE": (
+        "ade",
+        "adverse effect",
+        "adverse drug event",
+        "adverse drug effect",
+        "adverse event",
+        "adverse reaction",
+        "side effect",
+        "不良反应",
+        "不良事件",
+        "副作用",
+        "不良效应",
+    ),
     "Drug": ("drug", "drugs", "medication", "medicine", "药物", "药品", "药"),
     "Chemical": ("chemical", "chemicals", "compound", "化学物质", "化学品", "化合物"),
     "Disease": ("disease", "diseases", "disorder", "疾病", "病"),
@@ -72,7 +83,9 @@ def normalize_type(raw: str, types: Sequence[str]) -> str | None:
         if low in TYPE_SYNONYMS.get(ty, ()):
             return ty
     for ty in types:  # "adverse drug event (ADE)" style
-        if re.search(rf"\b{re.escape(ty.lower())}\b", low) or any(s in low for s in TYPE_SYNONYMS.get(ty, ()) if len(s) > 3):
+        if re.search(rf"\b{re.escape(ty.lower())}\b", low) or any(
+            s in low for s in TYPE_SYNONYMS.get(ty, ()) if len(s) > 3
+        ):
             return ty
     return None
 
@@ -129,8 +142,11 @@ def _from_line(line: str, types: Sequence[str]) -> tuple[str, str] | None:
     line = _BULLET_RE.sub("", line).strip().strip("*").strip()
     if not line:
         return None
-    m = re.fullmatch(r"(?:entity|实体|名称|mention)\s*[:：]\s*(.+?)\s*[,，;；|]\s*(?:type|类型|类别|label)\s*[:：]\s*(.+?)\W*",
-                     line, flags=re.I)
+    m = re.fullmatch(
+        r"(?:entity|实体|名称|mention)\s*[:：]\s*(.+?)\s*[,，;；|]\s*(?:type|类型|类别|label)\s*[:：]\s*(.+?)\W*",
+        line,
+        flags=re.I,
+    )
     if m:
         ty = normalize_type(m.group(2), types)
         return (_clean_entity(m.group(1)), ty) if ty is not None else None
@@ -207,7 +223,10 @@ def _from_table(answer: str, types: Sequence[str]) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------ binary (GAD)
 _YES = re.compile(r"\b(?:yes|true|positive|associated|related)\b|^\s*1\s*$|是|有关|相关|存在", re.I)
-_NO = re.compile(r"\b(?:no|false|negative|not associated|not related|unrelated|no association|none)\b|^\s*0\s*$|否|不是|无关|没有|不存在|不相关", re.I)
+_NO = re.compile(
+    r"\b(?:no|false|negative|not associated|not related|unrelated|no association|none)\b|^\s*0\s*$|否|不是|无关|没有|不存在|不相关",
+    re.I,
+)
 
 
 def parse_yes_no(answer: str) -> int | None:
@@ -239,8 +258,12 @@ def parse_yes_no(answer: str) -> int | None:
 
 
 # --------------------------------------------------------------------------- multi-label (HoC)
-def parse_labels(answer: str, names: Sequence[str] = HOC_LABELS, names_zh: Sequence[str] = HOC_LABELS_ZH,
-                 keywords: Sequence[Sequence[str]] = HOC_KEYWORDS) -> list[int] | None:
+def parse_labels(
+    answer: str,
+    names: Sequence[str] = HOC_LABELS,
+    names_zh: Sequence[str] = HOC_LABELS_ZH,
+    keywords: Sequence[Sequence[str]] = HOC_KEYWORDS,
+) -> list[int] | None:
     """0/1 vector over ``names`` from an answer listing label names or their numbers (1-based).
 
     ``None`` when the answer says nothing recognisable (neither labels nor "none").
@@ -256,7 +279,9 @@ def parse_labels(answer: str, names: Sequence[str] = HOC_LABELS, names_zh: Seque
     if isinstance(obj, list):
         items = [str(x) for x in obj]
     elif isinstance(obj, dict):
-        items = [str(k) for k, v in obj.items() if v in (1, True, "yes", "1")] or [str(x) for x in obj.get("labels", [])]
+        items = [str(k) for k, v in obj.items() if v in (1, True, "yes", "1")] or [
+            str(x) for x in obj.get("labels", [])
+        ]
     else:
         items = [ln for ln in re.split(r"[\n;；]|,(?![^()]*\))", text) if ln.strip()]
     found = False

@@ -24,11 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "probe.*, benchmark.*; --only/--force take names or prefixes (e.g. kb,corpus). See docs/quickstart.md."
         ),
     )
-    p.add_argument("--config", required=True,
-                   help="pipeline YAML, e.g. configs/e2e-small-cpu.yaml; relative paths inside it are taken from its folder")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="pipeline YAML, e.g. configs/e2e-small-cpu.yaml; relative paths inside it are taken from its folder",
+    )
     p.add_argument("--out", default=None, help="output folder (default: the config's `out`)")
-    p.add_argument("--shared", default=None,
-                   help="value of ${shared} (default: $KBIOXLM_SHARED, else ../shared beside the project holding the config)")
+    p.add_argument(
+        "--shared",
+        default=None,
+        help="value of ${shared} (default: $KBIOXLM_SHARED, else ../shared beside the project holding the config)",
+    )
     p.add_argument("--only", action="append", metavar="STEP,...", help="run only these steps (names or prefixes)")
     p.add_argument("--force", action="append", metavar="STEP,...", help="redo these steps even if finished")
     p.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
@@ -59,13 +65,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.shared is not None:
         cmd += ["--shared", args.shared]
     runner = Runner(steps, cfg.out, shlex.join(cmd), dry_run=args.dry_run, force=force, anchor=cfg.anchor)
-    print(f"pipeline {cfg.name}: {len(selected)} of {len(steps)} steps, output in {cfg.out}"
-          f"{' (dry run: nothing is executed)' if args.dry_run else ''}", flush=True)
+    print(
+        f"pipeline {cfg.name}: {len(selected)} of {len(steps)} steps, output in {cfg.out}"
+        f"{' (dry run: nothing is executed)' if args.dry_run else ''}",
+        flush=True,
+    )
     outcomes = runner.run(selected)
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     secs = sum(o.seconds for o in outcomes)
-    print("\npipeline: " + ", ".join(f"{n} {k}" for k, n in counts.items())
-          + ("" if args.dry_run else f" in {secs:.0f} s; step timings in {cfg.out / 'timings.json'}"), flush=True)
+    print(
+        "\npipeline: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + ("" if args.dry_run else f" in {secs:.0f} s; step timings in {cfg.out / 'timings.json'}"),
+        flush=True,
+    )
     return 0

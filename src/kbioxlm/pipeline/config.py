@@ -32,9 +32,23 @@ from ..config import check_keys, read_mapping
 from ..corpus.targets import parse_target_langs
 from ..errors import KbioxlmError
 from ..paths import VAR, substitute  # noqa: F401  (re-exported: the pipeline's variables)
+
 TOP_KEYS = {
-    "name", "out", "seed", "vars", "languages", "base_model", "kb", "documents", "pairs", "corpus",
-    "vocab", "pretrain", "benchmark", "holdout", "probe",
+    "name",
+    "out",
+    "seed",
+    "vars",
+    "languages",
+    "base_model",
+    "kb",
+    "documents",
+    "pairs",
+    "corpus",
+    "vocab",
+    "pretrain",
+    "benchmark",
+    "holdout",
+    "probe",
 }
 KB_KINDS = {"obo", "icd10", "mine_pairs", "umls", "tsv"}
 KB_FIELDS = {
@@ -45,8 +59,11 @@ KB_FIELDS = {
     "tsv": {"concepts", "relations", "relation_names", "args"},
 }
 KB_REQUIRED = {
-    "obo": ("obo",), "icd10": ("xml",), "mine_pairs": ("source", "target", "source_lang", "target_lang"),
-    "umls": ("rrf_dir",), "tsv": (),
+    "obo": ("obo",),
+    "icd10": ("xml",),
+    "mine_pairs": ("source", "target", "source_lang", "target_lang"),
+    "umls": ("rrf_dir",),
+    "tsv": (),
 }
 LEVELS = ("entity", "fact", "passage", "align")
 DEFAULT_LEVELS = ("entity", "fact", "passage")  # `align` (synonym pairs, not in the paper) only when asked for
@@ -102,16 +119,21 @@ def _args(value: Any, what: str) -> list[str]:
         return []
     if isinstance(value, str):
         return shlex.split(value)
-    if not isinstance(value, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value):
+    if not isinstance(value, list) or not all(
+        isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value
+    ):
         raise KbioxlmError(f"{what}: args must be a list of strings")
     return [str(a) for a in value]
 
 
-def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, shared: str | None = None) -> PipelineConfig:
+def load_pipeline_config(
+    path: str | os.PathLike[str], out: str | None = None, shared: str | None = None
+) -> PipelineConfig:
     """Read, substitute and validate a pipeline config; every problem is one ``file[:line]: reason``."""
     p = Path(path)
-    raw, lines = read_mapping(p, missing="no such pipeline config", not_mapping="a pipeline config must be a YAML mapping",
-                              allow_empty=False)
+    raw, lines = read_mapping(
+        p, missing="no such pipeline config", not_mapping="a pipeline config must be a YAML mapping", allow_empty=False
+    )
     src = str(p)
     # `x-<anything>` top-level keys are ignored: a place for YAML anchors shared by several entries
     # (e.g. `x-arm: &arm {...}` merged into each ablation arm's overrides with `<<: *arm`)
@@ -122,7 +144,10 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise KbioxlmError(f"{src}: seed must be an integer")
     base_dir = paths.config_dir(p)
-    variables: dict[str, str] = {"shared": str(paths.absolute(shared)) if shared else default_shared(p), "seed": str(seed)}
+    variables: dict[str, str] = {
+        "shared": str(paths.absolute(shared)) if shared else default_shared(p),
+        "seed": str(seed),
+    }
     if out is not None:  # typed on the command line: from the current directory
         variables["out"] = str(paths.absolute(out))
     elif raw.get("out"):
@@ -149,8 +174,11 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     base = check_keys(base, {"name", "path", "tokenizer"}, f"{src}: base_model")
     if not base.get("path"):
         raise KbioxlmError(f"{src}: base_model needs a path (hub name or folder)")
-    base = {"name": str(base.get("name") or Path(str(base["path"])).name), "path": str(base["path"]),
-            "tokenizer": str(base.get("tokenizer") or base["path"])}
+    base = {
+        "name": str(base.get("name") or Path(str(base["path"])).name),
+        "path": str(base["path"]),
+        "tokenizer": str(base.get("tokenizer") or base["path"]),
+    }
 
     kb_raw = check_keys(data.get("kb") or {}, KB_KINDS, f"{src}: kb")
     kb: dict[str, list[dict[str, Any]]] = {}
@@ -173,8 +201,9 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
     check_keys(documents, set(languages) | {"max_per_lang", "dedup"}, f"{src}: documents")
     pairs = _as_list(data.get("pairs"), f"{src}: pairs")
 
-    corpus = check_keys(data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions", "target_langs"},
-                         f"{src}: corpus")
+    corpus = check_keys(
+        data.get("corpus") or {}, {"levels", "directions", "args", "align_mentions", "target_langs"}, f"{src}: corpus"
+    )
     levels = corpus.get("levels", list(DEFAULT_LEVELS))
     if not isinstance(levels, list) or any(lv not in LEVELS for lv in levels):
         raise KbioxlmError(f"{src}: corpus.levels must be a subset of {list(LEVELS)}")
@@ -199,7 +228,11 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         if vocab is True:
             vocab = {}
         check_keys(vocab, {"enabled", "args", "tokenizer"}, f"{src}: vocab")
-        vocab = None if vocab.get("enabled") is False else {"args": _args(vocab.get("args"), f"{src}: vocab"), "tokenizer": vocab.get("tokenizer")}
+        vocab = (
+            None
+            if vocab.get("enabled") is False
+            else {"args": _args(vocab.get("args"), f"{src}: vocab"), "tokenizer": vocab.get("tokenizer")}
+        )
     else:
         vocab = None
 
@@ -221,11 +254,18 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
         if not isinstance(overrides, dict):
             raise KbioxlmError(f"{what}: overrides must be a mapping key: value")
         launcher = _args(st.get("launcher"), what) if st.get("launcher") else []
-        stages.append({
-            "name": name, "config": str(st["config"]), "model": st.get("model"), "tokenizer": st.get("tokenizer"),
-            "train": [str(t) for t in train], "overrides": overrides, "launcher": launcher,
-            "export_args": _args(st.get("export_args"), what),
-        })
+        stages.append(
+            {
+                "name": name,
+                "config": str(st["config"]),
+                "model": st.get("model"),
+                "tokenizer": st.get("tokenizer"),
+                "train": [str(t) for t in train],
+                "overrides": overrides,
+                "launcher": launcher,
+                "export_args": _args(st.get("export_args"), what),
+            }
+        )
 
     bench = data.get("benchmark")
     if bench is not None:
@@ -238,7 +278,9 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
                 raise KbioxlmError(f"{src}: benchmark.compare: {c!r} is neither 'base' nor a pretraining stage")
         overrides = bench.get("overrides") or {}
         if not isinstance(overrides, dict) or "models" in overrides:
-            raise KbioxlmError(f"{src}: benchmark.overrides must be a mapping (without 'models': the pipeline sets them)")
+            raise KbioxlmError(
+                f"{src}: benchmark.overrides must be a mapping (without 'models': the pipeline sets them)"
+            )
         labels = bench.get("names") or {}
         if not isinstance(labels, dict):
             raise KbioxlmError(f"{src}: benchmark.names must map base/stage names to table labels")
@@ -250,23 +292,45 @@ def load_pipeline_config(path: str | os.PathLike[str], out: str | None = None, s
             if not m.get("path"):
                 raise KbioxlmError(f"{src}: benchmark.extra_models[{j}] needs a path")
             extra_models.append({k: str(v) for k, v in m.items() if v})
-        bench = {"config": str(bench["config"]), "compare": [str(c) for c in compare], "overrides": overrides,
-                 "names": {str(k): str(v) for k, v in labels.items()}, "extra_models": extra_models,
-                 "dir": str(bench.get("dir") or "benchmark")}
+        bench = {
+            "config": str(bench["config"]),
+            "compare": [str(c) for c in compare],
+            "overrides": overrides,
+            "names": {str(k): str(v) for k, v in labels.items()},
+            "extra_models": extra_models,
+            "dir": str(bench.get("dir") or "benchmark"),
+        }
 
     probe = _probe(data.get("probe"), languages, [st["name"] for st in stages], src)
 
     return PipelineConfig(
-        path=p, name=str(data.get("name") or p.stem), out=Path(variables["out"]), seed=seed, languages=languages,
-        base_model=base, kb=kb, documents=documents, pairs=pairs, corpus=corpus, vocab=vocab, pretrain=stages,
-        benchmark=bench, holdout=holdout, probe=probe, variables=variables, anchor=paths.anchor(p),
+        path=p,
+        name=str(data.get("name") or p.stem),
+        out=Path(variables["out"]),
+        seed=seed,
+        languages=languages,
+        base_model=base,
+        kb=kb,
+        documents=documents,
+        pairs=pairs,
+        corpus=corpus,
+        vocab=vocab,
+        pretrain=stages,
+        benchmark=bench,
+        holdout=holdout,
+        probe=probe,
+        variables=variables,
+        anchor=paths.anchor(p),
     )
 
 
 # File fields of the KB importers (the others are languages, sources, counts and flags).
 KB_FILE_FIELDS = {
-    "obo": ("obo", "translations"), "icd10": ("xml", "zh_categories", "zh_blocks"), "mine_pairs": ("source", "target"),
-    "umls": ("rrf_dir", "translations"), "tsv": ("concepts", "relations", "relation_names"),
+    "obo": ("obo", "translations"),
+    "icd10": ("xml", "zh_categories", "zh_blocks"),
+    "mine_pairs": ("source", "target"),
+    "umls": ("rrf_dir", "translations"),
+    "tsv": ("concepts", "relations", "relation_names"),
 }
 
 
@@ -275,8 +339,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
     Values of the wrong shape are left alone: the checks below report them with their key.
     """
-    files = lambda v: ([paths.resolve_file(x, base) for x in v] if isinstance(v, list)  # noqa: E731
-                       else paths.resolve_file(v, base))
+
+    def files(v: Any) -> Any:
+        return [paths.resolve_file(x, base) for x in v] if isinstance(v, list) else paths.resolve_file(v, base)
+
     d = dict(data)
     bm = d.get("base_model")
     if isinstance(bm, str):
@@ -290,22 +356,33 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             entries = kb.get(kind)
             items = entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else None
             if items is not None:
-                kb[kind] = [{**e, **{f: files(e[f]) for f in fields if e.get(f)}} if isinstance(e, dict) else e for e in items]
+                kb[kind] = [
+                    {**e, **{f: files(e[f]) for f in fields if e.get(f)}} if isinstance(e, dict) else e for e in items
+                ]
         d["kb"] = kb
     docs = d.get("documents")
     if isinstance(docs, dict):
+
         def doc(e: Any) -> Any:
             if isinstance(e, dict) and e.get("path"):
                 return {**e, "path": paths.resolve_file(e["path"], base)}
             return paths.resolve_file(e, base)
 
-        d["documents"] = {k: ([doc(e) for e in v] if isinstance(v, list) else doc(v))
-                          if k not in ("max_per_lang", "dedup") else v for k, v in docs.items()}
+        d["documents"] = {
+            k: ([doc(e) for e in v] if isinstance(v, list) else doc(v)) if k not in ("max_per_lang", "dedup") else v
+            for k, v in docs.items()
+        }
     pairs = d.get("pairs")
     if pairs is not None:
         keep = {"format", "per_article", "args"}
-        d["pairs"] = [({k: (v if k in keep else paths.resolve_file(v, base)) for k, v in e.items()} if isinstance(e, dict)
-                       else paths.resolve_file(e, base)) for e in (pairs if isinstance(pairs, list) else [pairs])]
+        d["pairs"] = [
+            (
+                {k: (v if k in keep else paths.resolve_file(v, base)) for k, v in e.items()}
+                if isinstance(e, dict)
+                else paths.resolve_file(e, base)
+            )
+            for e in (pairs if isinstance(pairs, list) else [pairs])
+        ]
     vocab = d.get("vocab")
     if isinstance(vocab, dict) and vocab.get("tokenizer"):
         d["vocab"] = {**vocab, "tokenizer": paths.resolve_model(vocab["tokenizer"], base)}
@@ -334,8 +411,12 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         if bench.get("config"):
             bench["config"] = paths.resolve_file(str(bench["config"]), base)
         if isinstance(bench.get("extra_models"), list):
-            bench["extra_models"] = [{**m, **{k: paths.resolve_model(m[k], base) for k in ("path", "tokenizer") if m.get(k)}}
-                                     if isinstance(m, dict) else paths.resolve_model(m, base) for m in bench["extra_models"]]
+            bench["extra_models"] = [
+                {**m, **{k: paths.resolve_model(m[k], base) for k in ("path", "tokenizer") if m.get(k)}}
+                if isinstance(m, dict)
+                else paths.resolve_model(m, base)
+                for m in bench["extra_models"]
+            ]
         if isinstance(bench.get("overrides"), dict):
             bench["overrides"] = paths.resolve_benchmark_paths(bench["overrides"], base)
         d["benchmark"] = bench
@@ -343,8 +424,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(probe, dict):
         for key in ("parallel", "compare"):
             if isinstance(probe.get(key), dict):
-                probe = {**probe, key: {k: paths.resolve_file(v, base) if isinstance(v, str) else v
-                                        for k, v in probe[key].items()}}
+                probe = {
+                    **probe,
+                    key: {k: paths.resolve_file(v, base) if isinstance(v, str) else v for k, v in probe[key].items()},
+                }
         d["probe"] = probe
     return d
 
@@ -376,8 +459,13 @@ def _holdout(raw: Any, seed: int, languages: list[str], src: str) -> dict[str, A
         langs = [x.strip() for x in langs.split(",") if x.strip()]
     if not isinstance(langs, list) or not langs or any(not isinstance(x, str) or x not in languages for x in langs):
         raise KbioxlmError(f"{src}: holdout.langs must list language codes of `languages` ({', '.join(languages)})")
-    return {"fraction": float(fraction), "max_concepts": max_concepts, "seed": seed if hseed is None else hseed,
-            "langs": langs, "args": _args(raw.get("args"), f"{src}: holdout")}
+    return {
+        "fraction": float(fraction),
+        "max_concepts": max_concepts,
+        "seed": seed if hseed is None else hseed,
+        "langs": langs,
+        "args": _args(raw.get("args"), f"{src}: holdout"),
+    }
 
 
 def _target_langs(raw: Any, directions: Any, languages: list[str], src: str) -> list[tuple[str, float]] | None:
@@ -389,11 +477,15 @@ def _target_langs(raw: Any, directions: Any, languages: list[str], src: str) -> 
     pairs = parse_target_langs(raw, what)
     bad = [lang for lang, _w in pairs if lang not in languages[1:]]
     if bad:
-        raise KbioxlmError(f"{what}: {', '.join(bad)} must be languages of `languages` other than the first "
-                           f"({', '.join(languages[1:])})")
+        raise KbioxlmError(
+            f"{what}: {', '.join(bad)} must be languages of `languages` other than the first "
+            f"({', '.join(languages[1:])})"
+        )
     if directions is not None:
-        raise KbioxlmError(f"{what}: give either corpus.directions or corpus.target_langs (it sets the directions: "
-                           f"{languages[0]} documents into the weighted targets, other documents into {languages[0]})")
+        raise KbioxlmError(
+            f"{what}: give either corpus.directions or corpus.target_langs (it sets the directions: "
+            f"{languages[0]} documents into the weighted targets, other documents into {languages[0]})"
+        )
     return list(pairs)
 
 
@@ -409,17 +501,25 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
     if langs is not None:  # probe EN<->X for several X: one probe per model and X
         if isinstance(langs, str):
             langs = [x.strip() for x in langs.split(",") if x.strip()]
-        if (not isinstance(langs, list) or not langs or len(set(langs)) != len(langs)
-                or any(not isinstance(x, str) or x not in languages[1:] for x in langs)):
-            raise KbioxlmError(f"{src}: probe.langs must list languages of `languages` other than the first, "
-                               f"each once ({', '.join(languages[1:])})")
+        if (
+            not isinstance(langs, list)
+            or not langs
+            or len(set(langs)) != len(langs)
+            or any(not isinstance(x, str) or x not in languages[1:] for x in langs)
+        ):
+            raise KbioxlmError(
+                f"{src}: probe.langs must list languages of `languages` other than the first, "
+                f"each once ({', '.join(languages[1:])})"
+            )
     parallel = raw.get("parallel")
     if parallel is not None:
         others = set(langs) if langs is not None else {b}
         check_keys(parallel, {a} | others, f"{src}: probe.parallel")
         if not parallel.get(a) or not any(parallel.get(x) for x in others):
-            raise KbioxlmError(f"{src}: probe.parallel needs line-aligned files for both {a!r} and "
-                               + (f"{b!r}" if langs is None else "a language of probe.langs"))
+            raise KbioxlmError(
+                f"{src}: probe.parallel needs line-aligned files for both {a!r} and "
+                + (f"{b!r}" if langs is None else "a language of probe.langs")
+            )
         parallel = {k: str(v) for k, v in parallel.items() if v}
     max_terms = _int_or_none(raw.get("max_terms", 2000), f"{src}: probe.max_terms", 1)
     max_sentences = _int_or_none(raw.get("max_sentences", 1000), f"{src}: probe.max_sentences", 1)
@@ -434,13 +534,22 @@ def _probe(raw: Any, languages: list[str], stage_names: list[str], src: str) -> 
         raise KbioxlmError(f"{src}: probe.models must list each model once ('base' and/or stage names)")
     compare = raw.get("compare") or {}
     # Models of other runs shown beside this run's (their probe.json; the report checks they asked the same questions).
-    if (not isinstance(compare, dict) or any(not isinstance(k, str) or not k or not isinstance(v, str) or not v
-                                             for k, v in compare.items())):
-        raise KbioxlmError(f"{src}: probe.compare maps a label to another run's probe.json, e.g. "
-                           "{{en-es: ../runs/e2e-en-es-small-cpu/probe/align/probe.json}}")
+    if not isinstance(compare, dict) or any(
+        not isinstance(k, str) or not k or not isinstance(v, str) or not v for k, v in compare.items()
+    ):
+        raise KbioxlmError(
+            f"{src}: probe.compare maps a label to another run's probe.json, e.g. "
+            "{{en-es: ../runs/e2e-en-es-small-cpu/probe/align/probe.json}}"
+        )
     clash = sorted(set(compare) & ({"base", *map(str, models)}))
     if clash:
         raise KbioxlmError(f"{src}: probe.compare label {clash[0]!r} is also a model of this run; pick another label")
-    return {"parallel": parallel, "compare": dict(compare), "max_terms": 2000 if max_terms is None else max_terms,
-            "max_sentences": 1000 if max_sentences is None else max_sentences,
-            "models": [str(m) for m in models], "langs": langs, "args": _args(raw.get("args"), f"{src}: probe")}
+    return {
+        "parallel": parallel,
+        "compare": dict(compare),
+        "max_terms": 2000 if max_terms is None else max_terms,
+        "max_sentences": 1000 if max_sentences is None else max_sentences,
+        "models": [str(m) for m in models],
+        "langs": langs,
+        "args": _args(raw.get("args"), f"{src}: probe"),
+    }

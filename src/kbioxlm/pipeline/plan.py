@@ -128,7 +128,9 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
 
     # ---------------------------------------------------------------------------- knowledge base
     def kb_step(label: str, argv: list[str], inputs: list[Path], title: str) -> None:
-        steps.append(Step(_unique(f"kb.{label}", taken), title, argv=argv + ["--kb", str(kb)], inputs=inputs, outputs=[kb]))
+        steps.append(
+            Step(_unique(f"kb.{label}", taken), title, argv=argv + ["--kb", str(kb)], inputs=inputs, outputs=[kb])
+        )
 
     for e in cfg.kb["umls"]:
         argv = ["kb", "import", "umls", "--rrf-dir", e["rrf_dir"]]
@@ -146,8 +148,12 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         trans = e.get("translations") or []
         trans = [trans] if isinstance(trans, str) else list(trans)
         argv = ["kb", "import", "obo", "--obo", e["obo"]] + (["--translations", *trans] if trans else [])
-        kb_step(f"obo.{_slug(Path(e['obo']).stem)}", argv + e["args"], [Path(e["obo"]), *map(Path, trans)],
-                "import an OBO ontology + Babelon translations")
+        kb_step(
+            f"obo.{_slug(Path(e['obo']).stem)}",
+            argv + e["args"],
+            [Path(e["obo"]), *map(Path, trans)],
+            "import an OBO ontology + Babelon translations",
+        )
     for e in cfg.kb["icd10"]:
         argv = ["kb", "import", "icd10", "--xml", e["xml"]]
         inputs = [Path(e["xml"])]
@@ -158,18 +164,36 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         kb_step("icd10", argv + e["args"], inputs, "import ICD-10 (English XML + Chinese names)")
     for e in cfg.kb["tsv"]:
         argv, inputs = ["kb", "import", "tsv"], []
-        for key, flag in (("concepts", "--concepts"), ("relations", "--relations"), ("relation_names", "--relation-names")):
+        for key, flag in (
+            ("concepts", "--concepts"),
+            ("relations", "--relations"),
+            ("relation_names", "--relation-names"),
+        ):
             if e.get(key):
                 argv += [flag, e[key]]
                 inputs.append(Path(e[key]))
         kb_step(f"tsv.{_slug(inputs[0].stem)}", argv + e["args"], inputs, "import concepts/relations (TSV/JSONL)")
     for e in cfg.kb["mine_pairs"]:
-        argv = ["kb", "mine-pairs", "--source", e["source"], "--target", e["target"],
-                "--lang", str(e["source_lang"]), "--target-lang", str(e["target_lang"])]
+        argv = [
+            "kb",
+            "mine-pairs",
+            "--source",
+            e["source"],
+            "--target",
+            e["target"],
+            "--lang",
+            str(e["source_lang"]),
+            "--target-lang",
+            str(e["target_lang"]),
+        ]
         if e.get("min_count") is not None:
             argv += ["--min-count", str(e["min_count"])]
-        kb_step(f"pairs.{e['source_lang']}-{e['target_lang']}", argv + e["args"],
-                [Path(e["source"]), Path(e["target"])], "mine bilingual entity pairs from parallel NER files")
+        kb_step(
+            f"pairs.{e['source_lang']}-{e['target_lang']}",
+            argv + e["args"],
+            [Path(e["source"]), Path(e["target"])],
+            "mine bilingual entity pairs from parallel NER files",
+        )
     have_kb = any(cfg.kb[k] for k in cfg.kb)
     kb_steps = [st for st in steps if st.outputs == [kb]]
     if kb_steps:
@@ -183,21 +207,47 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     if have_kb:
         stats = out / "kb" / "stats.json"
         tok = cfg.base_model["tokenizer"]  # its unknown-piece rate per language: does the model cover them?
-        steps.append(Step(_unique("kb.stats", taken), "knowledge-base statistics",
-                          argv=["kb", "stats", "--kb", str(kb), "--json", "--tokenizer", tok],
-                          inputs=[kb, *_local(tok)], outputs=[stats], stdout_to=stats))
+        steps.append(
+            Step(
+                _unique("kb.stats", taken),
+                "knowledge-base statistics",
+                argv=["kb", "stats", "--kb", str(kb), "--json", "--tokenizer", tok],
+                inputs=[kb, *_local(tok)],
+                outputs=[stats],
+                stdout_to=stats,
+            )
+        )
     heldout: Path | None = None
     if cfg.holdout is not None:
         if not have_kb:
             raise KbioxlmError(f"{cfg.path}: holdout needs a knowledge base (kb: ...) to split")
         ho = cfg.holdout
         heldout = out / "kb" / "heldout.txt"
-        argv = ["kb", "split", "--kb", str(kb), "--holdout-fraction", str(ho["fraction"]), "--seed", str(ho["seed"]),
-                "--langs", ",".join(ho["langs"]), "--out", str(heldout)]
+        argv = [
+            "kb",
+            "split",
+            "--kb",
+            str(kb),
+            "--holdout-fraction",
+            str(ho["fraction"]),
+            "--seed",
+            str(ho["seed"]),
+            "--langs",
+            ",".join(ho["langs"]),
+            "--out",
+            str(heldout),
+        ]
         if ho["max_concepts"] is not None:
             argv += ["--max-concepts", str(ho["max_concepts"])]
-        steps.append(Step(_unique("kb.split", taken), "hold concepts out of every KB-derived corpus (for the probe)",
-                          argv=argv + ho["args"], inputs=[kb], outputs=[heldout]))
+        steps.append(
+            Step(
+                _unique("kb.split", taken),
+                "hold concepts out of every KB-derived corpus (for the probe)",
+                argv=argv + ho["args"],
+                inputs=[kb],
+                outputs=[heldout],
+            )
+        )
     # the KB-derived corpora (entity, fact, align) leave the held-out concepts out
     exclude = ["--exclude-concepts", str(heldout)] if heldout is not None else []
     exclude_inputs = [heldout] if heldout is not None else []
@@ -219,9 +269,16 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             write_json(summary, s)
             return s
 
-        steps.append(Step(_unique(f"docs.{lang}", taken), f"{lang} monolingual text → Document JSONL", action=convert,
-                          inputs=sources.document_inputs(spec, f"documents.{lang}"), outputs=[path, summary],
-                          params={"spec": spec, "max_per_lang": max_per_lang, "dedup": dedup}))
+        steps.append(
+            Step(
+                _unique(f"docs.{lang}", taken),
+                f"{lang} monolingual text → Document JSONL",
+                action=convert,
+                inputs=sources.document_inputs(spec, f"documents.{lang}"),
+                outputs=[path, summary],
+                params={"spec": spec, "max_per_lang": max_per_lang, "dedup": dedup},
+            )
+        )
     # ---------------------------------------------------------------------------- corpora
     corpus_files: dict[str, list[Path]] = {lv: [] for lv in LEVELS}
     directions = cfg.corpus["directions"]
@@ -234,8 +291,10 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             raise KbioxlmError(f"{cfg.path}: corpus.target_langs switches {src0} documents, but documents lists none")
         stray = [lang for lang in docs if lang != src0 and lang not in tlangs]
         if stray:
-            raise KbioxlmError(f"{cfg.path}: corpus.target_langs: documents in {', '.join(stray)} have no direction "
-                               f"(list the language in corpus.target_langs: its documents are switched into {src0})")
+            raise KbioxlmError(
+                f"{cfg.path}: corpus.target_langs: documents in {', '.join(stray)} have no direction "
+                f"(list the language in corpus.target_langs: its documents are switched into {src0})"
+            )
         others = [lang for lang in docs if lang != src0]
         directions = []  # the entity, fact and align steps below handle target_langs themselves
     elif directions is None:  # each text language into the first other language (en→zh, zh→en)
@@ -253,13 +312,43 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
     if "align" in cfg.corpus["levels"] and not have_kb:
         raise KbioxlmError(f"{cfg.path}: the align level needs a knowledge base (kb: ...)")
 
-    def corpus_step(level: str, name: str, title: str, src_file: Path, s: str, t: str, path: Path,
-                    target_flag: str = "--target-lang") -> None:
+    def corpus_step(
+        level: str,
+        name: str,
+        title: str,
+        src_file: Path,
+        s: str,
+        t: str,
+        path: Path,
+        target_flag: str = "--target-lang",
+    ) -> None:
         corpus_files[level].append(path)
-        steps.append(Step(_unique(name, taken), title,
-                          argv=["corpus", level, "--kb", str(kb), "--input", str(src_file), "--lang", s, target_flag, t,
-                                "--out", str(path), "--seed", seed, *exclude, *cfg.corpus["args"][level]],
-                          inputs=[kb, src_file, *exclude_inputs], outputs=[path]))
+        steps.append(
+            Step(
+                _unique(name, taken),
+                title,
+                argv=[
+                    "corpus",
+                    level,
+                    "--kb",
+                    str(kb),
+                    "--input",
+                    str(src_file),
+                    "--lang",
+                    s,
+                    target_flag,
+                    t,
+                    "--out",
+                    str(path),
+                    "--seed",
+                    seed,
+                    *exclude,
+                    *cfg.corpus["args"][level],
+                ],
+                inputs=[kb, src_file, *exclude_inputs],
+                outputs=[path],
+            )
+        )
 
     def mixed_docs(group: list[str]) -> Path:
         """A step writing the documents of ``group`` into one file (one balanced switching run)."""
@@ -275,18 +364,31 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
                             n += 1
             return {"documents": n, "languages": list(group)}
 
-        steps.append(Step(_unique(f"docs.{'+'.join(group)}", taken),
-                          f"{', '.join(group[:-1])} and {group[-1]} documents in one file (balanced switching)",
-                          action=concat, inputs=[docs[lang] for lang in group], outputs=[mixed], params={"langs": list(group)}))
+        steps.append(
+            Step(
+                _unique(f"docs.{'+'.join(group)}", taken),
+                f"{', '.join(group[:-1])} and {group[-1]} documents in one file (balanced switching)",
+                action=concat,
+                inputs=[docs[lang] for lang in group],
+                outputs=[mixed],
+                params={"langs": list(group)},
+            )
+        )
         return mixed
 
     if "entity" in cfg.corpus["levels"] and multi:
         # Each switched entity of a languages[0] document takes a language drawn by weight; documents
         # in target languages (if any) switch into languages[0], in the same balanced run.
-        corpus_step("entity", f"corpus.entity.{src0}-{tag}",
-                    f"entity-level corpus {src0}→{tag} (weighted target languages{', balanced' if others else ''})",
-                    mixed_docs([src0, *others]) if others else docs[src0], src0, format_target_langs(multi),
-                    out / "corpus" / f"entity.{src0}-{tag}.jsonl", target_flag="--target-langs")
+        corpus_step(
+            "entity",
+            f"corpus.entity.{src0}-{tag}",
+            f"entity-level corpus {src0}→{tag} (weighted target languages{', balanced' if others else ''})",
+            mixed_docs([src0, *others]) if others else docs[src0],
+            src0,
+            format_target_langs(multi),
+            out / "corpus" / f"entity.{src0}-{tag}.jsonl",
+            target_flag="--target-langs",
+        )
     if "entity" in cfg.corpus["levels"]:
         both = [(s, t) for s, t in pairs_dirs if (t, s) in pairs_dirs][:1]
         if both:
@@ -294,24 +396,59 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             # language (docs/design.md, "Corpus semantics": "over the corpus the number of switches into
             # each language is balanced"), which two separate runs do not do on their own.
             a, b = both[0]
-            corpus_step("entity", f"corpus.entity.{a}+{b}", f"entity-level corpus {a}<->{b} (code-switching, balanced)",
-                        mixed_docs([a, b]), a, b, out / "corpus" / f"entity.{a}+{b}.jsonl")
+            corpus_step(
+                "entity",
+                f"corpus.entity.{a}+{b}",
+                f"entity-level corpus {a}<->{b} (code-switching, balanced)",
+                mixed_docs([a, b]),
+                a,
+                b,
+                out / "corpus" / f"entity.{a}+{b}.jsonl",
+            )
         for s, t in pairs_dirs:
             if both and (s, t) in (both[0], both[0][::-1]):
                 continue
-            corpus_step("entity", f"corpus.entity.{s}-{t}", f"entity-level corpus {s}→{t}", docs[s], s, t,
-                        out / "corpus" / f"entity.{s}-{t}.jsonl")
+            corpus_step(
+                "entity",
+                f"corpus.entity.{s}-{t}",
+                f"entity-level corpus {s}→{t}",
+                docs[s],
+                s,
+                t,
+                out / "corpus" / f"entity.{s}-{t}.jsonl",
+            )
     if "fact" in cfg.corpus["levels"] and multi:
-        corpus_step("fact", f"corpus.fact.{src0}-{tag}", f"fact-level corpus {src0}→{tag} (weighted target languages)",
-                    docs[src0], src0, format_target_langs(multi), out / "corpus" / f"fact.{src0}-{tag}.jsonl",
-                    target_flag="--target-langs")
+        corpus_step(
+            "fact",
+            f"corpus.fact.{src0}-{tag}",
+            f"fact-level corpus {src0}→{tag} (weighted target languages)",
+            docs[src0],
+            src0,
+            format_target_langs(multi),
+            out / "corpus" / f"fact.{src0}-{tag}.jsonl",
+            target_flag="--target-langs",
+        )
         for s in others:
-            corpus_step("fact", f"corpus.fact.{s}-{src0}", f"fact-level corpus {s}→{src0}", docs[s], s, src0,
-                        out / "corpus" / f"fact.{s}-{src0}.jsonl")
+            corpus_step(
+                "fact",
+                f"corpus.fact.{s}-{src0}",
+                f"fact-level corpus {s}→{src0}",
+                docs[s],
+                s,
+                src0,
+                out / "corpus" / f"fact.{s}-{src0}.jsonl",
+            )
     if "fact" in cfg.corpus["levels"]:
         for s, t in pairs_dirs:
-            corpus_step("fact", f"corpus.fact.{s}-{t}", f"fact-level corpus {s}→{t}", docs[s], s, t,
-                        out / "corpus" / f"fact.{s}-{t}.jsonl")
+            corpus_step(
+                "fact",
+                f"corpus.fact.{s}-{t}",
+                f"fact-level corpus {s}→{t}",
+                docs[s],
+                s,
+                t,
+                out / "corpus" / f"fact.{s}-{t}.jsonl",
+            )
     if "align" in cfg.corpus["levels"]:
         # synonym pairs straight from the KB (no documents); optionally weighted by the concepts
         # the entity corpus actually mentions
@@ -324,21 +461,49 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         inputs = [kb, *exclude_inputs]
         if cfg.corpus["align_mentions"]:
             if not corpus_files["entity"]:
-                raise KbioxlmError(f"{cfg.path}: corpus.align_mentions needs entity records, but the pipeline builds none "
-                                   f"(check documents and corpus.directions)")
+                raise KbioxlmError(
+                    f"{cfg.path}: corpus.align_mentions needs entity records, but the pipeline builds none "
+                    f"(check documents and corpus.directions)"
+                )
             argv += ["--entity-records", *map(str, corpus_files["entity"])]
             inputs += corpus_files["entity"]
         corpus_files["align"].append(path)
-        steps.append(Step(_unique(f"corpus.align.{a}-{b}", taken), f"concept-name alignment pairs {a}<->{b} from the KB",
-                          argv=argv + cfg.corpus["args"]["align"], inputs=inputs, outputs=[path]))
+        steps.append(
+            Step(
+                _unique(f"corpus.align.{a}-{b}", taken),
+                f"concept-name alignment pairs {a}<->{b} from the KB",
+                argv=argv + cfg.corpus["args"]["align"],
+                inputs=inputs,
+                outputs=[path],
+            )
+        )
     if "passage" in cfg.corpus["levels"]:
         for src in _pair_sources(cfg):
             path = out / "corpus" / f"passage.{src['label']}.jsonl"
             corpus_files["passage"].append(path)
-            steps.append(Step(_unique(f"corpus.passage.{src['label']}", taken), f"passage-level corpus from {src['what']}",
-                              argv=["corpus", "passage", *src["argv"], "--lang", src["langs"][0], "--target-lang", src["langs"][1],
-                                    "--out", str(path), "--seed", seed, *cfg.corpus["args"]["passage"], *src["args"]],
-                              inputs=src["inputs"], outputs=[path]))
+            steps.append(
+                Step(
+                    _unique(f"corpus.passage.{src['label']}", taken),
+                    f"passage-level corpus from {src['what']}",
+                    argv=[
+                        "corpus",
+                        "passage",
+                        *src["argv"],
+                        "--lang",
+                        src["langs"][0],
+                        "--target-lang",
+                        src["langs"][1],
+                        "--out",
+                        str(path),
+                        "--seed",
+                        seed,
+                        *cfg.corpus["args"]["passage"],
+                        *src["args"],
+                    ],
+                    inputs=src["inputs"],
+                    outputs=[path],
+                )
+            )
 
     # ---------------------------------------------------------------------------- vocabulary
     kept: Path | None = None
@@ -349,10 +514,25 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
         if not files:
             raise KbioxlmError(f"{cfg.path}: vocab reduce needs corpora or documents to count tokens over")
         tok = cfg.vocab.get("tokenizer") or cfg.base_model["tokenizer"]
-        steps.append(Step(_unique("vocab", taken), "reduced output vocabulary (ids the corpora use)",
-                          argv=["vocab", "reduce", "--tokenizer", tok, "--corpus", *map(str, files), "--out", str(kept),
-                                *cfg.vocab["args"]],
-                          inputs=[*files, *_local(tok)], outputs=[kept]))
+        steps.append(
+            Step(
+                _unique("vocab", taken),
+                "reduced output vocabulary (ids the corpora use)",
+                argv=[
+                    "vocab",
+                    "reduce",
+                    "--tokenizer",
+                    tok,
+                    "--corpus",
+                    *map(str, files),
+                    "--out",
+                    str(kept),
+                    *cfg.vocab["args"],
+                ],
+                inputs=[*files, *_local(tok)],
+                outputs=[kept],
+            )
+        )
 
     # ---------------------------------------------------------------------------- pretraining
     exports: dict[str, Path] = {}
@@ -381,8 +561,10 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             if item in ("entity", "fact", "passage", "align", "entity_mono"):
                 level = "entity" if item == "entity_mono" else item
                 if not corpus_files[level]:
-                    raise KbioxlmError(f"{cfg.path}: pretrain stage {name!r} wants {item!r} records but the pipeline builds none "
-                                       f"(check corpus.levels, documents and pairs)")
+                    raise KbioxlmError(
+                        f"{cfg.path}: pretrain stage {name!r} wants {item!r} records but the pipeline builds none "
+                        f"(check corpus.levels, documents and pairs)"
+                    )
                 train += [f"{p}#mlm" if item == "entity_mono" else str(p) for p in corpus_files[level]]
                 train_inputs += corpus_files[level]
             elif item == "mono":  # the per-language documents (not the mixed file)
@@ -394,20 +576,49 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
                 train.append(item)
                 train_inputs.append(Path(item.partition("#")[0]))
         run_dir = out / "pretrain" / name
-        argv = ["pretrain", "--config", st["config"], f"model={model}", f"tokenizer={tokenizer}",
-                f"train_files={','.join(train)}", f"output_dir={run_dir}", f"seed={cfg.seed}"]
+        argv = [
+            "pretrain",
+            "--config",
+            st["config"],
+            f"model={model}",
+            f"tokenizer={tokenizer}",
+            f"train_files={','.join(train)}",
+            f"output_dir={run_dir}",
+            f"seed={cfg.seed}",
+        ]
         # always set: the shipped stage configs name a kept.json the pipeline may not build
         argv.append(f"kept_ids={kept if kept is not None else 'null'}")
         argv += [f"{k}={_yaml_value(v)}" for k, v in st["overrides"].items()]
         argv.append("resume_from_checkpoint=auto")
-        steps.append(Step(_unique(f"pretrain.{name}", taken), f"continued pretraining, stage {name!r}", argv=argv,
-                          inputs=[Path(st["config"]), *train_inputs, *model_inputs, *_local(tokenizer), *([kept] if kept else [])],
-                          outputs=[run_dir / "final"], launcher=st["launcher"], clean=[run_dir],
-                          can_resume=functools.partial(_has_checkpoint, run_dir)))
+        steps.append(
+            Step(
+                _unique(f"pretrain.{name}", taken),
+                f"continued pretraining, stage {name!r}",
+                argv=argv,
+                inputs=[
+                    Path(st["config"]),
+                    *train_inputs,
+                    *model_inputs,
+                    *_local(tokenizer),
+                    *([kept] if kept else []),
+                ],
+                outputs=[run_dir / "final"],
+                launcher=st["launcher"],
+                clean=[run_dir],
+                can_resume=functools.partial(_has_checkpoint, run_dir),
+            )
+        )
         export_dir = out / "models" / name
-        steps.append(Step(_unique(f"export.{name}", taken), f"export stage {name!r} as a plain Hugging Face checkpoint",
-                          argv=["export", "--checkpoint", str(run_dir / "final"), "--out", str(export_dir), *st["export_args"]],
-                          inputs=[run_dir / "final"], outputs=[export_dir / "config.json"], clean=[export_dir]))
+        steps.append(
+            Step(
+                _unique(f"export.{name}", taken),
+                f"export stage {name!r} as a plain Hugging Face checkpoint",
+                argv=["export", "--checkpoint", str(run_dir / "final"), "--out", str(export_dir), *st["export_args"]],
+                inputs=[run_dir / "final"],
+                outputs=[export_dir / "config.json"],
+                clean=[export_dir],
+            )
+        )
         exports[name] = export_dir
         previous = name
 
@@ -441,7 +652,9 @@ def _pair_sources(cfg: PipelineConfig) -> list[dict[str, Any]]:
         if isinstance(e, str):
             e = {"path": e}
         if not isinstance(e, dict):
-            raise KbioxlmError(f"{what}: give a pair file, or {{{a}: F, {b}: F}} (line-aligned) / with format: articles")
+            raise KbioxlmError(
+                f"{what}: give a pair file, or {{{a}: F, {b}: F}} (line-aligned) / with format: articles"
+            )
         extra = set(e) - {"path", "format", "per_article", "args", a, b}
         if extra:
             raise KbioxlmError(f"{what}: unknown key(s) {', '.join(sorted(extra))}")
@@ -472,8 +685,9 @@ def _model_label(cfg: PipelineConfig, key: str) -> str:
     return names.get(key) or (cfg.base_model["name"] if key == "base" else key)
 
 
-def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldout: Path | None,
-                 taken: set[str]) -> list[Step]:
+def _probe_steps(
+    cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldout: Path | None, taken: set[str]
+) -> list[Step]:
     """One ``kbioxlm probe`` per model (base and/or stage exports), then ``probe.report``.
 
     With ``probe.langs`` (several languages X): the same per X under ``probe/<X>/`` (steps
@@ -497,16 +711,30 @@ def _probe_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldou
     def report() -> dict[str, Any]:
         return write_multi_probe_report(per_lang, root, a, labels, compare)
 
-    steps.append(Step(_unique("probe.report", taken), f"probe results of every model and language {a}<->X in one table",
-                      action=report, inputs=[p for res in per_lang.values() for p in res.values()] + list(compare.values()),
-                      outputs=[root / "results.json", root / "results.md", root / "results.png"],
-                      params={"models": list(pr["models"]), "labels": labels, "languages": [a, *per_lang]}
-                      | ({"compare": {k: str(v) for k, v in compare.items()}} if compare else {})))
+    steps.append(
+        Step(
+            _unique("probe.report", taken),
+            f"probe results of every model and language {a}<->X in one table",
+            action=report,
+            inputs=[p for res in per_lang.values() for p in res.values()] + list(compare.values()),
+            outputs=[root / "results.json", root / "results.md", root / "results.png"],
+            params={"models": list(pr["models"]), "labels": labels, "languages": [a, *per_lang]}
+            | ({"compare": {k: str(v) for k, v in compare.items()}} if compare else {}),
+        )
+    )
     return steps
 
 
-def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, heldout: Path | None,
-                      taken: set[str], b: str, root: Path, prefix: str) -> list[Step]:
+def _probe_pair_steps(
+    cfg: PipelineConfig,
+    exports: dict[str, Path],
+    kb: Path,
+    heldout: Path | None,
+    taken: set[str],
+    b: str,
+    root: Path,
+    prefix: str,
+) -> list[Step]:
     """``prefix.<model>`` probes of ``languages[0]`` <-> ``b`` under ``root``, then ``prefix.report``
     (the first ``len(models)`` steps are the probes, in order)."""
     pr = cfg.probe
@@ -533,12 +761,29 @@ def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, h
             argv += ["--parallel", pr["parallel"][a], pr["parallel"][b]]
             inputs += [Path(pr["parallel"][a]), Path(pr["parallel"][b])]
         sub = root / _slug(key)
-        argv += ["--max-terms", str(pr["max_terms"]), "--max-sentences", str(pr["max_sentences"]), "--seed", str(cfg.seed),
-                 "--out", str(sub), *pr["args"]]
+        argv += [
+            "--max-terms",
+            str(pr["max_terms"]),
+            "--max-sentences",
+            str(pr["max_sentences"]),
+            "--seed",
+            str(cfg.seed),
+            "--out",
+            str(sub),
+            *pr["args"],
+        ]
         results[key] = sub / "probe.json"
-        steps.append(Step(_unique(f"{prefix}.{_slug(key)}", taken),
-                          f"retrieval probe of the {_model_label(cfg, key)!r} model" + (f", {a}<->{b}" if prefix != "probe" else ""),
-                          argv=argv, inputs=inputs, outputs=[results[key]], clean=[sub]))
+        steps.append(
+            Step(
+                _unique(f"{prefix}.{_slug(key)}", taken),
+                f"retrieval probe of the {_model_label(cfg, key)!r} model"
+                + (f", {a}<->{b}" if prefix != "probe" else ""),
+                argv=argv,
+                inputs=inputs,
+                outputs=[results[key]],
+                clean=[sub],
+            )
+        )
     labels = {k: _model_label(cfg, k) for k in results}
     outputs = [root / "results.json", root / "results.md", root / "results.png"]
     # probe.compare: other runs' models of this pair (the several-language report shows them all)
@@ -547,11 +792,17 @@ def _probe_pair_steps(cfg: PipelineConfig, exports: dict[str, Path], kb: Path, h
     def report() -> dict[str, Any]:
         return write_probe_report(results, root, (a, b), labels, compare)
 
-    steps.append(Step(_unique(f"{prefix}.report", taken),
-                      "probe results of every model side by side (table + chart)" + (f", {a}<->{b}" if prefix != "probe" else ""),
-                      action=report, inputs=list(results.values()) + list(compare.values()), outputs=outputs,
-                      params={"models": list(results), "labels": labels, "languages": [a, b]}
-                      | ({"compare": {k: str(v) for k, v in compare.items()}} if compare else {})))
+    steps.append(
+        Step(
+            _unique(f"{prefix}.report", taken),
+            "probe results of every model side by side (table + chart)" + (f", {a}<->{b}" if prefix != "probe" else ""),
+            action=report,
+            inputs=list(results.values()) + list(compare.values()),
+            outputs=outputs,
+            params={"models": list(results), "labels": labels, "languages": [a, b]}
+            | ({"compare": {k: str(v) for k, v in compare.items()}} if compare else {}),
+        )
+    )
     return steps
 
 
@@ -560,14 +811,19 @@ def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[s
     assert bench is not None
     base_cfg_path = Path(bench["config"])
     if not base_cfg_path.is_file():
-        raise KbioxlmError(f"{base_cfg_path}: no such benchmark config (from benchmark.config of {cfg.path}; "
-                           "relative paths are taken from the pipeline config's folder)")
+        raise KbioxlmError(
+            f"{base_cfg_path}: no such benchmark config (from benchmark.config of {cfg.path}; "
+            "relative paths are taken from the pipeline config's folder)"
+        )
     # ${shared} and relative paths of the benchmark config resolved now: the generated configs live elsewhere
     base_cfg = read_config_file(base_cfg_path, shared=cfg.variables["shared"])
     merged = _deep_merge(base_cfg, bench["overrides"])
     root = cfg.out / bench["dir"]  # a folder of its own per matrix (e.g. the ablations beside Tables 4-6)
-    if "data_root" not in merged and not os.environ.get("KBIOXLM_DATA") \
-            and cfg.variables["shared"] != str(paths.default_shared(root / "compare.yaml")):
+    if (
+        "data_root" not in merged
+        and not os.environ.get("KBIOXLM_DATA")
+        and cfg.variables["shared"] != str(paths.default_shared(root / "compare.yaml"))
+    ):
         # a --shared that the generated configs would not find on their own
         merged["data_root"] = str(Path(cfg.variables["shared"]) / "data" / "kbioxlm-release")
     steps: list[Step] = []
@@ -578,7 +834,11 @@ def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[s
     for key, extra in entries:
         label = bench["names"].get(key) or (cfg.base_model["name"] if key == "base" else key)
         if extra is not None:  # a further baseline (e.g. mBERT, InfoXLM by hub name)
-            spec = {"name": label, "path": extra["path"], **({"tokenizer": extra["tokenizer"]} if extra.get("tokenizer") else {})}
+            spec = {
+                "name": label,
+                "path": extra["path"],
+                **({"tokenizer": extra["tokenizer"]} if extra.get("tokenizer") else {}),
+            }
             model_inputs = _local(extra["path"])
         elif key == "base":
             spec = {"name": label, "path": cfg.base_model["path"]}
@@ -593,10 +853,17 @@ def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[s
         conf_path = root / f"{_slug(key)}.yaml"
         text = _dump_bench({**merged, "models": [spec]}, bench["config"], f"model {label!r}")
         results.append(sub / "results.jsonl")
-        steps.append(Step(_unique(f"benchmark.{_slug(key)}", taken), f"benchmark the {spec['name']!r} model",
-                          argv=["benchmark", "--config", str(conf_path), "--out", str(sub), "--no-progress"],
-                          inputs=[*model_inputs], outputs=[sub / "results.md", sub / "results.jsonl"], clean=[sub],
-                          generated={conf_path: text}))
+        steps.append(
+            Step(
+                _unique(f"benchmark.{_slug(key)}", taken),
+                f"benchmark the {spec['name']!r} model",
+                argv=["benchmark", "--config", str(conf_path), "--out", str(sub), "--no-progress"],
+                inputs=[*model_inputs],
+                outputs=[sub / "results.md", sub / "results.jsonl"],
+                clean=[sub],
+                generated={conf_path: text},
+            )
+        )
     combined = root / "compare.yaml"
     text = _dump_bench({**merged, "models": specs}, bench["config"], "all compared models, side by side")
     merged_results = root / "results.jsonl"
@@ -610,10 +877,18 @@ def _benchmark_steps(cfg: PipelineConfig, exports: dict[str, Path], taken: set[s
         with atomic_write(merged_results) as fh:
             fh.writelines(ln + "\n" for ln in lines)
 
-    steps.append(Step(_unique("benchmark.report", taken), "side-by-side tables of every compared model",
-                      argv=["benchmark", "--config", str(combined), "--out", str(root), "--report-only"],
-                      inputs=results, outputs=[root / "results.md"], generated={combined: text}, prepare=merge,
-                      note="first merges the per-model results.jsonl files into benchmark/results.jsonl"))
+    steps.append(
+        Step(
+            _unique("benchmark.report", taken),
+            "side-by-side tables of every compared model",
+            argv=["benchmark", "--config", str(combined), "--out", str(root), "--report-only"],
+            inputs=results,
+            outputs=[root / "results.md"],
+            generated={combined: text},
+            prepare=merge,
+            note="first merges the per-model results.jsonl files into benchmark/results.jsonl",
+        )
+    )
     return steps
 
 

@@ -59,14 +59,22 @@ def _sample(section: Any) -> str:
 
 def _resolution(models: Mapping[str, Mapping[str, Any]]) -> str:
     """What one item is worth: a score out of n moves by 100/n points per correct item."""
-    ns = sorted({int(n) for res in models.values() for sec in ("term_retrieval", "sentence_retrieval")
-                 if isinstance(n := _get(res.get(sec), "n"), int) and not isinstance(n, bool) and n > 0})
+    ns = sorted(
+        {
+            int(n)
+            for res in models.values()
+            for sec in ("term_retrieval", "sentence_retrieval")
+            if isinstance(n := _get(res.get(sec), "n"), int) and not isinstance(n, bool) and n > 0
+        }
+    )
     if not ns:
         return ""
-    return ("One retrieved item more or less moves an acc@1 by 100/n points (" +
-            ", ".join(f"1 in {n:,} = {100 / n:.3g} points" for n in ns) +
-            "). Each model was probed once, on one seeded sample: differences of a few items are within that noise, "
-            "and nothing is marked as better.")
+    return (
+        "One retrieved item more or less moves an acc@1 by 100/n points ("
+        + ", ".join(f"1 in {n:,} = {100 / n:.3g} points" for n in ns)
+        + "). Each model was probed once, on one seeded sample: differences of a few items are within that noise, "
+        "and nothing is marked as better."
+    )
 
 
 def _best(best: Any) -> str:
@@ -104,41 +112,66 @@ def add_compared(per_lang: dict[str, dict[str, dict[str, Any]]], compare: Mappin
         data = read_probe_results({label: path})[label]
         x = data.get("target_lang")
         if data.get("source_lang") != lang or x not in per_lang:
-            raise KbioxlmError(f"{path}: probe.compare {label!r} probes {data.get('source_lang')}<->{x}; this run probes "
-                               + ", ".join(f"{lang}<->{y}" for y in per_lang))
+            raise KbioxlmError(
+                f"{path}: probe.compare {label!r} probes {data.get('source_lang')}<->{x}; this run probes "
+                + ", ".join(f"{lang}<->{y}" for y in per_lang)
+            )
         got = _get(data.get("term_retrieval"), "items_sha256")
         want = {_get(r.get("term_retrieval"), "items_sha256") for r in per_lang[x].values()}
         if got is None or got not in want:
-            why = ("it has no items_sha256 (probed by an older kbioxlm: run its probe again)" if got is None
-                   else "its items_sha256 differs: another held-out split, KB or sample")
-            raise KbioxlmError(f"{path}: probe.compare {label!r} did not probe the same {lang}<->{x} terms as this run; {why}")
+            why = (
+                "it has no items_sha256 (probed by an older kbioxlm: run its probe again)"
+                if got is None
+                else "its items_sha256 differs: another held-out split, KB or sample"
+            )
+            raise KbioxlmError(
+                f"{path}: probe.compare {label!r} did not probe the same {lang}<->{x} terms as this run; {why}"
+            )
         per_lang[x][label] = data
         added.append(label)
     return added
 
 
-def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str],
-                          labels: Mapping[str, str] | None = None) -> str:
+def render_probe_markdown(
+    models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], labels: Mapping[str, str] | None = None
+) -> str:
     a, b = langs[0], langs[1]
     ab, ba = f"{a}_{b}", f"{b}_{a}"
     arrow_ab, arrow_ba = f"{a}→{b}", f"{b}→{a}"
     labels = labels or {}
-    header = ["Model", f"term acc@1 {arrow_ab}", f"term acc@1 {arrow_ba}", f"term MRR {arrow_ab}", f"term MRR {arrow_ba}",
-              f"best layer {arrow_ab} (acc@1)", f"best layer {arrow_ba} (acc@1)",
-              f"sentence acc@1 {arrow_ab}", f"sentence acc@1 {arrow_ba}", "n terms", "n sentences"]
+    header = [
+        "Model",
+        f"term acc@1 {arrow_ab}",
+        f"term acc@1 {arrow_ba}",
+        f"term MRR {arrow_ab}",
+        f"term MRR {arrow_ba}",
+        f"best layer {arrow_ab} (acc@1)",
+        f"best layer {arrow_ba} (acc@1)",
+        f"sentence acc@1 {arrow_ab}",
+        f"sentence acc@1 {arrow_ba}",
+        "n terms",
+        "n sentences",
+    ]
     # n terms / n sentences: the sample a score is out of ("of N" when the probe's cap sampled from N)
     rows = []
     layers = []
     for name, res in models.items():
         term, sent = res.get("term_retrieval"), res.get("sentence_retrieval")
-        rows.append([
-            labels.get(name, name),
-            _num(_get(term, ab, "acc1")), _num(_get(term, ba, "acc1")),
-            _num(_get(term, ab, "mrr")), _num(_get(term, ba, "mrr")),
-            _best(_get(term, "best_layer", ab)), _best(_get(term, "best_layer", ba)),
-            _num(_get(sent, ab, "acc1")), _num(_get(sent, ba, "acc1")),
-            _sample(term), _sample(sent),
-        ])
+        rows.append(
+            [
+                labels.get(name, name),
+                _num(_get(term, ab, "acc1")),
+                _num(_get(term, ba, "acc1")),
+                _num(_get(term, ab, "mrr")),
+                _num(_get(term, ba, "mrr")),
+                _best(_get(term, "best_layer", ab)),
+                _best(_get(term, "best_layer", ba)),
+                _num(_get(sent, ab, "acc1")),
+                _num(_get(sent, ba, "acc1")),
+                _sample(term),
+                _sample(sent),
+            ]
+        )
         if _get(term, "layer") is not None:
             layers.append(f"{labels.get(name, name)}: {_get(term, 'layer')}")
     lines = [
@@ -147,7 +180,7 @@ def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequen
         f"Nearest-neighbour retrieval of {a}/{b} term translations (KB concept names) and, with parallel text, of "
         f"sentence translations, on frozen encoder embeddings (`kbioxlm probe`); acc@1 and MRR in percent, "
         f"from the model's last layer; best layer = the layer with the highest acc@1. "
-        f"{DASH} = not measured. n = the items a score is out of (\"of N\": a sample of N, capped by --max-terms / "
+        f'{DASH} = not measured. n = the items a score is out of ("of N": a sample of N, capped by --max-terms / '
         f"--max-sentences).",
         "",
         _resolution(models),
@@ -162,8 +195,9 @@ def render_probe_markdown(models: Mapping[str, Mapping[str, Any]], langs: Sequen
     return "\n".join(lines)
 
 
-def plot_probe(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], path: Path,
-               labels: Mapping[str, str] | None = None) -> None:
+def plot_probe(
+    models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], path: Path, labels: Mapping[str, str] | None = None
+) -> None:
     """Grouped bars: one group per model, one bar per direction (term acc@1), values on the bars."""
     # lazy: matplotlib, only for the chart
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -202,9 +236,13 @@ def plot_probe(models: Mapping[str, Mapping[str, Any]], langs: Sequence[str], pa
         fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
 
 
-def write_probe_report(results: Mapping[str, Path], root: Path, langs: Sequence[str],
-                       labels: Mapping[str, str] | None = None,
-                       compare: Mapping[str, Path] | None = None) -> dict[str, Any]:
+def write_probe_report(
+    results: Mapping[str, Path],
+    root: Path,
+    langs: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    compare: Mapping[str, Path] | None = None,
+) -> dict[str, Any]:
     """Read every ``probe.json`` (and ``compare``'s, other runs' models checked by :func:`add_compared`);
     write ``root/results.{json,md,png}``; return a short summary."""
     models = read_probe_results(results)
@@ -219,8 +257,13 @@ def write_probe_report(results: Mapping[str, Path], root: Path, langs: Sequence[
     return {"models": len(models), "results": str(root / "results.md")}
 
 
-def plot_multi_probe(per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Sequence[str], lang: str,
-                     path: Path, labels: Mapping[str, str]) -> None:
+def plot_multi_probe(
+    per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    models: Sequence[str],
+    lang: str,
+    path: Path,
+    labels: Mapping[str, str],
+) -> None:
     """Grouped bars: one group per direction (``lang``→X, X→``lang`` for every X), one bar per model;
     a model not probed on a language has no bar there (and "n/a" on it)."""
     # lazy: matplotlib, only for the chart
@@ -260,9 +303,13 @@ def plot_multi_probe(per_lang: Mapping[str, Mapping[str, Mapping[str, Any]]], mo
         fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
 
 
-def write_multi_probe_report(results: Mapping[str, Mapping[str, Path]], root: Path, lang: str,
-                             labels: Mapping[str, str] | None = None,
-                             compare: Mapping[str, Path] | None = None) -> dict[str, Any]:
+def write_multi_probe_report(
+    results: Mapping[str, Mapping[str, Path]],
+    root: Path,
+    lang: str,
+    labels: Mapping[str, str] | None = None,
+    compare: Mapping[str, Path] | None = None,
+) -> dict[str, Any]:
     """``probe.langs`` (several languages X): every model's term acc@1 ``lang``→X and X→``lang`` for
     every X in one table and one chart. ``results``: X → model → ``probe.json`` (each X also has its
     own full report under ``root/X``); ``compare``: other runs' models (:func:`add_compared`). Writes
@@ -271,19 +318,39 @@ def write_multi_probe_report(results: Mapping[str, Mapping[str, Path]], root: Pa
     per_lang = {x: read_probe_results(res) for x, res in results.items()}
     add_compared(per_lang, compare or {}, lang)
     models = list(dict.fromkeys(m for res in per_lang.values() for m in res))
-    write_json(root / "results.json", {"languages": [lang, *per_lang], "labels": dict(labels),
-                                       "models": {m: {x: res[m] for x, res in per_lang.items() if m in res} for m in models}})
+    write_json(
+        root / "results.json",
+        {
+            "languages": [lang, *per_lang],
+            "labels": dict(labels),
+            "models": {m: {x: res[m] for x, res in per_lang.items() if m in res} for m in models},
+        },
+    )
     header = ["Model"] + [f"{a}→{b}" for x in per_lang for a, b in ((lang, x), (x, lang))]
-    rows = [[labels.get(m, m)] + [_num(_get(per_lang[x].get(m, {}).get("term_retrieval"), key, "acc1"))
-                                  for x in per_lang for key in (f"{lang}_{x}", f"{x}_{lang}")] for m in models]
-    ns = "; ".join(f"{x}: " + ", ".join(f"{labels.get(m, m)} {_sample(per_lang[x][m].get('term_retrieval'))}"
-                                        for m in models if m in per_lang[x]) for x in per_lang)
+    rows = [
+        [labels.get(m, m)]
+        + [
+            _num(_get(per_lang[x].get(m, {}).get("term_retrieval"), key, "acc1"))
+            for x in per_lang
+            for key in (f"{lang}_{x}", f"{x}_{lang}")
+        ]
+        for m in models
+    ]
+    ns = "; ".join(
+        f"{x}: "
+        + ", ".join(
+            f"{labels.get(m, m)} {_sample(per_lang[x][m].get('term_retrieval'))}" for m in models if m in per_lang[x]
+        )
+        for x in per_lang
+    )
     lines = [
         "# Retrieval probe, several languages",
         "",
         f"Term retrieval acc@1 (percent, last layer) between {lang} and each language, on the same held-out "
         f"concepts where they have names in both (`kbioxlm probe`; {DASH} = not measured). The full report of each "
-        f"language (MRR, best layer, sentences) is in its folder: " + ", ".join(f"`{x}/results.md`" for x in per_lang) + ".",
+        f"language (MRR, best layer, sentences) is in its folder: "
+        + ", ".join(f"`{x}/results.md`" for x in per_lang)
+        + ".",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -293,8 +360,12 @@ def write_multi_probe_report(results: Mapping[str, Mapping[str, Path]], root: Pa
         "",
     ]
     if compare:
-        lines += ["From other runs (same held-out questions, checked by digest): "
-                  + "; ".join(f"{label}: `{os.path.relpath(path, root)}`" for label, path in compare.items()) + ".", ""]
+        lines += [
+            "From other runs (same held-out questions, checked by digest): "
+            + "; ".join(f"{label}: `{os.path.relpath(path, root)}`" for label, path in compare.items())
+            + ".",
+            "",
+        ]
     lines += ["![term retrieval per direction and model](results.png)", ""]
     with atomic_write(root / "results.md") as fh:
         fh.write("\n".join(lines))

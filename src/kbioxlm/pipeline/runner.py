@@ -123,6 +123,7 @@ def step_fingerprint(step: Step, anchor: Path | None = None) -> str:
     (:func:`kbioxlm.paths.portable`): the same files reached from another directory, or through a
     differently spelled config path, give the same fingerprint (and the spelling of older runs, whose
     paths were relative to the repository root, is kept)."""
+
     def rel(value: Any) -> Any:
         return portable(value, anchor) if anchor is not None else value
 
@@ -133,7 +134,9 @@ def step_fingerprint(step: Step, anchor: Path | None = None) -> str:
         "argv": rel(_stable_argv(step.argv)),
         "launcher": step.launcher,
         "params": rel(params),
-        "generated": {rel(str(k)): hashlib.sha256(rel(v).encode()).hexdigest() for k, v in sorted(step.generated.items())},
+        "generated": {
+            rel(str(k)): hashlib.sha256(rel(v).encode()).hexdigest() for k, v in sorted(step.generated.items())
+        },
         "inputs": {rel(str(p)): path_fingerprint(p) for p in step.inputs},
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -167,8 +170,17 @@ class _Tee(io.TextIOBase):
 
 
 class Runner:
-    def __init__(self, steps: list[Step], out: Path, pipeline_cmd: str, *, dry_run: bool = False,
-                 force: Iterable[str] = (), stream: Any = None, anchor: Path | None = None) -> None:
+    def __init__(
+        self,
+        steps: list[Step],
+        out: Path,
+        pipeline_cmd: str,
+        *,
+        dry_run: bool = False,
+        force: Iterable[str] = (),
+        stream: Any = None,
+        anchor: Path | None = None,
+    ) -> None:
         self.steps, self.out, self.pipeline_cmd = steps, out, pipeline_cmd
         self.anchor = anchor
         self.dry_run = dry_run
@@ -272,14 +284,26 @@ class Runner:
                 elif by not in chosen:
                     missing.append(f"{p} (for {s.name}; made by step {by}, which is not selected: add it to --only)")
         if missing:
-            raise KbioxlmError("missing input(s): " + "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else ""))
+            raise KbioxlmError(
+                "missing input(s): "
+                + "; ".join(missing[:5])
+                + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+            )
 
     def _execute(self, step: Step, fp: str, resume: bool) -> float:
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         if not resume:
             remove_paths(step.clean)
-        self._write_marker(step, {"step": step.name, "status": "running", "fingerprint": fp,
-                                  "command": step.command(self.pipeline_cmd), "started": started})
+        self._write_marker(
+            step,
+            {
+                "step": step.name,
+                "status": "running",
+                "fingerprint": fp,
+                "command": step.command(self.pipeline_cmd),
+                "started": started,
+            },
+        )
         t0 = time.perf_counter()
         for path, text in step.generated.items():
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
@@ -294,16 +318,27 @@ class Runner:
             assert step.argv is not None  # a step without an action is a command line
             rc = subprocess.call([*step.launcher, *step.argv])
             if rc:
-                raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
+                raise KbioxlmError(
+                    f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue"
+                )
         else:
             self._run_stage(step)
         seconds = time.perf_counter() - t0
         missing = [str(p) for p in step.outputs if not p.exists()]
         if missing:
             raise KbioxlmError(f"pipeline step {step.name} finished but did not write {', '.join(missing)}")
-        self._write_marker(step, {"step": step.name, "status": "done", "fingerprint": fp,
-                                  "command": step.command(self.pipeline_cmd), "started": started,
-                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(seconds, 1)})
+        self._write_marker(
+            step,
+            {
+                "step": step.name,
+                "status": "done",
+                "fingerprint": fp,
+                "command": step.command(self.pipeline_cmd),
+                "started": started,
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": round(seconds, 1),
+            },
+        )
         return seconds
 
     def _run_stage(self, step: Step) -> None:
@@ -312,7 +347,9 @@ class Runner:
         with contextlib.redirect_stdout(tee) if tee else contextlib.nullcontext():
             rc = run_stage(step.argv)
         if rc:
-            raise KbioxlmError(f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue")
+            raise KbioxlmError(
+                f"pipeline step {step.name} failed (exit {rc}); fix the cause and run the pipeline again to continue"
+            )
         if tee is not None and step.stdout_to is not None:
             with atomic_write(step.stdout_to) as fh:
                 fh.write(tee.buf.getvalue())
@@ -324,7 +361,9 @@ class Runner:
             m = self.marker(s)
             if m and m.get("status") == "done":
                 rows[s.name] = m.get("seconds")
-        write_json(self.out / "timings.json", {"steps": rows, "total_seconds": round(sum(v or 0 for v in rows.values()), 1)})
+        write_json(
+            self.out / "timings.json", {"steps": rows, "total_seconds": round(sum(v or 0 for v in rows.values()), 1)}
+        )
 
 
 def select_steps(steps: list[Step], only: list[str]) -> list[Step]:

@@ -167,8 +167,9 @@ def document_inputs(spec: Any, what: str = "documents") -> list[Path]:
     return [Path(e["path"]) for e in _entries(spec, what, strict=False)]
 
 
-def build_documents(spec: Any, lang: str, out: Path, max_docs: int | None = None, what: str = "documents",
-                    dedup: bool = True) -> dict[str, Any]:
+def build_documents(
+    spec: Any, lang: str, out: Path, max_docs: int | None = None, what: str = "documents", dedup: bool = True
+) -> dict[str, Any]:
     """Convert every raw file of one language into one Document JSONL (streamed); returns a summary.
 
     Deduplication keeps a 16-byte digest per distinct text (about 100 bytes of memory each in a

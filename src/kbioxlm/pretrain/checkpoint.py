@@ -48,8 +48,14 @@ SCALER_FILE = "scaler"
 FORMAT = "kbioxlm-train-state"
 DEEPSPEED_LATEST = "latest"  # DeepSpeed's file naming the checkpoint tag (sub-folder) to load
 DEEPSPEED_TAG = "pytorch_model"  # the tag accelerate's save_state uses (and so do we)
-PICKLE_FILES = ("pytorch_model.bin", "optimizer.bin", "scheduler.bin", "scaler.pt", "random_states_0.pkl",
-                "custom_checkpoint_0.pkl")
+PICKLE_FILES = (
+    "pytorch_model.bin",
+    "optimizer.bin",
+    "scheduler.bin",
+    "scaler.pt",
+    "random_states_0.pkl",
+    "custom_checkpoint_0.pkl",
+)
 
 
 def rng_file(rank: int) -> str:
@@ -134,7 +140,9 @@ def load_state_files(directory: Path, name: str, device: Any = "cpu") -> Any:
     try:
         tensors = load_file(str(tpath), device=str(device))
     except (OSError, SafetensorError) as exc:
-        raise KbioxlmError(f"{tpath}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        raise KbioxlmError(
+            f"{tpath}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
     return _decode(doc["state"], tensors, jpath)
 
 
@@ -210,7 +218,9 @@ def load_training_state(directory: Path, accelerator: Any, model: Any, optimizer
     try:
         weights = load_file(str(path), device="cpu")
     except (OSError, SafetensorError) as exc:
-        raise KbioxlmError(f"{path}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        raise KbioxlmError(
+            f"{path}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
     unwrapped = accelerator.unwrap_model(model)
     try:
         unwrapped.load_state_dict(weights, strict=True)
@@ -247,12 +257,25 @@ def deepspeed_tag(directory: Path) -> str | None:
         if not tag or "/" in tag or tag in (".", ".."):
             raise KbioxlmError(f"{latest}: not a DeepSpeed checkpoint tag ({tag!r})")
         if not any((directory / tag).glob("*model_states.pt")):
-            raise KbioxlmError(f"{directory}: incomplete DeepSpeed checkpoint (`latest` names {tag}/, which holds no *model_states.pt)")
+            raise KbioxlmError(
+                f"{directory}: incomplete DeepSpeed checkpoint (`latest` names {tag}/, which holds no *model_states.pt)"
+            )
         return tag
-    tags = [d.name for d in directory.iterdir() if d.is_dir() and (d.name == DEEPSPEED_TAG or d.name.startswith("global_step"))
-            and any(d.glob("*model_states.pt"))] if directory.is_dir() else []
+    tags = (
+        [
+            d.name
+            for d in directory.iterdir()
+            if d.is_dir()
+            and (d.name == DEEPSPEED_TAG or d.name.startswith("global_step"))
+            and any(d.glob("*model_states.pt"))
+        ]
+        if directory.is_dir()
+        else []
+    )
     if len(tags) > 1:
-        raise KbioxlmError(f"{directory}: several DeepSpeed checkpoints ({', '.join(sorted(tags))}) and no `latest` file naming one")
+        raise KbioxlmError(
+            f"{directory}: several DeepSpeed checkpoints ({', '.join(sorted(tags))}) and no `latest` file naming one"
+        )
     return tags[0] if tags else None
 
 

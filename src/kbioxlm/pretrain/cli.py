@@ -31,19 +31,32 @@ def register(sub: Any) -> None:
 
     p = vsub.add_parser("reduce", help="count token ids over JSONL corpora and write the kept-id list")
     p.add_argument("--tokenizer", required=True, help="tokenizer name or folder (e.g. xlm-roberta-base)")
-    p.add_argument("--corpus", required=True, nargs="+", help="JSONL files (Document/Entity/Fact: text; Passage: text_a/text_b)")
+    p.add_argument(
+        "--corpus", required=True, nargs="+", help="JSONL files (Document/Entity/Fact: text; Passage: text_a/text_b)"
+    )
     p.add_argument("--out", required=True, help="output JSON {tokenizer, kept_ids, counts}")
     p.add_argument("--min-count", type=int, default=1, help="keep ids seen at least this often (default 1)")
     p.add_argument("--max-size", type=int, default=None, help="keep at most this many ids (most frequent)")
-    p.add_argument("--min-size", type=int, default=None, help="pad to this many ids with the tokenizer's most probable unseen pieces (paper: 37030)")
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        help="pad to this many ids with the tokenizer's most probable unseen pieces (paper: 37030)",
+    )
     p.set_defaults(func=_vocab_reduce)
 
-    p = vsub.add_parser("trim", help="cut input embeddings, LM head and tokenizer to the kept pieces (exact for covered scripts)")
+    p = vsub.add_parser(
+        "trim", help="cut input embeddings, LM head and tokenizer to the kept pieces (exact for covered scripts)"
+    )
     p.add_argument("--model", required=True, help="model folder or name")
     p.add_argument("--tokenizer", required=True, help="tokenizer folder holding tokenizer.json (SentencePiece-Unigram)")
     p.add_argument("--kept", required=True, help="kept-id JSON written by 'vocab reduce'")
-    p.add_argument("--out", required=True, help="output folder (model, tokenizer, vocab_map.json); must be new or empty")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous 'vocab trim' output in --out (never other files)")
+    p.add_argument(
+        "--out", required=True, help="output folder (model, tokenizer, vocab_map.json); must be new or empty"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a previous 'vocab trim' output in --out (never other files)"
+    )
     p.add_argument(
         "--charsets",
         default="latin1,greek,cjk,symbols",
@@ -53,7 +66,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_vocab_trim)
 
     p = sub.add_parser("export", help="write a plain Hugging Face checkpoint (full vocabulary restored, model card)")
-    p.add_argument("--checkpoint", required=True, help="training checkpoint folder (kbioxlm_model.json + model.safetensors)")
+    p.add_argument(
+        "--checkpoint", required=True, help="training checkpoint folder (kbioxlm_model.json + model.safetensors)"
+    )
     p.add_argument("--out", required=True, help="output folder; must be new or empty")
     p.add_argument("--overwrite", action="store_true", help="replace a previous export in --out (never other files)")
     p.add_argument(
@@ -61,16 +76,35 @@ def register(sub: Any) -> None:
         default=None,
         help="original model (or tokenizer) to restore rows outside the kept ids from, and to undo a 'vocab trim'",
     )
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder to ship (default: found in the checkpoint / base model)")
-    p.add_argument("--probe", default=None, help="probe.json of this model ('kbioxlm probe'): its table goes into the model card")
-    p.add_argument("--benchmark", default=None,
-                   help="results.jsonl of a 'kbioxlm benchmark' run: its F1 table goes into the model card")
-    p.add_argument("--base-model", default=None,
-                   help="hub id for the card's base_model (default: the base recorded at training; the hub refuses a local path)")
-    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
-                   help="hub dataset id for the card's datasets metadata (repeatable)")
-    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID",
-                   help="after exporting, upload the folder to this Hugging Face hub model repository (created if needed)")
+    p.add_argument(
+        "--tokenizer", default=None, help="tokenizer folder to ship (default: found in the checkpoint / base model)"
+    )
+    p.add_argument(
+        "--probe", default=None, help="probe.json of this model ('kbioxlm probe'): its table goes into the model card"
+    )
+    p.add_argument(
+        "--benchmark",
+        default=None,
+        help="results.jsonl of a 'kbioxlm benchmark' run: its F1 table goes into the model card",
+    )
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="hub id for the card's base_model (default: the base recorded at training; the hub refuses a local path)",
+    )
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="HUB_ID",
+        help="hub dataset id for the card's datasets metadata (repeatable)",
+    )
+    p.add_argument(
+        "--push-to-hub",
+        default=None,
+        metavar="REPO_ID",
+        help="after exporting, upload the folder to this Hugging Face hub model repository (created if needed)",
+    )
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     p.set_defaults(func=_export)
 
@@ -89,12 +123,23 @@ def _register_pretrain(sub: Any) -> None:
             "Multi-process: torchrun --nproc_per_node N -m kbioxlm pretrain ... or accelerate launch -m kbioxlm pretrain ..."
         ),
     )
-    p.add_argument("--config", required=True,
-                   help="YAML config, e.g. configs/pretrain-tiny.yaml; relative paths inside it are taken from its folder")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder: the same as output_dir=DIR (the name every other command uses)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="override any config key (listed below); paths here are taken from the current directory")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="YAML config, e.g. configs/pretrain-tiny.yaml; relative paths inside it are taken from its folder",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output folder: the same as output_dir=DIR (the name every other command uses)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override any config key (listed below); paths here are taken from the current directory",
+    )
     add_print_config(p)
     original = p.format_help
 
@@ -111,8 +156,11 @@ def config_keys_help() -> str:
     from .trainer import ALIASES, DEFAULTS
 
     width = max(map(len, DEFAULTS))
-    lines = ["config keys (default) — set them in the YAML or as key=value; aliases: "
-             + ", ".join(f"{a}={k}" for a, k in ALIASES.items()) + ", --out=output_dir:"]
+    lines = [
+        "config keys (default) — set them in the YAML or as key=value; aliases: "
+        + ", ".join(f"{a}={k}" for a, k in ALIASES.items())
+        + ", --out=output_dir:"
+    ]
     lines += [f"  {k:<{width}}  {json.dumps(v)}" for k, v in DEFAULTS.items()]
     return "\n".join(lines)
 
@@ -123,7 +171,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     overrides = [*args.overrides, *([f"output_dir={args.out}"] if args.out is not None else [])]
     cfg, settings = load_pretrain_settings(args.config, overrides)
     # Paths from the file are taken from the file's folder, typed ones from the current directory.
-    cfg = PretrainConfig(**paths.resolve_pretrain_paths(asdict(cfg), paths.config_dir(args.config), keys=settings.from_file))
+    cfg = PretrainConfig(
+        **paths.resolve_pretrain_paths(asdict(cfg), paths.config_dir(args.config), keys=settings.from_file)
+    )
     if "tokenizer" not in settings.from_file | settings.overridden:  # load_pretrain_config copied `model` into it
         cfg.tokenizer = cfg.model
     if args.print_config:
@@ -158,7 +208,9 @@ def _vocab_reduce(args: argparse.Namespace) -> int:
 def _vocab_trim(args: argparse.Namespace) -> int:
     from .vocab import load_kept_ids, trim_checkpoint
 
-    charsets = [] if args.charsets.strip() in ("", "none") else [c.strip() for c in args.charsets.split(",") if c.strip()]
+    charsets = (
+        [] if args.charsets.strip() in ("", "none") else [c.strip() for c in args.charsets.split(",") if c.strip()]
+    )
     check_model_name(args.model, "model")
     kept = load_kept_ids(args.kept)
     summary = trim_checkpoint(args.model, args.tokenizer, kept, args.out, charsets=charsets, overwrite=args.overwrite)
@@ -175,9 +227,17 @@ def _export(args: argparse.Namespace) -> int:
         raise KbioxlmError(f"--push-to-hub {args.push_to_hub}: not a hub repository id (expected name or owner/name)")
     if args.base_model and not is_hub_id(args.base_model):
         raise KbioxlmError(f"--base-model {args.base_model}: not a hub model id")
-    summary = export_checkpoint(args.checkpoint, args.out, full_vocab_from=args.full_vocab_from, tokenizer=args.tokenizer,
-                                overwrite=args.overwrite, probe=args.probe, benchmark=args.benchmark,
-                                base_model=args.base_model, datasets=args.dataset)
+    summary = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        full_vocab_from=args.full_vocab_from,
+        tokenizer=args.tokenizer,
+        overwrite=args.overwrite,
+        probe=args.probe,
+        benchmark=args.benchmark,
+        base_model=args.base_model,
+        datasets=args.dataset,
+    )
     print(f"exported {summary['architecture']} ({summary['vocab_size']} ids) -> {args.out}")
     if args.push_to_hub:
         from ..modelcard import push_folder

@@ -197,8 +197,14 @@ class KnowledgeCollator:
                 side.append(options[int(self.rng.integers(0, len(options)))])
         out: dict[str, Any] = {}
         for key, texts in (("a", sides[0]), ("b", sides[1])):
-            enc = self.tokenizer(texts, truncation=True, max_length=self.align_max_length, padding=True,
-                                 return_special_tokens_mask=True, return_tensors="pt")
+            enc = self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.align_max_length,
+                padding=True,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
             pool = enc["attention_mask"] * (1 - enc["special_tokens_mask"])
             out[f"align_{key}_ids"] = enc["input_ids"]
             out[f"align_{key}_attention"] = enc["attention_mask"]
@@ -234,7 +240,12 @@ class KnowledgeCollator:
         else:
             raise ValueError(f"unknown task {task!r}")
         labels = self._apply_mask(ids, chosen)
-        return {"input_ids": ids, "mlm_labels": labels, "task_id": PRETRAIN_TASKS.index(task), "pair_label": IGNORE_INDEX}
+        return {
+            "input_ids": ids,
+            "mlm_labels": labels,
+            "task_id": PRETRAIN_TASKS.index(task),
+            "pair_label": IGNORE_INDEX,
+        }
 
     def _encode_single(self, text: str, rec: dict[str, Any], task: str) -> tuple[Any, int]:
         """Encode ``text`` within ``max_length``; returns the encoding and its character shift.
@@ -275,7 +286,13 @@ class KnowledgeCollator:
         start_char = offs[first][0]
         # Re-encode the cut text (the tokenizer decides the final pieces); still cap at max_length.
         sub = text[start_char:]
-        enc = tok(sub, truncation=True, max_length=self.max_length, return_offsets_mapping=True, return_special_tokens_mask=True)
+        enc = tok(
+            sub,
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
         return enc, start_char
 
     def _entity_window_start(self, rec: dict[str, Any], text: str, offs: list[Any], budget: int) -> int:
@@ -350,13 +367,16 @@ class KnowledgeCollator:
             return []
         # zero-width pieces (the bare sentencepiece "▁" before CJK) right before the span belong to it
         first = out[0]
-        while first - 1 >= 0 and spans[first - 1] is not None and present[first - 1][0] == present[out[0]][0] and first - 1 not in out:
+        while (
+            first - 1 >= 0
+            and spans[first - 1] is not None
+            and present[first - 1][0] == present[out[0]][0]
+            and first - 1 not in out
+        ):
             first -= 1
         return list(range(first, out[0])) + out
 
-    def _word_units(
-        self, ids: list[int], spans: list[tuple[int, int] | None], text: str, lang: str
-    ) -> list[list[int]]:
+    def _word_units(self, ids: list[int], spans: list[tuple[int, int] | None], text: str, lang: str) -> list[list[int]]:
         """Group token positions into whole words.
 
         Space-delimited text: a word starts at a ``▁``-initial piece (sentencepiece) or at any
@@ -423,7 +443,11 @@ class KnowledgeCollator:
         return max(1, k)
 
     def _fill(
-        self, units: list[list[int]], budget: float, taken: set[int] | None = None, must_pick: bool = True,
+        self,
+        units: list[list[int]],
+        budget: float,
+        taken: set[int] | None = None,
+        must_pick: bool = True,
         stochastic: bool = False,
     ) -> list[list[int]]:
         """Pick whole units in random order while they fit the budget.

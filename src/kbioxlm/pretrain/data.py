@@ -74,7 +74,9 @@ def _as_document(rec: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def load_pretrain_records(files: Sequence[TrainFile], skip: SkipCounter | None = None) -> dict[str, list[dict[str, Any]]]:
+def load_pretrain_records(
+    files: Sequence[TrainFile], skip: SkipCounter | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Read and validate every file; returns records per task in file order.
 
     A bad record raises :class:`KbioxlmError` with ``file:line`` (or is counted in ``skip``).
@@ -127,7 +129,9 @@ def normalise_mix(mix: dict[str, float] | None, available: dict[str, int]) -> di
             raise KbioxlmError(f"mix: unknown task {k!r} (tasks: {', '.join(PRETRAIN_TASKS)})")
         if float(mix[k]) < 0:
             raise KbioxlmError(f"mix: proportion of {k!r} must be >= 0")
-    usable = {t: float(mix.get(t, 0.0)) for t in PRETRAIN_TASKS if available.get(t, 0) > 0 and float(mix.get(t, 0.0)) > 0}
+    usable = {
+        t: float(mix.get(t, 0.0)) for t in PRETRAIN_TASKS if available.get(t, 0) > 0 and float(mix.get(t, 0.0)) > 0
+    }
     dropped = [t for t in PRETRAIN_TASKS if float(mix.get(t, 0.0)) > 0 and available.get(t, 0) == 0]
     if dropped:
         log.warning("no training records for %s; their share of the mix goes to the other tasks", ", ".join(dropped))
@@ -158,7 +162,11 @@ class MixedSchedule:
     """
 
     def __init__(
-        self, pools: dict[str, list[dict[str, Any]]], mix: dict[str, float], seed: int, epoch_size: int | None = None,
+        self,
+        pools: dict[str, list[dict[str, Any]]],
+        mix: dict[str, float],
+        seed: int,
+        epoch_size: int | None = None,
         length_bucketing: int = 0,
     ) -> None:
         self.pools = pools
@@ -213,7 +221,9 @@ class MixedSchedule:
             pos = DataPosition(pos.epoch, pos.index + global_batch)
             yield recs, pos
 
-    def _bucketed_batch(self, pos: DataPosition, global_batch: int, task_idx: np.ndarray, rec_idx: np.ndarray) -> list[dict[str, Any]]:
+    def _bucketed_batch(
+        self, pos: DataPosition, global_batch: int, task_idx: np.ndarray, rec_idx: np.ndarray
+    ) -> list[dict[str, Any]]:
         """The global batch at ``pos`` under length bucketing (see ``__init__``).
 
         Chunks of ``length_bucketing`` batches start at multiples of ``length_bucketing *
@@ -255,8 +265,17 @@ class CollatedBatches:
     ``w, w + n, ...``; the DataLoader returns them round-robin, i.e. in order).
     """
 
-    def __init__(self, schedule: MixedSchedule, collator: Any, start: DataPosition, global_batch: int, rank: int,
-                 per_device: int, mask_seeding: str = "stream", seed: int = 0) -> None:
+    def __init__(
+        self,
+        schedule: MixedSchedule,
+        collator: Any,
+        start: DataPosition,
+        global_batch: int,
+        rank: int,
+        per_device: int,
+        mask_seeding: str = "stream",
+        seed: int = 0,
+    ) -> None:
         self.schedule = schedule
         self.collator = collator
         self.start = start
@@ -283,7 +302,9 @@ class CollatedBatches:
                 continue
             if self.mask_seeding == "batch":
                 before = DataPosition(pos.epoch, pos.index - self.global_batch)
-                self.collator.rng = np.random.Generator(np.random.PCG64([self.seed, self.rank, before.epoch, before.index]))
+                self.collator.rng = np.random.Generator(
+                    np.random.PCG64([self.seed, self.rank, before.epoch, before.index])
+                )
             batch = self.collator(rank_slice(recs, self.rank, self.per_device))
             yield batch, pos.to_dict(), self.collator.state_dict(), len(recs)
 

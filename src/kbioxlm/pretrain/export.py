@@ -36,8 +36,14 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokeni
 from ..errors import KbioxlmError, where
 from ..io import check_output_dir, iter_jsonl, make_temp_dir, read_text, replace_dir, write_marker
 from ..modelcard import TAGS, base_license, card_base_model, render, table
-from .model import (VOCAB_MAP_FILE, KnowledgeAnchoredModel, _supports_masked_lm, input_embedding_weight, lm_head_parts,
-                    read_meta)
+from .model import (
+    VOCAB_MAP_FILE,
+    KnowledgeAnchoredModel,
+    _supports_masked_lm,
+    input_embedding_weight,
+    lm_head_parts,
+    read_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,9 @@ def _load_original(name: str) -> Original | None:
                 emb = mlm.get_input_embeddings().weight.detach().float()
                 missing = set(info.get("missing_keys", ()))
                 if parts is not None and not any(k.startswith(parts.prefix) for k in missing):
-                    return Original(emb.shape[0], emb, parts.decoder.weight.detach().float(), parts.bias.detach().float(), name)
+                    return Original(
+                        emb.shape[0], emb, parts.decoder.weight.detach().float(), parts.bias.detach().float(), name
+                    )
                 return Original(emb.shape[0], emb, None, None, name)
             enc = AutoModel.from_pretrained(name)
             emb = enc.get_input_embeddings().weight.detach().float()
@@ -191,7 +199,9 @@ def export_checkpoint(
     if untrim:
         assert vocab_map is not None and original is not None  # implied by `untrim`
         if max(vocab_map) >= original.vocab_size:
-            raise KbioxlmError(f"{full_vocab_from}: has {original.vocab_size} ids but the checkpoint's vocab_map refers to id {max(vocab_map)}")
+            raise KbioxlmError(
+                f"{full_vocab_from}: has {original.vocab_size} ids but the checkpoint's vocab_map refers to id {max(vocab_map)}"
+            )
     same_vocab = original is not None and original.vocab_size == v_in and original.embeddings is not None
 
     emb_trained = input_embedding_weight(encoder).detach().float()
@@ -202,7 +212,11 @@ def export_checkpoint(
             dec, bias, rows_from = original.decoder.clone(), original.bias.clone(), f"LM head of {original.source}"
         elif untrim and original is not None and original.decoder is not None and original.bias is not None:
             idx = torch.tensor(vocab_map)
-            dec, bias, rows_from = original.decoder[idx].clone(), original.bias[idx].clone(), f"LM head of {original.source}"
+            dec, bias, rows_from = (
+                original.decoder[idx].clone(),
+                original.bias[idx].clone(),
+                f"LM head of {original.source}",
+            )
         else:
             dec, bias, rows_from = emb_trained.clone(), torch.zeros(v_in), "trained input embeddings, bias 0"
         kept = torch.tensor(model.kept_ids) if model.kept_ids is not None else torch.arange(v_in)
@@ -228,7 +242,15 @@ def export_checkpoint(
             dec_full[idx] = dec
             bias_full[idx] = bias
             emb, dec, bias = emb_full, dec_full, bias_full
-            for attr in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id", "unk_token_id"):
+            for attr in (
+                "pad_token_id",
+                "bos_token_id",
+                "eos_token_id",
+                "sep_token_id",
+                "cls_token_id",
+                "mask_token_id",
+                "unk_token_id",
+            ):
                 value = getattr(config, attr, None)
                 if isinstance(value, int) and 0 <= value < len(vocab_map):
                     setattr(config, attr, vocab_map[value])
@@ -283,8 +305,9 @@ def export_checkpoint(
             "base_model": meta.get("base_model"),
             "checkpoint": str(ckpt),
         }
-        (tmp / "README.md").write_text(_model_card(summary, meta, settings, ckpt, probe_data, bench_rows, base_model,
-                                                   datasets), encoding="utf-8")
+        (tmp / "README.md").write_text(
+            _model_card(summary, meta, settings, ckpt, probe_data, bench_rows, base_model, datasets), encoding="utf-8"
+        )
         write_marker(tmp, EXPORT_MARKER, {"format": "kbioxlm-export", **summary})
         replace_dir(tmp, out, EXPORT_MARKER, overwrite, EXPORT_WHAT)
     except BaseException:
@@ -304,7 +327,9 @@ def load_encoder_state(base: torch.nn.Module, state: dict[str, torch.Tensor]) ->
     missing = [k for k in result.missing_keys if "pooler" not in k]
     unexpected = [k for k in result.unexpected_keys if "pooler" not in k]
     if missing or unexpected:
-        raise KbioxlmError(f"encoder weights do not fit the exported architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise KbioxlmError(
+            f"encoder weights do not fit the exported architecture (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 LANG_KEYS = ("lang", "lang_a", "lang_b", "source_lang", "target_lang")
@@ -367,7 +392,9 @@ def read_benchmark(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     rows = []
     for lineno, rec in iter_jsonl(path):
         if not isinstance(rec, dict) or not isinstance(rec.get("f1"), (int, float)) or "dataset" not in rec:
-            raise KbioxlmError(f"{where(path, lineno)}: not a benchmark result row (needs 'dataset' and a numeric 'f1')")
+            raise KbioxlmError(
+                f"{where(path, lineno)}: not a benchmark result row (needs 'dataset' and a numeric 'f1')"
+            )
         rows.append(rec)
     if not rows:
         raise KbioxlmError(f"{path}: no benchmark result rows")
@@ -383,7 +410,16 @@ def _probe_lines(probe: dict[str, Any]) -> list[str]:
         for key, val in part.items():
             if isinstance(val, dict) and "acc1" in val and "_" in key:
                 src, tgt = key.split("_", 1)
-                rows.append([kind.replace("_", " "), f"{src}→{tgt}", part.get("n"), part.get("layer"), val["acc1"], val.get("mrr")])
+                rows.append(
+                    [
+                        kind.replace("_", " "),
+                        f"{src}→{tgt}",
+                        part.get("n"),
+                        part.get("layer"),
+                        val["acc1"],
+                        val.get("mrr"),
+                    ]
+                )
     lines = ["", "## Alignment probe (`kbioxlm probe`, percent)", ""]
     return lines + table(["probe", "direction", "n", "layer", "accuracy@1", "MRR"], rows)
 
@@ -391,21 +427,45 @@ def _probe_lines(probe: dict[str, Any]) -> list[str]:
 def _benchmark_lines(rows: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple, list[float]] = {}
     for r in rows:
-        key = (r.get("model", ""), r.get("dataset_label") or r["dataset"], r.get("direction", ""),
-               r.get("setting", ""), r.get("shots") or 0, r.get("metric", ""))
+        key = (
+            r.get("model", ""),
+            r.get("dataset_label") or r["dataset"],
+            r.get("direction", ""),
+            r.get("setting", ""),
+            r.get("shots") or 0,
+            r.get("metric", ""),
+        )
         groups.setdefault(key, []).append(float(r["f1"]))
     out = []
-    for (model, ds, direction, setting, shots, metric), f1 in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]]):
+    for (model, ds, direction, setting, shots, metric), f1 in sorted(
+        groups.items(), key=lambda kv: [str(x) for x in kv[0]]
+    ):
         sd = f" ± {stdev(f1):.2f}" if len(f1) > 1 else ""
-        out.append([model, ds, direction, setting + (f" ({shots}-shot)" if shots else ""), metric,
-                    f"{mean(f1):.2f}{sd}", len(f1)])
+        out.append(
+            [
+                model,
+                ds,
+                direction,
+                setting + (f" ({shots}-shot)" if shots else ""),
+                metric,
+                f"{mean(f1):.2f}{sd}",
+                len(f1),
+            ]
+        )
     lines = ["", "## Downstream benchmark (`kbioxlm benchmark`, F1 × 100, mean ± sd over seeds)", ""]
     return lines + table(["model", "dataset", "direction", "setting", "metric", "F1", "seeds"], out)
 
 
-def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[str, Any], ckpt: Path,
-                probe: dict[str, Any] | None = None, benchmark: list[dict[str, Any]] | None = None,
-                base_model: str | None = None, datasets: list[str] | None = None) -> str:
+def _model_card(
+    summary: dict[str, Any],
+    meta: dict[str, Any],
+    settings: dict[str, Any],
+    ckpt: Path,
+    probe: dict[str, Any] | None = None,
+    benchmark: list[dict[str, Any]] | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+) -> str:
     """The export's model card: ``ModelCardData`` metadata (languages, base licence, base model,
     datasets, ``fill-mask``) and the numbers the run measured (held-out pretraining metrics from
     eval.jsonl; probe and benchmark tables when given), so the card says what the model does."""
@@ -416,9 +476,13 @@ def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[st
     steps = settings.get("global_step") or settings.get("max_steps")
     base = summary["base_model"]
     data = ModelCardData(
-        language=_run_languages(files) or None, license=base_license(base),
-        base_model=base_model or card_base_model(base), datasets=list(datasets) if datasets else None,
-        pipeline_tag="fill-mask", library_name="transformers", tags=[*TAGS, "fill-mask"],
+        language=_run_languages(files) or None,
+        license=base_license(base),
+        base_model=base_model or card_base_model(base),
+        datasets=list(datasets) if datasets else None,
+        pipeline_tag="fill-mask",
+        library_name="transformers",
+        tags=[*TAGS, "fill-mask"],
     )
     lines = [
         "# KBioXLM-style continued-pretraining checkpoint",
@@ -438,7 +502,9 @@ def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[st
             f" LM head come from the {summary['rows_outside_kept_from']} (not trained)."
         )
     if summary["untrimmed_from"]:
-        lines.append(f"- **Vocabulary:** trimmed for training, restored to the full vocabulary of `{summary['untrimmed_from']}`.")
+        lines.append(
+            f"- **Vocabulary:** trimmed for training, restored to the full vocabulary of `{summary['untrimmed_from']}`."
+        )
     weights = meta.get("loss_weights")
     if weights:
         lines.append("- **Loss weights:** " + ", ".join(f"{k}={v:g}" for k, v in weights.items()))
@@ -446,15 +512,25 @@ def _model_card(summary: dict[str, Any], meta: dict[str, Any], settings: dict[st
     evals = _eval_rows(log_path, steps if isinstance(steps, int) else None) if log_path else []
     if evals:
         keys = [k for k in evals[-1] if k != "step"]
-        lines += ["", "## Held-out pretraining metrics (`eval.jsonl`)", "",
-                  "Accuracies (0–1) on the held-out records of each objective; `n_*` = positions scored.", ""]
+        lines += [
+            "",
+            "## Held-out pretraining metrics (`eval.jsonl`)",
+            "",
+            "Accuracies (0–1) on the held-out records of each objective; `n_*` = positions scored.",
+            "",
+        ]
         lines += table(["step", *keys], ([r.get("step"), *(r.get(k) for k in keys)] for r in evals))
     if probe is not None:
         lines += _probe_lines(probe)
     if benchmark:
         lines += _benchmark_lines(benchmark)
-    shown = {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool)) and k not in ("train_files",)
-             and not (isinstance(v, str) and ("/" in v or os.sep in v))}  # no local paths in a published card
+    shown = {
+        k: v
+        for k, v in settings.items()
+        if isinstance(v, (str, int, float, bool))
+        and k not in ("train_files",)
+        and not (isinstance(v, str) and ("/" in v or os.sep in v))
+    }  # no local paths in a published card
     if shown:
         lines += ["", "## Settings", "", "| key | value |", "|---|---|"]
         lines += [f"| {k} | `{v}` |" for k, v in sorted(shown.items())]

@@ -142,7 +142,9 @@ def lm_head_parts(mlm_model: nn.Module) -> LMHeadParts | None:
         act = getattr(mlm_model.config, "hidden_act", None)
         if not isinstance(act, str) or pred is None:
             return None
-        return LMHeadParts(transform.dense, transform.LayerNorm, pred.decoder, pred.bias, act, "cls.predictions.transform.")
+        return LMHeadParts(
+            transform.dense, transform.LayerNorm, pred.decoder, pred.bias, act, "cls.predictions.transform."
+        )
     return None
 
 
@@ -259,7 +261,12 @@ class KnowledgeAnchoredModel(nn.Module):
             parts.append(("encoder", self.encoder))
         else:
             if embeddings:
-                parts.append(("encoder.embeddings", getattr(self.encoder, "embeddings", None) or self.encoder.get_input_embeddings()))
+                parts.append(
+                    (
+                        "encoder.embeddings",
+                        getattr(self.encoder, "embeddings", None) or self.encoder.get_input_embeddings(),
+                    )
+                )
             for i in range(int(layers or 0)):
                 parts.append((f"encoder.layer.{i}", layer_list[i]))  # type: ignore[index]
         for prefix, module in parts:
@@ -397,7 +404,9 @@ class KnowledgeAnchoredModel(nn.Module):
         safe = torch.where(masked, mlm_labels, torch.zeros_like(mlm_labels))
         return torch.where(masked, self.full_to_reduced[safe], torch.full_like(mlm_labels, IGNORE))
 
-    def mean_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pool_mask: torch.Tensor) -> torch.Tensor:
+    def mean_pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pool_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Mean of the last hidden states over ``pool_mask`` (the name's pieces, no specials)."""
         return masked_mean(self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0], pool_mask)
 
@@ -447,8 +456,13 @@ class KnowledgeAnchoredModel(nn.Module):
             return PretrainOutput(
                 loss=self.loss_weights["align"] * align_loss + zero,
                 losses={"align": align_loss.detach()},
-                mlm_correct=dict(empty), mlm_count=dict(empty), mlm_ignored=0, pair_correct=0, pair_count=0,
-                align_correct=align_correct, align_count=align_count,
+                mlm_correct=dict(empty),
+                mlm_count=dict(empty),
+                mlm_ignored=0,
+                pair_correct=0,
+                pair_count=0,
+                align_correct=align_correct,
+                align_count=align_count,
             )
         enc_kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
@@ -474,7 +488,9 @@ class KnowledgeAnchoredModel(nn.Module):
             token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
             row_task = task_ids.to(hidden.device)[rows]
             row_task = torch.where(row_task == PASSAGE_TASK, torch.full_like(row_task, MLM_TASK), row_task)
-            task_sum = torch.zeros(n_tasks, dtype=token_loss.dtype, device=hidden.device).index_add(0, row_task, token_loss)
+            task_sum = torch.zeros(n_tasks, dtype=token_loss.dtype, device=hidden.device).index_add(
+                0, row_task, token_loss
+            )
             correct = (logits.detach().argmax(-1) == targets).long()
             stats[:n_tasks] = torch.bincount(row_task, weights=correct.to(torch.float64), minlength=n_tasks).long()
             stats[n_tasks : 2 * n_tasks] = torch.bincount(row_task, minlength=n_tasks)
@@ -482,7 +498,9 @@ class KnowledgeAnchoredModel(nn.Module):
             if logits.shape[0] == 0:  # keep the head in the graph (DDP) without a NaN mean
                 terms.append(logits.sum() * 0.0)
         if self.pair_pooling == "mean":
-            pair_logits = self.pair_head(masked_mean(hidden, attention_mask if attention_mask is not None else torch.ones_like(input_ids)))
+            pair_logits = self.pair_head(
+                masked_mean(hidden, attention_mask if attention_mask is not None else torch.ones_like(input_ids))
+            )
         else:
             pair_logits = self.pair_head(hidden[:, 0])
         pair_loss = None
@@ -530,12 +548,16 @@ class KnowledgeAnchoredModel(nn.Module):
             align_count=align_count,
         )
 
-    def mlm_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:
+    def mlm_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw: Any
+    ) -> torch.Tensor:
         """Logits at *every* position over the (reduced) output vocabulary; for checks and export tests."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw)[0]
         return self.mlm_head(hidden)
 
-    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None, **kw: Any) -> None:
+    def activation_checkpointing_enable(
+        self, activation_checkpointing_kwargs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         """Recompute encoder activations in backward (less memory); passes through to the encoder."""
         enable = getattr(self.encoder, "activation_checkpointing_enable", None)
         if enable is not None:  # transformers >= 5
@@ -543,7 +565,9 @@ class KnowledgeAnchoredModel(nn.Module):
         else:
             self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=activation_checkpointing_kwargs)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None, **kw: Any) -> None:
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         """Name used by transformers 4.x and most trainers; same as :meth:`activation_checkpointing_enable`."""
         self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kw)
 
@@ -593,14 +617,18 @@ class KnowledgeAnchoredModel(nn.Module):
             fh.write("\n")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> KnowledgeAnchoredModel:
+    def load(
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> KnowledgeAnchoredModel:
         """Rebuild a model saved by :meth:`save_pretrained` (exact resume)."""
         d = Path(directory)
         meta = read_meta(d)
         try:
             config = AutoConfig.from_pretrained(d)
         except (OSError, ValueError, KeyError) as exc:
-            raise KbioxlmError(f"{d / 'config.json'}: cannot load the model config ({str(exc).splitlines()[0]})") from exc
+            raise KbioxlmError(
+                f"{d / 'config.json'}: cannot load the model config ({str(exc).splitlines()[0]})"
+            ) from exc
         encoder = _encoder_from_config(config)
         vocab_size = input_embedding_weight(encoder).shape[0]
         kept = meta.get("kept_ids")
@@ -611,10 +639,21 @@ class KnowledgeAnchoredModel(nn.Module):
             head_cfg.get("activation", "gelu"),
             float(head_cfg.get("layer_norm_eps", getattr(config, "layer_norm_eps", 1e-12))),
         )
-        pair = PairHead(config.hidden_size, len(meta.get("pair_labels", PASSAGE_LABELS)), float(meta.get("pair_dropout", 0.1)))
+        pair = PairHead(
+            config.hidden_size, len(meta.get("pair_labels", PASSAGE_LABELS)), float(meta.get("pair_dropout", 0.1))
+        )
         keep_meta = {k: v for k, v in meta.items() if k in ("base_model", "head_from_checkpoint")}
-        model = cls(encoder, head, pair, kept, meta.get("loss_weights"), keep_meta, _read_vocab_map(d),
-                    pair_pooling=meta.get("pair_pooling", "cls"), align_temperature=float(meta.get("align_temperature", 0.05)))
+        model = cls(
+            encoder,
+            head,
+            pair,
+            kept,
+            meta.get("loss_weights"),
+            keep_meta,
+            _read_vocab_map(d),
+            pair_pooling=meta.get("pair_pooling", "cls"),
+            align_temperature=float(meta.get("align_temperature", 0.05)),
+        )
         try:
             state = load_file(str(d / WEIGHTS_FILE), device=str(map_location))
         except (OSError, SafetensorError) as exc:  # truncated or corrupt file
@@ -629,7 +668,9 @@ class KnowledgeAnchoredModel(nn.Module):
         missing = [k for k in result.missing_keys if "pooler" not in k]
         unexpected = [k for k in result.unexpected_keys if "pooler" not in k]
         if missing or unexpected:
-            raise KbioxlmError(f"{d / WEIGHTS_FILE}: does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise KbioxlmError(
+                f"{d / WEIGHTS_FILE}: does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         return model.to(map_location)
 
 

@@ -67,12 +67,16 @@ class PretrainConfig:
     kept_ids: str | None = None  # reduced output vocabulary from `kbioxlm vocab reduce`
     loss_weights: dict[str, float] | None = None  # {task: weight}; model default when null (L = Le + Lf + Lp + Lmlm)
     # data
-    train_files: str | list[str] | None = None  # comma-separated or list; `path#mlm` reads entity records as monolingual text
+    train_files: str | list[str] | None = (
+        None  # comma-separated or list; `path#mlm` reads entity records as monolingual text
+    )
     eval_files: str | list[str] | None = None  # held-out records; when null a split of train_files
     eval_fraction: float = 0.02
     eval_max_per_task: int = 200
     skip_invalid: bool = False
-    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))  # task proportions (paper: monolingual : knowledge = 1 : 1)
+    mix: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_MIX)
+    )  # task proportions (paper: monolingual : knowledge = 1 : 1)
     epoch_size: int | None = None  # draws per epoch of the mixed schedule (default: number of train records)
     # masking
     max_length: int = 128
@@ -122,7 +126,9 @@ class PretrainConfig:
     eval_at_start: bool = True
     seed: int = 42
     resume_from_checkpoint: str | None = None  # null | auto | path
-    stop_at_step: int | None = None  # end this invocation after that step with a checkpoint (time-sliced jobs); schedule follows max_steps
+    stop_at_step: int | None = (
+        None  # end this invocation after that step with a checkpoint (time-sliced jobs); schedule follows max_steps
+    )
     overwrite_output_dir: bool = False
     report_to: str = "tensorboard"  # tensorboard | wandb | mlflow | ... (comma-separated) | none
     num_threads: int | None = None  # torch CPU threads per process
@@ -136,7 +142,9 @@ DICT_KEYS = ("model_config", "loss_weights", "mix")
 
 
 # ---------------------------------------------------------------------------------------- config
-def load_pretrain_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> PretrainConfig:
+def load_pretrain_config(
+    path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()
+) -> PretrainConfig:
     """YAML config + ``key=value`` overrides (values parsed as YAML; dotted keys reach into mappings).
 
     Unknown keys are errors: a typo such as ``learning_rte=1e-4`` must not silently train with the
@@ -145,7 +153,9 @@ def load_pretrain_config(path: str | os.PathLike[str] | None, overrides: list[st
     return load_pretrain_settings(path, overrides)[0]
 
 
-def load_pretrain_settings(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[PretrainConfig, Settings]:
+def load_pretrain_settings(
+    path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[PretrainConfig, Settings]:
     """:func:`load_pretrain_config` and where each key came from (:class:`kbioxlm.config.Settings`)."""
     settings = config.load_settings(path, overrides, DEFAULTS, aliases=ALIASES, mappings=DICT_KEYS)
     try:
@@ -154,11 +164,36 @@ def load_pretrain_settings(path: str | os.PathLike[str] | None, overrides: list[
         raise settings.locate(exc) from None
 
 
-FLOAT_KEYS = ("learning_rate", "weight_decay", "align_temperature", "mlm_probability", "wwm_entity_ratio", "eval_fraction", "max_grad_norm",
-              "adam_beta1", "adam_beta2", "adam_epsilon")
-INT_KEYS = ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-            "max_length", "logging_steps", "stop_at_step", "eval_steps", "save_steps", "warmup_steps", "seed", "eval_max_per_task",
-            "align_max_length", "freeze_layers", "length_bucketing", "dataloader_num_workers")
+FLOAT_KEYS = (
+    "learning_rate",
+    "weight_decay",
+    "align_temperature",
+    "mlm_probability",
+    "wwm_entity_ratio",
+    "eval_fraction",
+    "max_grad_norm",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+)
+INT_KEYS = (
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "logging_steps",
+    "stop_at_step",
+    "eval_steps",
+    "save_steps",
+    "warmup_steps",
+    "seed",
+    "eval_max_per_task",
+    "align_max_length",
+    "freeze_layers",
+    "length_bucketing",
+    "dataloader_num_workers",
+)
 
 
 def _coerce_numbers(cfg: dict[str, Any]) -> None:
@@ -200,7 +235,13 @@ def _check(cfg: dict[str, Any]) -> PretrainConfig:
         cfg["tokenizer"] = cfg["model"]
     if not parse_train_files(cfg["train_files"]):
         raise KbioxlmError("config: train_files is required (comma-separated JSONL record files)")
-    for key in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "max_length"):
+    for key in (
+        "max_steps",
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "max_length",
+    ):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise KbioxlmError(f"config: {key} must be a positive integer, got {cfg[key]!r}")
     for key in ("logging_steps", "eval_steps", "save_steps", "warmup_steps", "seed"):
@@ -209,7 +250,11 @@ def _check(cfg: dict[str, Any]) -> PretrainConfig:
     for key in FLOAT_KEYS:
         if not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool):
             raise KbioxlmError(f"config: {key} must be a number, got {cfg[key]!r}")
-    for key, allowed in (("mask_decision", ("unit", "token")), ("entity_window", ("switched", "first")), ("pair_pooling", ("cls", "mean"))):
+    for key, allowed in (
+        ("mask_decision", ("unit", "token")),
+        ("entity_window", ("switched", "first")),
+        ("pair_pooling", ("cls", "mean")),
+    ):
         if cfg[key] not in allowed:
             raise KbioxlmError(f"config: {key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
     for key in ("length_bucketing", "dataloader_num_workers"):
@@ -218,7 +263,9 @@ def _check(cfg: dict[str, Any]) -> PretrainConfig:
     if cfg["mask_seeding"] not in ("stream", "batch"):
         raise KbioxlmError(f"config: mask_seeding must be stream or batch, got {cfg['mask_seeding']!r}")
     if cfg["dataloader_num_workers"] > 1 and cfg["mask_seeding"] != "batch":
-        raise KbioxlmError("config: dataloader_num_workers > 1 needs mask_seeding=batch (one masking stream cannot be split over workers)")
+        raise KbioxlmError(
+            "config: dataloader_num_workers > 1 needs mask_seeding=batch (one masking stream cannot be split over workers)"
+        )
     for key in ("gradient_checkpointing",):
         if not isinstance(cfg[key], bool):
             raise KbioxlmError(f"config: {key} must be true or false, got {cfg[key]!r}")
@@ -229,7 +276,9 @@ def _check(cfg: dict[str, Any]) -> PretrainConfig:
         import torch  # lazy: torch
 
         if tc not in torch._dynamo.list_backends(exclude_tags=()):
-            raise KbioxlmError(f"config: torch_compile backend {tc!r} unknown (known: {', '.join(torch._dynamo.list_backends())})")
+            raise KbioxlmError(
+                f"config: torch_compile backend {tc!r} unknown (known: {', '.join(torch._dynamo.list_backends())})"
+            )
     ai = cfg["attn_implementation"]
     if ai is not None and not isinstance(ai, str):
         raise KbioxlmError(f"config: attn_implementation must be a name such as sdpa or eager, got {ai!r}")
@@ -279,9 +328,13 @@ def _check_report_to(value: Any) -> str:
     available = {str(t) for t in get_available_trackers()}
     for name in names:
         if name not in LOGGER_TYPE_TO_CLASS:
-            raise KbioxlmError(f"config: report_to {name!r} unknown (known: none, {', '.join(sorted(LOGGER_TYPE_TO_CLASS))})")
+            raise KbioxlmError(
+                f"config: report_to {name!r} unknown (known: none, {', '.join(sorted(LOGGER_TYPE_TO_CLASS))})"
+            )
         if name not in available:
-            raise KbioxlmError(f"config: report_to {name!r} needs the {name} package, which is not installed (pip install {name}, or report_to=none)")
+            raise KbioxlmError(
+                f"config: report_to {name!r} needs the {name} package, which is not installed (pip install {name}, or report_to=none)"
+            )
     return ",".join(dict.fromkeys(names))
 
 
@@ -306,7 +359,9 @@ def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> 
         try:
             model.encoder.set_attn_implementation(cfg.attn_implementation)
         except (ValueError, ImportError) as exc:
-            raise KbioxlmError(f"config: attn_implementation={cfg.attn_implementation} not usable here ({str(exc).splitlines()[0]})") from None
+            raise KbioxlmError(
+                f"config: attn_implementation={cfg.attn_implementation} not usable here ({str(exc).splitlines()[0]})"
+            ) from None
     if cfg.gradient_checkpointing:
         if not model.supports_gradient_checkpointing:
             raise KbioxlmError(f"config: {type(model.encoder).__name__} does not support gradient_checkpointing")
@@ -315,7 +370,12 @@ def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> 
     frozen = model.freeze(encoder=cfg.freeze_encoder, embeddings=cfg.freeze_embeddings, layers=int(cfg.freeze_layers))
     if frozen:
         n = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        log.info("frozen: %d tensors (%.1f M parameters)%s", len(frozen), n / 1e6, " — the whole encoder (head warm-up)" if cfg.freeze_encoder else "")
+        log.info(
+            "frozen: %d tensors (%.1f M parameters)%s",
+            len(frozen),
+            n / 1e6,
+            " — the whole encoder (head warm-up)" if cfg.freeze_encoder else "",
+        )
     return model
 
 
@@ -368,7 +428,8 @@ def make_optimizer(model: Any, cfg: PretrainConfig, device_type: str) -> Any:
         buckets[(head, decay)].append(p)
     groups = [
         {"params": ps, "weight_decay": float(cfg.weight_decay) if decay else 0.0, "lr": head_lr if head else lr}
-        for (head, decay), ps in buckets.items() if ps
+        for (head, decay), ps in buckets.items()
+        if ps
     ]
     kwargs: dict[str, Any] = dict(
         lr=float(cfg.learning_rate),
@@ -407,7 +468,11 @@ def _truncate_jsonl(path: Path, max_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be written again)."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= max_step]
+    keep = [
+        ln
+        for ln in path.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and json.loads(ln).get("step", 0) <= max_step
+    ]
     with atomic_write(path) as fh:
         fh.writelines(ln + "\n" for ln in keep)
 
@@ -421,16 +486,25 @@ def _to_float(v: Any) -> float:
     return float(v.detach().float().item()) if hasattr(v, "detach") else float(v)
 
 
-def _batch_stream(cfg: PretrainConfig, schedule: MixedSchedule, collator: Any, position: DataPosition, global_batch: int,
-                  rank: int, per_device: int, device: Any) -> Any:
+def _batch_stream(
+    cfg: PretrainConfig,
+    schedule: MixedSchedule,
+    collator: Any,
+    position: DataPosition,
+    global_batch: int,
+    rank: int,
+    per_device: int,
+    device: Any,
+) -> Any:
     """Iterator of ``(batch, position after it, collator state after it, global batch size)``.
 
     ``dataloader_num_workers: 0`` collates here, between steps; ``>= 1`` in DataLoader worker
     processes that run ``prefetch`` batches ahead (pinned memory on CUDA, so the copy to the GPU
     overlaps compute). The batches are the same either way (tests/test_pretrain_throughput.py).
     """
-    stream = CollatedBatches(schedule, collator, position, global_batch, rank, per_device,
-                             mask_seeding=cfg.mask_seeding, seed=int(cfg.seed))
+    stream = CollatedBatches(
+        schedule, collator, position, global_batch, rank, per_device, mask_seeding=cfg.mask_seeding, seed=int(cfg.seed)
+    )
     workers = int(cfg.dataloader_num_workers)
     if workers == 0:
         return iter(stream)
@@ -444,9 +518,15 @@ def _batch_stream(cfg: PretrainConfig, schedule: MixedSchedule, collator: Any, p
 
     # Its own generator: a DataLoader draws its workers' base seed from the global torch RNG
     # otherwise, which would shift dropout after a resume (the RNG restored, then one extra draw).
-    loader = DataLoader(_Dataset(), batch_size=None, num_workers=workers, prefetch_factor=4,
-                        pin_memory=getattr(device, "type", "cpu") == "cuda", persistent_workers=False,
-                        generator=torch.Generator().manual_seed(int(cfg.seed)))
+    loader = DataLoader(
+        _Dataset(),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4,
+        pin_memory=getattr(device, "type", "cpu") == "cuda",
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(int(cfg.seed)),
+    )
     return iter(loader)
 
 
@@ -454,7 +534,9 @@ def _deepspeed(accelerator: Any) -> bool:
     return getattr(accelerator.state, "deepspeed_plugin", None) is not None
 
 
-def make_collator(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True) -> Any:
+def make_collator(
+    cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None, seed: Any, random_window: bool = True
+) -> Any:
     """The run's :class:`KnowledgeCollator` (training, evaluation and resume build it alike)."""
     return KnowledgeCollator(
         tokenizer,
@@ -472,7 +554,14 @@ def make_collator(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None, s
 
 
 # ---------------------------------------------------------------------------------------- eval
-def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, cfg: PretrainConfig, accelerator: Any, kept: list[int] | None) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    held: dict[str, list[dict[str, Any]]],
+    tokenizer: Any,
+    cfg: PretrainConfig,
+    accelerator: Any,
+    kept: list[int] | None,
+) -> dict[str, Any]:
     """Per-task masked-token accuracy and pair accuracy on the held-out split.
 
     The masks are drawn by a collator with a fixed seed, so every evaluation of a run scores the
@@ -487,7 +576,9 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for recs in eval_batches(held, cfg.per_device_eval_batch_size, accelerator.process_index, accelerator.num_processes):
+        for recs in eval_batches(
+            held, cfg.per_device_eval_batch_size, accelerator.process_index, accelerator.num_processes
+        ):
             batch = {k: v.to(accelerator.device) for k, v in coll(recs).items()}
             with accelerator.autocast():
                 out = model(**batch)
@@ -521,6 +612,7 @@ def evaluate(model: Any, held: dict[str, list[dict[str, Any]]], tokenizer: Any, 
 
 # ---------------------------------------------------------------------------------------- train
 
+
 def train(cfg: PretrainConfig) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns the last evaluation metrics."""
     # lazy: torch, accelerate, transformers and the modules built on them
@@ -530,7 +622,13 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
     from transformers import get_linear_schedule_with_warmup
 
     from ..engine import gather_objects, micro_step, reset_accelerate_state, weight_digest
-    from .checkpoint import check_layout, load_deepspeed_state, load_training_state, save_deepspeed_state, save_training_state
+    from .checkpoint import (
+        check_layout,
+        load_deepspeed_state,
+        load_training_state,
+        save_deepspeed_state,
+        save_training_state,
+    )
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -556,7 +654,9 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         log.warning("skipped %d invalid records, e.g. %s", skip.count, "; ".join(skip.examples))
     counts = {t: len(v) for t, v in train_pools.items()}
     mix = normalise_mix(cfg.mix, counts)
-    schedule = MixedSchedule(train_pools, mix, int(cfg.seed), cfg.epoch_size, length_bucketing=int(cfg.length_bucketing))
+    schedule = MixedSchedule(
+        train_pools, mix, int(cfg.seed), cfg.epoch_size, length_bucketing=int(cfg.length_bucketing)
+    )
     reset_accelerate_state()
     # accelerate only sets up multi-process CPU training (gloo) when told it runs on CPU.
     has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
@@ -586,12 +686,18 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         if dsc.get("train_batch_size", "auto") == "auto":
             dsc["train_batch_size"] = int(cfg.per_device_train_batch_size) * ga * world
         if dsc.get("gradient_clipping", "auto") in ("auto", None):
-            dsc["gradient_clipping"] = float(cfg.max_grad_norm or 0.0)  # DeepSpeed clips; accelerate's clip only reads the norm
+            dsc["gradient_clipping"] = float(
+                cfg.max_grad_norm or 0.0
+            )  # DeepSpeed clips; accelerate's clip only reads the norm
 
     ckpt = find_checkpoint(out_dir, cfg.resume_from_checkpoint)
     if ckpt is None and cfg.resume_from_checkpoint not in (None, "auto"):
         raise KbioxlmError(f"{cfg.resume_from_checkpoint}: checkpoint not found")
-    previous = find_checkpoint(out_dir, "auto") is not None or (out_dir / "final").exists() or (out_dir / "eval.jsonl").exists()
+    previous = (
+        find_checkpoint(out_dir, "auto") is not None
+        or (out_dir / "final").exists()
+        or (out_dir / "eval.jsonl").exists()
+    )
     # resume=auto without a checkpoint starts afresh (a pipeline always passes auto); no resume
     # request at all into a used folder is refused rather than silently mixing two runs' logs.
     fresh_ok = cfg.overwrite_output_dir or cfg.resume_from_checkpoint == "auto"
@@ -645,10 +751,16 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         if state.get("world_size") == world and cpath.is_file():
             collator.load_state_dict(json.loads(cpath.read_text(encoding="utf-8")))
         else:
-            log.warning("resuming with %d processes (checkpoint had %s): masks will differ from an uninterrupted run", world, state.get("world_size"))
+            log.warning(
+                "resuming with %d processes (checkpoint had %s): masks will differ from an uninterrupted run",
+                world,
+                state.get("world_size"),
+            )
             collator = make_collator(cfg, tokenizer, kept, [int(cfg.seed), rank, global_step])
         if state.get("per_device_train_batch_size") != per_device or state.get("gradient_accumulation_steps") != ga:
-            log.warning("batch size or accumulation changed since the checkpoint; the data order continues from its position")
+            log.warning(
+                "batch size or accumulation changed since the checkpoint; the data order continues from its position"
+            )
         if main:
             _truncate_jsonl(out_dir / "eval.jsonl", global_step)
             _truncate_jsonl(out_dir / "train_log.jsonl", global_step)
@@ -681,7 +793,11 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         metrics = evaluate(accelerator.unwrap_model(model), held, tokenizer, cfg, accelerator, kept)
         if main:
             _append_jsonl(out_dir / "eval.jsonl", {"step": step, **metrics})
-            log.info("eval step %d: %s", step, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+            log.info(
+                "eval step %d: %s",
+                step,
+                " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()),
+            )
         accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
         return metrics
 
@@ -696,14 +812,17 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         accelerator.wait_for_everyone()
         if main:
             # Written last: its presence marks the checkpoint complete for resume=auto.
-            write_json(d / "trainer_state.json", {
-                "global_step": step,
-                "data_position": position.to_dict(),
-                "world_size": world,
-                "per_device_train_batch_size": per_device,
-                "gradient_accumulation_steps": ga,
-                "seed": cfg.seed,
-            })
+            write_json(
+                d / "trainer_state.json",
+                {
+                    "global_step": step,
+                    "data_position": position.to_dict(),
+                    "world_size": world,
+                    "per_device_train_batch_size": per_device,
+                    "gradient_accumulation_steps": ga,
+                    "seed": cfg.seed,
+                },
+            )
             done = sorted(
                 (c for c in d.parent.glob("checkpoint-*") if (c / "trainer_state.json").is_file()),
                 key=lambda c: int(c.name.split("-")[-1]),
@@ -720,7 +839,14 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         metrics = log_eval(0)
     collator_state = collator.state_dict()
     batches = _batch_stream(cfg, schedule, collator, position, global_batch, rank, per_device, accelerator.device)
-    bar = progress(total=max_steps, initial=global_step, desc="pretrain", unit="step", enabled=accelerator.is_local_main_process, dynamic_ncols=True)
+    bar = progress(
+        total=max_steps,
+        initial=global_step,
+        desc="pretrain",
+        unit="step",
+        enabled=accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
     window: dict[str, list[torch.Tensor]] = {}  # per-step losses, still on the device
     t0, n_examples = time.perf_counter(), 0
     while global_step < stop_at:
@@ -741,7 +867,9 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         global_step += 1
         bar.update(1)
         if cfg.logging_steps and (global_step % int(cfg.logging_steps) == 0 or global_step == max_steps):
-            rec: dict[str, Any] = {k: float(torch.stack([t.double() for t in v]).mean()) for k, v in window.items() if v}
+            rec: dict[str, Any] = {
+                k: float(torch.stack([t.double() for t in v]).mean()) for k, v in window.items() if v
+            }
             rec["lr"] = scheduler.get_last_lr()[0]
             if grad_norm is not None:
                 rec["grad_norm"] = _to_float(grad_norm)
@@ -758,7 +886,9 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
             save_checkpoint(global_step)
     bar.close()
     if global_step < max_steps:
-        log.info("stopped at step %d of %d (stop_at_step); continue with resume_from_checkpoint=auto", global_step, max_steps)
+        log.info(
+            "stopped at step %d of %d (stop_at_step); continue with resume_from_checkpoint=auto", global_step, max_steps
+        )
         accelerator.end_training()
         return metrics
     if max_steps > 0 and last_eval[0] != global_step:

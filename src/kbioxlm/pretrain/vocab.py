@@ -71,7 +71,9 @@ DEFAULT_CHARSETS: tuple[str, ...] = ("latin1", "greek", "cjk", "symbols")
 # ------------------------------------------------------------------ counting
 
 
-def iter_texts(files: Iterable[str | os.PathLike[str]], text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS) -> Iterator[str]:
+def iter_texts(
+    files: Iterable[str | os.PathLike[str]], text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS
+) -> Iterator[str]:
     """Every non-empty text field of every JSONL record, file by file (file:line errors)."""
     for path in files:
         for lineno, rec in iter_jsonl(path):
@@ -302,7 +304,9 @@ def trim_embedding_model(model: Any, keep: Sequence[int]) -> None:
     tied = parts is not None and parts.decoder.weight is emb.weight
     config = model.config
     pad = getattr(config, "pad_token_id", None)
-    new_emb = torch.nn.Embedding(len(keep), emb.weight.shape[1], padding_idx=remap.get(pad) if pad is not None else None)
+    new_emb = torch.nn.Embedding(
+        len(keep), emb.weight.shape[1], padding_idx=remap.get(pad) if pad is not None else None
+    )
     with torch.no_grad():
         new_emb.weight.copy_(emb.weight[index])
     new_emb.to(emb.weight.dtype)
@@ -324,7 +328,15 @@ def trim_embedding_model(model: Any, keep: Sequence[int]) -> None:
         if new_dec.bias is not None and getattr(config, "tie_word_embeddings", False):
             new_dec.bias = owner.bias
     config.vocab_size = len(keep)
-    for attr in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id", "unk_token_id"):
+    for attr in (
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "sep_token_id",
+        "cls_token_id",
+        "mask_token_id",
+        "unk_token_id",
+    ):
         value = getattr(config, attr, None)
         if isinstance(value, int) and value in remap:
             setattr(config, attr, remap[value])
@@ -382,7 +394,9 @@ def trim_checkpoint(
     try:
         model.save_pretrained(tmp)
         remap = {old: new for new, old in enumerate(keep)}
-        (tmp / "tokenizer.json").write_text(json.dumps(trim_tokenizer_json(tok_json, keep), ensure_ascii=False), encoding="utf-8")
+        (tmp / "tokenizer.json").write_text(
+            json.dumps(trim_tokenizer_json(tok_json, keep), ensure_ascii=False), encoding="utf-8"
+        )
         src_dir = tok_file.parent
         cfg_file = src_dir / "tokenizer_config.json"
         if cfg_file.is_file():

@@ -28,8 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="HF encoder folder or hub name, or a kbioxlm training checkpoint")
     p.add_argument("--tokenizer", help="tokenizer name or folder (default: the model's)")
     p.add_argument("--kb", required=True, help="knowledge base (kb.sqlite) whose concept names are probed")
-    hide_aliases(p.add_argument("--lang", "--source-lang", default="en", help="first language (the source of the first direction)"),
-                 "--source-lang")
+    hide_aliases(
+        p.add_argument(
+            "--lang", "--source-lang", default="en", help="first language (the source of the first direction)"
+        ),
+        "--source-lang",
+    )
     p.add_argument("--target-lang", default="zh", help="the other language")
     p.add_argument("--concepts", metavar="FILE", help="probe only these concept ids (one per line, # comments)")
     par = p.add_mutually_exclusive_group()

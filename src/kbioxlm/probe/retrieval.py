@@ -58,7 +58,9 @@ def retrieval_scores(src_vecs: Any, tgt_vecs: Any, chunk: int = 2048) -> dict[st
     src = torch.as_tensor(src_vecs).to(torch.float32)
     tgt = torch.as_tensor(tgt_vecs).to(torch.float32)
     if src.ndim != 2 or src.shape != tgt.shape:
-        raise ValueError(f"expected two (n, dim) matrices of the same shape, got {tuple(src.shape)} and {tuple(tgt.shape)}")
+        raise ValueError(
+            f"expected two (n, dim) matrices of the same shape, got {tuple(src.shape)} and {tuple(tgt.shape)}"
+        )
     n = src.shape[0]
     if n == 0:
         raise ValueError("no rows to retrieve")
@@ -280,7 +282,9 @@ def _position_limit(config: Any) -> int | None:
     return int(limit)
 
 
-def embed_layers(encoder: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 64, max_length: int = 128) -> Any:
+def embed_layers(
+    encoder: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 64, max_length: int = 128
+) -> Any:
     """``(layers, n, hidden)`` float32 tensor: for each text and each layer's hidden states (0 = the
     embedding output), the mean over the text's non-special, non-padding pieces.
 
@@ -304,7 +308,7 @@ def embed_layers(encoder: Any, tokenizer: Any, texts: Sequence[str], batch_size:
     out: torch.Tensor | None = None
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             width = len(ids[idx[0]])
             input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
             attention = torch.zeros((len(idx), width), dtype=torch.long)
@@ -387,8 +391,13 @@ def run_probe(
             raise KbioxlmError(f"{kb}: {len(ids)} concept(s) with names in both {source_lang} and {target_lang}; "
                                "term retrieval needs at least 2")  # fmt: skip
         keep = sample_indices(len(ids), max_terms, seed)
-        terms = ([src_names[i] for i in keep], [tgt_names[i] for i in keep], len(ids), skipped,
-                 items_digest((ids[i], src_names[i], tgt_names[i]) for i in keep))
+        terms = (
+            [src_names[i] for i in keep],
+            [tgt_names[i] for i in keep],
+            len(ids),
+            skipped,
+            items_digest((ids[i], src_names[i], tgt_names[i]) for i in keep),
+        )
         log.info("term probe: %d of %d bilingual concepts%s", len(keep), len(ids),
                  f" ({skipped} listed without both names skipped)" if skipped else "")  # fmt: skip
     sents = None
@@ -397,8 +406,12 @@ def run_probe(
         if len(pairs) < 2:
             raise KbioxlmError("sentence retrieval needs at least 2 sentence pairs")
         keep = sample_indices(len(pairs), max_sentences, seed)
-        sents = ([pairs[i][0] for i in keep], [pairs[i][1] for i in keep], len(pairs),
-                 items_digest(pairs[i] for i in keep))
+        sents = (
+            [pairs[i][0] for i in keep],
+            [pairs[i][1] for i in keep],
+            len(pairs),
+            items_digest(pairs[i] for i in keep),
+        )
         log.info("sentence probe: %d of %d sentence pairs", len(keep), len(pairs))
 
     import torch  # lazy: torch (see the module docstring)
@@ -456,6 +469,8 @@ def format_summary(result: dict[str, Any]) -> str:
         )
     sents = result.get("sentence_retrieval")
     if sents:
-        parts.append(f"sentences n={sents['n']} {arrow_f} acc1={sents[fwd]['acc1']:.1f} {arrow_b} acc1={sents[bwd]['acc1']:.1f}")
+        parts.append(
+            f"sentences n={sents['n']} {arrow_f} acc1={sents[fwd]['acc1']:.1f} {arrow_b} acc1={sents[bwd]['acc1']:.1f}"
+        )
     parts.append(f"{result['seconds']:.0f} s")
     return "probe: " + " | ".join(parts)

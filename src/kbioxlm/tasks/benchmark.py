@@ -42,13 +42,39 @@ RunFn = Callable[[dict[str, Any]], dict[str, Any]]
 """``run_fn(finetune_kwargs) -> results``; the default builds a ``FinetuneConfig`` and calls ``run_finetune``."""
 
 CONFIG_KEYS = {
-    "data_root", "models", "tasks", "directions", "settings", "seeds", "train_seed", "fewshot_mode",
-    "fewshot_directions", "monolingual_langs", "dev_policy", "finetune", "finetune_per_task",
-    "max_train_examples", "max_dev_examples", "max_test_examples",
+    "data_root",
+    "models",
+    "tasks",
+    "directions",
+    "settings",
+    "seeds",
+    "train_seed",
+    "fewshot_mode",
+    "fewshot_directions",
+    "monolingual_langs",
+    "dev_policy",
+    "finetune",
+    "finetune_per_task",
+    "max_train_examples",
+    "max_dev_examples",
+    "max_test_examples",
 }
 # Keys the benchmark sets per cell; a config must not set them in ``finetune``.
-CELL_KEYS = {"task", "model", "tokenizer", "train", "dev", "test", "out", "seed", "max_train_examples",
-             "train_lang", "dev_lang", "test_lang", "extra_tests"}
+CELL_KEYS = {
+    "task",
+    "model",
+    "tokenizer",
+    "train",
+    "dev",
+    "test",
+    "out",
+    "seed",
+    "max_train_examples",
+    "train_lang",
+    "dev_lang",
+    "test_lang",
+    "extra_tests",
+}
 # Config spellings of the fine-tuning hyper-parameters, as in the pretraining configs and on the command
 # line (`finetune --learning-rate`), for FinetuneConfig's field names.
 HPARAM_ALIASES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
@@ -63,7 +89,9 @@ def _as_int(value: Any, what: str, src: str, allow_none: bool = True) -> int | N
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise KbioxlmError(f"{src}: {what} must be a non-negative integer{' or null' if allow_none else ''}, got {value!r}")
+        raise KbioxlmError(
+            f"{src}: {what} must be a non-negative integer{' or null' if allow_none else ''}, got {value!r}"
+        )
     return value
 
 
@@ -82,8 +110,10 @@ def _hparams(raw: Any, what: str, src: str) -> dict[str, Any]:
         raise KbioxlmError(f"{src}: {what} must be a mapping of fine-tuning hyper-parameters")
     bad = CELL_KEYS & set(raw)
     if bad:
-        raise KbioxlmError(f"{src}: {what}: {', '.join(sorted(map(str, bad)))} is set per cell by the benchmark "
-                           "(use models/tasks/seeds/train_seed/max_train_examples)")
+        raise KbioxlmError(
+            f"{src}: {what}: {', '.join(sorted(map(str, bad)))} is set per cell by the benchmark "
+            "(use models/tasks/seeds/train_seed/max_train_examples)"
+        )
     out = _numbers(raw)
     for alias, name in HPARAM_ALIASES.items():  # the pretraining configs' and the CLI's spelling
         if alias in out:
@@ -120,7 +150,11 @@ def _check_hparam_types(hp: dict[str, Any], what: str, src: str) -> None:
         kind = "bool" if isinstance(value, bool) else type(value).__name__
         if kind not in allowed:
             words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
-            want = words["float"] if "float" in allowed else " or ".join(words[k] for k in sorted(allowed)) or "not settable"
+            want = (
+                words["float"]
+                if "float" in allowed
+                else " or ".join(words[k] for k in sorted(allowed)) or "not settable"
+            )
             raise KbioxlmError(f"{src}: {what}.{key} must be {want}{' or null' if none_ok else ''}, got {value!r}")
 
 
@@ -129,8 +163,9 @@ def read_config_file(path: str | os.PathLike[str], shared: str | None = None) ->
     from the file's folder (:mod:`kbioxlm.paths`), so the config works from any directory."""
 
     p = Path(path)
-    raw, _lines = read_mapping(p, missing="no such config file", not_mapping="a benchmark config must be a YAML mapping",
-                               allow_empty=False)
+    raw, _lines = read_mapping(
+        p, missing="no such config file", not_mapping="a benchmark config must be a YAML mapping", allow_empty=False
+    )
     raw = paths.substitute(raw, {"shared": shared or str(paths.default_shared(p))}, str(p))
     return paths.resolve_benchmark_paths(raw, paths.config_dir(p))
 
@@ -162,8 +197,13 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
         extra = set(m) - {"name", "path", "tokenizer"}
         if extra:
             raise KbioxlmError(f"{src}: models[{i}]: unknown key(s) {', '.join(sorted(map(str, extra)))}")
-        models.append(ModelSpec(name=str(m.get("name") or Path(str(m["path"])).name), path=str(m["path"]),
-                                tokenizer=str(m["tokenizer"]) if m.get("tokenizer") else None))
+        models.append(
+            ModelSpec(
+                name=str(m.get("name") or Path(str(m["path"])).name),
+                path=str(m["path"]),
+                tokenizer=str(m["tokenizer"]) if m.get("tokenizer") else None,
+            )
+        )
     slugs = [m.slug for m in models]
     if len(set(slugs)) != len(slugs):
         raise KbioxlmError(f"{src}: model names must be unique (after replacing odd characters): {slugs}")
@@ -177,8 +217,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
         if isinstance(t, str):
             if t.lower() not in release:
                 hint = " (BC5CDR is not in the release; give it by paths)" if "cdr" in t.lower() else ""
-                raise KbioxlmError(f"{src}: tasks[{i}]: unknown release dataset {t!r}; "
-                                   f"known: {', '.join(release)}{hint}; or give {{name, type, files}}")
+                raise KbioxlmError(
+                    f"{src}: tasks[{i}]: unknown release dataset {t!r}; "
+                    f"known: {', '.join(release)}{hint}; or give {{name, type, files}}"
+                )
             datasets.append(release[t.lower()])
         else:
             datasets.append(P.user_dataset(t, f"{src}: tasks[{i}]"))
@@ -228,7 +270,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
     per_task = {str(k): _hparams(v, f"finetune_per_task.{k}", src) for k, v in per_task_raw.items()}
     stray = set(per_task) - set(names) - set(P.TASK_TYPES)
     if stray:
-        raise KbioxlmError(f"{src}: finetune_per_task: {', '.join(sorted(map(str, stray)))} is neither a task of this config nor ner/re/dc")
+        raise KbioxlmError(
+            f"{src}: finetune_per_task: {', '.join(sorted(map(str, stray)))} is neither a task of this config nor ner/re/dc"
+        )
     return BenchmarkConfig(
         models=models,
         datasets=datasets,
@@ -251,20 +295,28 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> Benchmark
 
 def effective_config(cfg: BenchmarkConfig) -> dict[str, Any]:
     """A parsed config back as the YAML mapping it stands for, every default filled in (``--print-config``)."""
+
     def files(d: P.DatasetSpec) -> dict[str, Any]:
         return {lang: {s: (str(f) if f else None) for s, f in splits.items()} for lang, splits in d.files.items()}
 
     return {
         "models": [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in cfg.models],
-        "tasks": [{"name": d.name, "type": d.task, "unit": d.unit, "display": d.display, "files": files(d)}
-                  for d in cfg.datasets],
+        "tasks": [
+            {"name": d.name, "type": d.task, "unit": d.unit, "display": d.display, "files": files(d)}
+            for d in cfg.datasets
+        ],
         "directions": [f"{s}-{t}" for s, t in cfg.directions],
         "settings": [P.setting_name(s, k) for s, k in cfg.settings],
-        "seeds": cfg.seeds, "train_seed": cfg.train_seed, "fewshot_mode": cfg.fewshot_mode,
+        "seeds": cfg.seeds,
+        "train_seed": cfg.train_seed,
+        "fewshot_mode": cfg.fewshot_mode,
         "fewshot_directions": [f"{s}-{t}" for s, t in cfg.fewshot_directions] if cfg.fewshot_directions else None,
-        "monolingual_langs": cfg.monolingual_langs, "dev_policy": cfg.dev_policy,
-        "finetune": cfg.finetune, "finetune_per_task": cfg.finetune_per_task,
-        "max_train_examples": cfg.max_train_examples, "max_dev_examples": cfg.max_dev_examples,
+        "monolingual_langs": cfg.monolingual_langs,
+        "dev_policy": cfg.dev_policy,
+        "finetune": cfg.finetune,
+        "finetune_per_task": cfg.finetune_per_task,
+        "max_train_examples": cfg.max_train_examples,
+        "max_dev_examples": cfg.max_dev_examples,
         "max_test_examples": cfg.max_test_examples,
     }
 
@@ -296,8 +348,14 @@ def expand(cfg: BenchmarkConfig) -> list[Cell]:
             for src, tgt in pairs:
                 for ds in cfg.datasets:
                     if src not in ds.files or tgt not in ds.files:
-                        log.warning("skipping %s %s %s-%s: no %s files", ds.name, setting, src, tgt,
-                                    src if src not in ds.files else tgt)
+                        log.warning(
+                            "skipping %s %s %s-%s: no %s files",
+                            ds.name,
+                            setting,
+                            src,
+                            tgt,
+                            src if src not in ds.files else tgt,
+                        )
                         continue
                     for seed in cfg.seeds:
                         cells.append(Cell(m, ds, setting, shots, src, tgt, seed))
@@ -321,14 +379,24 @@ def fingerprint(cfg: BenchmarkConfig, cell: Cell) -> str:
 
     File *names* (not absolute paths) are hashed so a moved checkout still resumes.
     """
-    files = {lang: {s: (p.name if p else None) for s, p in splits.items()} for lang, splits in cell.dataset.files.items()}
+    files = {
+        lang: {s: (p.name if p else None) for s, p in splits.items()} for lang, splits in cell.dataset.files.items()
+    }
     model, tokenizer = cell.model.path, cell.model.tokenizer
     if Path(cfg.source).is_file():  # the model as spelled from the config's project (kbioxlm.paths.portable)
         model, tokenizer = paths.portable([model, tokenizer], paths.anchor(cfg.source))
     material = {
-        "model": model, "tokenizer": tokenizer, "dataset": cell.dataset.name,
-        "task": cell.dataset.task, "files": files, "unit": cell.dataset.unit, "setting": cell.setting,
-        "shots": cell.shots, "direction": cell.direction, "seed": cell.seed, "train_seed": train_seed(cfg, cell),
+        "model": model,
+        "tokenizer": tokenizer,
+        "dataset": cell.dataset.name,
+        "task": cell.dataset.task,
+        "files": files,
+        "unit": cell.dataset.unit,
+        "setting": cell.setting,
+        "shots": cell.shots,
+        "direction": cell.direction,
+        "seed": cell.seed,
+        "train_seed": train_seed(cfg, cell),
         "fewshot_mode": cfg.fewshot_mode if cell.setting == "few-shot" else None,
         "dev_policy": cfg.dev_policy if cell.dataset.dev_overlaps_test else None,
         "max": [cfg.max_train_examples, cfg.max_dev_examples, cfg.max_test_examples],
@@ -388,8 +456,9 @@ def _append_result(path: Path, rec: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _result_record(cfg: BenchmarkConfig, cell: Cell, res: dict[str, Any], data: P.CellData | None,
-                   seconds: float, fp: str) -> dict[str, Any]:
+def _result_record(
+    cfg: BenchmarkConfig, cell: Cell, res: dict[str, Any], data: P.CellData | None, seconds: float, fp: str
+) -> dict[str, Any]:
     man = data.manifest if data is not None else {}
     return {
         "cell": cell.id,
@@ -440,9 +509,18 @@ def _cell_data(cfg: BenchmarkConfig, cell: Cell, reader: P.Reader) -> P.CellData
     exist) names the config too."""
     try:
         return P.build_cell_data(
-            cell.dataset, cell.setting, cell.source, cell.target, shots=cell.shots, sampling_seed=cell.seed,
-            fewshot_mode=cfg.fewshot_mode, dev_policy=cfg.dev_policy, max_train_examples=cfg.max_train_examples,
-            max_dev_examples=cfg.max_dev_examples, max_test_examples=cfg.max_test_examples, reader=reader,
+            cell.dataset,
+            cell.setting,
+            cell.source,
+            cell.target,
+            shots=cell.shots,
+            sampling_seed=cell.seed,
+            fewshot_mode=cfg.fewshot_mode,
+            dev_policy=cfg.dev_policy,
+            max_train_examples=cfg.max_train_examples,
+            max_dev_examples=cfg.max_dev_examples,
+            max_test_examples=cfg.max_test_examples,
+            reader=reader,
         )
     except KbioxlmError as exc:
         msg = str(exc)
@@ -452,8 +530,9 @@ def _cell_data(cfg: BenchmarkConfig, cell: Cell, reader: P.Reader) -> P.CellData
         raise
 
 
-def run_cell(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, reader: P.Reader,
-             progress: bool = True) -> dict[str, Any]:
+def run_cell(
+    cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, reader: P.Reader, progress: bool = True
+) -> dict[str, Any]:
     """Train and test one cell into ``out/cells/<...>``; returns its results line (not yet appended)."""
     fp = fingerprint(cfg, cell)
     final = out / "cells" / cell.folder
@@ -469,17 +548,42 @@ def run_cell(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, reader:
         raise
 
 
-def _run_in_partial(cfg: BenchmarkConfig, cell: Cell, out: Path, run_fn: RunFn, data: P.CellData, partial: Path,
-                    final: Path, fp: str, progress: bool) -> dict[str, Any]:
+def _run_in_partial(
+    cfg: BenchmarkConfig,
+    cell: Cell,
+    out: Path,
+    run_fn: RunFn,
+    data: P.CellData,
+    partial: Path,
+    final: Path,
+    fp: str,
+    progress: bool,
+) -> dict[str, Any]:
     write_json(partial / "sampled_ids.json", data.sampled_ids)
     hp = finetune_kwargs(cfg, cell)
     kwargs = dict(hp)
-    kwargs.update(task=cell.dataset.task, model=cell.model.path, tokenizer=cell.model.tokenizer,
-                  train=data.train, dev=data.dev, test=data.test, out=str(partial), seed=train_seed(cfg, cell))
+    kwargs.update(
+        task=cell.dataset.task,
+        model=cell.model.path,
+        tokenizer=cell.model.tokenizer,
+        train=data.train,
+        dev=data.dev,
+        test=data.test,
+        out=str(partial),
+        seed=train_seed(cfg, cell),
+    )
     kwargs.setdefault("progress", progress)  # records keep their own ``lang`` (few-shot train mixes two)
-    meta = {"cell": cell.id, "fingerprint": fp, "model": dataclasses.asdict(cell.model),
-            "setting": cell.setting_name, "direction": cell.direction, "seed": cell.seed,
-            "train_seed": train_seed(cfg, cell), "finetune": hp, "data": data.manifest}
+    meta = {
+        "cell": cell.id,
+        "fingerprint": fp,
+        "model": dataclasses.asdict(cell.model),
+        "setting": cell.setting_name,
+        "direction": cell.direction,
+        "seed": cell.seed,
+        "train_seed": train_seed(cfg, cell),
+        "finetune": hp,
+        "data": data.manifest,
+    }
     write_json(partial / "cell.json", meta)
     t0 = time.perf_counter()
     res = run_fn(kwargs)
@@ -534,7 +638,8 @@ def run_benchmark(
                 if done[cell.id].get("fingerprint") != fp:
                     raise KbioxlmError(
                         f"{results_path}: cell {cell.id} was run with other settings (model, data, protocol or "
-                        "hyper-parameters changed); use a new --out folder or delete its line and folder")
+                        "hyper-parameters changed); use a new --out folder or delete its line and folder"
+                    )
                 counts["skipped"] += 1
                 log.info("%s: skipped (already in %s, f1=%.2f)", prefix, RESULTS, done[cell.id].get("f1") or 0.0)
                 bar.update(1)
@@ -547,8 +652,15 @@ def run_benchmark(
                 bar.set_postfix_str(cell.id, refresh=True)
                 rec = run_cell(cfg, cell, out, run_fn, cached, progress)
                 counts["ran"] += 1
-                log.info("%s: %s=%.2f (n_train=%s, n_test=%s) in %.0fs", prefix, rec.get("metric") or "f1",
-                         rec["f1"], rec["n_train"], rec["n_test"], rec["seconds"])
+                log.info(
+                    "%s: %s=%.2f (n_train=%s, n_test=%s) in %.0fs",
+                    prefix,
+                    rec.get("metric") or "f1",
+                    rec["f1"],
+                    rec["n_train"],
+                    rec["n_test"],
+                    rec["seconds"],
+                )
             _append_result(results_path, rec)
             done[cell.id] = rec
             write_report(out, list(done.values()), cfg=cfg)

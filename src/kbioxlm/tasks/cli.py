@@ -15,8 +15,11 @@ from .finetune import FinetuneConfig, run_finetune
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("finetune", help="fine-tune an encoder on NER/RE/DC, select on dev, score test",
-                       description="Fine-tune and evaluate; writes OUT/results.json and OUT/predictions.jsonl.")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune an encoder on NER/RE/DC, select on dev, score test",
+        description="Fine-tune and evaluate; writes OUT/results.json and OUT/predictions.jsonl.",
+    )
     add_dataclass_options(p, FinetuneConfig)  # the flags are declared once, on FinetuneConfig's fields
     add_print_config(p)
     p.set_defaults(func=_finetune)
@@ -32,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (re-use it to resume)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="list the cells with their files and sizes, train nothing")
-    mode.add_argument("--report-only", action="store_true", help="only rewrite results.md/results.png from results.jsonl")
+    mode.add_argument(
+        "--report-only", action="store_true", help="only rewrite results.md/results.png from results.jsonl"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_print_config(p)
     p.set_defaults(func=_benchmark)
@@ -49,9 +54,11 @@ def _finetune(args: argparse.Namespace) -> int:
         return 0
     extra = "".join(f" {k}_f1={v['f1']:.2f}" for k, v in res.get("extra_tests", {}).items())
     logging.getLogger("kbioxlm.finetune").debug("results: %s", res)
-    print(f"{res['task']}: f1={res['f1']:.2f} p={res['precision']:.2f} r={res['recall']:.2f} "
-          f"n_test={res['n_test']} best_epoch={res['best_epoch']} dev_f1={res['dev_f1'] if res['dev_f1'] is None else round(res['dev_f1'], 2)}"
-          f"{extra} -> {args.out}/results.json")
+    print(
+        f"{res['task']}: f1={res['f1']:.2f} p={res['precision']:.2f} r={res['recall']:.2f} "
+        f"n_test={res['n_test']} best_epoch={res['best_epoch']} dev_f1={res['dev_f1'] if res['dev_f1'] is None else round(res['dev_f1'], 2)}"
+        f"{extra} -> {args.out}/results.json"
+    )
     return 0
 
 
@@ -75,6 +82,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         print(f"benchmark: wrote {md} and {png} from {len(recs)} cells")
         return 0
     counts = run_benchmark(cfg, out, progress=not args.no_progress)
-    print(f"benchmark: {counts['cells']} cells: {counts['ran']} run, {counts['skipped']} skipped "
-          f"(already in {out / RESULTS}), {counts['recovered']} recovered; tables in {out / 'results.md'}")
+    print(
+        f"benchmark: {counts['cells']} cells: {counts['ran']} run, {counts['skipped']} skipped "
+        f"(already in {out / RESULTS}), {counts['recovered']} recovered; tables in {out / 'results.md'}"
+    )
     return 0

@@ -68,75 +68,154 @@ class FinetuneConfig:
     """Everything one fine-tuning run depends on (stored verbatim in ``results.json``)."""
 
     # A field with ``metadata=option(...)`` is also a flag of ``kbioxlm finetune`` (kbioxlm.cliutil.add_dataclass_options).
-    task: str = field(metadata=option("ner: entity tagging (CRF head); re: relation classification; dc: multi-label document classes",
-                                      choices=FINETUNE_TASKS, required=True))
+    task: str = field(
+        metadata=option(
+            "ner: entity tagging (CRF head); re: relation classification; dc: multi-label document classes",
+            choices=FINETUNE_TASKS,
+            required=True,
+        )
+    )
     model: str = field(metadata=option("HF model name or folder", required=True))
-    train: Data = field(metadata=option("training set (release CoNLL / NER JSONL, or JSON lines for re/dc)", type=str, required=True))
-    dev: Data | None = field(default=None, metadata=option("dev set for checkpoint selection (source language for zero-shot)", type=str))
-    test: Data | None = field(default=None, metadata=option("test set, scored with the model selected on --dev", type=str, required=True))
-    out: str | None = field(default=None, metadata=option("output folder (results.json, predictions.jsonl)", required=True))
+    train: Data = field(
+        metadata=option("training set (release CoNLL / NER JSONL, or JSON lines for re/dc)", type=str, required=True)
+    )
+    dev: Data | None = field(
+        default=None, metadata=option("dev set for checkpoint selection (source language for zero-shot)", type=str)
+    )
+    test: Data | None = field(
+        default=None, metadata=option("test set, scored with the model selected on --dev", type=str, required=True)
+    )
+    out: str | None = field(
+        default=None, metadata=option("output folder (results.json, predictions.jsonl)", required=True)
+    )
     tokenizer: str | None = field(default=None, metadata=option("tokenizer name or folder (default: the model's)"))
     epochs: int = field(default=4, metadata=option("training epochs at most (see --early-stopping-patience)"))
-    lr: float = field(default=5e-5, metadata=option("learning rate of the encoder (config key learning_rate)",
-                                                    flags=("--learning-rate", "--lr"), hidden=("--lr",)))
+    lr: float = field(
+        default=5e-5,
+        metadata=option(
+            "learning rate of the encoder (config key learning_rate)",
+            flags=("--learning-rate", "--lr"),
+            hidden=("--lr",),
+        ),
+    )
     batch_size: int = field(default=16, metadata=option("training examples per step"))
     eval_batch_size: int = 64
     max_length: int = field(default=256, metadata=option("pieces per example (longer inputs are cut)"))
     seed: int = field(default=42, metadata=option("seed of initialisation, shuffling and dropout"))
-    max_train_examples: int | None = field(default=None, metadata=option("use only the first N training examples (default: all)"))
-    early_stopping_patience: int | None = field(default=2, metadata=option(
-        "stop after this many epochs without a better dev score (0 = off)", flags=("--early-stopping-patience", "--patience"),
-        hidden=("--patience",), dest="patience", to_field=_zero_is_none))
+    max_train_examples: int | None = field(
+        default=None, metadata=option("use only the first N training examples (default: all)")
+    )
+    early_stopping_patience: int | None = field(
+        default=2,
+        metadata=option(
+            "stop after this many epochs without a better dev score (0 = off)",
+            flags=("--early-stopping-patience", "--patience"),
+            hidden=("--patience",),
+            dest="patience",
+            to_field=_zero_is_none,
+        ),
+    )
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     crf_lr: float = 1e-3  # CRF transitions start near 0 and need a larger step than the encoder
     # Parameters the checkpoint lacks (the task's classifier; BERT's pooler when, as in e5, it was not
     # saved) start random: on small training sets at the encoder's rate they barely move before the
     # schedule decays, and a multi-label head then predicts nothing (HoC micro-F1 0). None = ``lr``.
-    head_lr: float | None = field(default=None, metadata=option(
-        "learning rate of parameters the checkpoint lacks (task head, missing pooler); default: --learning-rate",
-        flags=("--head-learning-rate", "--head-lr"), hidden=("--head-lr",)))
+    head_lr: float | None = field(
+        default=None,
+        metadata=option(
+            "learning rate of parameters the checkpoint lacks (task head, missing pooler); default: --learning-rate",
+            flags=("--head-learning-rate", "--head-lr"),
+            hidden=("--head-lr",),
+        ),
+    )
     # RE/DC: dropout on the pooled vector before the classifier (None = the checkpoint's default).
     # An encoder trained for embeddings (e5) varies little between inputs along any one dimension;
     # 10% dropout noise can drown that signal while the head is still random.
-    classifier_dropout: float | None = field(default=None, metadata=option("RE/DC: dropout before the classifier (default: the checkpoint's)"))
+    classifier_dropout: float | None = field(
+        default=None, metadata=option("RE/DC: dropout before the classifier (default: the checkpoint's)")
+    )
     # RE/DC head: "model" = the architecture's own (paper); "normalized" = mean pooling + per-dimension
     # standardisation, for embedding-trained encoders on small training sets (see tasks/seqcls.py).
-    head: str = field(default="model", metadata=option("RE/DC head: the architecture's own (default) or mean pooling + standardisation",
-                                                       choices=("model", "normalized")))
+    head: str = field(
+        default="model",
+        metadata=option(
+            "RE/DC head: the architecture's own (default) or mean pooling + standardisation",
+            choices=("model", "normalized"),
+        ),
+    )
     # normalized head only: standardise each evaluated set (dev, test, extra tests) with its own
     # inputs' statistics instead of the training ones (AdaBN; see tasks/seqcls.py). Unlabelled
     # use of the evaluation inputs: off by default, the paper's protocol does not do it.
-    adapt_norm: bool = field(default=False, metadata=option(
-        "normalized head: standardise each evaluated set with its own inputs' statistics (AdaBN)"))
+    adapt_norm: bool = field(
+        default=False,
+        metadata=option("normalized head: standardise each evaluated set with its own inputs' statistics (AdaBN)"),
+    )
     max_grad_norm: float = 1.0
     group_by_length: bool = True
     merge_adjacent_unspaced: bool = True  # NER, unspaced languages: B-X right after X continues it
     # learning curves / a hedge for runs that may be cut short
-    log_test_each_epoch: bool = field(default=False, metadata=option(
-        "also score the test sets after every epoch (logged only; selection uses dev)"))
+    log_test_each_epoch: bool = field(
+        default=False, metadata=option("also score the test sets after every epoch (logged only; selection uses dev)")
+    )
     threshold: float = 0.5  # DC: sigmoid threshold
-    num_threads: int | None = field(default=None, metadata=option("torch CPU threads (default: all cores)",
-                                                                  flags=("--num-threads", "--threads"), hidden=("--threads",), dest="threads"))
+    num_threads: int | None = field(
+        default=None,
+        metadata=option(
+            "torch CPU threads (default: all cores)",
+            flags=("--num-threads", "--threads"),
+            hidden=("--threads",),
+            dest="threads",
+        ),
+    )
     device: str | None = None
     # "no" or "bf16" (autocast in training and evaluation; CPUs and bf16-capable GPUs)
-    mixed_precision: str = field(default="no", metadata=option(
-        "bf16: autocast in training and evaluation (CPUs, bf16 GPUs); several processes: "
-        "run under `accelerate launch` or `torchrun` (docs/evaluation.md)", choices=("no", "bf16")))
-    train_lang: str | None = field(default=None, metadata=option("language of --train and --dev (default: detected)",
-                                                                 flags=("--lang", "--train-lang"), hidden=("--train-lang",), also=("dev_lang",)))
+    mixed_precision: str = field(
+        default="no",
+        metadata=option(
+            "bf16: autocast in training and evaluation (CPUs, bf16 GPUs); several processes: "
+            "run under `accelerate launch` or `torchrun` (docs/evaluation.md)",
+            choices=("no", "bf16"),
+        ),
+    )
+    train_lang: str | None = field(
+        default=None,
+        metadata=option(
+            "language of --train and --dev (default: detected)",
+            flags=("--lang", "--train-lang"),
+            hidden=("--train-lang",),
+            also=("dev_lang",),
+        ),
+    )
     dev_lang: str | None = None
-    test_lang: str | None = field(default=None, metadata=option("language of --test (default: detected)",
-                                                                flags=("--target-lang", "--test-lang"), hidden=("--test-lang",)))
-    extra_tests: dict[str, Data] = field(default_factory=dict, metadata=option(
-        "further test sets scored with the selected model (repeatable)", flags=("--extra-test",), dest="extra_test",
-        action="append", type=name_and_file, metavar="NAME=FILE", to_field=dict))
+    test_lang: str | None = field(
+        default=None,
+        metadata=option(
+            "language of --test (default: detected)", flags=("--target-lang", "--test-lang"), hidden=("--test-lang",)
+        ),
+    )
+    extra_tests: dict[str, Data] = field(
+        default_factory=dict,
+        metadata=option(
+            "further test sets scored with the selected model (repeatable)",
+            flags=("--extra-test",),
+            dest="extra_test",
+            action="append",
+            type=name_and_file,
+            metavar="NAME=FILE",
+            to_field=dict,
+        ),
+    )
     save_model: bool = field(default=False, metadata=option("also save the selected model to OUT/model"))
-    progress: bool = field(default=True, metadata=option("no progress bar", flags=("--no-progress",), dest="no_progress",
-                                                         to_field=operator.not_))
+    progress: bool = field(
+        default=True,
+        metadata=option("no progress bar", flags=("--no-progress",), dest="no_progress", to_field=operator.not_),
+    )
     # NER: an entity type in dev/test that training never shows is an error unless this is set
-    allow_unseen_types: bool = field(default=False, metadata=option(
-        "NER: score entity types of dev/test sets that never occur in training (default: an error)"))
+    allow_unseen_types: bool = field(
+        default=False,
+        metadata=option("NER: score entity types of dev/test sets that never occur in training (default: an error)"),
+    )
     # RE/DC: class names written to a saved model's config (id2label); None = default_label_names()
     label_names: list[str] | None = None
 
@@ -168,7 +247,9 @@ def load_finetune_records(task: str, data: Data, lang: str | None) -> list[dict[
             if missing:
                 raise KbioxlmError(f"record {i} given to the {task} trainer lacks {missing}")
             if task == "re" and (r["label"] not in (0, 1) or isinstance(r["label"], bool)):
-                raise KbioxlmError(f"record {i} given to the re trainer: labels are 0 or 1 (binary relation), got {r['label']!r}")
+                raise KbioxlmError(
+                    f"record {i} given to the re trainer: labels are 0 or 1 (binary relation), got {r['label']!r}"
+                )
             if lang is not None:
                 r["lang"] = lang
             r.setdefault("id", str(i))
@@ -180,7 +261,9 @@ def load_finetune_records(task: str, data: Data, lang: str | None) -> list[dict[
     return [dict(r) for r in read_seqcls(data, lang, task)]
 
 
-def _check_entity_types(cfg: FinetuneConfig, train: list[dict[str, Any]], others: list[tuple[str, Any, list[dict[str, Any]]]]) -> None:
+def _check_entity_types(
+    cfg: FinetuneConfig, train: list[dict[str, Any]], others: list[tuple[str, Any, list[dict[str, Any]]]]
+) -> None:
     """An entity type that never occurs in training can never be predicted; scoring it silently
     changes the metric. Refused with the ``file:line`` of its first tag unless ``allow_unseen_types``."""
     from .ner import entity_types_of  # lazy: torch
@@ -201,8 +284,10 @@ def _check_entity_types(cfg: FinetuneConfig, train: list[dict[str, Any]], others
             loc = f"{name} set, record {rid}"
         sub = " (after --max-train-examples)" if cfg.max_train_examples else ""
         more = f" (also {', '.join(map(repr, unseen[1:]))})" if len(unseen) > 1 else ""
-        raise KbioxlmError(f"{loc}: entity type {etype!r}{more} does not occur in the training set{sub}, so it could "
-                           "never be predicted; fix the tags or pass --allow-unseen-types to score it anyway")
+        raise KbioxlmError(
+            f"{loc}: entity type {etype!r}{more} does not occur in the training set{sub}, so it could "
+            "never be predicted; fix the tags or pass --allow-unseen-types to score it anyway"
+        )
 
 
 def _subsample(records: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
@@ -218,14 +303,18 @@ def _subsample(records: list[dict[str, Any]], n: int | None, seed: int) -> list[
 class _NERTask:
     """NER: encodings per sentence chunk, CRF loss, Viterbi decode, word-level scoring."""
 
-    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]],
-                 labels: list[str] | None = None) -> None:
+    def __init__(
+        self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]], labels: list[str] | None = None
+    ) -> None:
         """``labels``: a saved model's label list (prediction); else built from the data's tags."""
         from .ner import build_label_list, entity_types_of  # lazy: torch
 
         self.cfg, self.tok = cfg, tokenizer
-        self.labels = list(labels) if labels is not None else build_label_list(
-            entity_types_of([r["tags"] for s in all_sets for r in s]))
+        self.labels = (
+            list(labels)
+            if labels is not None
+            else build_label_list(entity_types_of([r["tags"] for s in all_sets for r in s]))
+        )
         self.label2id = {t: i for i, t in enumerate(self.labels)}
 
     def encode(self, records: list[dict[str, Any]]) -> list[Any]:
@@ -266,8 +355,10 @@ class _NERTask:
         return words, ner_scores([r["tags"] for r in records], words)
 
     def rows(self, records: list[dict[str, Any]], preds: list[Any]) -> list[dict[str, Any]]:
-        return [{"id": r["id"], "lang": r["lang"], "tokens": r["tokens"], "tags": r["tags"], "pred": p}
-                for r, p in zip(records, preds)]
+        return [
+            {"id": r["id"], "lang": r["lang"], "tokens": r["tokens"], "tags": r["tags"], "pred": p}
+            for r, p in zip(records, preds)
+        ]
 
     def after_step(self, model: Any) -> None:
         model.crf.enforce()
@@ -282,8 +373,9 @@ class _NERTask:
 class _SeqClsTask:
     """RE (binary, positive-class F1) and DC (multi-label, micro-F1)."""
 
-    def __init__(self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]],
-                 num_labels: int | None = None) -> None:
+    def __init__(
+        self, cfg: FinetuneConfig, tokenizer: Any, all_sets: list[list[dict[str, Any]]], num_labels: int | None = None
+    ) -> None:
         """``num_labels``: a saved model's output count (prediction); else checked from the data's labels."""
         self.cfg, self.tok = cfg, tokenizer
         self.multilabel = cfg.task == "dc"
@@ -354,8 +446,10 @@ class _SeqClsTask:
         return preds, scores
 
     def rows(self, records: list[dict[str, Any]], preds: list[Any]) -> list[dict[str, Any]]:
-        return [{"id": r["id"], "lang": r["lang"], "label": r["label"], "pred": p[0],
-                 "scores": [round(x, 6) for x in p[1]]} for r, p in zip(records, preds)]
+        return [
+            {"id": r["id"], "lang": r["lang"], "label": r["label"], "pred": p[0], "scores": [round(x, 6) for x in p[1]]}
+            for r, p in zip(records, preds)
+        ]
 
     def after_step(self, model: Any) -> None:
         pass
@@ -367,9 +461,13 @@ class _SeqClsTask:
         from .seqcls import collate_seqcls  # lazy: torch
 
         bs = self.cfg.eval_batch_size
-        batches = ({k: v.to(device) for k, v in collate_seqcls(encs[i : i + bs], self.tok.pad_token_id,
-                                                                self.multilabel).items()}
-                   for i in range(0, len(encs), bs))
+        batches = (
+            {
+                k: v.to(device)
+                for k, v in collate_seqcls(encs[i : i + bs], self.tok.pad_token_id, self.multilabel).items()
+            }
+            for i in range(0, len(encs), bs)
+        )
         return model.statistics_of(batches)
 
     def no_decay(self, name: str) -> bool:
@@ -379,8 +477,17 @@ class _SeqClsTask:
 # ------------------------------------------------------------------------------------------ loop
 
 
-def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[Any], bs: int, device: Any,
-              desc: str, progress: bool, accelerator: Any = None) -> tuple[list[Any], dict[str, Any], float]:
+def _evaluate(
+    task: Any,
+    model: Any,
+    records: list[dict[str, Any]],
+    encs: list[Any],
+    bs: int,
+    device: Any,
+    desc: str,
+    progress: bool,
+    accelerator: Any = None,
+) -> tuple[list[Any], dict[str, Any], float]:
     """Predict in length-sorted batches (little padding), restore order, score; returns seconds too.
 
     With an ``accelerator`` (fine-tuning): under its autocast, and over several processes process
@@ -398,7 +505,9 @@ def _evaluate(task: Any, model: Any, records: list[dict[str, Any]], encs: list[A
     mine: list[tuple[int, Any]] = []
     t0 = time.perf_counter()
     with autocast, task.eval_context(model, encs, device), torch.inference_mode():
-        for s in progress_bar(range(0, len(order), bs)[rank::world], desc=desc, enabled=progress and rank == 0, leave=False):
+        for s in progress_bar(
+            range(0, len(order), bs)[rank::world], desc=desc, enabled=progress and rank == 0, leave=False
+        ):
             idx = order[s : s + bs]
             mine.extend(zip(idx, task.predict_batch(model, [encs[i] for i in idx], device)))
     if world > 1:
@@ -510,8 +619,11 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if not train:
         raise KbioxlmError("empty training set")
     if cfg.task == "ner":
-        _check_entity_types(cfg, train, [("dev", cfg.dev, dev), ("test", cfg.test, test),
-                                         *[(k, cfg.extra_tests[k], v) for k, v in extra.items()]])
+        _check_entity_types(
+            cfg,
+            train,
+            [("dev", cfg.dev, dev), ("test", cfg.test, test), *[(k, cfg.extra_tests[k], v) for k, v in extra.items()]],
+        )
     check_model_name(cfg.model, "model")
     check_model_name(cfg.tokenizer, "tokenizer")
 
@@ -569,13 +681,20 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     for epoch in range(1, cfg.epochs + 1):
         trained.train()
         batches = _train_batches([task.length(e) for e in train_enc], cfg.batch_size, gen, cfg.group_by_length)
-        bar = progress_bar(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main,
-                       leave=False)
+        bar = progress_bar(
+            batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", enabled=cfg.progress and main, leave=False
+        )
         running = 0.0
         for n, idx in enumerate(bar, 1):
             part, weight = _share(idx, rank, world)
-            out, _ = micro_step(accelerator, trained, optim, task.collate([train_enc[i] for i in part]),
-                                cfg.max_grad_norm, task.loss_of if world == 1 else _scaled(task.loss_of, weight))
+            out, _ = micro_step(
+                accelerator,
+                trained,
+                optim,
+                task.collate([train_enc[i] for i in part]),
+                cfg.max_grad_norm,
+                task.loss_of if world == 1 else _scaled(task.loss_of, weight),
+            )
             loss = task.loss_of(out).detach()
             if world > 1:  # the whole batch's mean loss, the same in every process
                 loss = accelerator.reduce(loss * (weight / world), reduction="sum")
@@ -586,11 +705,16 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             running += loss.item()
             bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         broadcast_buffers(accelerator, model)
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(1, steps_per_epoch),
-                                 "lr_end": sched.get_last_lr()[0], "steps": sched.last_epoch}
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": running / max(1, steps_per_epoch),
+            "lr_end": sched.get_last_lr()[0],
+            "steps": sched.last_epoch,
+        }
         if dev_enc:
-            _, dscores, _ = _evaluate(task, model, dev, dev_enc, cfg.eval_batch_size, device, "dev", cfg.progress,
-                                      accelerator)
+            _, dscores, _ = _evaluate(
+                task, model, dev, dev_enc, cfg.eval_batch_size, device, "dev", cfg.progress, accelerator
+            )
             entry["dev_f1"] = dscores["f1"]
             say("epoch %d: train loss %.4f, dev F1 %.2f", epoch, entry["train_loss"], dscores["f1"])
             improved = dscores["f1"] > best_f1
@@ -600,8 +724,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         if cfg.log_test_each_epoch:  # reporting only: selection never looks at these
             for name, recs, encs in [("test", test, test_enc)] + [(k, extra[k], extra_enc[k]) for k in extra]:
                 if recs:
-                    _, ts, _ = _evaluate(task, model, recs, encs, cfg.eval_batch_size, device, name, cfg.progress,
-                                         accelerator)
+                    _, ts, _ = _evaluate(
+                        task, model, recs, encs, cfg.eval_batch_size, device, name, cfg.progress, accelerator
+                    )
                     entry[f"{name}_f1"] = ts["f1"]
                     say("epoch %d: %s F1 %.2f (not used for selection)", epoch, name, ts["f1"])
         history.append(entry)
@@ -645,8 +770,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         results["rank_weight_digests"] = gather_objects(accelerator, weight_digest(model))
     pred_rows: list[dict[str, Any]] = []
     if test:
-        preds, scores, secs = _evaluate(task, model, test, test_enc, cfg.eval_batch_size, device, "test", cfg.progress,
-                                        accelerator)
+        preds, scores, secs = _evaluate(
+            task, model, test, test_enc, cfg.eval_batch_size, device, "test", cfg.progress, accelerator
+        )
         results.update({k: v for k, v in scores.items()})
         results["test_seconds"] = round(secs, 3)
         results["test_examples_per_s"] = round(len(test) / secs, 2) if secs > 0 else None
@@ -655,8 +781,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if extra:
         results["extra_tests"] = {}
         for name, recs in extra.items():
-            preds, scores, _ = _evaluate(task, model, recs, extra_enc[name], cfg.eval_batch_size, device, name,
-                                         cfg.progress, accelerator)
+            preds, scores, _ = _evaluate(
+                task, model, recs, extra_enc[name], cfg.eval_batch_size, device, name, cfg.progress, accelerator
+            )
             results["extra_tests"][name] = {"n_test": len(recs), **scores}
             extra_rows[name] = task.rows(recs, preds)
     if cfg.out and main:  # every process holds these results; the main one writes them
@@ -693,8 +820,9 @@ def default_label_names(task: str, num_labels: int) -> list[str]:
     return [str(j) for j in range(num_labels)]
 
 
-def _save_model(model: Any, tokenizer: Any, path: Path, task: Any, cfg: FinetuneConfig,
-                results: dict[str, Any]) -> None:
+def _save_model(
+    model: Any, tokenizer: Any, path: Path, task: Any, cfg: FinetuneConfig, results: dict[str, Any]
+) -> None:
     """Save the selected model as a Hugging Face model of the task (stock class + its labels),
     the parts the stock class lacks beside it (CRF / exact normalized head, safetensors), a model
     card and the task marker; built in a temporary folder and renamed into place.
@@ -717,11 +845,18 @@ def _save_model(model: Any, tokenizer: Any, path: Path, task: Any, cfg: Finetune
             labels = names
         tokenizer.save_pretrained(tmp)
         info = {
-            "format": "kbioxlm-finetuned", "version": 1, "task": cfg.task,
-            "head": "crf" if cfg.task == "ner" else cfg.head, "labels": labels,
-            "max_length": cfg.max_length, "eval_batch_size": cfg.eval_batch_size,
-            "merge_adjacent_unspaced": cfg.merge_adjacent_unspaced, "threshold": cfg.threshold,
-            "adapt_norm": cfg.adapt_norm, "base_model": str(cfg.model), "metric": results.get("metric"),
+            "format": "kbioxlm-finetuned",
+            "version": 1,
+            "task": cfg.task,
+            "head": "crf" if cfg.task == "ner" else cfg.head,
+            "labels": labels,
+            "max_length": cfg.max_length,
+            "eval_batch_size": cfg.eval_batch_size,
+            "merge_adjacent_unspaced": cfg.merge_adjacent_unspaced,
+            "threshold": cfg.threshold,
+            "adapt_norm": cfg.adapt_norm,
+            "base_model": str(cfg.model),
+            "metric": results.get("metric"),
             "test_f1": results.get("f1"),
         }
         (tmp / "README.md").write_text(_model_card(cfg, results, labels), encoding="utf-8")
@@ -743,17 +878,33 @@ def _model_card(cfg: FinetuneConfig, results: dict[str, Any], labels: list[str])
     langs = sorted({*results.get("train_lang", []), *results.get("test_lang", [])})
     files = [cfg.train, cfg.dev, cfg.test]
     datasets = sorted({Path(os.fspath(f)).name for f in files if isinstance(f, (str, os.PathLike))})
-    data = ModelCardData(language=langs or None, license=base_license(cfg.model), base_model=card_base_model(cfg.model),
-                         datasets=datasets or None, pipeline_tag=pipeline_tag, library_name="transformers",
-                         tags=[*TAGS, cfg.task], metrics=["f1"])
+    data = ModelCardData(
+        language=langs or None,
+        license=base_license(cfg.model),
+        base_model=card_base_model(cfg.model),
+        datasets=datasets or None,
+        pipeline_tag=pipeline_tag,
+        library_name="transformers",
+        tags=[*TAGS, cfg.task],
+        metrics=["f1"],
+    )
     stock = "AutoModelForTokenClassification" if cfg.task == "ner" else "AutoModelForSequenceClassification"
+
     def pct(v: Any) -> str:  # percentages, two decimals like the summary line finetune prints
         return "–" if v is None else f"{v:.2f}"
 
     rows = []
     if results.get("f1") is not None:
-        rows.append(["test", ", ".join(results.get("test_lang", [])), results.get("n_test"), pct(results["f1"]),
-                     pct(results.get("precision")), pct(results.get("recall"))])
+        rows.append(
+            [
+                "test",
+                ", ".join(results.get("test_lang", [])),
+                results.get("n_test"),
+                pct(results["f1"]),
+                pct(results.get("precision")),
+                pct(results.get("recall")),
+            ]
+        )
     for name, r in (results.get("extra_tests") or {}).items():
         rows.append([name, "", r.get("n_test"), pct(r.get("f1")), pct(r.get("precision")), pct(r.get("recall"))])
     lines = [
@@ -769,24 +920,30 @@ def _model_card(cfg: FinetuneConfig, results: dict[str, Any], labels: list[str])
         "",
     ]
     lines += table(["set", "language", "examples", "F1", "precision", "recall"], rows) if rows else ["(no test set)"]
-    full = {"ner": "the CRF (Viterbi decoding under BIO constraints, `crf.safetensors`)",
-            "model": "the task's decision rule (argmax; DC: sigmoid >= threshold)",
-            "normalized": "the `normalized` head (masked mean + standardisation + linear, `seqcls_head.safetensors`)"}
+    full = {
+        "ner": "the CRF (Viterbi decoding under BIO constraints, `crf.safetensors`)",
+        "model": "the task's decision rule (argmax; DC: sigmoid >= threshold)",
+        "normalized": "the `normalized` head (masked mean + standardisation + linear, `seqcls_head.safetensors`)",
+    }
     key = "ner" if cfg.task == "ner" else cfg.head
     lines += [
         "",
         "## Use",
         "",
-        f"`{stock}` and `pipeline(\"{pipeline_tag}\")` load this folder with the labels above.",
+        f'`{stock}` and `pipeline("{pipeline_tag}")` load this folder with the labels above.',
     ]
     if cfg.task == "ner":
-        lines.append("They give the argmax of the emission layer for every piece; the scores above come from "
-                     f"{full[key]}, which `kbioxlm predict` runs:")
+        lines.append(
+            "They give the argmax of the emission layer for every piece; the scores above come from "
+            f"{full[key]}, which `kbioxlm predict` runs:"
+        )
     elif cfg.head == "normalized":
-        lines.append("The stock class pools differently (its pooler / head parts are reported as newly initialised); "
-                     "its `classifier` applied to the masked mean of the encoder's last hidden states gives this "
-                     f"head's logits where the stock head is one linear layer. The scores above come from {full[key]}, "
-                     "which `kbioxlm predict` runs:")
+        lines.append(
+            "The stock class pools differently (its pooler / head parts are reported as newly initialised); "
+            "its `classifier` applied to the masked mean of the encoder's last hidden states gives this "
+            f"head's logits where the stock head is one linear layer. The scores above come from {full[key]}, "
+            "which `kbioxlm predict` runs:"
+        )
     else:
         lines.append(f"The stock class is the full model; `kbioxlm predict` applies {full[key]} and scores:")
     lines += ["", "```", "kbioxlm predict --model THIS_FOLDER --input FILE --out PREDICTIONS", "```", ""]

@@ -93,5 +93,10 @@ def multilabel_scores(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int
     tp, fp, fn = (sum(c[k] for c in counts) for k in range(3))
     precision, recall, f = _prf(tp, fp, fn)
     per_label = [_prf(*c)[2] for c in counts]
-    return {"f1": f, "precision": precision, "recall": recall, "macro_f1": sum(per_label) / width,
-            "per_label": per_label}
+    return {
+        "f1": f,
+        "precision": precision,
+        "recall": recall,
+        "macro_f1": sum(per_label) / width,
+        "per_label": per_label,
+    }

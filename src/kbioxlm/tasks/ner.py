@@ -187,8 +187,9 @@ def _is_marker(tok: str) -> bool:
     return tok.strip("▁Ġ#") == ""
 
 
-def _encode_chunk(tokenizer: Any, words: list[str], tags: list[str], sep: str, label2id: dict[str, int],
-                  max_length: int) -> tuple[NEREncoding, int] | None:
+def _encode_chunk(
+    tokenizer: Any, words: list[str], tags: list[str], sep: str, label2id: dict[str, int], max_length: int
+) -> tuple[NEREncoding, int] | None:
     """Encode ``words``; return the encoding and the number of words that fit (None if not even one)."""
     text_parts: list[str] = []
     spans: list[tuple[int, int]] = []
@@ -264,8 +265,9 @@ def _encode_chunk(tokenizer: Any, words: list[str], tags: list[str], sep: str, l
     return NEREncoding(ids, unit_index, unit_labels, -1, 0, word_unit, word_first), len(words)
 
 
-def encode_ner(tokenizer: Any, records: list[dict[str, Any]], label2id: dict[str, int], max_length: int,
-               unspaced: Any) -> list[NEREncoding]:
+def encode_ner(
+    tokenizer: Any, records: list[dict[str, Any]], label2id: dict[str, int], max_length: int, unspaced: Any
+) -> list[NEREncoding]:
     """Encode sentences into (possibly several) chunks; ``unspaced(lang)`` picks the join separator."""
     out: list[NEREncoding] = []
     for ri, rec in enumerate(records):
@@ -277,8 +279,15 @@ def encode_ner(tokenizer: Any, records: list[dict[str, Any]], label2id: dict[str
             res = _encode_chunk(tokenizer, words[start:], tags[start:], sep, label2id, max_length)
             if res is None:  # a single word longer than max_length pieces: encode it truncated
                 enc = tokenizer(words[start], truncation=True, max_length=max_length)
-                e = NEREncoding(enc["input_ids"], [1 if len(enc["input_ids"]) > 2 else 0],
-                                [label2id.get(repair_iob2([tags[start]])[0], 0)], ri, start, [0], [True])
+                e = NEREncoding(
+                    enc["input_ids"],
+                    [1 if len(enc["input_ids"]) > 2 else 0],
+                    [label2id.get(repair_iob2([tags[start]])[0], 0)],
+                    ri,
+                    start,
+                    [0],
+                    [True],
+                )
                 out.append(e)
                 start += 1
                 continue
@@ -309,8 +318,13 @@ def merge_adjacent_same_type(tags: list[str]) -> list[str]:
     return out
 
 
-def decode_words(enc_chunks: list[NEREncoding], unit_preds: list[list[int]], id2label: list[str],
-                 n_words: list[int], merge_same_type: list[bool] | None = None) -> list[list[str]]:
+def decode_words(
+    enc_chunks: list[NEREncoding],
+    unit_preds: list[list[int]],
+    id2label: list[str],
+    n_words: list[int],
+    merge_same_type: list[bool] | None = None,
+) -> list[list[str]]:
     """Map unit predictions back to one tag per word of every sentence.
 
     ``merge_same_type[i]`` applies :func:`merge_adjacent_same_type` to sentence ``i``.
@@ -372,8 +386,10 @@ class EncoderCRFTagger(nn.Module):
         stock = AutoModelForTokenClassification.from_config(config)
         head = getattr(stock, "classifier", None)
         if not isinstance(head, nn.Linear) or head.weight.shape != self.classifier.weight.shape:
-            raise ValueError(f"{type(stock).__name__} has no linear 'classifier' of shape "
-                             f"{tuple(self.classifier.weight.shape)}; cannot save in its layout")
+            raise ValueError(
+                f"{type(stock).__name__} has no linear 'classifier' of shape "
+                f"{tuple(self.classifier.weight.shape)}; cannot save in its layout"
+            )
         load_encoder_state(getattr(stock, stock.base_model_prefix), self.encoder.state_dict())
         head.load_state_dict(self.classifier.state_dict())
         stock.config.architectures = [type(stock).__name__]
@@ -402,21 +418,30 @@ class EncoderCRFTagger(nn.Module):
         tagger.crf.enforce()
         return tagger.eval()
 
-    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, unit_index: torch.Tensor) -> torch.Tensor:
+    def emissions(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, unit_index: torch.Tensor
+    ) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         idx = unit_index.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         units = torch.gather(hidden, 1, idx)  # [B, U, H]: first-piece representation of each unit
         return self.classifier(self.dropout(units))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, unit_index: torch.Tensor,
-                unit_mask: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        unit_index: torch.Tensor,
+        unit_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean negative log-likelihood per sentence (``labels`` given)."""
         em = self.emissions(input_ids, attention_mask, unit_index)
         return -self.crf(em, labels, mask=unit_mask, reduction="mean")
 
     @torch.no_grad()
-    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, unit_index: torch.Tensor,
-               unit_mask: torch.Tensor) -> list[list[int]]:
+    def decode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, unit_index: torch.Tensor, unit_mask: torch.Tensor
+    ) -> list[list[int]]:
         em = self.emissions(input_ids, attention_mask, unit_index)
         return self.crf.decode(em, mask=unit_mask)
 

@@ -53,9 +53,13 @@ class Finetuned:
 def _task_info(folder: Path) -> dict[str, Any]:
     """Settings of a saved model; older save layouts get the defaults they were trained with."""
     defaults = FinetuneConfig(task="ner", model="", train=[])
-    base = {"max_length": defaults.max_length, "eval_batch_size": defaults.eval_batch_size,
-            "merge_adjacent_unspaced": defaults.merge_adjacent_unspaced, "threshold": defaults.threshold,
-            "adapt_norm": False}
+    base = {
+        "max_length": defaults.max_length,
+        "eval_batch_size": defaults.eval_batch_size,
+        "merge_adjacent_unspaced": defaults.merge_adjacent_unspaced,
+        "threshold": defaults.threshold,
+        "adapt_norm": False,
+    }
     marker = folder / MODEL_MARKER
     if marker.is_file():
         try:
@@ -67,8 +71,10 @@ def _task_info(folder: Path) -> dict[str, Any]:
         return {**base, **info}
     pickled = [f for f in LEGACY_PICKLES if (folder / f).is_file()]
     if pickled:
-        raise KbioxlmError(f"{folder}: saved in the old pickled format ({pickled[0]}), which is not loaded (unpickling "
-                           "can run code); fine-tune again with --save-model")
+        raise KbioxlmError(
+            f"{folder}: saved in the old pickled format ({pickled[0]}), which is not loaded (unpickling "
+            "can run code); fine-tune again with --save-model"
+        )
     if (folder / "ner_head.safetensors").is_file():
         return {**base, "task": "ner", "head": "crf"}
     if (folder / "seqcls_head.json").is_file():
@@ -122,9 +128,16 @@ def _is_jsonl(path: Path) -> bool:
     return path.suffix in (".jsonl", ".json") or _sniff_jsonl(path)
 
 
-def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], out: str | os.PathLike[str],
-                fmt: str = "auto", lang: str | None = None, batch_size: int | None = None,
-                num_threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+def run_predict(
+    model: str | os.PathLike[str],
+    input: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    fmt: str = "auto",
+    lang: str | None = None,
+    batch_size: int | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Predict every record of ``input`` into ``out`` (atomically); returns the counts and, when
     every record has a gold label, the scores (``f1`` ...) under the fine-tuning metrics."""
     import torch  # lazy: torch; `kbioxlm --help` imports this module
@@ -163,11 +176,18 @@ def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], ou
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and num_threads:
         torch.set_num_threads(num_threads)
-    cfg = FinetuneConfig(task=task_name, model=str(model), train=[], max_length=int(info["max_length"]),
-                         eval_batch_size=int(batch_size or info["eval_batch_size"]),
-                         merge_adjacent_unspaced=bool(info["merge_adjacent_unspaced"]),
-                         threshold=float(info["threshold"]), adapt_norm=bool(info["adapt_norm"]),
-                         head=str(info.get("head") if task_name != "ner" else "model"), progress=progress)
+    cfg = FinetuneConfig(
+        task=task_name,
+        model=str(model),
+        train=[],
+        max_length=int(info["max_length"]),
+        eval_batch_size=int(batch_size or info["eval_batch_size"]),
+        merge_adjacent_unspaced=bool(info["merge_adjacent_unspaced"]),
+        threshold=float(info["threshold"]),
+        adapt_norm=bool(info["adapt_norm"]),
+        head=str(info.get("head") if task_name != "ner" else "model"),
+        progress=progress,
+    )
     if task_name == "ner":
         task: Any = _NERTask(cfg, saved.tokenizer, [], labels=info["labels"])
         for r in records:  # placeholder gold for unlabelled sentences; never scored (see has_gold)
@@ -190,12 +210,20 @@ def run_predict(model: str | os.PathLike[str], input: str | os.PathLike[str], ou
         _write_conll(out, rows)
     else:
         write_jsonl(out, rows)
-    result: dict[str, Any] = {"task": task_name, "n": len(records), "n_labelled": sum(has_gold), "out": str(out),
-                              "format": out_fmt, "seconds": round(secs, 3)}
+    result: dict[str, Any] = {
+        "task": task_name,
+        "n": len(records),
+        "n_labelled": sum(has_gold),
+        "out": str(out),
+        "format": out_fmt,
+        "seconds": round(secs, 3),
+    }
     if all(has_gold):
         result.update({"metric": METRIC_NAMES[task_name], **scores})
     elif any(has_gold):
-        log.warning("%d of %d records have gold labels: no scores (score a fully labelled file)", sum(has_gold), len(records))
+        log.warning(
+            "%d of %d records have gold labels: no scores (score a fully labelled file)", sum(has_gold), len(records)
+        )
     return result
 
 
@@ -216,24 +244,37 @@ def _write_conll(out: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Non
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``kbioxlm predict`` (kept here so the command's options live with its code)."""
     p.add_argument("--model", required=True, help="folder written by 'kbioxlm finetune --save-model' (OUT/model)")
-    p.add_argument("--input", required=True,
-                   help="NER: release CoNLL (token[<TAB>tag] lines) or NER JSONL; RE/DC: JSON lines; gold labels optional")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="NER: release CoNLL (token[<TAB>tag] lines) or NER JSONL; RE/DC: JSON lines; gold labels optional",
+    )
     p.add_argument("--out", required=True, help="predictions file, written atomically")
-    p.add_argument("--format", choices=FORMATS, default="auto",
-                   help="output format; auto = the input's (CoNLL in, CoNLL out; JSONL in, JSONL out)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="output format; auto = the input's (CoNLL in, CoNLL out; JSONL in, JSONL out)",
+    )
     p.add_argument("--lang", help="language of --input (default: from the records or detected from the script)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="examples per forward pass (default: the fine-tuning run's evaluation batch size)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="examples per forward pass (default: the fine-tuning run's evaluation batch size)",
+    )
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="tag / classify a file with a model saved by 'finetune --save-model' (prints F1 on labelled input)",
+        "predict",
+        help="tag / classify a file with a model saved by 'finetune --save-model' (prints F1 on labelled input)",
         description="Run a fine-tuned model (CRF decoding for NER, the task's decision rule for RE/DC) on a file. "
         "When every record of the input has gold labels, also prints the scores (same metric and number as finetune).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_arguments(p)
     p.set_defaults(func=_predict)
 
@@ -241,12 +282,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise KbioxlmError("--batch-size must be >= 1")
-    res = run_predict(args.model, args.input, args.out, args.format, args.lang, args.batch_size, args.num_threads,
-                      progress=not args.no_progress)
+    res = run_predict(
+        args.model,
+        args.input,
+        args.out,
+        args.format,
+        args.lang,
+        args.batch_size,
+        args.num_threads,
+        progress=not args.no_progress,
+    )
     if "f1" in res:
-        print(f"{res['task']}: f1={res['f1']:.2f} p={res['precision']:.2f} r={res['recall']:.2f} "
-              f"n={res['n']} -> {res['out']}")
+        print(
+            f"{res['task']}: f1={res['f1']:.2f} p={res['precision']:.2f} r={res['recall']:.2f} "
+            f"n={res['n']} -> {res['out']}"
+        )
     else:
-        print(f"{res['task']}: predicted {res['n']} records ({res['n_labelled']} with gold labels, not scored) "
-              f"-> {res['out']}")
+        print(
+            f"{res['task']}: predicted {res['n']} records ({res['n_labelled']} with gold labels, not scored) "
+            f"-> {res['out']}"
+        )
     return 0

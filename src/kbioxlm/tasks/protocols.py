@@ -117,10 +117,16 @@ def release_datasets(root: str | os.PathLike[str] | None = None) -> dict[str, Da
             unit="sentence",
             dev_overlaps_test=True,
             files={
-                "en": {"train": ade / "eng_to_zh" / "train.txt", "dev": ade / "eng_to_zh" / "dev.txt",
-                       "test": ade / "zh_to_eng" / "test.txt"},
-                "zh": {"train": ade / "zh_to_eng" / "train.txt", "dev": ade / "zh_to_eng" / "dev.txt",
-                       "test": ade / "eng_to_zh" / "test.txt"},
+                "en": {
+                    "train": ade / "eng_to_zh" / "train.txt",
+                    "dev": ade / "eng_to_zh" / "dev.txt",
+                    "test": ade / "zh_to_eng" / "test.txt",
+                },
+                "zh": {
+                    "train": ade / "zh_to_eng" / "train.txt",
+                    "dev": ade / "zh_to_eng" / "dev.txt",
+                    "test": ade / "eng_to_zh" / "test.txt",
+                },
             },
         )
     }
@@ -133,10 +139,16 @@ def release_datasets(root: str | os.PathLike[str] | None = None) -> dict[str, Da
             display=name.upper() if name == "gad" else "HoC",
             unit=unit,
             files={
-                "en": {"train": base / f"{up}_hf_en_zh" / "train.json", "dev": base / f"{up}_hf_en_zh" / "dev.json",
-                       "test": base / f"{up}_hf_en_zh" / "test_en.json"},
-                "zh": {"train": base / f"{up}_hf_zh_en" / "train.json", "dev": base / f"{up}_hf_zh_en" / "dev.json",
-                       "test": base / f"{up}_hf_zh_en" / "test_zh.json"},
+                "en": {
+                    "train": base / f"{up}_hf_en_zh" / "train.json",
+                    "dev": base / f"{up}_hf_en_zh" / "dev.json",
+                    "test": base / f"{up}_hf_en_zh" / "test_en.json",
+                },
+                "zh": {
+                    "train": base / f"{up}_hf_zh_en" / "train.json",
+                    "dev": base / f"{up}_hf_zh_en" / "dev.json",
+                    "test": base / f"{up}_hf_zh_en" / "test_zh.json",
+                },
             },
         )
     return out
@@ -168,10 +180,18 @@ def user_dataset(spec: dict[str, Any], where_: str = "config") -> DatasetSpec:
             raise KbioxlmError(f"{where_}: task {name!r}: files.{lang} must map train/dev/test to paths")
         unknown = set(splits) - set(SPLITS)
         if unknown:
-            raise KbioxlmError(f"{where_}: task {name!r}: files.{lang}: unknown split(s) {', '.join(sorted(map(str, unknown)))}")
+            raise KbioxlmError(
+                f"{where_}: task {name!r}: files.{lang}: unknown split(s) {', '.join(sorted(map(str, unknown)))}"
+            )
         out[str(lang)] = {s: (Path(str(splits[s])).expanduser() if splits.get(s) else None) for s in SPLITS}
-    return DatasetSpec(name=name, task=task, files=out, unit=unit, display=str(spec.get("display", name)),
-                       dev_overlaps_test=bool(spec.get("dev_overlaps_test", False)))
+    return DatasetSpec(
+        name=name,
+        task=task,
+        files=out,
+        unit=unit,
+        display=str(spec.get("display", name)),
+        dev_overlaps_test=bool(spec.get("dev_overlaps_test", False)),
+    )
 
 
 def parse_direction(text: str) -> tuple[str, str]:
@@ -242,8 +262,10 @@ def sample_fewshot(
     """
     units = shuffled_units(records, unit, f"fewshot|{dataset}|{lang}|{seed}")
     if k > len(units):
-        raise KbioxlmError(f"few-shot K={k} but the {lang or 'target'} train set of {dataset or 'the dataset'} "
-                           f"has only {len(units)} {unit}s")
+        raise KbioxlmError(
+            f"few-shot K={k} but the {lang or 'target'} train set of {dataset or 'the dataset'} "
+            f"has only {len(units)} {unit}s"
+        )
     chosen = units[:k]
     picked = [records[i] for grp in chosen for i in grp]
     return picked, [unit_key(records[grp[0]], unit) for grp in chosen]
@@ -387,11 +409,19 @@ def build_cell_data(
     }
     if setting == "few-shot":
         tgt_path = _need(ds, target, "train")
-        picked, ids = sample_fewshot(read(tgt_path, target, task), shots, sampling_seed, ds.unit,
-                                     dataset=ds.name, lang=target)
-        sampled["fewshot"] = {"from": str(tgt_path), "lang": target, "unit": ds.unit, "k": shots,
-                              "sampling_seed": sampling_seed, "mode": fewshot_mode, "ids": ids,
-                              "n_records": len(picked)}
+        picked, ids = sample_fewshot(
+            read(tgt_path, target, task), shots, sampling_seed, ds.unit, dataset=ds.name, lang=target
+        )
+        sampled["fewshot"] = {
+            "from": str(tgt_path),
+            "lang": target,
+            "unit": ds.unit,
+            "k": shots,
+            "sampling_seed": sampling_seed,
+            "mode": fewshot_mode,
+            "ids": ids,
+            "n_records": len(picked),
+        }
         train = picked if fewshot_mode == "alone" else list(src_train) + list(picked)
         manifest["fewshot_mode"] = fewshot_mode
         manifest["fewshot_file"] = str(tgt_path)
@@ -399,7 +429,14 @@ def build_cell_data(
             manifest["train_files"] = [str(tgt_path)]
         else:
             manifest["train_files"].append(str(tgt_path))
-    manifest.update({"n_train": len(train), "n_dev": len(dev), "n_test": len(test),
-                     "max_train_examples": max_train_examples, "max_dev_examples": max_dev_examples,
-                     "max_test_examples": max_test_examples})
+    manifest.update(
+        {
+            "n_train": len(train),
+            "n_dev": len(dev),
+            "n_test": len(test),
+            "max_train_examples": max_train_examples,
+            "max_dev_examples": max_dev_examples,
+            "max_test_examples": max_test_examples,
+        }
+    )
     return CellData(train=train, dev=dev, test=test, manifest=manifest, sampled_ids=sampled)

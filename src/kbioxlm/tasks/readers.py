@@ -18,7 +18,6 @@ from ..io import iter_jsonl, iter_lines
 from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
 
 
-
 def _is_han(ch: str) -> bool:
     cp = ord(ch)
     return (
@@ -128,8 +127,10 @@ def _read_conll(path: Path, lang: str | None, labelled: bool = True) -> list[NER
         if tokens and not labelled:
             missing = [ln for ln, t in zip(tag_lines, tags) if not t]
             if missing and len(missing) < len(tags):
-                raise KbioxlmError(f"{where(path, missing[0])}: token without a tag in a sentence whose other "
-                                   "tokens have one (tag every token of a sentence, or none)")
+                raise KbioxlmError(
+                    f"{where(path, missing[0])}: token without a tag in a sentence whose other "
+                    "tokens have one (tag every token of a sentence, or none)"
+                )
             if missing:
                 tags = None  # type: ignore[assignment]
         tag_lines = []
@@ -227,7 +228,9 @@ def _parse_label(value: Any, task: str | None, path: Path, lineno: int) -> int |
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
         label = int(value)
     else:
-        raise KbioxlmError(f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1, got {value!r}")
+        raise KbioxlmError(
+            f"{where(path, lineno)}: label must be an int, a digit string or a list of 0/1, got {value!r}"
+        )
     if task == "re" and label not in RE_LABELS:
         raise KbioxlmError(f"{where(path, lineno)}: task 're' labels are 0 or 1 (binary relation), got {value!r}")
     return label
@@ -248,8 +251,9 @@ def find_tag_line(path: str | os.PathLike[str], entity_type: str) -> int | None:
     return None
 
 
-def read_seqcls(path: str | os.PathLike[str], lang: str | None = None, task: str | None = None,
-                labelled: bool = True) -> list[SeqClsRecord]:
+def read_seqcls(
+    path: str | os.PathLike[str], lang: str | None = None, task: str | None = None, labelled: bool = True
+) -> list[SeqClsRecord]:
     """Read release JSON lines ``{"id","sentence","label"}`` or the project's ``{"id","lang","text","label"}``.
 
     GAD labels ``"0"``/``"1"`` become ints, HoC labels stay 10-dim 0/1 lists. ``task`` (``re``/``dc``)

@@ -84,7 +84,7 @@ class Scores:
         """Every (setting, shots, direction) with scores, in the order of the paper's tables."""
         out = []
         for setting in ("zero-shot", "few-shot", "monolingual"):
-            for k in (self.shots() if setting == "few-shot" else [0]):
+            for k in self.shots() if setting == "few-shot" else [0]:
                 out += [(setting, k, di) for di in self.directions(setting, k)]
         return out
 
@@ -95,7 +95,9 @@ class Scores:
         vals = self.seeds(model, dataset, setting, shots, direction)
         return summarize(list(vals.values())) if vals else None
 
-    def avg_seeds(self, model: str, datasets: Sequence[str], setting: str, shots: int, direction: str) -> dict[int, float]:
+    def avg_seeds(
+        self, model: str, datasets: Sequence[str], setting: str, shots: int, direction: str
+    ) -> dict[int, float]:
         """Per seed, the mean over ``datasets`` (only the seeds every dataset ran)."""
         per = [self.seeds(model, d, setting, shots, direction) for d in datasets]
         if not per or any(not p for p in per):
@@ -115,12 +117,17 @@ class Scores:
             std = statistics.stdev(self.avg_seeds(model, datasets, setting, shots, direction).values())
         return statistics.fmean(means), std, n
 
-    def entry(self, model: str, dataset: str | None, datasets: Sequence[str], setting: str, shots: int,
-              direction: str) -> tuple[Stat | None, dict[int, float]]:
+    def entry(
+        self, model: str, dataset: str | None, datasets: Sequence[str], setting: str, shots: int, direction: str
+    ) -> tuple[Stat | None, dict[int, float]]:
         """(summary, per-seed scores) of one dataset, or of the AVG over ``datasets`` when ``dataset`` is None."""
         if dataset is None:
-            return self.avg(model, datasets, setting, shots, direction), self.avg_seeds(model, datasets, setting, shots, direction)
-        return self.cell(model, dataset, setting, shots, direction), self.seeds(model, dataset, setting, shots, direction)
+            return self.avg(model, datasets, setting, shots, direction), self.avg_seeds(
+                model, datasets, setting, shots, direction
+            )
+        return self.cell(model, dataset, setting, shots, direction), self.seeds(
+            model, dataset, setting, shots, direction
+        )
 
 
 def summarize(values: Sequence[float]) -> Stat:
@@ -142,9 +149,11 @@ def supported(a: dict[int, float], b: dict[int, float]) -> bool:
     return d is not None and d[1] is not None and d[0] > d[1]
 
 
-BOLD_RULE = ("Bold: the best mean of a row (Table 4 layout) or column (the other layouts), only when it ran on at "
-             "least 2 seeds shared with every other model there and, against each of them, the mean of the paired "
-             "(same-seed) differences exceeds their sample sd; with one seed nothing is bold.")
+BOLD_RULE = (
+    "Bold: the best mean of a row (Table 4 layout) or column (the other layouts), only when it ran on at "
+    "least 2 seeds shared with every other model there and, against each of them, the mean of the paired "
+    "(same-seed) differences exceeds their sample sd; with one seed nothing is bold."
+)
 
 
 def fmt(stat: Stat | None, bold: bool = False) -> str:
@@ -162,7 +171,9 @@ def _row_cells(entries: list[tuple[Stat | None, dict[int, float]]]) -> list[str]
     if len(present) >= 2:
         top = max(entries[i][0][0] for i in present)  # type: ignore[index]
         winners = [i for i in present if entries[i][0][0] == top]  # type: ignore[index]
-        if len(winners) == 1 and all(supported(entries[winners[0]][1], entries[j][1]) for j in present if j != winners[0]):
+        if len(winners) == 1 and all(
+            supported(entries[winners[0]][1], entries[j][1]) for j in present if j != winners[0]
+        ):
             best = winners[0]
     return [fmt(st, bold=i == best) for i, (st, _) in enumerate(entries)]
 
@@ -192,7 +203,9 @@ def zero_shot_table(sc: Scores, models: list[str], datasets: list[str]) -> str |
     return _table(["Direction", "Dataset", *models], rows)
 
 
-def _by_model_block(sc: Scores, models: list[str], datasets: list[str], setting: str, shots: int, di: str) -> list[list[str]]:
+def _by_model_block(
+    sc: Scores, models: list[str], datasets: list[str], setting: str, shots: int, di: str
+) -> list[list[str]]:
     """Rows = models, columns = datasets + AVG; the best of each column in bold (when supported)."""
     cols = [_row_cells([sc.entry(m, d, datasets, setting, shots, di) for m in models]) for d in [*datasets, None]]
     return [[m, *(c[i] for c in cols)] for i, m in enumerate(models)]
@@ -204,8 +217,10 @@ def zero_shot_by_model_table(sc: Scores, models: list[str], datasets: list[str])
     if not dirs:
         return None
     header = ["Model", *[sc.labels[d] for d in datasets], "AVG"]
-    return "\n\n".join(f"*{direction_label(di)}*\n\n" + _table(header, _by_model_block(sc, models, datasets, "zero-shot", 0, di))
-                        for di in dirs)
+    return "\n\n".join(
+        f"*{direction_label(di)}*\n\n" + _table(header, _by_model_block(sc, models, datasets, "zero-shot", 0, di))
+        for di in dirs
+    )
 
 
 def fewshot_table(sc: Scores, models: list[str], datasets: list[str]) -> str | None:
@@ -251,8 +266,14 @@ def paired_table(sc: Scores, models: list[str], datasets: list[str]) -> str | No
     for setting, k, di in sc.panels():
         rows = []
         for m in models[1:]:
-            cells = [_signed(paired_difference(sc.entry(m, d, datasets, setting, k, di)[1],
-                                               sc.entry(ref, d, datasets, setting, k, di)[1])) for d in [*datasets, None]]
+            cells = [
+                _signed(
+                    paired_difference(
+                        sc.entry(m, d, datasets, setting, k, di)[1], sc.entry(ref, d, datasets, setting, k, di)[1]
+                    )
+                )
+                for d in [*datasets, None]
+            ]
             rows.append([f"{m} − {ref}", *cells])
         title = f"*{_panel_setting(setting, k)} {direction_label(di)}*"
         blocks.append(title + "\n\n" + _table(["Difference", *[sc.labels[d] for d in datasets], "AVG"], rows))
@@ -273,7 +294,9 @@ def sizes_table(sc: Scores, datasets: list[str]) -> str | None:
         cells = []
         for d in datasets:
             size = sc.sizes.get((d, setting, k, di))
-            cells.append(DASH if size is None else " / ".join(_count_range(size[x]) for x in ("n_train", "n_dev", "n_test")))
+            cells.append(
+                DASH if size is None else " / ".join(_count_range(size[x]) for x in ("n_train", "n_dev", "n_test"))
+            )
         rows.append([f"{_panel_setting(setting, k)} {direction_label(di)}", *cells])
     return _table(["Cells", *[sc.labels[d] for d in datasets]], rows) if rows else None
 
@@ -282,11 +305,17 @@ def caps_line(cfg: BenchmarkConfig | None) -> str:
     """The example caps of the config (``max_*_examples``), stated with the tables they shape."""
     if cfg is None:
         return "Caps on the examples per cell: not recorded (report written without the config)."
+
     def cap(v: int | None, what: str) -> str:
         return f"{what} {'none (all)' if v is None else f'{v:,}'}"
-    return ("Caps on the examples per cell (max_train_examples / max_dev_examples / max_test_examples): "
-            + ", ".join((cap(cfg.max_train_examples, "train"), cap(cfg.max_dev_examples, "dev"),
-                         cap(cfg.max_test_examples, "test"))) + ".")
+
+    return (
+        "Caps on the examples per cell (max_train_examples / max_dev_examples / max_test_examples): "
+        + ", ".join(
+            (cap(cfg.max_train_examples, "train"), cap(cfg.max_dev_examples, "dev"), cap(cfg.max_test_examples, "test"))
+        )
+        + "."
+    )
 
 
 def render_markdown(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | None = None) -> str:
@@ -310,7 +339,10 @@ def render_markdown(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | No
     ]
     sections = [
         ("Cross-lingual zero-shot (layout of Table 4)", zero_shot_table(sc, models, datasets)),
-        ("Cross-lingual zero-shot per model (layout of Table 7, ablations)", zero_shot_by_model_table(sc, models, datasets)),
+        (
+            "Cross-lingual zero-shot per model (layout of Table 7, ablations)",
+            zero_shot_by_model_table(sc, models, datasets),
+        ),
         ("Cross-lingual few-shot (layout of Table 5)", fewshot_table(sc, models, datasets)),
         ("Monolingual (layout of Table 6)", monolingual_table(sc, models, datasets)),
     ]
@@ -319,14 +351,27 @@ def render_markdown(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | No
             parts += [f"## {title}", "", body, ""]
     paired = paired_table(sc, models, datasets)
     if paired:
-        parts += [f"## Paired differences against {models[0]}", "",
-                  f"Each model's score minus {models[0]}'s on the same seed (same data, same sampling), then mean ± "
-                  f"sample sd over the seeds both ran (n); {DASH} = fewer than 2 shared seeds. A difference whose mean "
-                  "does not exceed its sd is within the seed-to-seed noise.", "", paired, ""]
+        parts += [
+            f"## Paired differences against {models[0]}",
+            "",
+            f"Each model's score minus {models[0]}'s on the same seed (same data, same sampling), then mean ± "
+            f"sample sd over the seeds both ran (n); {DASH} = fewer than 2 shared seeds. A difference whose mean "
+            "does not exceed its sd is within the seed-to-seed noise.",
+            "",
+            paired,
+            "",
+        ]
     sizes = sizes_table(sc, datasets)
     if sizes:
-        parts += ["## Examples per cell", "", "train / dev / test examples each cell used (a range when models or seeds "
-                  "differ); scores on a few dozen test examples move by several points per example.", "", sizes, ""]
+        parts += [
+            "## Examples per cell",
+            "",
+            "train / dev / test examples each cell used (a range when models or seeds "
+            "differ); scores on a few dozen test examples move by several points per example.",
+            "",
+            sizes,
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -368,12 +413,24 @@ def figure(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | None = None
             for bar, st in zip(bars, stats):
                 if st is None:
                     bar.set_visible(False)
-            label_bars(ax, bars, [fmt(st).split(" ")[0] if st else "n/a" for st in stats],
-                       fontsize="x-small", rotation=90 if len(models) > 3 else 0)
+            label_bars(
+                ax,
+                bars,
+                [fmt(st).split(" ")[0] if st else "n/a" for st in stats],
+                fontsize="x-small",
+                rotation=90 if len(models) > 3 else 0,
+            )
             err = [(x, st[0], st[1]) for x, st in zip(xs, stats) if st is not None and st[1] is not None]
             if err:
-                ax.errorbar([e[0] for e in err], [e[1] for e in err], yerr=[e[2] for e in err], fmt="none",
-                            ecolor="black", capsize=2, linewidth=0.8)
+                ax.errorbar(
+                    [e[0] for e in err],
+                    [e[1] for e in err],
+                    yerr=[e[2] for e in err],
+                    fmt="none",
+                    ecolor="black",
+                    capsize=2,
+                    linewidth=0.8,
+                )
             top = max([top, *(st[0] + (st[1] or 0.0) for st in stats if st)])
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(groups)))
@@ -382,8 +439,10 @@ def figure(records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | None = None
         ax.set_ylim(-3.0, max(100.0, top * 1.12))
         n_seeds = sorted({len(sc.seeds(m, d, setting, k, di)) for m in models for d in datasets} - {0})
         seeds = "/".join(map(str, n_seeds)) or "0"
-        ax.set_title(f"{title} ({seeds} seed{'s' if n_seeds != [1] else ''}"
-                     f"{'; bars ± sample sd' if any(x >= 2 for x in n_seeds) else ''})")
+        ax.set_title(
+            f"{title} ({seeds} seed{'s' if n_seeds != [1] else ''}"
+            f"{'; bars ± sample sd' if any(x >= 2 for x in n_seeds) else ''})"
+        )
         ax.grid(axis="y", alpha=0.3)
     if panels:
         axes[0].legend(fontsize="small", ncol=min(4, len(models)))
@@ -397,8 +456,9 @@ def _panel_setting(setting: str, shots: int) -> str:
     return f"{shots}-shot" if setting == "few-shot" else setting
 
 
-def write_report(out: str | os.PathLike[str], records: Sequence[dict[str, Any]],
-                 cfg: BenchmarkConfig | None = None) -> tuple[Path, Path]:
+def write_report(
+    out: str | os.PathLike[str], records: Sequence[dict[str, Any]], cfg: BenchmarkConfig | None = None
+) -> tuple[Path, Path]:
     """Write ``out/results.md`` and ``out/results.png`` atomically; returns their paths."""
     out = Path(out)
     md, png = out / "results.md", out / "results.png"

@@ -78,8 +78,9 @@ def collate_seqcls(batch: list[SeqClsEncoding], pad_id: int, multilabel: bool) -
     return {"input_ids": ids, "attention_mask": att, "labels": labels}
 
 
-def build_seqcls_model(model: str, num_labels: int, multilabel: bool,
-                       classifier_dropout: float | None = None) -> tuple[Any, set[str]]:
+def build_seqcls_model(
+    model: str, num_labels: int, multilabel: bool, classifier_dropout: float | None = None
+) -> tuple[Any, set[str]]:
     """Load any encoder with a fresh classification head of ``num_labels`` outputs.
 
     Also returns the names of the parameters the checkpoint did not provide, so the trainer can give
@@ -146,8 +147,9 @@ class NormalizedPoolingClassifier(torch.nn.Module):
             mean.copy_(saved[0])
             var.copy_(saved[1])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor | None = None) -> SeqClsOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> SeqClsOutput:
         pooled = self.pool(input_ids, attention_mask)
         if self.training and pooled.shape[0] == 1:  # batch statistics need two rows: use the running ones
             self.norm.eval()
@@ -186,7 +188,9 @@ class NormalizedPoolingClassifier(torch.nn.Module):
         stock = AutoModelForSequenceClassification.from_config(config)
         prefix = stock.base_model_prefix
         load_encoder_state(getattr(stock, prefix), self.encoder.state_dict())
-        state = {f"{prefix}.{k}": v for k, v in self.encoder.state_dict().items() if f"{prefix}.{k}" in stock.state_dict()}
+        state = {
+            f"{prefix}.{k}": v for k, v in self.encoder.state_dict().items() if f"{prefix}.{k}" in stock.state_dict()
+        }
         head = getattr(stock, "classifier", None)
         if isinstance(head, torch.nn.Linear) and head.weight.shape == self.classifier.weight.shape:
             with torch.no_grad():
@@ -233,8 +237,9 @@ def save_seqcls_model(model: Any, path: str | os.PathLike[str], id2label: dict[i
     model.save_pretrained(path)
 
 
-def build_normalized_model(model: str, num_labels: int, multilabel: bool,
-                           dropout: float | None = None) -> tuple[Any, set[str]]:
+def build_normalized_model(
+    model: str, num_labels: int, multilabel: bool, dropout: float | None = None
+) -> tuple[Any, set[str]]:
     """The ``normalized`` head on any ``AutoModel`` encoder; every head parameter is new."""
     kwargs: dict[str, Any] = {"add_pooling_layer": False} if _has_pooler_arg(model) else {}
     encoder = AutoModel.from_pretrained(model, **kwargs)

@@ -33,7 +33,9 @@ class Backend(Protocol):
 
     def version(self, kind: str) -> str: ...
 
-    def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None: ...
+    def translate_many(
+        self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult
+    ) -> None: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,7 +56,9 @@ class OpenAIBackend:
     def version(self, kind: str) -> str:
         return self.templates[kind].version
 
-    def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None:
+    def translate_many(
+        self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult
+    ) -> None:
         tpl = self.templates[kind]
         convs = [
             tpl.render(source_language=lang_name(source_lang), target_language=lang_name(target_lang), text=t)
@@ -86,9 +90,17 @@ class HFBackend:
     name = "hf"
     code_switch = False
 
-    def __init__(self, model: str, batch_size: int = 16, max_new_tokens: int = 256, prefix: str = "",
-                 forced_bos_token: str | None = None, device: str | None = None, num_beams: int = 1,
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 16,
+        max_new_tokens: int = 256,
+        prefix: str = "",
+        forced_bos_token: str | None = None,
+        device: str | None = None,
+        num_beams: int = 1,
+        progress: bool = True,
+    ) -> None:
         try:  # lazy: torch and transformers, only for this backend
             import torch
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -108,17 +120,18 @@ class HFBackend:
             raise load_error(model, exc, "seq2seq model") from exc
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net.to(self.device).eval()
-        self.forced_bos_token_id = (
-            self.tokenizer.convert_tokens_to_ids(forced_bos_token) if forced_bos_token else None
-        )
+        self.forced_bos_token_id = self.tokenizer.convert_tokens_to_ids(forced_bos_token) if forced_bos_token else None
         self._torch = torch
 
     def version(self, kind: str) -> str:
         return f"hf-v1|{self.prefix}|{self.forced_bos_token_id}|{self.max_new_tokens}|{self.num_beams}"
 
-    def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None:
-        for start in progress(range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False,
-                              enabled=self.progress):
+    def translate_many(
+        self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult
+    ) -> None:
+        for start in progress(
+            range(0, len(texts), self.batch_size), desc="hf translate", unit="batch", leave=False, enabled=self.progress
+        ):
             batch = [self.prefix + t for t in texts[start : start + self.batch_size]]
             try:
                 enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True).to(self.device)
@@ -174,13 +187,16 @@ class KBBackend:
         found: str | None = None
         variants = list(dict.fromkeys([text, text.lower(), text.capitalize(), text.upper()]))
         for v in variants:
-            row = c.execute(
-                "SELECT text_b FROM pair WHERE lang_a = ? AND text_a = ? AND lang_b = ? ORDER BY count DESC, text_b LIMIT 1",
-                (source_lang, v, target_lang),
-            ).fetchone() or c.execute(
-                "SELECT text_a FROM pair WHERE lang_b = ? AND text_b = ? AND lang_a = ? ORDER BY count DESC, text_a LIMIT 1",
-                (source_lang, v, target_lang),
-            ).fetchone()
+            row = (
+                c.execute(
+                    "SELECT text_b FROM pair WHERE lang_a = ? AND text_a = ? AND lang_b = ? ORDER BY count DESC, text_b LIMIT 1",
+                    (source_lang, v, target_lang),
+                ).fetchone()
+                or c.execute(
+                    "SELECT text_a FROM pair WHERE lang_b = ? AND text_b = ? AND lang_a = ? ORDER BY count DESC, text_a LIMIT 1",
+                    (source_lang, v, target_lang),
+                ).fetchone()
+            )
             if row:
                 found = row[0]
                 break
@@ -226,7 +242,9 @@ class KBBackend:
         out.append(text[cur:])
         return _respace("".join(out), target_lang)
 
-    def translate_many(self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult) -> None:
+    def translate_many(
+        self, texts: Sequence[str], kind: str, source_lang: str, target_lang: str, on_result: OnResult
+    ) -> None:
         for i, t in enumerate(texts):
             try:
                 if kind == "ner":
@@ -241,4 +259,3 @@ def _respace(text: str, target_lang: str) -> str:
     """Keep code-switched text tidy: collapse runs of spaces (tags are kept as they are)."""
     del target_lang
     return re.sub(r"[ \t]{2,}", " ", text)
-

@@ -115,7 +115,9 @@ def translate_dataset(
             items.append(Item(str(rec["id"]), wrap_ner(rec["tokens"], rec["tags"], source_lang), rec))
         kind = "ner"
     elif task == "seqcls":
-        items = [Item(rid, wrap_text(row[key]), {"row": row, "key": key}) for rid, key, row in load_seqcls_rows(input_path)]
+        items = [
+            Item(rid, wrap_text(row[key]), {"row": row, "key": key}) for rid, key, row in load_seqcls_rows(input_path)
+        ]
         kind = "text"
     else:
         raise KbioxlmError(f"unknown task {task!r} (use ner or seqcls)")
@@ -146,8 +148,16 @@ def translate_dataset(
             if isinstance(res, BaseException):
                 errors[k] = f"{type(res).__name__}: {res}"
             else:
-                cache.put(k, res, backend=backend.name, model=backend.model, prompt_version=version,
-                          source_lang=source_lang, target_lang=target_lang, text=todo[k])
+                cache.put(
+                    k,
+                    res,
+                    backend=backend.name,
+                    model=backend.model,
+                    prompt_version=version,
+                    source_lang=source_lang,
+                    target_lang=target_lang,
+                    text=todo[k],
+                )
             bar.update(1)
 
         backend.translate_many(texts, kind, source_lang, target_lang, on_result)
@@ -216,16 +226,20 @@ def _check_item(it: Item, task: str, src: str, tgt: str, backend: Backend, qc: Q
     if got != sorted(it.marked.placeholders):
         problems.append(("placeholder_mismatch", f"expected {sorted(it.marked.placeholders)}, got {got}"))
     if backend.code_switch and not it.fixed:
-        misses = [e.text for e in it.marked.entities
-                  if e.n in parsed.spans and parsed.text[slice(*parsed.spans[e.n])] == e.text]
+        misses = [
+            e.text
+            for e in it.marked.entities
+            if e.n in parsed.spans and parsed.text[slice(*parsed.spans[e.n])] == e.text
+        ]
         if misses and not getattr(backend, "allow_partial", False):
             problems.append(("kb_no_entry", f"no {tgt} name for {misses[:5]}"))
         if it.marked.entities and len(misses) == len(it.marked.entities):
             problems.append(("kb_no_entry", "no entity was switched"))
     elif not it.fixed:
         if qc.check_residue:
-            bad, detail = residue_words(parsed.text, list(parsed.spans.values()), it.marked.plain, src, tgt,
-                                        qc.max_residue_words)
+            bad, detail = residue_words(
+                parsed.text, list(parsed.spans.values()), it.marked.plain, src, tgt, qc.max_residue_words
+            )
             if bad:
                 problems.append(("source_residue", detail))
         if qc.check_ratio:
@@ -255,13 +269,16 @@ def _check_item(it: Item, task: str, src: str, tgt: str, backend: Backend, qc: Q
         it.output = row
 
 
-def _llm_check(items: list[Item], checker: ChatClient, cache: Cache, src: str, tgt: str,
-               prompt_dir: str | None, progress: bool) -> int:
+def _llm_check(
+    items: list[Item], checker: ChatClient, cache: Cache, src: str, tgt: str, prompt_dir: str | None, progress: bool
+) -> int:
     """Second pass (paper, section 4): ask an LLM whether each accepted translation omits or changes anything."""
     tpl = load_template("translate_check", prompt_dir)
     todo = [it for it in items if not it.reasons and not it.fixed and it.output is not None]
-    keys = [cache_key("check", str(checker.model), tpl.version, src, tgt, dumps({"s": it.marked.plain, "t": it.plain}))
-            for it in todo]
+    keys = [
+        cache_key("check", str(checker.model), tpl.version, src, tgt, dumps({"s": it.marked.plain, "t": it.plain}))
+        for it in todo
+    ]
     answers: dict[str, str] = {}
     need: dict[str, list[dict[str, str]]] = {}
     for it, k in zip(todo, keys):
@@ -269,15 +286,26 @@ def _llm_check(items: list[Item], checker: ChatClient, cache: Cache, src: str, t
         if hit is not None:
             answers[k] = hit
         elif k not in need:
-            need[k] = tpl.render(source_language=lang_name(src), target_language=lang_name(tgt),
-                                 source=it.marked.plain, translation=it.plain)
+            need[k] = tpl.render(
+                source_language=lang_name(src),
+                target_language=lang_name(tgt),
+                source=it.marked.plain,
+                translation=it.plain,
+            )
     need_keys = list(need)
     bar = _bar(len(need_keys), "llm check", progress)
 
     def on_result(i: int, res: str | BaseException) -> None:
         if not isinstance(res, BaseException):
-            cache.put(need_keys[i], res, backend="check", model=str(checker.model), prompt_version=tpl.version,
-                      source_lang=src, target_lang=tgt)
+            cache.put(
+                need_keys[i],
+                res,
+                backend="check",
+                model=str(checker.model),
+                prompt_version=tpl.version,
+                source_lang=src,
+                target_lang=tgt,
+            )
             answers[need_keys[i]] = res
         bar.update(1)
 
@@ -314,8 +342,13 @@ def _review_row(it: Item, src: str, tgt: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ write
-def write_outputs(result: Result, task: str, out: str | os.PathLike[str] | None, review: str | os.PathLike[str],
-                  summary: str | os.PathLike[str] | None = None) -> None:
+def write_outputs(
+    result: Result,
+    task: str,
+    out: str | os.PathLike[str] | None,
+    review: str | os.PathLike[str],
+    summary: str | os.PathLike[str] | None = None,
+) -> None:
     """Atomic writes. NER: CoNLL like the release for ``.txt``/``.conll``, NER JSONL otherwise.
     ``out=None`` writes only the review file and the summary (a failed run)."""
     if out is not None:

@@ -102,7 +102,9 @@ def residue_words(
     return False, ""
 
 
-def length_ratio_ok(source: str, translation: str, source_lang: str, target_lang: str, factor: float) -> tuple[bool, str]:
+def length_ratio_ok(
+    source: str, translation: str, source_lang: str, target_lang: str, factor: float
+) -> tuple[bool, str]:
     """Target/source character ratio within ``factor`` of the pair's expected ratio.
 
     +10 characters of slack on both sides keeps very short items (titles, single phrases) from
