@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kbioxlm.cli import main
+from kbioxlm.errors import KbioxlmError
 from kbioxlm.kb.matcher import fold_case
 from kbioxlm.kb.store import KnowledgeBase
 
@@ -383,3 +384,16 @@ def test_matcher_exclude_names_fold_case_whatever_the_case_policy(tmp_path: Path
     with KnowledgeBase(kb) as k:
         got = k.names_of(["K001", "K003", "NOPE"])
     assert got == {"K001": [("en", "term 1"), ("en", "term 1 synonym")], "K003": [("zh", "术语3")]}
+
+
+def test_concept_lists_are_read_one_way(tmp_path: Path) -> None:
+    """--exclude-concepts and the probe's --concepts share one reader: whole-line and trailing `#`
+    comments and blank lines are ignored; the exclude list is sorted and unique, the probe keeps lines."""
+    from kbioxlm.kb.split import concept_list_lines, read_concept_list
+
+    f = tmp_path / "ids.txt"
+    f.write_text("\ufeff# held out\nHP:2\n\nHP:1  # trailing comment\nHP:2\n", encoding="utf-8")
+    assert concept_list_lines(f) == [(2, "HP:2"), (4, "HP:1"), (5, "HP:2")]
+    assert read_concept_list(f) == ("HP:1", "HP:2")
+    with pytest.raises(KbioxlmError, match=r"nope.txt: cannot read \(no such file\)"):
+        read_concept_list(tmp_path / "nope.txt")

@@ -161,10 +161,10 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
         ),
     )
     from kbioxlm.hub import load_tokenizer
-    from kbioxlm.pretrain.trainer import build_model, load_kept_ids
+    from kbioxlm.pretrain.trainer import build_model, kept_ids_of
 
     tokenizer = load_tokenizer(cfg.tokenizer)
-    model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer)))
+    model = build_model(cfg, tokenizer, kept_ids_of(cfg, len(tokenizer)))
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert any(n.startswith("encoder.embeddings.") for n in frozen)
     assert any(n.startswith("encoder.encoder.layer.0.") for n in frozen)
@@ -180,7 +180,7 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
     from accelerate.utils import set_seed
 
     set_seed(int(cfg.seed))
-    init_model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer)))  # same seed -> same init
+    init_model = build_model(cfg, tokenizer, kept_ids_of(cfg, len(tokenizer)))  # same seed -> same init
     after = load_final(tmp_path / "x")
     k0, k1 = (
         "encoder.encoder.layer.0.attention.self.query.weight",
@@ -193,11 +193,11 @@ def test_frozen_lower_layers_and_head_learning_rate(corpus, tmp_path):
 
 def test_mean_pooled_pair_head_reads_every_token(corpus, tmp_path):
     from kbioxlm.hub import load_tokenizer
-    from kbioxlm.pretrain.trainer import build_model, load_kept_ids
+    from kbioxlm.pretrain.trainer import build_model, kept_ids_of
 
     cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "p", pair_pooling="mean"))
     tokenizer = load_tokenizer(cfg.tokenizer)
-    model = build_model(cfg, tokenizer, load_kept_ids(cfg.kept_ids, len(tokenizer))).eval()
+    model = build_model(cfg, tokenizer, kept_ids_of(cfg, len(tokenizer))).eval()
     ids = torch.tensor([[0, 100, 200, 300, 2], [0, 100, 200, 301, 2]])
     with torch.no_grad():
         mean_out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).pair_logits

@@ -29,7 +29,7 @@ from kbioxlm.pretrain.trainer import (  # noqa: E402
     _batch_stream,
     build_model,
     load_pretrain_config,
-    load_kept_ids,
+    kept_ids_of,
     make_collator,
     make_optimizer,
     train,
@@ -56,12 +56,12 @@ def _model(corpus, tmp_path, **extra):
     cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "unused", model_config=NO_DROPOUT, **extra))
     tok = load_tokenizer(cfg.tokenizer)
     set_seed(0)  # same seed -> same initial weights for every call
-    return cfg, tok, build_model(cfg, tok, load_kept_ids(cfg.kept_ids, len(tok)))
+    return cfg, tok, build_model(cfg, tok, kept_ids_of(cfg, len(tok)))
 
 
 def _batch(cfg, tok, corpus):
     recs = [json.loads(line) for line in corpus["files"]["docs"].read_text(encoding="utf-8").splitlines()[:6]]
-    return make_collator(cfg, tok, load_kept_ids(cfg.kept_ids, len(tok)), 0)(recs)
+    return make_collator(cfg, tok, kept_ids_of(cfg, len(tok)), 0)(recs)
 
 
 # ------------------------------------------------------------------------------ model levers
@@ -176,7 +176,7 @@ def _stream(cfg, tok, kept, corpus, workers, n=6):
 def test_data_workers_give_the_same_batches(corpus, tmp_path, seeding, workers):
     cfg = load_pretrain_config(None, tiny_overrides(corpus, tmp_path / "x", mask_seeding=seeding))
     tok = load_tokenizer(cfg.tokenizer)
-    kept = load_kept_ids(cfg.kept_ids, len(tok))
+    kept = kept_ids_of(cfg, len(tok))
     here, there = _stream(cfg, tok, kept, corpus, 0), _stream(cfg, tok, kept, corpus, workers)
     for (b0, p0, s0, n0), (b1, p1, s1, n1) in zip(here, there):
         assert p0 == p1 and n0 == n1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,17 +71,23 @@ def split_concepts(
     return {"candidates": len(candidates), "held_out": len(chosen), "langs": ",".join(langs), "seed": seed}
 
 
-def read_concept_list(path: str | Path) -> tuple[str, ...]:
-    """Concept ids of a ``--exclude-concepts`` file (one per line; blank and ``#`` lines ignored),
-    sorted and unique."""
+def concept_list_lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """``(line, concept id)`` of a one-id-per-line file, in file order: blank lines and ``#``
+    comments (a whole line, or after the id) are ignored. The one reader of concept lists: the
+    corpus builders' ``--exclude-concepts`` and the probe's ``--concepts``."""
     if not Path(path).exists():
         raise KbioxlmError(f"{path}: cannot read (no such file)")
-    ids = set()
-    for _lineno, line in iter_lines(path):
-        s = line.strip()
-        if s and not s.startswith("#"):
-            ids.add(s)
-    return tuple(sorted(ids))
+    out: list[tuple[int, str]] = []
+    for lineno, line in iter_lines(path, strip=True):
+        cid = line.split("#", 1)[0].strip()
+        if cid:
+            out.append((lineno, cid))
+    return out
+
+
+def read_concept_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Concept ids of a ``--exclude-concepts`` file, sorted and unique (:func:`concept_list_lines`)."""
+    return tuple(sorted({cid for _lineno, cid in concept_list_lines(path)}))
 
 
 def held_out_names(kb: KnowledgeBase, concept_ids: tuple[str, ...] | list[str]) -> tuple[frozenset[str], int]:

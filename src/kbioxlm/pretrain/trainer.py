@@ -50,7 +50,7 @@ from .data import (
     resolve_path,
     split_heldout,
 )
-from .vocab import load_kept_ids as read_kept_ids
+from .vocab import load_kept_ids
 
 log = logging.getLogger(__name__)
 
@@ -344,11 +344,12 @@ def trackers(cfg: PretrainConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- pieces
-def load_kept_ids(path: str | None, vocab_size: int | None = None) -> list[int] | None:
-    """Reduced output vocabulary ids (the JSON written by ``kbioxlm vocab reduce``)."""
-    if not path:
+def kept_ids_of(cfg: PretrainConfig, vocab_size: int | None = None) -> list[int] | None:
+    """The run's reduced output vocabulary (``kept_ids``: a ``kbioxlm vocab reduce`` JSON, read by
+    :func:`.vocab.load_kept_ids`), or None when the config sets none."""
+    if not cfg.kept_ids:
         return None
-    return read_kept_ids(resolve_path(path), vocab_size=vocab_size)
+    return load_kept_ids(resolve_path(cfg.kept_ids), vocab_size=vocab_size)
 
 
 def build_model(cfg: PretrainConfig, tokenizer: Any, kept: list[int] | None) -> Any:
@@ -719,7 +720,7 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
 
     set_seed(int(cfg.seed))
     tokenizer = load_tokenizer(resolve_path(cfg.tokenizer))
-    kept = load_kept_ids(cfg.kept_ids, len(tokenizer))
+    kept = kept_ids_of(cfg, len(tokenizer))
 
     per_device = int(cfg.per_device_train_batch_size)
     global_batch = per_device * world

@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import KbioxlmError, where
 from ..hub import check_model_name, load_error, load_tokenizer
 from ..io import iter_lines, write_json
+from ..kb.split import concept_list_lines
 from ..kb.store import KnowledgeBase
 from ..progress import quiet_transformers
 
@@ -122,16 +123,6 @@ def sample_indices(n: int, k: int, seed: int) -> list[int]:
     return sorted(int(i) for i in perm)
 
 
-def read_concept_list(path: PathLike) -> list[tuple[int, str]]:
-    """``(line, concept id)`` of a one-id-per-line file; blank lines and ``#`` comments are ignored."""
-    out: list[tuple[int, str]] = []
-    for lineno, line in iter_lines(path, strip=True):
-        cid = line.split("#", 1)[0].strip()
-        if cid:
-            out.append((lineno, cid))
-    return out
-
-
 def term_pairs(
     kb_path: PathLike, source_lang: str, target_lang: str, concepts: PathLike | Iterable[str] | None = None
 ) -> tuple[list[str], list[str], list[str], int]:
@@ -152,7 +143,7 @@ def term_pairs(
         else:
             known = kb.concept_ids()
             if isinstance(concepts, (str, os.PathLike)):
-                listed = [(where(concepts, lineno), cid) for lineno, cid in read_concept_list(concepts)]
+                listed = [(where(concepts, lineno), cid) for lineno, cid in concept_list_lines(concepts)]
             else:
                 listed = [(f"concept list item {i + 1}", str(cid)) for i, cid in enumerate(concepts)]
             chosen: set[str] = set()
