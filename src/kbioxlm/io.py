@@ -225,9 +225,14 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | 
     except OSError as exc:
         raise KbioxlmError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+        finally:
+            os.close(fd)
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        # Opened by name, so the handle's ``name`` is the temporary file (other processes may
+        # write into it: :func:`kbioxlm.corpus.runner.ordered_write`).
+        with open(tmp, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -45,7 +45,7 @@ from .entity import build_entity_line, build_entity_record, count_switchable
 from .fact import build_fact_lines, build_fact_records
 from .knowledge import BuildOptions, Knowledge
 from .readers import iter_documents
-from .runner import Summary, chunked, doc_seed, encode_record, ordered_map, remove_stale_temporaries
+from .runner import Summary, chunked, doc_seed, encode_record, ordered_map, ordered_write, remove_stale_temporaries
 from .targets import format_target_langs
 
 _KNOW: Knowledge | None = None
@@ -81,9 +81,10 @@ def _levels(task: str) -> tuple[str, ...]:
     return tuple(task.split("+"))
 
 
-def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[bytes, dict[str, Any]]]:
-    """Entity and/or fact records of a chunk of ``(document, switch quota)``, per level: the
-    chunk's JSONL (UTF-8 bytes) and its counts. Each document is matched once, whatever the levels."""
+def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> tuple[list[bytes], dict[str, dict[str, Any]]]:
+    """Entity and/or fact records of a chunk of ``(document, switch quota)``: the chunk's JSONL
+    (UTF-8 bytes) of each level, in the order of :func:`_levels`, and its counts per level. Each
+    document is matched once, whatever the levels."""
     know = _KNOW
     assert know is not None
     levels = _levels(know.options.task)
@@ -143,7 +144,8 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
                     f_records += 1
                     f_facts += n_facts
                     f_lines.append(line)
-    out: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    parts: list[bytes] = []
+    counts: dict[str, dict[str, Any]] = {}
     if do_entity:
         stats = {
             "documents": n_docs,
@@ -153,13 +155,15 @@ def _build_chunk(items: list[tuple[dict[str, Any], int]]) -> dict[str, tuple[byt
             "no_match": no_match,
             "switches": switches,
         }
-        out["entity"] = ((b"\n".join(e_lines) + b"\n") if e_lines else b"", stats)
+        parts.append((b"\n".join(e_lines) + b"\n") if e_lines else b"")
+        counts["entity"] = stats
     if do_fact:
         stats = {"documents": n_docs, "records": f_records, "facts": f_facts, "chars": n_chars}
         if multi is not None:
             stats["fact_langs"] = fact_langs
-        out["fact"] = ((b"\n".join(f_lines) + b"\n") if f_lines else b"", stats)
-    return out
+        parts.append((b"\n".join(f_lines) + b"\n") if f_lines else b"")
+        counts["fact"] = stats
+    return parts, counts
 
 
 def _documents(
@@ -301,10 +305,10 @@ def run_levels(
                 for i, d in enumerate(docs()):
                     yield d, q[i]
 
-        for built in ordered_map(_build_chunk, chunked(items(), size=size), workers, _init_worker, (options, langs)):
-            for lv, (text, stats) in built.items():
-                if text:
-                    handles[lv].write(text)
+        files = [handles[lv] for lv in levels]  # in the order of _levels(options.task)
+        chunks = chunked(items(), size=size)
+        for counts in ordered_write(_build_chunk, chunks, files, workers, _init_worker, (options, langs)):
+            for lv, stats in counts.items():
                 summaries[lv].merge(stats)
             bar.update(stats["documents"])
     bar.close()

@@ -3,17 +3,23 @@ worker pool, chunking, stale temporary files, and the end-of-run summary."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import multiprocessing as mp
+import os
+import queue
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import msgspec
 
+from ..errors import KbioxlmError
 from ..schema import EntityRecord, FactRecord
 
 T = TypeVar("T")
@@ -59,9 +65,8 @@ def ordered_map(
         for c in chunks:
             yield fn(c)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    with ctx.Pool(num_workers, initializer=initializer, initargs=initargs) as pool:
+    ctx = _pool_context()
+    with _frozen_heap(), ctx.Pool(num_workers, initializer=initializer, initargs=initargs) as pool:
         pending: deque = deque()
         for c in chunks:
             pending.append(pool.apply_async(fn, (c,)))
@@ -69,6 +74,151 @@ def ordered_map(
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+def _pool_context() -> Any:
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Around forking workers: the objects alive now (the loaded KB, hundreds of MB of dicts and
+    strings) move to the collector's permanent generation, so no worker's garbage collection walks
+    them and writes into their pages, which would copy every page of the KB into every worker
+    (measured: a quarter of a worker's time in page faults)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+# ---- chunk outputs written by the workers -------------------------------------------------------
+# Why the workers write: a build's output is ~15 times its input (token lists), so a parent that
+# receives every chunk's bytes through a pipe and writes them spends as much CPU as a third worker
+# (unpickling plus write of hundreds of MB) and caps two workers at ~1.5x. Instead each worker
+# reserves its chunk's place in every output file in chunk order (a shared offset per file, under
+# one lock) and writes it there with ``pwrite``: the parent only hands out chunks and sums counts.
+_SINK: _ChunkSink | None = None
+
+
+class _ChunkSink:
+    """A worker's writer: a thread that reserves each built chunk's byte range in chunk order and
+    writes it there, so the worker goes on with its next chunk while an earlier one is still missing."""
+
+    def __init__(self, paths: list[str], shared: tuple[Any, Any, Any, Any, Any]) -> None:
+        self.paths = paths
+        self.cond, self.next_seq, self.offsets, self.written, self.failed = shared
+        self.todo: queue.SimpleQueue[tuple[int, list[bytes]]] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        fds: list[int] = []
+        while True:
+            seq, parts = self.todo.get()
+            try:
+                if not fds:  # here, not in the pool's initializer: a pool respawns a worker whose initializer fails
+                    fds = [os.open(p, os.O_WRONLY) for p in self.paths]
+                with self.cond:
+                    self.cond.wait_for(lambda seq=seq: self.next_seq.value == seq or self.failed.value)
+                    if self.failed.value:
+                        return
+                    starts = list(self.offsets[:])
+                    for i, part in enumerate(parts):
+                        self.offsets[i] += len(part)
+                    self.next_seq.value = seq + 1
+                    self.cond.notify_all()
+                for fd, part, start in zip(fds, parts, starts):
+                    view = memoryview(part)
+                    while view:
+                        n = os.pwrite(fd, view, start)
+                        view, start = view[n:], start + n
+                with self.cond:
+                    self.written.value += 1
+                    self.cond.notify_all()
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+                with self.cond:
+                    self.failed.value = getattr(exc, "errno", None) or -1
+                    self.cond.notify_all()
+                return
+
+
+def _init_writer(
+    paths: list[str], shared: tuple[Any, ...], initializer: Callable[..., None], initargs: tuple[Any, ...]
+) -> None:
+    global _SINK
+    initializer(*initargs)
+    _SINK = _ChunkSink(paths, shared)
+
+
+def _build_and_write(fn: Callable[[T], tuple[list[bytes], R]], seq: int, chunk: T) -> R:
+    assert _SINK is not None
+    parts, result = fn(chunk)
+    _SINK.todo.put((seq, parts))
+    return result
+
+
+def ordered_write(
+    fn: Callable[[T], tuple[list[bytes], R]],
+    chunks: Iterable[T],
+    files: list[IO[bytes]],
+    num_workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+) -> Iterator[R]:
+    """Run ``fn`` on each chunk over ``num_workers`` processes; ``fn`` returns one ``bytes`` per file
+    of ``files`` and a small result. The bytes are written to the files in chunk order (so the
+    output is the same for any worker count) and the results are yielded in chunk order.
+
+    With one worker everything runs in this process and the bytes go through ``files``; with more,
+    each worker writes its chunks itself at their places in the files (opened by name: ``files``
+    are binary handles on regular files, such as :func:`kbioxlm.io.atomic_write` yields) and the
+    generator ends only once every chunk is on disk. At most ``2 * num_workers`` chunks are in
+    flight, as in :func:`ordered_map`.
+    """
+    if num_workers <= 1:
+        initializer(*initargs)
+        for c in chunks:
+            parts, result = fn(c)
+            for fh, part in zip(files, parts):
+                if part:
+                    fh.write(part)
+            yield result
+        return
+    for fh in files:
+        fh.flush()
+    ctx = _pool_context()
+    cond = ctx.Condition()
+    shared = (
+        cond,
+        ctx.Value("q", 0, lock=False),
+        ctx.Array("q", [fh.tell() for fh in files], lock=False),
+        ctx.Value("q", 0, lock=False),
+        ctx.Value("q", 0, lock=False),
+    )
+    paths = [str(fh.name) for fh in files]
+    n = 0
+    with (
+        _frozen_heap(),
+        ctx.Pool(num_workers, initializer=_init_writer, initargs=(paths, shared, initializer, initargs)) as pool,
+    ):
+        pending: deque = deque()
+        for c in chunks:
+            pending.append(pool.apply_async(_build_and_write, (fn, n, c)))
+            n += 1
+            if len(pending) >= 2 * num_workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        with cond:
+            cond.wait_for(lambda: shared[3].value == n or shared[4].value)
+        if shared[4].value:
+            code = shared[4].value
+            raise KbioxlmError(
+                f"{', '.join(paths)}: cannot write ({os.strerror(code) if code > 0 else 'a worker failed'})"
+            )
+    for fh in files:
+        fh.seek(0, os.SEEK_END)  # after the workers' pwrites, so a later write appends
 
 
 def remove_stale_temporaries(out: str | Path) -> int:
