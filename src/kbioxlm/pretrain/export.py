@@ -36,6 +36,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokeni
 from ..errors import KbioxlmError, where
 from ..io import check_output_dir, iter_jsonl, make_temp_dir, read_text, replace_dir, write_marker
 from ..modelcard import TAGS, base_license, card_base_model, render, table
+from .vocab import remap_special_token_ids
 from .model import (
     VOCAB_MAP_FILE,
     KnowledgeAnchoredModel,
@@ -242,18 +243,7 @@ def export_checkpoint(
             dec_full[idx] = dec
             bias_full[idx] = bias
             emb, dec, bias = emb_full, dec_full, bias_full
-            for attr in (
-                "pad_token_id",
-                "bos_token_id",
-                "eos_token_id",
-                "sep_token_id",
-                "cls_token_id",
-                "mask_token_id",
-                "unk_token_id",
-            ):
-                value = getattr(config, attr, None)
-                if isinstance(value, int) and 0 <= value < len(vocab_map):
-                    setattr(config, attr, vocab_map[value])
+            remap_special_token_ids(config, dict(enumerate(vocab_map)))
     final_vocab = emb.shape[0]
     config.vocab_size = final_vocab
     config.tie_word_embeddings = False

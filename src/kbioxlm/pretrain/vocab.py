@@ -268,6 +268,26 @@ def trim_tokenizer_json(tokenizer_json: dict[str, Any], keep: Sequence[int]) -> 
     return out
 
 
+SPECIAL_TOKEN_ID_ATTRS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "mask_token_id",
+    "unk_token_id",
+)
+
+
+def remap_special_token_ids(config: Any, new_id: dict[int, int]) -> None:
+    """Renumber the special-token ids a model config holds after its vocabulary changed (trimmed
+    here, restored by :mod:`kbioxlm.pretrain.export`); an id ``new_id`` lacks stays as it was."""
+    for attr in SPECIAL_TOKEN_ID_ATTRS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value in new_id:
+            setattr(config, attr, new_id[value])
+
+
 def _remap_post_processor(pp: Any, remap: dict[int, int]) -> None:
     if not isinstance(pp, dict):
         return
@@ -328,18 +348,7 @@ def trim_embedding_model(model: Any, keep: Sequence[int]) -> None:
         if new_dec.bias is not None and getattr(config, "tie_word_embeddings", False):
             new_dec.bias = owner.bias
     config.vocab_size = len(keep)
-    for attr in (
-        "pad_token_id",
-        "bos_token_id",
-        "eos_token_id",
-        "sep_token_id",
-        "cls_token_id",
-        "mask_token_id",
-        "unk_token_id",
-    ):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value in remap:
-            setattr(config, attr, remap[value])
+    remap_special_token_ids(config, remap)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
