@@ -34,7 +34,7 @@ from ..io import SkipCounter, atomic_write, dumps
 from ..progress import progress as progress_bar
 from ..schema import PASSAGE_LABELS, check_lang, is_unspaced
 from .readers import iter_documents, iter_text_lines
-from .runner import Summary, chunked, doc_seed, ordered_map, remove_stale_temporaries
+from .runner import Summary, chunked, doc_seed, ordered_write, remove_stale_temporaries
 from .sentences import split_sentences
 
 Article = tuple[str, list[str], str, list[str], str, bool]  # id, passages a, lang a, passages b, lang b, aligned
@@ -219,8 +219,9 @@ def _aligned_index(j: int, n_from: int, n_to: int, exact: bool) -> int:
     return round(j * (n_to - 1) / (n_from - 1))
 
 
-def pair_block(block: tuple[int, int, list[Article], bool]) -> tuple[str, dict[str, Any]]:
-    """Records for one block of articles (a pure function of the block and the seed)."""
+def pair_block(block: tuple[int, int, list[Article], bool]) -> tuple[list[bytes], dict[str, Any]]:
+    """Records for one block of articles (a pure function of the block and the seed): the block's
+    JSONL (UTF-8 bytes, the one output of :func:`kbioxlm.corpus.runner.ordered_write`) and its counts."""
     seed, bi, arts, cross = block
     arts = [a for a in arts if a[1] and a[3]]
     rng = random.Random(doc_seed(seed, "passage", f"{bi}:{arts[0][0] if arts else ''}"))
@@ -265,7 +266,7 @@ def pair_block(block: tuple[int, int, list[Article], bool]) -> tuple[str, dict[s
                 lines.append(dumps(rec))
                 stats[label] = stats.get(label, 0) + 1
                 stats["records"] += 1
-    return ("\n".join(lines) + "\n") if lines else "", stats
+    return [("\n".join(lines) + "\n").encode("utf-8") if lines else b""], stats
 
 
 def run_passage(
@@ -320,9 +321,8 @@ def run_passage(
         for bi, arts in enumerate(chunked(source(), max_items=block_size, max_chars=1 << 62))
     )
     bar = progress_bar(total=n_articles, unit="article", desc="corpus passage", enabled=progress is not False)
-    with atomic_write(out) as fh:
-        for text, stats in ordered_map(pair_block, (b for b in blocks), num_workers, _noop, ()):
-            fh.write(text)
+    with atomic_write(out, "wb") as fh:
+        for stats in ordered_write(pair_block, blocks, [fh], num_workers, _noop, ()):
             summary.merge(stats)
             bar.update(stats["articles"])
     bar.close()
