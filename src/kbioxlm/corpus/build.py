@@ -45,7 +45,7 @@ from .entity import build_entity_line, build_entity_record, count_switchable
 from .fact import build_fact_lines, build_fact_records
 from .knowledge import BuildOptions, Knowledge
 from .readers import iter_documents
-from .runner import Summary, chunked, doc_seed, encode_record, ordered_map, ordered_write, remove_stale_temporaries
+from .runner import Summary, chunked, doc_seed, encode_record, ordered_write, remove_stale_temporaries
 from .targets import format_target_langs
 
 _KNOW: Knowledge | None = None
@@ -72,9 +72,10 @@ def _init_worker(options: BuildOptions, langs: tuple[str, ...]) -> None:
     _KNOW_KEY = (options, langs)
 
 
-def _count_chunk(docs: list[dict[str, Any]]) -> list[int]:
+def _count_chunk(docs: list[dict[str, Any]]) -> tuple[list[bytes], list[int]]:
+    """How many switches each document of a chunk can take (no output: the count pass writes nothing)."""
     assert _KNOW is not None
-    return [count_switchable(d, _KNOW) for d in docs]
+    return [], [count_switchable(d, _KNOW) for d in docs]
 
 
 def _levels(task: str) -> tuple[str, ...]:
@@ -287,7 +288,9 @@ def run_levels(
         both = len(per_lang) >= 2  # several document languages (at most two with a single target language)
         if (balance and both) or max_total_switches is not None:
             caps = array("I")
-            for res in ordered_map(_count_chunk, chunked(docs(), size=size), workers, _init_worker, (options, langs)):
+            for res in ordered_write(
+                _count_chunk, chunked(docs(), size=size), [], workers, _init_worker, (options, langs)
+            ):
                 caps.extend(res)
             quotas = _allocate(caps, [d["lang"] for d in docs()], balance and both, max_total_switches)
 

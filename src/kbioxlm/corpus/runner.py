@@ -1,10 +1,9 @@
 """Shared machinery of the corpus builders: per-document seeds, an order-preserving bounded
-worker pool, chunking, stale temporary files, and the end-of-run summary."""
+worker pool whose workers write the outputs (:func:`ordered_write`), chunking, stale temporary
+files, and the end-of-run summary."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import multiprocessing as mp
 import os
@@ -15,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -48,49 +47,8 @@ def chunked(
         yield buf
 
 
-def ordered_map(
-    fn: Callable[[T], R],
-    chunks: Iterable[T],
-    num_workers: int,
-    initializer: Callable[..., None],
-    initargs: tuple[Any, ...],
-) -> Iterator[R]:
-    """``map(fn, chunks)`` over ``num_workers`` processes, results in input order.
-
-    At most ``2 * num_workers`` chunks are in flight, so memory stays bounded however long the input
-    (``Pool.imap`` would read the whole input ahead). With one worker everything runs in-process.
-    """
-    initializer(*initargs)
-    if num_workers <= 1:
-        for c in chunks:
-            yield fn(c)
-        return
-    ctx = _pool_context()
-    with _frozen_heap(), ctx.Pool(num_workers, initializer=initializer, initargs=initargs) as pool:
-        pending: deque = deque()
-        for c in chunks:
-            pending.append(pool.apply_async(fn, (c,)))
-            if len(pending) >= 2 * num_workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
 def _pool_context() -> Any:
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Around forking workers: the objects alive now (the loaded KB, hundreds of MB of dicts and
-    strings) move to the collector's permanent generation, so no worker's garbage collection walks
-    them and writes into their pages, which would copy every page of the KB into every worker
-    (measured: a quarter of a worker's time in page faults)."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 # ---- chunk outputs written by the workers -------------------------------------------------------
@@ -102,11 +60,21 @@ def _frozen_heap() -> Iterator[None]:
 _SINK: _ChunkSink | None = None
 
 
+class _Shared(NamedTuple):
+    """What the workers of one :func:`ordered_write` share (guarded by ``cond``)."""
+
+    cond: Any  # multiprocessing Condition
+    next_seq: Any  # Value: the chunk whose byte ranges are reserved next
+    offsets: Any  # Array: the next free byte of each file
+    written: Any  # Value: chunks on disk
+    failed: Any  # Value: 0, else the errno (or -1) of a worker's failed write
+
+
 class _ChunkSink:
     """A worker's writer: a thread that reserves each built chunk's byte range in chunk order and
     writes it there, so the worker goes on with its next chunk while an earlier one is still missing."""
 
-    def __init__(self, paths: list[str], shared: tuple[Any, Any, Any, Any, Any]) -> None:
+    def __init__(self, paths: list[str], shared: _Shared) -> None:
         self.paths = paths
         self.cond, self.next_seq, self.offsets, self.written, self.failed = shared
         self.todo: queue.SimpleQueue[tuple[int, list[bytes]]] = queue.SimpleQueue()
@@ -144,7 +112,7 @@ class _ChunkSink:
 
 
 def _init_writer(
-    paths: list[str], shared: tuple[Any, ...], initializer: Callable[..., None], initargs: tuple[Any, ...]
+    paths: list[str], shared: _Shared, initializer: Callable[..., None], initargs: tuple[Any, ...]
 ) -> None:
     global _SINK
     initializer(*initargs)
@@ -174,7 +142,8 @@ def ordered_write(
     each worker writes its chunks itself at their places in the files (opened by name: ``files``
     are binary handles on regular files, such as :func:`kbioxlm.io.atomic_write` yields) and the
     generator ends only once every chunk is on disk. At most ``2 * num_workers`` chunks are in
-    flight, as in :func:`ordered_map`.
+    flight, so memory stays bounded however long the input (``Pool.imap`` would read it all ahead).
+    A pass that writes nothing passes no ``files`` and ``fn`` returns no bytes.
     """
     if num_workers <= 1:
         initializer(*initargs)
@@ -188,9 +157,8 @@ def ordered_write(
     for fh in files:
         fh.flush()
     ctx = _pool_context()
-    cond = ctx.Condition()
-    shared = (
-        cond,
+    shared = _Shared(
+        ctx.Condition(),
         ctx.Value("q", 0, lock=False),
         ctx.Array("q", [fh.tell() for fh in files], lock=False),
         ctx.Value("q", 0, lock=False),
@@ -198,10 +166,7 @@ def ordered_write(
     )
     paths = [str(fh.name) for fh in files]
     n = 0
-    with (
-        _frozen_heap(),
-        ctx.Pool(num_workers, initializer=_init_writer, initargs=(paths, shared, initializer, initargs)) as pool,
-    ):
+    with ctx.Pool(num_workers, initializer=_init_writer, initargs=(paths, shared, initializer, initargs)) as pool:
         pending: deque = deque()
         for c in chunks:
             pending.append(pool.apply_async(_build_and_write, (fn, n, c)))
@@ -210,10 +175,10 @@ def ordered_write(
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
-        with cond:
-            cond.wait_for(lambda: shared[3].value == n or shared[4].value)
-        if shared[4].value:
-            code = shared[4].value
+        with shared.cond:
+            shared.cond.wait_for(lambda: shared.written.value == n or shared.failed.value)
+        if shared.failed.value:
+            code = shared.failed.value
             raise KbioxlmError(
                 f"{', '.join(paths)}: cannot write ({os.strerror(code) if code > 0 else 'a worker failed'})"
             )
