@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from kbioxlm.demo.data import build_world, load_concepts, load_relations, write_demo_data, write_parallel
+from kbioxlm.demo.data import (
+    build_world,
+    draw_held_out,
+    load_concepts,
+    load_relations,
+    write_demo_data,
+    write_parallel,
+)
 from kbioxlm.progress import PlainProgress, progress, quiet_transformers
 
 
@@ -53,10 +60,14 @@ def test_demo_data_is_deterministic_and_designed_for_the_probe(tmp_path: Path) -
 
 
 def test_held_out_concepts_stay_out_of_the_aligned_sentences(tmp_path: Path) -> None:
+    world = build_world()
+    drawn = draw_held_out(world, seed=3)
+    assert drawn == draw_held_out(world, seed=3) != draw_held_out(world, seed=4)
+    assert len(drawn) == round(0.2 * 144) and all(world.concepts[c].parts is not None for c in drawn)
     held = ["dis-stomach-haemorrhage", "dis-kidney-cyst"]
     paths = write_demo_data(tmp_path, seed=3, held_out=held)
+    assert paths["heldout"].read_text(encoding="utf-8").split() == sorted(held)
     en, zh, kept, dropped = write_parallel(tmp_path, held)
-    world = build_world()
     for cid in held:
         for path, lang in ((en, "en"), (zh, "zh"), (paths["pairs"], "en"), (paths["pairs"], "zh")):
             assert world.concepts[cid].names[lang] not in path.read_text(encoding="utf-8").lower()
@@ -141,7 +152,8 @@ def test_quiet_transformers_hides_load_reports(tmp_path: Path, capfd: pytest.Cap
 
 # ---------------------------------------------------------------------------------- end to end
 def test_demo_end_to_end_small(tmp_path: Path) -> None:
-    """The whole comparison at reduced size, as a user runs it with its output redirected to a file."""
+    """The whole comparison at reduced size, as a user runs it with its output redirected to a file;
+    what ran is the pipeline config the demo wrote, which ``kbioxlm pipeline`` runs by hand."""
     work = tmp_path / "demo"
     log = tmp_path / "stdout-and-stderr.txt"
     env = {k: v for k, v in os.environ.items() if k not in ("KBIOXLM_PROGRESS", "KBIOXLM_PROGRESS_INTERVAL")}
@@ -163,17 +175,31 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
             assert set(cell) == {"mean", "sd", "values"} and len(cell["values"]) == 2
             assert all(0.0 <= v <= 100.0 for v in cell["values"]) and cell["sd"] >= 0
     assert (work / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # a readable log: the table, one line per stage, no carriage returns, no transformers load reports
-    assert "| kbioxlm (MLM + entity + fact + passage) |" in text and "seed 14 kbioxlm: pretrain" in text
+    # a readable log: the table, one line per step, no carriage returns, no transformers load reports
+    assert "| kbioxlm (MLM + entity + fact + passage) |" in text and "seed 14: done" in text
+    # every step of every seed's run is in the log, as the command it ran
+    details = (work / "demo.log").read_text(encoding="utf-8")
+    assert details.count("pretrain.kbioxlm: continued pretraining") == 2
+    assert f"$ kbioxlm probe --model {work}/seed-14/models/kbioxlm" in details
     assert "\r" not in text
-    for noise in ("UNEXPECTED", "MISSING", "LOAD REPORT", "Loading weights", "Writing model shards"):
+    for noise in ("UNEXPECTED", "MISSING", "LOAD REPORT", "Loading weights", "Writing model shards", "WARNING"):
         assert noise not in text, noise
+    # the table's numbers are the pipeline runs' own outputs
+    runs = json.loads((work / "runs.json").read_text(encoding="utf-8"))["seeds"]
+    for i, seed in enumerate((13, 14)):
+        probe = json.loads((work / f"seed-{seed}" / "probe" / "kbioxlm" / "probe.json").read_text(encoding="utf-8"))
+        assert res["arms"]["kbioxlm"]["term_retrieval_en_zh"]["values"][i] == round(
+            probe["term_retrieval"]["en_zh"]["acc1"], 2
+        )
+        assert runs[i]["seed"] == seed and runs[i]["arms"]["kbioxlm"]["n_terms"] == probe["term_retrieval"]["n"]
     # no pretraining record links a held-out disease to its translation: never an entity (so never
     # switched), never in a fact or an aligned pair; its name occurs only in its own language's text
-    held = set((work / "heldout.txt").read_text(encoding="utf-8").split())
+    held = set((work / "data" / "heldout.txt").read_text(encoding="utf-8").split())
     world = build_world()
     assert held and all(world.concepts[c].parts is not None for c in held)
-    for path in (work / "corpus").glob("*.jsonl"):
+    corpora = sorted(work.glob("seed-*/corpus/*.jsonl"))
+    assert {p.name for p in corpora} >= {"entity.en+zh.jsonl", "fact.en-zh.jsonl", "fact.zh-en.jsonl"}
+    for path in corpora:
         for line in path.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
             assert not held.intersection(e["concept"] for e in rec.get("entities", [])), path.name
@@ -184,3 +210,11 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
                 texts = {"zh" if rec["lang"] == "en" else "en": rec["text"]}  # the other language must not occur
             for lang, t in texts.items():
                 assert not any(world.concepts[c].names[lang] in t.lower() for c in held), (path.name, rec["id"])
+    # the demo's pipeline, run by hand for one seed: every step is already done
+    proc = subprocess.run(
+        [sys.executable, "-m", "kbioxlm", "pipeline", "--config", str(work / "pipeline.yaml"), "--seed", "14",
+         "--out", str(work / "seed-14")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped (done" in proc.stdout and "$ kbioxlm" not in proc.stdout

@@ -269,6 +269,33 @@ def test_variables_shared_default_and_errors(tmp_path: Path, monkeypatch: pytest
         load_pipeline_config(p)
 
 
+def test_seed_override_typed_seed_and_given_holdout(tmp_path: Path) -> None:
+    """``--seed`` replaces the config's seed (``${seed}`` alone is that integer, inside text it is
+    text); ``holdout.concepts`` is a given list: no ``kb.split`` step, the file excludes and probes."""
+    (tmp_path / "held.txt").write_text("C1\n", encoding="utf-8")
+    (tmp_path / "kb.tsv").write_text("id\tlang\tname\nC1\ten\tx\n", encoding="utf-8")
+    (tmp_path / "bench.yaml").write_text("models: [m]\ntasks: [ade]\n", encoding="utf-8")
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "out: run-${seed}\nseed: 7\nbase_model: m\nkb: {tsv: [{concepts: kb.tsv}]}\n"
+        "holdout: {concepts: held.txt}\nprobe: true\n"
+        "benchmark: {config: bench.yaml, overrides: {seeds: ['${seed}'], dir: 'b-${seed}'}}\n",
+        encoding="utf-8",
+    )
+    cfg = load_pipeline_config(p, seed=11)
+    assert cfg.seed == 11 and cfg.out == tmp_path / "run-11"
+    assert cfg.benchmark is not None and cfg.benchmark["overrides"] == {"seeds": [11], "dir": "b-11"}
+    steps = {s.name: s for s in build_plan(cfg)}
+    assert "kb.split" not in steps and cfg.holdout == {"concepts": str(tmp_path / "held.txt")}
+    probe = steps["probe.base"]
+    assert probe.argv is not None and probe.argv[probe.argv.index("--concepts") + 1] == str(tmp_path / "held.txt")
+    assert tmp_path / "held.txt" in probe.inputs and probe.argv[probe.argv.index("--seed") + 1] == "11"
+    assert load_pipeline_config(p).seed == 7
+    p.write_text("out: o\nbase_model: m\nkb: {tsv: [{concepts: kb.tsv}]}\nholdout: {concepts: h, fraction: 0.1}\n")
+    with pytest.raises(KbioxlmError, match=r"holdout.concepts is a given list; fraction only set a draw"):
+        load_pipeline_config(p)
+
+
 @pytest.mark.parametrize("name", ["e2e-small-cpu.yaml", "e2e-paper-gpu.yaml", "ablation-small-cpu.yaml"])
 def test_shipped_configs_plan(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped configs parse and expand into the documented steps (no file needs to exist)."""

@@ -35,6 +35,7 @@ from typing import Any
 from ..io import atomic_write, write_jsonl
 
 LANGS = ("en", "zh")
+HOLDOUT_FRACTION = 0.2  # of the diseases, held out of every pretraining record
 NER_SIZES = {"train": 240, "dev": 60, "test": 200}
 DOC_SENTENCES = 2  # sentences per monolingual document (short records: many per batch)
 
@@ -177,6 +178,18 @@ def load_relations() -> list[tuple[str, str, str]]:
     return build_world().relations
 
 
+def draw_held_out(world: World, seed: int, fraction: float = HOLDOUT_FRACTION) -> list[str]:
+    """A seeded draw of ``fraction`` of the diseases (sorted ids): the concepts held out of pretraining.
+
+    Only diseases: each is a new composition of an organ and a pathology that other diseases
+    anchor, so a model can find its translation without having seen it. A held-out drug's name has
+    no parts another concept shares: no model could find its translation.
+    """
+    diseases = sorted(c.id for c in world.concepts.values() if c.parts is not None)
+    rng = random.Random(f"heldout:{seed}")
+    return sorted(rng.sample(diseases, max(1, round(fraction * len(diseases)))))
+
+
 def _join(sents: Iterable[Sentence], lang: str) -> str:
     return ("" if lang == "zh" else " ").join(getattr(s, lang) for s in sents)
 
@@ -220,8 +233,9 @@ def write_demo_data(out: Path, seed: int = 13, held_out: Iterable[str] = ()) -> 
     """Write every demo input file under ``out``; returns their paths by role.
 
     KB files (concepts, relations, relation names), monolingual documents (one article per concept
-    and language), the aligned article pairs (``article_pairs.jsonl``) and the NER sets. Sentences
-    naming a ``held_out`` concept are left out of the article pairs (see :func:`write_parallel` for
+    and language), the aligned article pairs (``article_pairs.jsonl``), the held-out concept ids
+    (``heldout.txt``, one per line) and the NER sets. Sentences naming a ``held_out`` concept are
+    left out of the article pairs (see :func:`write_parallel` for
     the line-aligned sentences the demo's passage level reads).
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -233,6 +247,7 @@ def write_demo_data(out: Path, seed: int = 13, held_out: Iterable[str] = ()) -> 
         "docs_en": out / "docs_en.jsonl",
         "docs_zh": out / "docs_zh.jsonl",
         "pairs": out / "article_pairs.jsonl",
+        "heldout": out / "heldout.txt",
         **{f"ner_{split}_{lang}": out / f"ner_{split}_{lang}.jsonl" for split in NER_SIZES for lang in LANGS},
     }
     with atomic_write(paths["concepts"]) as fh:
@@ -258,6 +273,8 @@ def write_demo_data(out: Path, seed: int = 13, held_out: Iterable[str] = ()) -> 
             ),
         )
     held = set(held_out)
+    with atomic_write(paths["heldout"]) as fh:
+        fh.writelines(c + "\n" for c in sorted(held))
     pairs = []
     for cid, sents in world.articles.items():
         kept = [s for s in sents if not held.intersection(s.concepts)]

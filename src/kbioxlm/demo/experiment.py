@@ -11,19 +11,22 @@ bilingual world (:mod:`.data`):
 
 The untouched initialisation is the third row, ``base``. Each model is then measured on
 
-* term retrieval accuracy@1 EN→ZH and ZH→EN (:func:`kbioxlm.probe.retrieval.run_probe`) over the
-  diseases held out of every pretraining record: a held-out name can only find its translation if
-  the model learnt a shared space from the concepts the KB anchors;
-* zero-shot NER F1: fine-tuned on English, tested on Chinese (:func:`kbioxlm.tasks.finetune.run_finetune`),
+* term retrieval accuracy@1 EN→ZH and ZH→EN (``kbioxlm probe``) over the diseases held out of
+  every pretraining record: a held-out name can only find its translation if the model learnt a
+  shared space from the concepts the KB anchors;
+* zero-shot NER F1: fine-tuned on English, tested on Chinese (``kbioxlm benchmark``),
 
-once per seed (a full repeat: initialisation, both pretraining runs, probe and fine-tuning), and
-reported as mean ± sample sd over the seeds: a table on stdout, ``results.json`` and
-``results.png`` in the work folder. Every stage is a function call of the toolkit (KB import,
-split, corpus builders, pretraining, export, probe, fine-tuning). Pretraining runs and evaluations
-are independent jobs, run in parallel worker processes (one per core, at most
-:data:`MAX_WORKERS`; one torch thread each for the tiny model, which is faster than one job on
-several threads). The details of every stage go to ``<workdir>/demo.log``; stdout gets one line per
-stage with its time.
+once per seed (a full repeat: initialisation, KB, corpora, both pretraining runs, probe and
+fine-tuning), and reported as mean ± sample sd over the seeds: a table on stdout, ``results.json``
+and ``results.png`` in the work folder.
+
+The demo is a pipeline config (``resources/demo/pipeline.yaml``), run by the pipeline runner
+(:func:`kbioxlm.pipeline.runner.run_pipeline`) once per seed: this module only writes the
+pipeline's inputs (the synthetic world, a tokenizer for it, each seed's random initialisation) and
+the config with the command's settings filled in, runs the seeds side by side in worker processes
+(at most :data:`MAX_WORKERS`; one torch thread each for the tiny model, which is faster than one
+run on several threads), and aggregates what the runs' probe and benchmark steps wrote. The
+details of every step go to ``<workdir>/demo.log``; stdout gets one line per finished step.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import math
 import multiprocessing
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -46,24 +48,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 from transformers import PreTrainedTokenizerFast
 
-from ..corpus.build import run_levels
-from ..corpus.knowledge import BuildOptions
-from ..corpus.passage import run_passage
 from ..errors import KbioxlmError
 from ..hub import load_tokenizer
-from ..io import write_json
-from ..kb.split import split_concepts
-from ..kb.tsv_import import import_tsv
+from ..io import atomic_write, write_json
+from ..pipeline.runner import MARKERS, run_pipeline
 from ..plotting import label_bars
-from ..pretrain.trainer import load_pretrain_config, train
-from ..probe.retrieval import run_probe
 from ..progress import progress, quiet_transformers
-from ..tasks.finetune import FinetuneConfig, run_finetune
-from .data import build_world, demo_texts, write_demo_data, write_parallel
+from .data import build_world, demo_texts, draw_held_out, write_demo_data, write_parallel
 
 TINY_ENCODER: dict[str, Any] = {
     "hidden_size": 64,
@@ -83,10 +79,9 @@ METRIC_LABELS = {
     "term_retrieval_zh_en": "held-out terms ZH→EN acc@1",
     "ner_zero_shot_f1": "NER F1 zero-shot EN→ZH",
 }
-HOLDOUT_FRACTION = 0.2
 CJK_CHAR = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
-KB_MIX = {"mlm": 0.5, "entity": 1 / 6, "fact": 1 / 6, "passage": 1 / 6}
 MAX_WORKERS = 4
+MIN_STEP_SECONDS = 1.0  # a finished pipeline step gets a console line when it took this long
 TINY_DEFAULTS: dict[str, Any] = {"pretrain_steps": 1500, "epochs": 6, "ner_lr": 1e-3}
 REAL_DEFAULTS: dict[str, Any] = {"pretrain_steps": 100, "epochs": 3, "ner_lr": 5e-5}
 
@@ -249,72 +244,75 @@ def _init_worker(log_path: str, threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-# ---------------------------------------------------------------------------------- jobs
-def _warm_job() -> None:
-    """Nothing: submitted once per worker at the start, so the workers import torch while the
-    parent writes the data and builds the corpora."""
+# ---------------------------------------------------------------------------------- the pipeline
+def write_pipeline_config(s: DemoSettings, work: Path, steps: int, epochs: int, lr: float, real: bool) -> Path:
+    """``WORKDIR/pipeline.yaml`` (with ``ner-benchmark.yaml`` and ``pretrain.yaml`` beside it): the
+    shipped demo pipeline (``resources/demo``) with this run's settings filled in.
+
+    What the demo runs is this file, so a user can run, inspect or resume any seed of it by hand
+    (``kbioxlm pipeline --config WORKDIR/pipeline.yaml --seed S --out WORKDIR/seed-S``).
+    """
+    shipped = resources.files("kbioxlm.resources.demo")
+    cfg = yaml.safe_load(shipped.joinpath("pipeline.yaml").read_text(encoding="utf-8"))
+    bench = yaml.safe_load(shipped.joinpath("ner-benchmark.yaml").read_text(encoding="utf-8"))
+    over: dict[str, Any] = {"max_steps": steps}
+    if s.batch_size:
+        over["per_device_train_batch_size"] = s.batch_size
+    if real:  # a pretrained encoder: continued pretraining, not learning from scratch
+        assert s.model is not None
+        cfg["base_model"] = {"name": "base", "path": s.model, "tokenizer": s.tokenizer or s.model}
+        over |= {"learning_rate": 5e-5, "warmup_steps": 10, "head_learning_rate": 5e-4, "logging_steps": 5}
+    else:  # one torch thread per job: the seeds run side by side
+        over["num_threads"] = 1
+        cfg["probe"]["args"] = ["--num-threads", "1"]
+        bench["finetune"]["num_threads"] = 1
+        if s.tokenizer:
+            cfg["base_model"]["tokenizer"] = s.tokenizer
+    for stage in cfg["pretrain"]:
+        stage["overrides"] = {**stage["overrides"], **over}
+    bench["finetune"] |= {"epochs": epochs, "lr": lr}
+    head = "# Written by `kbioxlm demo` from src/kbioxlm/resources/demo/{}; relative paths are from this folder.\n"
+    for name, data in (("pipeline.yaml", cfg), ("ner-benchmark.yaml", bench)):
+        with atomic_write(work / name) as fh:
+            fh.write(head.format(name) + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    with atomic_write(work / "pretrain.yaml") as fh:
+        fh.write(shipped.joinpath("pretrain.yaml").read_text(encoding="utf-8"))
+    return work / "pipeline.yaml"
 
 
-def _init_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The seed's tiny random initialisation (the ``base`` row and both arms' start)."""
+def _seed_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One seed: its random initialisation (tiny model), then the demo pipeline into ``seed-S``;
+    returns the seed's measures, read from the probe's and the benchmark's outputs."""
     t = time.perf_counter()
-    shutil.rmtree(job["out"], ignore_errors=True)
-    path = build_tiny_model(Path(job["tokenizer"]), Path(job["out"]), job["seed"])
-    return {"model": str(path), "seconds": round(time.perf_counter() - t, 1)}
-
-
-def _pretrain_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Pretrain one arm from the seed's initialisation and export it as a Hugging Face model."""
-    from ..pretrain.export import export_checkpoint  # lazy: torch, in the job processes only (see run_demo)
-
-    t = time.perf_counter()
-    ckpt = Path(job["out"]) / "pretrain"
-    with resources.as_file(resources.files("kbioxlm.resources").joinpath("pretrain-demo.yaml")) as path:
-        cfg = load_pretrain_config(path, job["overrides"] + [f"output_dir={ckpt}"])
-    train(cfg)
-    exported = Path(job["out"]) / "model"
-    export_checkpoint(ckpt / "final", exported, tokenizer=cfg.tokenizer, overwrite=True)
-    meta = json.loads((ckpt / "final" / "kbioxlm_model.json").read_text(encoding="utf-8"))
-    log_lines = (ckpt / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
-    last = json.loads(log_lines[-1]) if log_lines else {}
+    seed, work = job["seed"], Path(job["work"])
+    if job["init"]:
+        build_tiny_model(Path(job["tokenizer"]), work / "init" / f"seed-{seed}", seed)
+    run_pipeline(work / "pipeline.yaml", out=str(work / f"seed-{seed}"), seed=seed)
     return {
-        "model": str(exported),
+        "seed": seed,
+        "arms": read_seed_results(work / f"seed-{seed}"),
         "seconds": round(time.perf_counter() - t, 1),
-        "steps": cfg.max_steps,
-        "batch_size": cfg.per_device_train_batch_size,
-        "final_loss": last.get("loss"),
-        "final_losses": {k[5:]: v for k, v in last.items() if k.startswith("loss_")},
-        "head_from_checkpoint": meta.get("head_from_checkpoint"),
     }
 
 
-def _eval_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Held-out term retrieval both ways and zero-shot EN→ZH NER of one model."""
-    t = time.perf_counter()
-    out = Path(job["out"])
-    probe = run_probe(job["model"], job["kb"], "en", "zh", out_dir=out / "probe", concepts=job["heldout"],
-                      seed=job["seed"], tokenizer=job["tokenizer"], num_threads=job["threads"])  # fmt: skip
-    data = Path(job["data"])
-    ner = run_finetune(FinetuneConfig(
-        task="ner", model=job["model"], tokenizer=job["tokenizer"], train=str(data / "ner_train_en.jsonl"),
-        dev=str(data / "ner_dev_en.jsonl"), test=str(data / "ner_test_zh.jsonl"), out=str(out / "ner"),
-        epochs=job["epochs"], lr=job["lr"], batch_size=16, max_length=64, seed=job["seed"],
-        num_threads=job["threads"], progress=False,
-    ))  # fmt: skip
-    terms = probe["term_retrieval"]
-    return {
-        "term_retrieval_en_zh": terms["en_zh"]["acc1"],
-        "term_retrieval_zh_en": terms["zh_en"]["acc1"],
-        "term_retrieval_mrr": {"en_zh": terms["en_zh"]["mrr"], "zh_en": terms["zh_en"]["mrr"]},
-        "term_retrieval_best_layer": terms["best_layer"],
-        "n_terms": terms["n"],
-        "ner_zero_shot_f1": ner["f1"],
-        "ner_precision": ner["precision"],
-        "ner_recall": ner["recall"],
-        "ner_dev_f1_en": ner["dev_f1"],
-        "ner_best_epoch": ner["best_epoch"],
-        "eval_seconds": round(time.perf_counter() - t, 1),
-    }
+def read_seed_results(out: Path) -> dict[str, dict[str, Any]]:
+    """Per arm, the measures of one seed's pipeline run in ``out``: held-out term retrieval both ways
+    (``probe/<arm>/probe.json``) and zero-shot NER (``benchmark/<arm>/results.jsonl``)."""
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in ARMS:
+        terms = json.loads((out / "probe" / arm / "probe.json").read_text(encoding="utf-8"))["term_retrieval"]
+        lines = (out / "benchmark" / arm / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        ner = json.loads(lines[-1])
+        arms[arm] = {
+            "term_retrieval_en_zh": terms["en_zh"]["acc1"],
+            "term_retrieval_zh_en": terms["zh_en"]["acc1"],
+            "term_retrieval_mrr": {"en_zh": terms["en_zh"]["mrr"], "zh_en": terms["zh_en"]["mrr"]},
+            "n_terms": terms["n"],
+            "ner_zero_shot_f1": ner["f1"],
+            "ner_precision": ner["precision"],
+            "ner_recall": ner["recall"],
+        }
+    return arms
 
 
 # ---------------------------------------------------------------------------------- the demo
@@ -336,116 +334,21 @@ def run_demo(s: DemoSettings) -> dict[str, Any]:
     steps = s.pretrain_steps or defaults["pretrain_steps"]
     epochs = s.epochs or defaults["epochs"]
     seeds = [s.seed + i for i in range(s.seeds)]
-    workers = s.workers or (1 if real else max(1, min(MAX_WORKERS, os.cpu_count() or 1)))
+    workers = s.workers or (1 if real else max(1, min(MAX_WORKERS, len(seeds))))
     threads = None if real else 1
-    # Workers start (and import torch) while this process writes the data and builds the corpora.
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_worker, initargs=(str(log_path), threads))  # fmt: skip
-    try:
-        for _ in range(workers):
-            pool.submit(_warm_job)
-        return _run(s, pool, work, log_path, real, steps, epochs, seeds, workers, threads, t_start)
-    except BaseException:  # an error or Ctrl-C: stop the running jobs too, not only the queued ones
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _run(
-    s: DemoSettings,
-    pool: cf.ProcessPoolExecutor,
-    work: Path,
-    log_path: Path,
-    real: bool,
-    steps: int,
-    epochs: int,
-    seeds: list[int],
-    workers: int,
-    threads: int | None,
-    t_start: float,
-) -> dict[str, Any]:
-    defaults = REAL_DEFAULTS if real else TINY_DEFAULTS
-    for seed in seeds:  # a fresh run: nothing of an earlier one is read back
-        shutil.rmtree(work / f"seed-{seed}", ignore_errors=True)
     print(f"kbioxlm demo: plain MLM vs knowledge anchoring from the same start "
           f"({s.model or 'a tiny random encoder'}) and budget ({steps} steps per arm), {len(seeds)} seed(s), "
-          f"{workers} parallel job(s); synthetic data; details in {log_path}", flush=True)  # fmt: skip
+          f"{workers} in parallel; synthetic data; details in {log_path}", flush=True)  # fmt: skip
 
-    # 1. data and knowledge base -------------------------------------------------------------
+    # 1. the demo's inputs: data, tokenizer, the pipeline config ---------------------------------
     t = time.perf_counter()
     with _captured(log_path):
-        data = write_demo_data(work / "data", seed=s.seed)
-        kb = work / "kb.sqlite"
-        kb.unlink(missing_ok=True)
-        counts = import_tsv(kb, concepts=data["concepts"], relations=data["relations"],
-                            relation_names=data["relation_names"])  # fmt: skip
-        split_file = work / "kb_split.txt"
-        split = split_concepts(kb, HOLDOUT_FRACTION, s.seed, ["en", "zh"], split_file)
         world = build_world()
-        # The diseases among the drawn concepts are held out: each is a new composition of an
-        # organ and a pathology that other diseases anchor. (A held-out drug's name has no parts
-        # another concept shares: no model could find its translation; it stays in training.)
-        drawn = [c for c in split_file.read_text(encoding="utf-8").split() if c]
-        held = [c for c in drawn if world.concepts[c].parts is not None]
-        heldout = work / "heldout.txt"
-        heldout.write_text("".join(c + "\n" for c in held), encoding="utf-8")
+        held = draw_held_out(world, s.seed)
         data = write_demo_data(work / "data", seed=s.seed, held_out=held)  # article pairs without them
-        par_en, par_zh, n_par, n_dropped = write_parallel(work / "data", held)
-    n_dis = sum(c.parts is not None for c in world.concepts.values())
-    _stage("data + KB", time.perf_counter() - t,
-           f"{n_dis} diseases (12 organs × 12 pathologies) + {len(world.concepts) - n_dis} drugs with EN/ZH names, "
-           f"{counts['relations']} relations; held out of all pretraining: the {len(held)} diseases among the "
-           f"{split['held_out']} concepts `kb split` drew → {heldout}")  # fmt: skip
-
-    # 2. corpora -----------------------------------------------------------------------------
-    t = time.perf_counter()
-    corpus = work / "corpus"
-    with _captured(log_path):
-        summaries = {}
-        for src, tgt in (("en", "zh"), ("zh", "en")):
-            opts = BuildOptions(
-                kb=str(kb), lang=src, target_lang=tgt, seed=s.seed, exclude_concepts=tuple(sorted(held))
-            )
-            summaries[src] = run_levels(
-                opts,
-                str(data[f"docs_{src}"]),
-                {"entity": str(corpus / f"entity_{src}.jsonl"), "fact": str(corpus / f"fact_{src}.jsonl")},
-                progress=False,
-            )
-        # context_lang="cross": every pair is EN-ZH, so no label can be read off the scripts
-        passage = run_passage(str(corpus / "passage.jsonl"), parallel=(str(par_en), str(par_zh)), lang_a="en",
-                              lang_b="zh", seed=s.seed, max_chars=160, passages_per_article=3, progress=False,
-                              context_lang="cross")  # fmt: skip
-    n_docs = sum(sm["entity"]["documents"] for sm in summaries.values())
-    switches = {d: n for sm in summaries.values() for d, n in sm["entity"].get("switches", {}).items()}
-    _stage("corpora", time.perf_counter() - t,
-           f"{n_docs} EN/ZH documents; entity level {sum(sm['entity']['records'] for sm in summaries.values())} "
-           f"records ({', '.join(f'{d} {n}' for d, n in sorted(switches.items()))} names switched), fact level "
-           f"{sum(sm['fact']['records'] for sm in summaries.values())}, passage level {passage['records']} pairs from "
-           f"{n_par} aligned sentences ({n_dropped} naming a held-out disease left out)")  # fmt: skip
-    mono = [str(data["docs_en"]), str(data["docs_zh"])]
-    entity = [str(corpus / f"entity_{lang}.jsonl") for lang in ("en", "zh")]
-    arm_files = {
-        "mlm": mono,
-        # The code-switched entity records serve both maskings the toolkit has for them: the entity
-        # task (whole entities) and, as `path#mlm`, text with words and entities masked 1:1 (paper
-        # A.1; the pipeline's `entity_mono`), where the words around a switched name are predicted
-        # from it as they are from its translation in the monolingual text.
-        "kbioxlm": mono
-        + entity
-        + [f"{p}#mlm" for p in entity]
-        + [str(corpus / f"fact_{lang}.jsonl") for lang in ("en", "zh")]
-        + [str(corpus / "passage.jsonl")],
-    }
-
-    # 3. tokenizer -----------------------------------------------------------------------------
-    t = time.perf_counter()
-    with _captured(log_path):
+        _par_en, _par_zh, n_par, n_dropped = write_parallel(work / "data", held)
         if real:
-            assert s.model is not None  # `real`: a model was given
-            tokenizer = s.tokenizer or s.model
+            tokenizer = s.tokenizer or str(s.model)
             what = f"the model's own ({tokenizer})"
         elif s.tokenizer:
             tokenizer, what = s.tokenizer, f"given ({s.tokenizer})"
@@ -453,97 +356,36 @@ def _run(
             tokenizer = str(train_demo_tokenizer(demo_texts(data), work / "tokenizer"))
             what = "the demo's English words and single Chinese characters"
         n_pieces = len(load_tokenizer(tokenizer))
-    _stage("tokenizer", time.perf_counter() - t, f"{n_pieces} pieces: {what}")
+        config = write_pipeline_config(s, work, steps, epochs, defaults["ner_lr"], real)
+    n_dis = sum(c.parts is not None for c in world.concepts.values())
+    _stage("data + pipeline config", time.perf_counter() - t,
+           f"{n_dis} diseases (12 organs × 12 pathologies) + {len(world.concepts) - n_dis} drugs with EN/ZH names; "
+           f"{len(held)} diseases held out of all pretraining ({data['heldout']}; {n_par} aligned sentences kept, "
+           f"{n_dropped} naming one left out); tokenizer: {n_pieces} pieces, {what}; → {config}")  # fmt: skip
     print(_fresh_note(real), flush=True)
+    print(f"each seed S: kbioxlm pipeline --config {config} --seed S --out {work}/seed-S (finished steps are "
+          f"skipped when the demo runs again; steps under {MIN_STEP_SECONDS:.0f} s are listed in the log only)",
+          flush=True)  # fmt: skip
 
-    # 4. jobs: pretraining (2 arms × seeds), then probe + NER of every model ----------------------
-    per_seed: dict[int, dict[str, Any]] = {seed: {"seed": seed, "arms": {}} for seed in seeds}
-    common = {"kb": str(kb), "heldout": str(heldout), "tokenizer": tokenizer, "data": str(work / "data"),
-              "epochs": epochs, "lr": defaults["ner_lr"], "threads": threads}  # fmt: skip
-
-    def eval_job(seed: int, arm: str, model: str) -> dict[str, Any]:
-        return {**common, "model": model, "seed": seed, "out": str(work / f"seed-{seed}" / arm)}
-
-    pending: dict[cf.Future, tuple[str, int, str]] = {}
-
-    def start(seed: int, base: str) -> None:
-        """Both arms of a seed from its initialisation (the long jobs first), and the base's evaluation."""
-        for arm in ("mlm", "kbioxlm"):
-            job = {
-                "out": str(work / f"seed-{seed}" / arm),
-                "overrides": _pretrain_overrides(s, base, tokenizer, arm_files[arm], steps, seed, arm),
-            }
-            pending[pool.submit(_pretrain_job, job)] = ("pretrain", seed, arm)
-        pending[pool.submit(_eval_job, eval_job(seed, "base", base))] = ("eval", seed, "base")
-
-    # The bar counts pretraining steps of all runs, read from their train_log.jsonl while they run.
-    bar = progress(total=len(seeds) * 2 * steps, desc="pretraining (all runs)", unit="step")
-    done_steps: dict[tuple[int, str], int] = {}
-
-    def advance() -> None:
-        if bar.n >= bar.total:
-            return  # closed: the evaluations that remain report one line each
-        for seed in seeds:
-            for arm in ("mlm", "kbioxlm"):
-                if done_steps.get((seed, arm)) != steps:
-                    done_steps[(seed, arm)] = _logged_step(work / f"seed-{seed}" / arm / "pretrain" / "train_log.jsonl")
-        bar.update(sum(done_steps.values()) - bar.n)
-        if bar.n >= bar.total:
-            bar.close()
-
+    # 2. one pipeline run per seed, side by side -------------------------------------------------
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_init_worker, initargs=(str(log_path), threads))  # fmt: skip
     try:
-        for seed in seeds:
-            if real:
-                start(seed, str(s.model))
-            else:
-                job = {"tokenizer": tokenizer, "out": str(work / f"seed-{seed}" / "base"), "seed": seed}
-                pending[pool.submit(_init_job, job)] = ("init", seed, "base")
-        while pending:
-            done, _ = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
-            advance()
-            for fut in done:
-                kind, seed, arm = pending.pop(fut)
-                res = fut.result()
-                rec = per_seed[seed]["arms"].setdefault(arm, {})
-                tag = f"seed {seed} {arm}"
-                if kind == "init":
-                    start(seed, res["model"])
-                    _stage(
-                        f"seed {seed}: initialisation",
-                        res["seconds"],
-                        f"random, 2 layers × 64, XLM-R architecture → {res['model']}",
-                        bar,
-                    )
-                elif kind == "pretrain":
-                    rec["pretrain"] = res
-                    done_steps[(seed, arm)] = steps
-                    pending[pool.submit(_eval_job, eval_job(seed, arm, res["model"]))] = ("eval", seed, arm)
-                    loss = (
-                        f", final loss {res['final_loss']:.2f}" if isinstance(res["final_loss"], (int, float)) else ""
-                    )
-                    fresh = ("; MLM head dense/LayerNorm started fresh (the checkpoint has no MLM head)"
-                             if res["head_from_checkpoint"] is False else "")  # fmt: skip
-                    _stage(
-                        f"{tag}: pretrain",
-                        res["seconds"],
-                        f"{res['steps']} steps × {res['batch_size']} records{loss}{fresh}",
-                        bar,
-                    )
-                else:
-                    rec.update(res)
-                    _stage(f"{tag}: probe + NER", res["eval_seconds"],
-                           f"held-out terms EN→ZH {res['term_retrieval_en_zh']:.1f}%, ZH→EN {res['term_retrieval_zh_en']:.1f}%; "
-                           f"NER zero-shot F1 {res['ner_zero_shot_f1']:.1f}", bar)  # fmt: skip
+        runs = _run_seeds(pool, work, seeds, tokenizer, steps, real)
+    except BaseException:  # an error or Ctrl-C: stop the running jobs too, not only the queued ones
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
     finally:
-        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
 
-    # 5. results ------------------------------------------------------------------------------
-    runs = [per_seed[seed] for seed in seeds]
+    # 3. results ------------------------------------------------------------------------------
     results = {"arms": _aggregate(runs), "seconds": round(time.perf_counter() - t_start, 1)}
     write_json(work / "results.json", results)
     write_json(work / "runs.json", {
         "settings": {"model": s.model, "tokenizer": tokenizer, "pretrain_steps": steps, "ner_epochs": epochs,
-                     "seeds": seeds, "workers": workers, "heldout": str(heldout), "n_heldout": len(held)},
+                     "seeds": seeds, "workers": workers, "heldout": str(data["heldout"]), "n_heldout": len(held),
+                     "pipeline": str(config)},
         "seeds": runs,
     })  # fmt: skip
     table = format_table(results, len(held), len(seeds))
@@ -554,6 +396,61 @@ def _run(
           "Synthetic data: this shows the mechanism, it is not a result (real data: docs/results-small-cpu.md).",
           flush=True)  # fmt: skip
     return results
+
+
+def _run_seeds(
+    pool: cf.ProcessPoolExecutor, work: Path, seeds: list[int], tokenizer: str, steps: int, real: bool
+) -> list[dict[str, Any]]:
+    """Every seed's pipeline in the pool; one line per finished step of a second or more (read from
+    the runner's markers; every step is in the log) and a bar over the pretraining steps of all runs
+    (read from their ``train_log.jsonl``)."""
+    pending = {
+        pool.submit(_seed_job, {"seed": seed, "work": str(work), "tokenizer": tokenizer, "init": not real}): seed
+        for seed in seeds
+    }
+    bar = progress(total=len(seeds) * 2 * steps, desc="pretraining (all runs)", unit="step")
+    reported: set[tuple[int, str]] = set()
+    results: dict[int, dict[str, Any]] = {}
+    started = time.time()
+
+    def report() -> None:
+        fresh = []  # markers of steps this demo finished (a step an earlier run finished is skipped)
+        for seed in seeds:
+            for marker in (work / f"seed-{seed}" / MARKERS).glob("*.json"):
+                if (seed, marker.stem) in reported or marker.stat().st_mtime < started:
+                    continue
+                try:
+                    rec = json.loads(marker.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue  # being written
+                if rec.get("status") == "done":
+                    reported.add((seed, marker.stem))
+                    fresh.append((marker.stat().st_mtime, seed, marker.stem, float(rec.get("seconds", 0.0))))
+        for _t, seed, step, secs in sorted(fresh):
+            if secs >= MIN_STEP_SECONDS:  # the quick ones (KB, corpora, exports) are in demo.log
+                _stage(f"seed {seed}: {step}", secs, "", bar)
+        if bar.n < bar.total:
+            logged = sum(
+                _logged_step(work / f"seed-{seed}" / "pretrain" / arm / "train_log.jsonl")
+                for seed in seeds
+                for arm in ("mlm", "kbioxlm")
+            )
+            bar.update(min(logged, bar.total) - bar.n)
+
+    try:
+        while pending:
+            done, _ = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+            report()
+            for fut in done:
+                seed = pending.pop(fut)
+                results[seed] = fut.result()
+                _stage(f"seed {seed}: done", results[seed]["seconds"],
+                       "held-out terms EN→ZH / ZH→EN, NER F1: " + "; ".join(
+                           f"{arm} {m['term_retrieval_en_zh']:.1f} / {m['term_retrieval_zh_en']:.1f}, "
+                           f"{m['ner_zero_shot_f1']:.1f}" for arm, m in results[seed]["arms"].items()), bar)  # fmt: skip
+    finally:
+        bar.close()
+    return [results[seed] for seed in seeds]
 
 
 def _logged_step(path: Path) -> int:
@@ -576,28 +473,6 @@ def _fresh_note(real: bool) -> str:
         "for fine-tuning (no checkpoint has them); the probe and NER leave the MLM head (lm_head.*) and the "
         "pooler unused (transformers' load reports about these are silenced)"
     )
-
-
-def _pretrain_overrides(
-    s: DemoSettings, base: str, tokenizer: str, files: list[str], steps: int, seed: int, arm: str
-) -> list[str]:
-    """``key=value`` settings over ``resources/pretrain-demo.yaml``: the arms differ in data and mix only."""
-    overrides = [
-        f"model={base}",
-        f"tokenizer={tokenizer}",
-        f"max_steps={steps}",
-        f"seed={seed}",
-        "train_files=" + ",".join(files),
-        "mix=" + json.dumps({"mlm": 1.0} if arm == "mlm" else KB_MIX),
-        "overwrite_output_dir=true",
-    ]
-    if s.model:  # a pretrained encoder: continued pretraining, not learning from scratch
-        overrides += ["learning_rate=5e-5", "warmup_steps=10", "head_learning_rate=5e-4", "logging_steps=5"]
-    else:
-        overrides.append("num_threads=1")
-    if s.batch_size:
-        overrides.append(f"per_device_train_batch_size={s.batch_size}")
-    return overrides
 
 
 # ---------------------------------------------------------------------------------- aggregation

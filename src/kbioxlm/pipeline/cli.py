@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 
 from ..cliutil import add_print_config, print_config
 
@@ -35,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="value of ${shared} (default: $KBIOXLM_SHARED, else ../shared beside the project holding the config)",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="replaces the config's seed (${seed} too): one repeat of the whole pipeline, best into its own --out",
+    )
     p.add_argument("--only", action="append", metavar="STEP,...", help="run only these steps (names or prefixes)")
     p.add_argument("--force", action="append", metavar="STEP,...", help="redo these steps even if finished")
     p.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
@@ -46,39 +51,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from .config import load_pipeline_config
     from .plan import build_plan
-    from .runner import Runner, check_force, select_steps
+    from .runner import run_pipeline
 
-    cfg = load_pipeline_config(args.config, out=args.out, shared=args.shared)
-    if args.print_config:
-        return print_config({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("path", "anchor")})
-    steps = build_plan(cfg)
-    if args.list:
-        for s in steps:
+    if args.print_config or args.list:
+        cfg = load_pipeline_config(args.config, out=args.out, shared=args.shared, seed=args.seed)
+        if args.print_config:
+            return print_config({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("path", "anchor")})
+        for s in build_plan(cfg):
             print(f"{s.name:32s} {s.title}")
         return 0
-    force = _names(args.force)
-    check_force(steps, force)
-    selected = select_steps(steps, _names(args.only))
-    cmd = ["kbioxlm", "pipeline", "--config", args.config]
-    if args.out is not None:
-        cmd += ["--out", args.out]
-    if args.shared is not None:
-        cmd += ["--shared", args.shared]
-    runner = Runner(steps, cfg.out, shlex.join(cmd), dry_run=args.dry_run, force=force, anchor=cfg.anchor)
-    print(
-        f"pipeline {cfg.name}: {len(selected)} of {len(steps)} steps, output in {cfg.out}"
-        f"{' (dry run: nothing is executed)' if args.dry_run else ''}",
-        flush=True,
-    )
-    outcomes = runner.run(selected)
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    secs = sum(o.seconds for o in outcomes)
-    print(
-        "\npipeline: "
-        + ", ".join(f"{n} {k}" for k, n in counts.items())
-        + ("" if args.dry_run else f" in {secs:.0f} s; step timings in {cfg.out / 'timings.json'}"),
-        flush=True,
+    run_pipeline(
+        args.config,
+        out=args.out,
+        shared=args.shared,
+        seed=args.seed,
+        only=_names(args.only),
+        force=_names(args.force),
+        dry_run=args.dry_run,
     )
     return 0

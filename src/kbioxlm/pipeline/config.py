@@ -70,7 +70,7 @@ DEFAULT_LEVELS = ("entity", "fact", "passage")  # `align` (synonym pairs, not in
 TRAIN_KEYS = ("entity", "fact", "passage", "align", "mono", "entity_mono")
 STAGE_KEYS = {"name", "config", "model", "tokenizer", "train", "overrides", "launcher", "export_args"}
 BENCH_KEYS = {"config", "compare", "overrides", "names", "extra_models", "dir"}
-HOLDOUT_KEYS = {"fraction", "max_concepts", "seed", "langs", "args"}
+HOLDOUT_KEYS = {"fraction", "max_concepts", "seed", "langs", "args", "concepts"}
 PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "langs", "compare", "args"}
 RESERVED_STAGE_NAMES = {"base", "report"}  # `report` would clash with benchmark.report / probe.report
 
@@ -103,6 +103,21 @@ class PipelineConfig:
     anchor: Path | None = None  # fingerprints spell paths relative to this folder (kbioxlm.paths.anchor)
 
 
+def _seed_values(value: Any, seed: int) -> Any:
+    """``value`` with every string that is exactly ``${seed}`` replaced by the seed as an integer.
+
+    Why: substitution gives text, and a setting that must be a number (a benchmark's ``seeds``, a
+    pretraining override) would otherwise receive ``"13"``; inside longer text ``${seed}`` stays text.
+    """
+    if value == "${seed}":
+        return seed
+    if isinstance(value, list):
+        return [_seed_values(v, seed) for v in value]
+    if isinstance(value, dict):
+        return {k: _seed_values(v, seed) for k, v in value.items()}
+    return value
+
+
 def _as_list(value: Any, what: str) -> list[Any]:
     if value is None:
         return []
@@ -127,9 +142,13 @@ def _args(value: Any, what: str) -> list[str]:
 
 
 def load_pipeline_config(
-    path: str | os.PathLike[str], out: str | None = None, shared: str | None = None
+    path: str | os.PathLike[str], out: str | None = None, shared: str | None = None, seed: int | None = None
 ) -> PipelineConfig:
-    """Read, substitute and validate a pipeline config; every problem is one ``file[:line]: reason``."""
+    """Read, substitute and validate a pipeline config; every problem is one ``file[:line]: reason``.
+
+    ``seed`` replaces the config's ``seed`` (``kbioxlm pipeline --seed``): one repeat of the whole
+    pipeline, into its own ``out``, as the demo runs one per seed.
+    """
     p = Path(path)
     raw, lines = read_mapping(
         p, missing="no such pipeline config", not_mapping="a pipeline config must be a YAML mapping", allow_empty=False
@@ -140,9 +159,10 @@ def load_pipeline_config(
     raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
     check_keys(raw, TOP_KEYS, src, lines)
 
-    seed = raw.get("seed", 13)
+    seed = raw.get("seed", 13) if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise KbioxlmError(f"{src}: seed must be an integer")
+    raw = _seed_values(raw, seed)
     base_dir = paths.config_dir(p)
     variables: dict[str, str] = {
         "shared": str(paths.absolute(shared)) if shared else default_shared(p),
@@ -420,6 +440,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(bench.get("overrides"), dict):
             bench["overrides"] = paths.resolve_benchmark_paths(bench["overrides"], base)
         d["benchmark"] = bench
+    holdout = d.get("holdout")
+    if isinstance(holdout, dict) and isinstance(holdout.get("concepts"), str):
+        d["holdout"] = {**holdout, "concepts": paths.resolve_file(holdout["concepts"], base)}
     probe = d.get("probe")
     if isinstance(probe, dict):
         for key in ("parallel", "compare"):
@@ -441,12 +464,18 @@ def _int_or_none(value: Any, what: str, minimum: int) -> int | None:
 
 
 def _holdout(raw: Any, seed: int, languages: list[str], src: str) -> dict[str, Any] | None:
-    """``holdout:`` → the settings of ``kb split`` (``None`` when absent or false; ``true`` = defaults)."""
+    """``holdout:`` → the settings of ``kb split`` (``None`` when absent or false; ``true`` = defaults),
+    or ``{"concepts": FILE}``: a given list of concept ids held out as it is (no ``kb split`` step)."""
     if raw is None or raw is False:
         return None
     if raw is True:
         raw = {}
     check_keys(raw, HOLDOUT_KEYS, f"{src}: holdout")
+    if raw.get("concepts") is not None:  # a given list: no draw
+        drawn = sorted({"fraction", "max_concepts", "seed", "langs", "args"} & set(raw))
+        if drawn:
+            raise KbioxlmError(f"{src}: holdout.concepts is a given list; {', '.join(drawn)} only set a draw")
+        return {"concepts": str(raw["concepts"])}
     fraction = raw.get("fraction", 0.1)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise KbioxlmError(f"{src}: holdout.fraction must be a number in (0, 1], e.g. 0.1")

@@ -9,7 +9,7 @@ skip finished steps and to redo a step when anything it reads has changed.
 Step names (``--only`` / ``--force`` take names or dotted prefixes such as ``kb`` or ``corpus.fact``):
 
     kb.umls[.N]  kb.obo.<stem>  kb.icd10[.N]  kb.tsv.<stem>  kb.pairs.<src>-<tgt>  kb.stats
-    kb.split  (held-out concepts, with ``holdout:``)
+    kb.split  (held-out concepts, with ``holdout:``; none with ``holdout.concepts``, a given list)
     docs.<lang>  docs.<a>+<b>  (the documents of both languages in one file)
     corpus.entity.<a>+<b>  corpus.fact.<src>-<tgt>  corpus.align.<a>-<b>  corpus.passage.<source>
     (with ``corpus.target_langs``: corpus.entity.<a>-<x>+<y>+...  corpus.fact.<a>-<x>+<y>+...  corpus.align.<a>-<x>+<y>+...)
@@ -218,9 +218,11 @@ def build_plan(cfg: PipelineConfig) -> list[Step]:
             )
         )
     heldout: Path | None = None
-    if cfg.holdout is not None:
-        if not have_kb:
-            raise KbioxlmError(f"{cfg.path}: holdout needs a knowledge base (kb: ...) to split")
+    if cfg.holdout is not None and not have_kb:
+        raise KbioxlmError(f"{cfg.path}: holdout needs a knowledge base (kb: ...) to split")
+    if cfg.holdout is not None and "concepts" in cfg.holdout:  # a given list: an input, no step
+        heldout = Path(cfg.holdout["concepts"])
+    elif cfg.holdout is not None:
         ho = cfg.holdout
         heldout = out / "kb" / "heldout.txt"
         argv = [

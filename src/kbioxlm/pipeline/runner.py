@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import io
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -40,7 +41,8 @@ from typing import Any
 from ..errors import KbioxlmError
 from ..io import atomic_write, write_json
 from ..paths import portable
-from .plan import Step, remove_paths
+from .config import load_pipeline_config
+from .plan import Step, build_plan, remove_paths
 from .stages import run_stage
 
 HASH_LIMIT = 64 << 20  # larger files: their hash is cached by (size, mtime) in HASHES
@@ -381,3 +383,53 @@ def check_force(steps: list[Step], force: list[str]) -> None:
     unknown = [f for f in force if not any(matches(n, [f]) for n in names)]
     if unknown:
         raise KbioxlmError(f"--force: no step matches {', '.join(unknown)} (steps: {', '.join(names)})")
+
+
+def run_pipeline(
+    config: str | Path,
+    *,
+    out: str | None = None,
+    shared: str | None = None,
+    seed: int | None = None,
+    only: list[str] | None = None,
+    force: list[str] | None = None,
+    dry_run: bool = False,
+    stream: Any = None,
+) -> list[Outcome]:
+    """Run (or, with ``dry_run``, print) the steps of the pipeline config at ``config``: what
+    ``kbioxlm pipeline`` does, as a function for the commands built on it (``kbioxlm demo``).
+
+    ``out``, ``shared`` and ``seed`` replace the config's (:func:`~.config.load_pipeline_config`);
+    ``only`` / ``force`` take step names or prefixes. The steps' headers and commands go to
+    ``stream`` (default stdout), with a first and a last summary line.
+    """
+    stream = stream or sys.stdout
+    cfg = load_pipeline_config(config, out=out, shared=shared, seed=seed)
+    steps = build_plan(cfg)
+    force = list(force or [])
+    check_force(steps, force)
+    selected = select_steps(steps, list(only or []))
+    cmd = ["kbioxlm", "pipeline", "--config", str(config)]
+    for flag, value in (("--out", out), ("--shared", shared), ("--seed", seed)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    runner = Runner(steps, cfg.out, shlex.join(cmd), dry_run=dry_run, force=force, stream=stream, anchor=cfg.anchor)
+    print(
+        f"pipeline {cfg.name}: {len(selected)} of {len(steps)} steps, output in {cfg.out}"
+        f"{' (dry run: nothing is executed)' if dry_run else ''}",
+        file=stream,
+        flush=True,
+    )
+    outcomes = runner.run(selected)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    secs = sum(o.seconds for o in outcomes)
+    print(
+        "\npipeline: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + ("" if dry_run else f" in {secs:.0f} s; step timings in {cfg.out / 'timings.json'}"),
+        file=stream,
+        flush=True,
+    )
+    return outcomes

@@ -36,6 +36,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokeni
 from ..errors import KbioxlmError, where
 from ..io import check_output_dir, iter_jsonl, make_temp_dir, read_text, replace_dir, write_marker
 from ..modelcard import TAGS, base_license, card_base_model, render, table
+from .data import parse_train_files
 from .vocab import remap_special_token_ids
 from .model import (
     VOCAB_MAP_FILE,
@@ -459,10 +460,7 @@ def _model_card(
     """The export's model card: ``ModelCardData`` metadata (languages, base licence, base model,
     datasets, ``fill-mask``) and the numbers the run measured (held-out pretraining metrics from
     eval.jsonl; probe and benchmark tables when given), so the card says what the model does."""
-    files = settings.get("train_files") or settings.get("files")
-    if isinstance(files, str):
-        files = [f for f in files.split(",") if f]
-    files = [str(f) for f in files or []]
+    files = [str(f.path) for f in parse_train_files(settings.get("train_files") or settings.get("files"))]
     steps = settings.get("global_step") or settings.get("max_steps")
     base = summary["base_model"]
     data = ModelCardData(
