@@ -269,7 +269,7 @@ def test_variables_shared_default_and_errors(tmp_path: Path, monkeypatch: pytest
         load_pipeline_config(p)
 
 
-def test_seed_override_typed_seed_and_given_holdout(tmp_path: Path) -> None:
+def test_seed_override_typed_seed_and_given_holdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--seed`` replaces the config's seed (``${seed}`` alone is that integer, inside text it is
     text); ``holdout.concepts`` is a given list: no ``kb.split`` step, the file excludes and probes."""
     (tmp_path / "held.txt").write_text("C1\n", encoding="utf-8")
@@ -291,6 +291,9 @@ def test_seed_override_typed_seed_and_given_holdout(tmp_path: Path) -> None:
     assert probe.argv is not None and probe.argv[probe.argv.index("--concepts") + 1] == str(tmp_path / "held.txt")
     assert tmp_path / "held.txt" in probe.inputs and probe.argv[probe.argv.index("--seed") + 1] == "11"
     assert load_pipeline_config(p).seed == 7
+    # the command line: --seed reaches the steps' commands
+    assert main(["pipeline", "--config", str(p), "--seed", "11", "--dry-run"]) == 0
+    assert f"$ kbioxlm probe --model m --kb {tmp_path}/run-11/kb/kb.sqlite" in capsys.readouterr().out
     p.write_text("out: o\nbase_model: m\nkb: {tsv: [{concepts: kb.tsv}]}\nholdout: {concepts: h, fraction: 0.1}\n")
     with pytest.raises(KbioxlmError, match=r"holdout.concepts is a given list; fraction only set a draw"):
         load_pipeline_config(p)

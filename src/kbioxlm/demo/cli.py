@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "bilingual data: plain whole-word MLM on the monolingual texts, and knowledge anchoring (MLM + "
             "entity + fact + passage levels) on the same texts. Measure both and the untouched initialisation "
             "on term retrieval EN→ZH / ZH→EN over concepts held out of pretraining and on zero-shot EN→ZH NER, "
-            "over several seeds. Writes WORKDIR/results.json, results.png, results.md and demo.log."
+            "over several seeds. The demo is a pipeline config (resources/demo/pipeline.yaml, written with these "
+            "settings to WORKDIR/pipeline.yaml) run once per seed into WORKDIR/seed-S; running it again skips "
+            "what finished. Writes WORKDIR/results.json, results.png, results.md and demo.log."
         ),
     )
     p.add_argument("--workdir", default="runs/demo", help="where every intermediate file goes (default: runs/demo)")
@@ -40,7 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="NER fine-tuning epochs (default 10; 3 with --model)")
     p.add_argument("--seed", type=int, default=13, help="first seed; the others follow it (default 13)")
     p.add_argument(
-        "--workers", type=int, default=None, help="parallel jobs (default: one per CPU core, at most 4; 1 with --model)"
+        "--workers",
+        type=int,
+        default=None,
+        help="seeds run side by side (default: one per seed, at most 4; 1 with --model)",
     )
     p.set_defaults(func=_run)
 

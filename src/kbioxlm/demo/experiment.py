@@ -96,7 +96,7 @@ class DemoSettings:
     seed: int = 13  # first seed; the others follow it
     seeds: int = 3
     batch_size: int | None = None  # pretraining batch (both arms)
-    workers: int | None = None  # parallel jobs (default: one per core, at most MAX_WORKERS; 1 with --model)
+    workers: int | None = None  # seeds side by side (default: one per seed, at most MAX_WORKERS; 1 with --model)
 
 
 # ---------------------------------------------------------------------------------- tokenizer, model
