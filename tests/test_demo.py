@@ -218,3 +218,29 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped (done" in proc.stdout and "$ kbioxlm" not in proc.stdout
+
+
+def test_written_pipeline_config_takes_given_paths_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--model ../m`` is typed from the current directory; the written config's own paths are from
+    the work folder, so the given model and tokenizer must reach it as absolute paths."""
+    import yaml
+
+    from kbioxlm.demo.experiment import DemoSettings, write_pipeline_config
+    from kbioxlm.pipeline.config import load_pipeline_config
+
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "runs" / "demo"
+    work.mkdir(parents=True)
+    s = DemoSettings(workdir="runs/demo", model="m", batch_size=4)
+    path = write_pipeline_config(s, work, steps=7, epochs=2, lr=5e-5, real=True)
+    cfg = load_pipeline_config(path, seed=21)
+    assert cfg.base_model["path"] == cfg.base_model["tokenizer"] == str(tmp_path / "m")
+    assert cfg.out == work / "seed-21" and cfg.holdout == {"concepts": str(work / "data" / "heldout.txt")}
+    assert all(st["overrides"]["max_steps"] == 7 and st["overrides"]["per_device_train_batch_size"] == 4
+               for st in cfg.pretrain)  # fmt: skip
+    bench = yaml.safe_load((work / "ner-benchmark.yaml").read_text(encoding="utf-8"))
+    assert bench["finetune"]["epochs"] == 2 and cfg.benchmark is not None
+    assert cfg.benchmark["overrides"]["seeds"] == [21]

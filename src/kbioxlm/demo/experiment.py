@@ -56,6 +56,7 @@ from transformers import PreTrainedTokenizerFast
 from ..errors import KbioxlmError
 from ..hub import load_tokenizer
 from ..io import atomic_write, write_json
+from ..paths import resolve_model
 from ..pipeline.runner import MARKERS, run_pipeline
 from ..plotting import label_bars
 from ..progress import progress, quiet_transformers
@@ -255,19 +256,21 @@ def write_pipeline_config(s: DemoSettings, work: Path, steps: int, epochs: int, 
     shipped = resources.files("kbioxlm.resources.demo")
     cfg = yaml.safe_load(shipped.joinpath("pipeline.yaml").read_text(encoding="utf-8"))
     bench = yaml.safe_load(shipped.joinpath("ner-benchmark.yaml").read_text(encoding="utf-8"))
+    # Paths typed on the command line are from the current directory; the written config's own
+    # relative paths are from its folder (the work folder), so the given ones are made absolute.
+    model, tokenizer = (resolve_model(v, Path.cwd()) if v else None for v in (s.model, s.tokenizer))
     over: dict[str, Any] = {"max_steps": steps}
     if s.batch_size:
         over["per_device_train_batch_size"] = s.batch_size
     if real:  # a pretrained encoder: continued pretraining, not learning from scratch
-        assert s.model is not None
-        cfg["base_model"] = {"name": "base", "path": s.model, "tokenizer": s.tokenizer or s.model}
+        cfg["base_model"] = {"name": "base", "path": model, "tokenizer": tokenizer or model}
         over |= {"learning_rate": 5e-5, "warmup_steps": 10, "head_learning_rate": 5e-4, "logging_steps": 5}
     else:  # one torch thread per job: the seeds run side by side
         over["num_threads"] = 1
         cfg["probe"]["args"] = ["--num-threads", "1"]
         bench["finetune"]["num_threads"] = 1
-        if s.tokenizer:
-            cfg["base_model"]["tokenizer"] = s.tokenizer
+        if tokenizer:
+            cfg["base_model"]["tokenizer"] = tokenizer
     for stage in cfg["pretrain"]:
         stage["overrides"] = {**stage["overrides"], **over}
     bench["finetune"] |= {"epochs": epochs, "lr": lr}
