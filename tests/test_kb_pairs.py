@@ -11,7 +11,7 @@ from kbioxlm.cli import main
 from kbioxlm.errors import KbioxlmError
 from kbioxlm.kb import KnowledgeBase
 from kbioxlm.kb.conll import Entity, entities, read_conll_docs
-from kbioxlm.kb.pairs import count_pairs, detokenize, mine_pairs, pair_concept_id
+from kbioxlm.kb.pairs import count_pairs, join_split_punctuation, mine_pairs, pair_concept_id
 
 
 def _conll(docs: list[tuple[str, list[tuple[str, str]]]]) -> str:
@@ -101,8 +101,8 @@ def test_mine_pairs_writes_pairs_and_concepts(pair_files: tuple[Path, Path], tmp
 
 
 def test_detokenize() -> None:
-    assert detokenize("5 - fluorouracil ( 5 - FU )") == "5-fluorouracil (5-FU)"
-    assert detokenize("TMP / SMX") == "TMP/SMX"
+    assert join_split_punctuation("5 - fluorouracil ( 5 - FU )") == "5-fluorouracil (5-FU)"
+    assert join_split_punctuation("TMP / SMX") == "TMP/SMX"
 
 
 def test_bad_conll(tmp_path: Path, pair_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

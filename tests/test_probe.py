@@ -13,7 +13,7 @@ import pytest
 from conftest import shared_path
 from kbioxlm.cli import main
 from kbioxlm.probe import retrieval_scores, run_probe
-from kbioxlm.probe.retrieval import sample_indices
+from kbioxlm.probe.retrieval import permuted_sample
 
 ADJ = ["acute", "chronic", "severe", "mild", "congenital", "recurrent", "bilateral", "progressive", "focal", "diffuse"]
 NOUN = ["fever", "cough", "anemia", "asthma", "arthritis"]
@@ -54,10 +54,10 @@ def test_retrieval_scores_identity_random_shuffled_and_ties() -> None:
 
 
 def test_sample_indices_deterministic() -> None:
-    a = sample_indices(1000, 10, seed=0)
-    assert a == sample_indices(1000, 10, seed=0) and a == sorted(a) and len(set(a)) == 10
-    assert a != sample_indices(1000, 10, seed=1)
-    assert sample_indices(5, 10, seed=0) == [0, 1, 2, 3, 4]
+    a = permuted_sample(1000, 10, seed=0)
+    assert a == permuted_sample(1000, 10, seed=0) and a == sorted(a) and len(set(a)) == 10
+    assert a != permuted_sample(1000, 10, seed=1)
+    assert permuted_sample(5, 10, seed=0) == [0, 1, 2, 3, 4]
 
 
 # ---- tiny model and KBs --------------------------------------------------------------------------

@@ -170,3 +170,17 @@ def test_release_seqcls_counts(name: str) -> None:
         assert {len(r["label"]) for r in recs} == {10}
     else:
         assert {r["label"] for r in recs} == {0, 1}
+
+
+def test_jsonl_is_told_by_name_or_first_character(tmp_path: Path) -> None:
+    """One test for every reader that takes JSON lines or a line format in the same argument."""
+    from kbioxlm.io import is_jsonl_file
+
+    (tmp_path / "a.txt").write_text('\n  {"tokens": ["x"], "tags": ["O"]}\n', encoding="utf-8")
+    (tmp_path / "b.tsv").write_text("id\tlang\tname\nC1\ten\tx\n", encoding="utf-8")
+    (tmp_path / "c.JSONL").write_text("", encoding="utf-8")
+    (tmp_path / "d.conll").write_text("", encoding="utf-8")
+    assert is_jsonl_file(tmp_path / "a.txt") and is_jsonl_file(tmp_path / "c.JSONL")
+    assert not is_jsonl_file(tmp_path / "b.tsv") and not is_jsonl_file(tmp_path / "d.conll")
+    # the readers agree: a JSONL file named .txt is read as JSON lines
+    assert read_ner(tmp_path / "a.txt", lang="en")[0]["tokens"] == ["x"]

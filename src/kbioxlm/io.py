@@ -97,6 +97,22 @@ def iter_lines(
         bar.update(pending)
 
 
+def is_jsonl_file(path: str | os.PathLike[str]) -> bool:
+    """A ``.jsonl``/``.json`` name, or a file whose first non-blank character opens a JSON object.
+
+    The one test of every reader that takes JSON lines or a line format (CoNLL, TSV) in the same
+    argument, so a JSONL file named ``.txt`` is read as what it is.
+    """
+    p = Path(path)
+    if p.suffix.lower() in (".jsonl", ".json"):
+        return True
+    for _lineno, line in iter_lines(p):
+        s = line.strip()
+        if s:
+            return s.startswith("{")
+    return False
+
+
 def read_text(path: str | os.PathLike[str]) -> str:
     """A whole UTF-8 file; a bad byte is reported as ``file:line`` (and a missing file in one line)."""
     try:

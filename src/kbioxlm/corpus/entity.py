@@ -14,9 +14,7 @@ from typing import Any
 from ..schema import EntityRecord, EntitySpan
 from .knowledge import Knowledge, KeyInfo
 from .runner import encode_record
-from .targets import pick_weighted, splitmix64
-
-_MASK64 = (1 << 64) - 1
+from .targets import MASK64, pick_weighted, splitmix64
 
 
 def sample_indices(seed: int, n: int, k: int) -> list[int]:
@@ -31,7 +29,7 @@ def sample_indices(seed: int, n: int, k: int) -> list[int]:
     """
     if not 0 <= k <= n:
         raise ValueError(f"cannot draw {k} of {n}")
-    seed &= _MASK64
+    seed &= MASK64
     taken: set[int] = set()
     for m, j in enumerate(range(n - k, n), 1):
         t = (splitmix64(seed, m) * (j + 1)) >> 64

@@ -50,13 +50,6 @@ def cjk_share(text: str) -> float:
     return len(_CJK.findall(sample)) / letters if letters else 0.0
 
 
-def detect_lang(text: str, spaced: str = "en", unspaced: str = "zh") -> str:
-    """``unspaced`` when at least 30% of the letters are CJK/kana, else ``spaced`` (EN/ZH pairs)."""
-    sample = text[:2000]
-    letters = len(_LETTER.findall(sample))
-    return unspaced if letters and len(_CJK.findall(sample)) >= 0.3 * letters else spaced
-
-
 _CJK_SPACE = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef]) +| +(?=[\u3000-\u9fff\uff00-\uffef])")
 
 
@@ -68,7 +61,7 @@ def desegment(text: str) -> str:
 _MOSES = [(" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), ("&apos;", "'"), ("&quot;", '"'), ("&amp;", "&")]
 
 
-def detokenize(text: str) -> str:
+def undo_moses_escapes(text: str) -> str:
     """Undo the Moses escapes and joiners of ParaMed's EN side (light: spacing around words stays)."""
     for a, b in _MOSES:
         text = text.replace(a, b)
@@ -167,7 +160,7 @@ def iter_parallel(
 ) -> Iterator[Article]:
     """Line-aligned files (ParaMed): consecutive lines grouped into aligned passages, ``per_article``
     passages forming one article (so ``context`` pairs exist)."""
-    fix = {lang: (desegment if is_unspaced(lang) else detokenize) for lang in (lang_a, lang_b)}
+    fix = {lang: (desegment if is_unspaced(lang) else undo_moses_escapes) for lang in (lang_a, lang_b)}
 
     def passages() -> Iterator[tuple[int, str, str]]:
         cur_a: list[str] = []

@@ -18,16 +18,16 @@ from typing import Any
 
 from ..errors import KbioxlmError
 
-_MASK64 = (1 << 64) - 1
+MASK64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
 _LANG = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 def splitmix64(seed: int, i: int) -> int:
     """Output ``i`` (``i >= 1``) of the SplitMix64 stream seeded with ``seed`` (a 64-bit integer)."""
-    z = (seed + i * _GAMMA) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z = (seed + i * _GAMMA) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
     return z ^ (z >> 31)
 
 

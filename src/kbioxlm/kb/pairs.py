@@ -33,7 +33,7 @@ _SPACE_AFTER = re.compile(r"([(\[])\s+")
 _SPACE_AROUND = re.compile(r"\s*([-/])\s*")
 
 
-def detokenize(text: str) -> str:
+def join_split_punctuation(text: str) -> str:
     """``"Stevens - Johnson syndrome"`` → ``"Stevens-Johnson syndrome"``: the English NER files are
     tokenized around punctuation, running text is not; the variant is added as an extra name."""
     return _SPACE_AROUND.sub(r"\1", _SPACE_AFTER.sub(r"\1", _SPACE_BEFORE.sub(r"\1", text)))
@@ -119,8 +119,8 @@ def mine_pairs(
         names.append((cid, source_lang, ta, 1, src))
         names.append((cid, target_lang, tb, 0, src))
         for lang, text in ((source_lang, ta), (target_lang, tb)):
-            if not is_unspaced(lang) and detokenize(text) != text:
-                names.append((cid, lang, detokenize(text), 0, src))
+            if not is_unspaced(lang) and join_split_punctuation(text) != text:
+                names.append((cid, lang, join_split_punctuation(text), 0, src))
         best = best_target.get(cid)
         if best is None or (-n, tb) < (-best[0], best[1]):
             best_target[cid] = (n, tb)

@@ -20,16 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbioxlmError
-from ..io import SkipCounter, iter_jsonl
+from ..io import SkipCounter, is_jsonl_file, iter_jsonl
 from ..schema import KNOWN_LANGS
 from .importing import BATCH_SIZE, batched, importing, iter_tsv, record_source, reject, report_skips, require_file
 
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n", ""}
-
-
-def _is_jsonl(path: Path) -> bool:
-    return path.suffix.lower() in {".jsonl", ".json"}
 
 
 def _lang(value: Any) -> str:
@@ -61,7 +57,7 @@ def _rows(
     path: Path, n_cols: tuple[int, ...], header_first: str, skip: SkipCounter | None
 ) -> Iterator[tuple[int, dict[str, Any] | list[str]]]:
     """Records (JSONL) or cell lists (TSV, header line dropped) with their line numbers."""
-    if _is_jsonl(path):
+    if is_jsonl_file(path):
         yield from iter_jsonl(path, skip=skip)
         return
     first = True

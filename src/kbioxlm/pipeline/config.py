@@ -75,11 +75,6 @@ PROBE_KEYS = {"parallel", "max_terms", "max_sentences", "models", "langs", "comp
 RESERVED_STAGE_NAMES = {"base", "report"}  # `report` would clash with benchmark.report / probe.report
 
 
-def default_shared(config: str | os.PathLike[str] | None = None) -> str:
-    """Where the shared data lives when ``--shared`` is not given (:func:`kbioxlm.paths.default_shared`)."""
-    return str(paths.default_shared(config))
-
-
 @dataclass
 class PipelineConfig:
     """The parsed config with every variable substituted (plain dicts/lists/strings below)."""
@@ -165,7 +160,7 @@ def load_pipeline_config(
     raw = _seed_values(raw, seed)
     base_dir = paths.config_dir(p)
     variables: dict[str, str] = {
-        "shared": str(paths.absolute(shared)) if shared else default_shared(p),
+        "shared": str(paths.absolute(shared) if shared else paths.default_shared(p)),
         "seed": str(seed),
     }
     if out is not None:  # typed on the command line: from the current directory

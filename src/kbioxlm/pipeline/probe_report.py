@@ -24,8 +24,7 @@ from typing import Any
 from ..errors import KbioxlmError
 from ..io import atomic_write, write_json
 from ..plotting import label_bars
-
-DASH = "–"
+from ..tasks.report import DASH
 
 
 def _get(d: Any, *keys: str) -> Any:

@@ -99,7 +99,7 @@ def load_pretrain_records(
     return pools
 
 
-def split_heldout(
+def split_eval_records(
     pools: dict[str, list[dict[str, Any]]], fraction: float, max_per_task: int, seed: int
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
     """Seeded held-out split per task: ``fraction`` of the records, at most ``max_per_task``.

@@ -48,7 +48,7 @@ from .data import (
     normalise_mix,
     parse_train_files,
     resolve_path,
-    split_heldout,
+    split_eval_records,
 )
 from .vocab import load_kept_ids
 
@@ -650,7 +650,9 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
         train_pools = pools
         held = load_pretrain_records(parse_train_files(cfg.eval_files), skip)
     else:
-        train_pools, held = split_heldout(pools, float(cfg.eval_fraction), int(cfg.eval_max_per_task), int(cfg.seed))
+        train_pools, held = split_eval_records(
+            pools, float(cfg.eval_fraction), int(cfg.eval_max_per_task), int(cfg.seed)
+        )
     if skip is not None and skip.count:
         log.warning("skipped %d invalid records, e.g. %s", skip.count, "; ".join(skip.examples))
     counts = {t: len(v) for t, v in train_pools.items()}

@@ -351,7 +351,6 @@ def trim_embedding_model(model: Any, keep: Sequence[int]) -> None:
     remap_special_token_ids(config, remap)
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 TRIM_MARKER = "kbioxlm_trim.json"
 TRIM_WHAT = "kbioxlm vocab trim output"
 

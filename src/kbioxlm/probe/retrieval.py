@@ -113,7 +113,7 @@ def _rounded(scores: dict[str, float]) -> dict[str, float]:
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-def sample_indices(n: int, k: int, seed: int) -> list[int]:
+def permuted_sample(n: int, k: int, seed: int) -> list[int]:
     """``k`` of ``range(n)`` (all when ``n <= k``), drawn by a numpy PCG64(seed) permutation; sorted."""
     if n <= k:
         return list(range(n))
@@ -381,7 +381,7 @@ def run_probe(
         if len(ids) < 2:
             raise KbioxlmError(f"{kb}: {len(ids)} concept(s) with names in both {source_lang} and {target_lang}; "
                                "term retrieval needs at least 2")  # fmt: skip
-        keep = sample_indices(len(ids), max_terms, seed)
+        keep = permuted_sample(len(ids), max_terms, seed)
         terms = (
             [src_names[i] for i in keep],
             [tgt_names[i] for i in keep],
@@ -396,7 +396,7 @@ def run_probe(
         pairs, _ = _parallel_pairs(parallel, source_lang, target_lang)
         if len(pairs) < 2:
             raise KbioxlmError("sentence retrieval needs at least 2 sentence pairs")
-        keep = sample_indices(len(pairs), max_sentences, seed)
+        keep = permuted_sample(len(pairs), max_sentences, seed)
         sents = (
             [pairs[i][0] for i in keep],
             [pairs[i][1] for i in keep],

@@ -27,9 +27,9 @@ from typing import Any
 from ..conll import DOCSTART
 from ..errors import KbioxlmError
 from ..hub import load_error
-from ..io import atomic_write, write_jsonl
+from ..io import atomic_write, is_jsonl_file, write_jsonl
 from .finetune import METRIC_NAMES, MODEL_MARKER, FinetuneConfig, _NERTask, _SeqClsTask, _evaluate
-from .readers import _sniff_jsonl, read_ner, read_seqcls
+from .readers import read_ner, read_seqcls
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,6 @@ def load_finetuned(path: str | os.PathLike[str]) -> Finetuned:
     return Finetuned(info, model.eval(), tokenizer)
 
 
-def _is_jsonl(path: Path) -> bool:
-    return path.suffix in (".jsonl", ".json") or _sniff_jsonl(path)
-
-
 def run_predict(
     model: str | os.PathLike[str],
     input: str | os.PathLike[str],
@@ -156,7 +152,7 @@ def run_predict(
     # read (and check) the input before the model loads: a bad line costs no model load
     if task_name == "ner":
         records: list[dict[str, Any]] = [dict(r) for r in read_ner(src, lang, labelled=False)]
-        in_fmt = "jsonl" if _is_jsonl(src) else "conll"
+        in_fmt = "jsonl" if is_jsonl_file(src) else "conll"
     else:
         records = [dict(r) for r in read_seqcls(src, lang, task_name, labelled=False)]
         in_fmt = "jsonl"

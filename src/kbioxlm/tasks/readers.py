@@ -14,7 +14,7 @@ from typing import Any
 
 from ..conll import iter_conll
 from ..errors import KbioxlmError, where
-from ..io import iter_jsonl, iter_lines
+from ..io import is_jsonl_file, iter_jsonl
 from ..schema import NERRecord, SeqClsRecord, check_lang, validate_ner_record
 
 
@@ -47,15 +47,6 @@ def detect_lang(text: str) -> str:
     return "zh" if han >= 0.2 * (han + latin) else "en"
 
 
-def _sniff_jsonl(path: Path) -> bool:
-    """True when the first non-blank character of the file opens a JSON object."""
-    for _lineno, line in iter_lines(path):
-        s = line.strip()
-        if s:
-            return s.startswith("{")
-    return False
-
-
 # --------------------------------------------------------------------------------------------- NER
 
 
@@ -77,7 +68,7 @@ def read_ner(path: str | os.PathLike[str], lang: str | None = None, labelled: bo
             check_lang(lang)
         except ValueError as exc:
             raise KbioxlmError(f"{p}: {exc}") from exc
-    if p.suffix in (".jsonl", ".json") or _sniff_jsonl(p):
+    if is_jsonl_file(p):
         return _read_ner_jsonl(p, lang, labelled)
     return _read_conll(p, lang, labelled)
 
@@ -240,7 +231,7 @@ def find_tag_line(path: str | os.PathLike[str], entity_type: str) -> int | None:
     """Line of the first tag of ``entity_type`` in a NER file (CoNLL: the token's line; JSONL: the record's)."""
     p = Path(path)
     tags = {f"B-{entity_type}", f"I-{entity_type}"}
-    if p.suffix in (".jsonl", ".json") or _sniff_jsonl(p):
+    if is_jsonl_file(p):
         for lineno, rec in iter_jsonl(p):
             if any(t in tags for t in rec.get("tags") or ()):
                 return lineno

@@ -27,7 +27,7 @@ _BROKEN_RE = re.compile(r"[<＜]\s*/\s*\d{1,4}(?!\d)|(?<![<＜\d])/\s*\d{1,4}\s*
 
 
 @dataclass
-class Entity:
+class MarkedEntity:
     """One gold entity: its marker number, type and source-side surface text."""
 
     n: int
@@ -41,7 +41,7 @@ class Marked:
 
     text: str  # with markers (what the backend sees)
     plain: str  # without markers (for length ratio / residue checks)
-    entities: list[Entity] = field(default_factory=list)
+    entities: list[MarkedEntity] = field(default_factory=list)
     placeholders: list[str] = field(default_factory=list)
 
 
@@ -50,13 +50,13 @@ def wrap_ner(tokens: list[str], tags: list[str], lang: str) -> Marked:
     spans = bio_spans(tags)
     text, offsets = join_tokens(tokens, lang)
     out: list[str] = []
-    ents: list[Entity] = []
+    ents: list[MarkedEntity] = []
     cur = 0
     for n, (s, e, typ) in enumerate(spans, start=1):
         cs, ce = offsets[s][0], offsets[e - 1][1]
         out.append(text[cur:cs])
         out.append(f"<{n}>{text[cs:ce]}</{n}>")
-        ents.append(Entity(n, typ, text[cs:ce]))
+        ents.append(MarkedEntity(n, typ, text[cs:ce]))
         cur = ce
     out.append(text[cur:])
     return Marked("".join(out), text, ents, PLACEHOLDER_RE.findall(text))
