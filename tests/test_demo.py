@@ -244,3 +244,12 @@ def test_written_pipeline_config_takes_given_paths_from_the_current_directory(
     bench = yaml.safe_load((work / "ner-benchmark.yaml").read_text(encoding="utf-8"))
     assert bench["finetune"]["epochs"] == 2 and cfg.benchmark is not None
     assert cfg.benchmark["overrides"]["seeds"] == [21]
+
+
+def test_demo_bad_work_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kbioxlm.cli import main
+
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    assert main(["demo", "--workdir", str(tmp_path / "a-file" / "demo"), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create the work folder" in err

@@ -329,7 +329,10 @@ def run_demo(s: DemoSettings) -> dict[str, Any]:
             raise KbioxlmError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     t_start = time.perf_counter()
     work = Path(s.workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KbioxlmError(f"{work}: cannot create the work folder ({exc.strerror})") from None
     log_path = work / "demo.log"
     log_path.write_text("", encoding="utf-8")
     real = s.model is not None
