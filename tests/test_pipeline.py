@@ -232,6 +232,38 @@ def test_only_runs_selected_steps_and_rejects_unknown(
     assert "no step matches nosuch" in capsys.readouterr().err
 
 
+def test_seeds_repeat_the_pipeline_side_by_side(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--seeds`` runs the whole config once per seed into OUT/seed-S, two at a time; each run is the
+    one ``--seed S`` makes (same outputs), its commands are in its own pipeline.log."""
+    cfg_path = _write_config(tiny, tmp_path / "pipe.yaml")
+    out = tmp_path / "rep"
+    argv = ["pipeline", "--config", str(cfg_path), "--only", "kb,docs,corpus"]
+    assert main([*argv, "--out", str(out), "--seeds", "5,6", "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 5: done" in printed and "seed 6: done" in printed and "$ kbioxlm" not in printed
+    for seed in (5, 6):
+        log = (out / f"seed-{seed}" / "pipeline.log").read_text(encoding="utf-8")
+        assert f"$ kbioxlm kb import tsv --concepts {tiny['root']}/data/kb_concepts.tsv" in log
+        assert _markers(out / f"seed-{seed}") and all(
+            m["status"] == "done" for m in _markers(out / f"seed-{seed}").values()
+        )
+    assert main([*argv, "--out", str(tmp_path / "one"), "--seed", "6"]) == 0
+    capsys.readouterr()
+    made = sorted(p.relative_to(out / "seed-6") for p in (out / "seed-6" / "corpus").rglob("*.jsonl"))
+    assert made and all((out / "seed-6" / p).read_bytes() == (tmp_path / "one" / p).read_bytes() for p in made)
+    if HAS_CORPUS:  # the seed reaches the corpus builders (here: the passage level's random pairs)
+        assert any((out / "seed-5" / p).read_bytes() != (out / "seed-6" / p).read_bytes() for p in made)
+    # runs that would share a folder, and seeds that are not integers, are one-line errors
+    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    cfg_path.write_text(yaml.safe_dump({**raw, "out": str(tmp_path / "fixed")}), encoding="utf-8")
+    assert main(["pipeline", "--config", str(cfg_path), "--seeds", "5,6"]) == 2
+    assert "would share the output folder" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--seeds", "5,x"]) == 2
+    assert "--seeds: expected integers" in capsys.readouterr().err
+
+
 def test_missing_input_fails_before_any_step(
     tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,25 +20,23 @@ once per seed (a full repeat: initialisation, KB, corpora, both pretraining runs
 fine-tuning), and reported as mean ± sample sd over the seeds: a table on stdout, ``results.json``
 and ``results.png`` in the work folder.
 
-The demo is a pipeline config (``resources/demo/pipeline.yaml``), run by the pipeline runner
-(:func:`kbioxlm.pipeline.runner.run_pipeline`) once per seed: this module only writes the
-pipeline's inputs (the synthetic world, a tokenizer for it, each seed's random initialisation) and
-the config with the command's settings filled in, runs the seeds side by side in worker processes
-(at most :data:`MAX_WORKERS`; one torch thread each for the tiny model, which is faster than one
-run on several threads), and aggregates what the runs' probe and benchmark steps wrote. The
-details of every step go to ``<workdir>/demo.log``; stdout gets one line per finished step.
+The demo is a pipeline config (``resources/demo/pipeline.yaml``), repeated once per seed by the
+pipeline's own repeat runner (:func:`kbioxlm.pipeline.repeats.run_repeats`, ``kbioxlm pipeline
+--seeds``): this module only writes the pipeline's inputs (the synthetic world, a tokenizer for it,
+each seed's random initialisation) and the config with the command's settings filled in, and
+aggregates what the runs' probe and benchmark steps wrote. The seeds run side by side (at most
+:data:`MAX_WORKERS`; one torch thread each for the tiny model, which is faster than one run on
+several threads). The details of every step go to ``<workdir>/demo.log``; stdout gets one line per
+finished step of a second or more.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import contextlib
 import json
 import logging
 import math
-import multiprocessing
-import os
 import re
 import sys
 import time
@@ -57,7 +55,7 @@ from ..errors import KbioxlmError
 from ..hub import load_tokenizer
 from ..io import atomic_write, write_json
 from ..paths import resolve_model
-from ..pipeline.runner import MARKERS, run_pipeline
+from ..pipeline.repeats import log_handlers, run_repeats
 from ..plotting import label_bars
 from ..progress import progress, quiet_transformers
 from .data import build_world, demo_texts, draw_held_out, write_demo_data, write_parallel
@@ -195,7 +193,7 @@ def _captured(log_path: Path) -> Iterator[None]:
         fh = stack.enter_context(open(log_path, "a", encoding="utf-8", buffering=1))
         stack.enter_context(contextlib.redirect_stdout(fh))
         stack.enter_context(quiet_transformers())
-        handlers = _log_handlers(fh)
+        handlers = log_handlers(fh)
         pkg = logging.getLogger("kbioxlm")
         saved = (pkg.level, pkg.propagate)
         for h in handlers:
@@ -209,40 +207,6 @@ def _captured(log_path: Path) -> Iterator[None]:
                 pkg.removeHandler(h)
             pkg.setLevel(saved[0])
             pkg.propagate = saved[1]
-
-
-def _log_handlers(fh: Any) -> list[logging.Handler]:
-    to_file = logging.StreamHandler(fh)
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    to_err = logging.StreamHandler(sys.stderr)
-    to_err.setLevel(logging.WARNING)
-    to_err.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    return [to_file, to_err]
-
-
-def _init_worker(log_path: str, threads: int | None) -> None:
-    """A job process: its log records, warnings and prints go to the demo log (the toolkit's
-    warnings also to stderr), transformers is quiet, and progress is the parent's to report."""
-    os.environ["KBIOXLM_PROGRESS"] = "off"
-    fh = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
-    sys.stdout = fh
-    pkg = logging.getLogger("kbioxlm")
-    for h in _log_handlers(fh):
-        pkg.addHandler(h)
-    pkg.setLevel(logging.INFO)
-    pkg.propagate = False
-    logging.captureWarnings(True)
-    warn_log = logging.getLogger("py.warnings")
-    warn_log.addHandler(_log_handlers(fh)[0])
-    warn_log.propagate = False
-    # lazy: torch, in the job processes only (see run_demo)
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    if threads:
-        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------------- the pipeline
@@ -281,21 +245,6 @@ def write_pipeline_config(s: DemoSettings, work: Path, steps: int, epochs: int, 
     with atomic_write(work / "pretrain.yaml") as fh:
         fh.write(shipped.joinpath("pretrain.yaml").read_text(encoding="utf-8"))
     return work / "pipeline.yaml"
-
-
-def _seed_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One seed: its random initialisation (tiny model), then the demo pipeline into ``seed-S``;
-    returns the seed's measures, read from the probe's and the benchmark's outputs."""
-    t = time.perf_counter()
-    seed, work = job["seed"], Path(job["work"])
-    if job["init"]:
-        build_tiny_model(Path(job["tokenizer"]), work / "init" / f"seed-{seed}", seed)
-    run_pipeline(work / "pipeline.yaml", out=str(work / f"seed-{seed}"), seed=seed)
-    return {
-        "seed": seed,
-        "arms": read_seed_results(work / f"seed-{seed}"),
-        "seconds": round(time.perf_counter() - t, 1),
-    }
 
 
 def read_seed_results(out: Path) -> dict[str, dict[str, Any]]:
@@ -369,21 +318,42 @@ def run_demo(s: DemoSettings) -> dict[str, Any]:
            f"{len(held)} diseases held out of all pretraining ({data['heldout']}; {n_par} aligned sentences kept, "
            f"{n_dropped} naming one left out); tokenizer: {n_pieces} pieces, {what}; → {config}")  # fmt: skip
     print(_fresh_note(real), flush=True)
-    print(f"each seed S: kbioxlm pipeline --config {config} --seed S --out {work}/seed-S (finished steps are "
-          f"skipped when the demo runs again; steps under {MIN_STEP_SECONDS:.0f} s are listed in the log only)",
-          flush=True)  # fmt: skip
+    print(f"the runs: kbioxlm pipeline --config {config} --seeds {','.join(map(str, seeds))} --jobs {workers} "
+          f"(seed S into {work}/seed-S; finished steps are skipped when the demo runs again; steps under "
+          f"{MIN_STEP_SECONDS:.0f} s are in the log only)", flush=True)  # fmt: skip
 
-    # 2. one pipeline run per seed, side by side -------------------------------------------------
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_worker, initargs=(str(log_path), threads))  # fmt: skip
+    # 2. each seed's initialisation, then one pipeline run per seed, side by side ---------------
+    if not real:
+        t = time.perf_counter()
+        with _captured(log_path):
+            for seed in seeds:
+                build_tiny_model(Path(tokenizer), work / "init" / f"seed-{seed}", seed)
+        _stage("initialisations", time.perf_counter() - t,
+               f"random, 2 layers × 64, XLM-R architecture, one per seed → {work / 'init'}")  # fmt: skip
+    # The bar counts pretraining steps of all runs, read from their train_log.jsonl while they run.
+    bar = progress(total=len(seeds) * 2 * steps, desc="pretraining (all runs)", unit="step")
+    logs = [
+        work / f"seed-{seed}" / "pretrain" / arm / "train_log.jsonl" for seed in seeds for arm in ("mlm", "kbioxlm")
+    ]
+
+    def watch() -> None:
+        if bar.n < bar.total:
+            bar.update(min(sum(_logged_step(p) for p in logs), bar.total) - bar.n)
+
     try:
-        runs = _run_seeds(pool, work, seeds, tokenizer, steps, real)
-    except BaseException:  # an error or Ctrl-C: stop the running jobs too, not only the queued ones
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        raise
+        outs = run_repeats(config, seeds, jobs=workers, log=log_path, threads=threads, watch=watch,
+                           report=lambda name, secs: _stage(name, secs, "", bar),
+                           min_seconds=MIN_STEP_SECONDS)  # fmt: skip
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    runs = []
+    for seed in seeds:
+        arms = read_seed_results(outs[seed])
+        timings = json.loads((outs[seed] / "timings.json").read_text(encoding="utf-8"))
+        runs.append({"seed": seed, "arms": arms, "seconds": timings["total_seconds"]})
+        print(f"seed {seed}: held-out terms EN→ZH / ZH→EN, NER F1: " + "; ".join(
+            f"{arm} {m['term_retrieval_en_zh']:.1f} / {m['term_retrieval_zh_en']:.1f}, {m['ner_zero_shot_f1']:.1f}"
+            for arm, m in arms.items()), flush=True)  # fmt: skip
 
     # 3. results ------------------------------------------------------------------------------
     results = {"arms": _aggregate(runs), "seconds": round(time.perf_counter() - t_start, 1)}
@@ -402,61 +372,6 @@ def run_demo(s: DemoSettings) -> dict[str, Any]:
           "Synthetic data: this shows the mechanism, it is not a result (real data: docs/results-small-cpu.md).",
           flush=True)  # fmt: skip
     return results
-
-
-def _run_seeds(
-    pool: cf.ProcessPoolExecutor, work: Path, seeds: list[int], tokenizer: str, steps: int, real: bool
-) -> list[dict[str, Any]]:
-    """Every seed's pipeline in the pool; one line per finished step of a second or more (read from
-    the runner's markers; every step is in the log) and a bar over the pretraining steps of all runs
-    (read from their ``train_log.jsonl``)."""
-    pending = {
-        pool.submit(_seed_job, {"seed": seed, "work": str(work), "tokenizer": tokenizer, "init": not real}): seed
-        for seed in seeds
-    }
-    bar = progress(total=len(seeds) * 2 * steps, desc="pretraining (all runs)", unit="step")
-    reported: set[tuple[int, str]] = set()
-    results: dict[int, dict[str, Any]] = {}
-    started = time.time()
-
-    def report() -> None:
-        fresh = []  # markers of steps this demo finished (a step an earlier run finished is skipped)
-        for seed in seeds:
-            for marker in (work / f"seed-{seed}" / MARKERS).glob("*.json"):
-                if (seed, marker.stem) in reported or marker.stat().st_mtime < started:
-                    continue
-                try:
-                    rec = json.loads(marker.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    continue  # being written
-                if rec.get("status") == "done":
-                    reported.add((seed, marker.stem))
-                    fresh.append((marker.stat().st_mtime, seed, marker.stem, float(rec.get("seconds", 0.0))))
-        for _t, seed, step, secs in sorted(fresh):
-            if secs >= MIN_STEP_SECONDS:  # the quick ones (KB, corpora, exports) are in demo.log
-                _stage(f"seed {seed}: {step}", secs, "", bar)
-        if bar.n < bar.total:
-            logged = sum(
-                _logged_step(work / f"seed-{seed}" / "pretrain" / arm / "train_log.jsonl")
-                for seed in seeds
-                for arm in ("mlm", "kbioxlm")
-            )
-            bar.update(min(logged, bar.total) - bar.n)
-
-    try:
-        while pending:
-            done, _ = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
-            report()
-            for fut in done:
-                seed = pending.pop(fut)
-                results[seed] = fut.result()
-                _stage(f"seed {seed}: done", results[seed]["seconds"],
-                       "held-out terms EN→ZH / ZH→EN, NER F1: " + "; ".join(
-                           f"{arm} {m['term_retrieval_en_zh']:.1f} / {m['term_retrieval_zh_en']:.1f}, "
-                           f"{m['ner_zero_shot_f1']:.1f}" for arm, m in results[seed]["arms"].items()), bar)  # fmt: skip
-    finally:
-        bar.close()
-    return [results[seed] for seed in seeds]
 
 
 def _logged_step(path: Path) -> int:

@@ -34,12 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="value of ${shared} (default: $KBIOXLM_SHARED, else ../shared beside the project holding the config)",
     )
-    p.add_argument(
+    seed = p.add_mutually_exclusive_group()
+    seed.add_argument(
         "--seed",
         type=int,
         default=None,
         help="replaces the config's seed (${seed} too): one repeat of the whole pipeline, best into its own --out",
     )
+    seed.add_argument(
+        "--seeds",
+        metavar="S,...",
+        default=None,
+        help="one whole run per seed, each into OUT/seed-S (with --out) or the config's out (which must name "
+        "${seed}); the runs' output goes to each one's pipeline.log, a line per finished step to the terminal",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="with --seeds: how many runs at a time (default 1)")
     p.add_argument("--only", action="append", metavar="STEP,...", help="run only these steps (names or prefixes)")
     p.add_argument("--force", action="append", metavar="STEP,...", help="redo these steps even if finished")
     p.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
@@ -59,6 +68,19 @@ def _run(args: argparse.Namespace) -> int:
             return print_config({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("path", "anchor")})
         for s in build_plan(cfg):
             print(f"{s.name:32s} {s.title}")
+        return 0
+    if args.seeds is not None:
+        from ..errors import KbioxlmError
+        from .repeats import run_repeats
+
+        try:
+            seeds = [int(x) for x in _names([args.seeds])]
+        except ValueError:
+            raise KbioxlmError(f"--seeds: expected integers such as 13,14,15, got {args.seeds!r}") from None
+        if args.dry_run or args.jobs < 1:
+            raise KbioxlmError("--seeds runs the pipeline: without --dry-run, with --jobs 1 or more")
+        run_repeats(args.config, seeds, out=args.out, shared=args.shared, jobs=args.jobs,
+                    only=_names(args.only), force=_names(args.force))  # fmt: skip
         return 0
     run_pipeline(
         args.config,
