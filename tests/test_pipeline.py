@@ -262,6 +262,8 @@ def test_seeds_repeat_the_pipeline_side_by_side(
     assert "would share the output folder" in capsys.readouterr().err
     assert main([*argv, "--out", str(out), "--seeds", "5,x"]) == 2
     assert "--seeds: expected integers" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--jobs", "2"]) == 2
+    assert "give --seeds" in capsys.readouterr().err
 
 
 def test_missing_input_fails_before_any_step(

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from ..cliutil import add_print_config, print_config
+from ..errors import KbioxlmError
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -69,8 +70,9 @@ def _run(args: argparse.Namespace) -> int:
         for s in build_plan(cfg):
             print(f"{s.name:32s} {s.title}")
         return 0
+    if args.jobs != 1 and args.seeds is None:
+        raise KbioxlmError("--jobs runs several seeds at a time: give --seeds S,...")
     if args.seeds is not None:
-        from ..errors import KbioxlmError
         from .repeats import run_repeats
 
         try:

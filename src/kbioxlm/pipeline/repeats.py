@@ -78,7 +78,11 @@ def _init_worker(log_path: str | None, threads: int | None) -> None:
 
 
 def _log_to(path: str) -> None:
-    fh = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
+    """This process's prints and ``kbioxlm`` log records go to ``path`` from now on (the log file of
+    an earlier run in this worker is closed)."""
+    if sys.stdout is not sys.__stdout__ and not sys.stdout.closed:
+        sys.stdout.close()
+    fh = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives until the next run's log
     sys.stdout = fh
     pkg = logging.getLogger("kbioxlm")
     for h in pkg.handlers[:]:
